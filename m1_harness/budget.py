@@ -12,8 +12,9 @@ One request goes through three phases (ARCHITECTURE.md, "Budget forcing, done ri
    budget cut the thinking) and generate up to the answer budget, clamped to the context, stopping
    at the task's stop strings and EOS.
 
-Every round sends all still-thinking requests to ``engine.generate`` together, and every budget is
-counted per request in token ids across rounds: ``generated + forced == len(thinking_ids) <=
+Every round sends all still-thinking requests of a group to ``engine.generate`` together (a group
+is all requests, or ``engine.round_size`` of them for an engine whose prefix cache is small), and
+every budget is counted per request in token ids across rounds: ``generated + forced == len(thinking_ids) <=
 thinking_budget``, always.
 
 Forced tokens that do not fit: forcing is applied only when the forced ids leave room for at least
@@ -28,8 +29,11 @@ rounds were forced than asked. So forcing is applied exactly as many times as th
 
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+
+from tqdm.auto import tqdm
 
 from m1_harness.engines.base import Engine, GenRequest, GenResult
 from m1_harness.markers import Markers
@@ -70,7 +74,7 @@ class Trace:
     answer_finish_reason: str = ""
     answer_stop_reason: int | str | None = None
     text: str = ""  # think_start + thinking + answer prefix + answer
-    wall_time: float = 0.0  # seconds, amortised: the batch's wall time / its requests (rounds are batched)
+    wall_time: float = 0.0  # seconds, amortised: the group's wall time / its requests (rounds are batched)
 
     @property
     def forcing_rounds(self) -> int:
@@ -82,9 +86,8 @@ class Trace:
 
     def record(self) -> dict:
         """A JSON-able summary without the (long) id lists, for trace files."""
-        d = asdict(self)
-        for k in ("prompt_ids", "thinking_ids", "answer_prefix_ids", "answer_ids"):
-            d.pop(k)
+        skip = {"prompt_ids", "thinking_ids", "answer_prefix_ids", "answer_ids"}  # asdict would deep-copy them
+        d = {f.name: copy.copy(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
         d.update(
             prompt_tokens=len(self.prompt_ids),
             thinking_tokens=self.thinking_tokens,
@@ -139,7 +142,27 @@ class BudgetForcer:
         return (self.forced_ids if tail[-1:].isspace() else self.newline_ids + self.forced_ids)
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, requests: list[BudgetRequest]) -> list[Trace]:
+    def run(self, requests: list[BudgetRequest], progress: bool = False) -> list[Trace]:
+        """All rounds of all requests, in groups of the engine's ``round_size`` (all at once if None).
+
+        An engine with a small prefix cache (transformers) keeps each row's KV cache only until
+        its next round, so it gets its requests a batch at a time, longest prompts first, through
+        every round; vLLM schedules everything itself and gets them all at once."""
+        size = getattr(self.engine, "round_size", None) or len(requests) or 1
+        order = list(range(len(requests)))
+        if size < len(requests):  # groups of similar prompt length pad little
+            order.sort(key=lambda i: -len(requests[i].prompt_ids))
+        traces: list[Trace | None] = [None] * len(requests)
+        show = progress and len(requests) > size
+        with tqdm(total=len(requests), desc="m1_budget", disable=not show) as bar:
+            for start in range(0, len(order), size):
+                group = order[start: start + size]
+                for i, trace in zip(group, self._run_group([requests[i] for i in group])):
+                    traces[i] = trace
+                bar.update(len(group))
+        return traces  # type: ignore[return-value]
+
+    def _run_group(self, requests: list[BudgetRequest]) -> list[Trace]:
         t0 = time.perf_counter()
         traces = []
         for r in requests:

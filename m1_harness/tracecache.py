@@ -108,6 +108,10 @@ class CachingEngine:
         self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
         self.eos_token_ids = getattr(engine, "eos_token_ids", None)
 
+    @property
+    def round_size(self) -> int | None:
+        return getattr(self.engine, "round_size", None)
+
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
         misses = []

@@ -83,6 +83,26 @@ def test_batch_rounds_and_per_request_budgets():
         assert t.generated_tokens + t.forced_tokens == len(t.thinking_ids) <= t.thinking_budget
 
 
+def test_groups_of_round_size_go_through_all_their_rounds_before_the_next_group():
+    scripts = {"AAA": ["a" * 50 + END], "B": ["b" + END] * 4, "CC": ["c" * 7 + END, "x" * 30]}
+    reqs = [("B", dict(thinking_budget=100, forcing=3)), ("AAA", dict(thinking_budget=20)),
+            ("CC", dict(thinking_budget=25, forcing=1))]
+    together, _ = run(scripts, reqs)
+    grouped, engine = run(scripts, reqs, round_size=2)
+    think, answer = START + "think\n", "\n" + START + "answer\n"
+    assert [[(engine.tokenizer.decode(r.prompt_ids), r.max_tokens) for r in call] for call in engine.calls] == [
+        # the two longest prompts, through every round ...
+        [("AAA" + think, 20), ("CC" + think, 25)],
+        [("CC" + think + "ccccccc\nWait", 13)],
+        [("AAA" + think + "a" * 20 + answer + "Final Answer:", 256),
+         ("CC" + think + "ccccccc\nWait" + "x" * 13 + answer + "Final Answer:", 256)],
+        # ... then the next group
+        [("B" + think, 100)], [("B" + think + "b\nWait", 94)], [("B" + think + "b\nWait" * 2, 88)],
+        [("B" + think + "b\nWait" * 3, 82)], [("B" + think + "b\nWait" * 3 + "b" + answer, 256)],
+    ]
+    assert [(t.thinking_ids, t.answer_ids, t.text) for t in grouped] == [(t.thinking_ids, t.answer_ids, t.text) for t in together]
+
+
 def test_budget_zero_skips_thinking():
     (t,), engine = run({"Q": ["abc" + END]}, [("Q", dict(thinking_budget=0, forcing=2))])
     assert t.rounds == 0 and not t.hit_budget and len(engine.calls) == 1

@@ -80,6 +80,58 @@ def test_cache_cut_equals_fresh_run(engine, tmp_path, budget, forcing):
     assert [key(t) for t in cached] == [key(t) for t in budget_run(engine, budget, forcing)]
 
 
+@pytest.fixture(scope="module")
+def plain_engine(engine):
+    """The same model without the prefix cache: every call prefills its whole prompt."""
+    path = engine.model.config._name_or_path
+    return load_engine("hf", pretrained=path, batch_size=4, progress=False, dtype="float32", prefix_cache=False)
+
+
+def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine):
+    tok = engine.tokenizer
+    firsts = [GenRequest(tok.encode(p + "<|im_start|>think\n", add_special_tokens=False), 9 + k)
+              for k, p in enumerate(prompts(engine)[:3])]
+    done = engine.generate(firsts)
+    assert [r.finish_reason for r in done] == ["length"] * 3
+    extras = [tok.encode(s, add_special_tokens=False) for s in ("\nWait", "\n<|im_start|>answer\n", "!")]
+    assert [len(e) for e in extras] == [2, 5, 1]
+    follow = [GenRequest(f.prompt_ids + r.token_ids + e, 8) for f, r, e in zip(firsts, done, extras)]
+    cached, prefilled = engine.prompt_ids_cached, engine.prompt_ids_prefilled
+    assert engine.generate(follow) == plain_engine.generate(follow)
+    # Rows 0 and 1 stopped before the batch did, so the model saw all their ids; row 2 ended the
+    # call, its last id never fed (no KV). Uncached suffixes: 2, 5, 1 + 1. Rows are right-aligned,
+    # so each prefills the longest of them, 5 ids, and takes the rest of its prompt from the cache.
+    assert engine.prompt_ids_prefilled - prefilled == 3 * 5
+    assert engine.prompt_ids_cached - cached == sum(len(r.prompt_ids) - 5 for r in follow)
+
+
+@pytest.mark.parametrize("budget,forcing", [(8, 2), (60, 2), (64, 0), (96, 3)])
+def test_budget_loop_with_prefix_cache_equals_full_prefill(engine, plain_engine, budget, forcing):
+    cached = engine.prompt_ids_cached
+    assert [key(t) for t in budget_run(engine, budget, forcing)] == [key(t) for t in budget_run(plain_engine, budget, forcing)]
+    assert engine.prompt_ids_cached - cached > len(QUESTIONS) * budget // 2  # the answer rounds reused the thinking
+    assert len(engine.prefix_cache.entries) <= 2 * engine.batch_size
+
+
+def test_models_whose_cache_cannot_be_cut_per_row_prefill_instead(tmp_path):
+    """Sliding-window layers keep a rolling cache: the engine notices and stops keeping rows."""
+    import json
+    import shutil
+
+    src = chatty_tiny_qwen2(tmp_path / "tiny")
+    dst = tmp_path / "sliding"
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config.update(use_sliding_window=True, sliding_window=8, max_window_layers=0,
+                  layer_types=["sliding_attention"] * config["num_hidden_layers"])
+    (dst / "config.json").write_text(json.dumps(config))
+    sliding = load_engine("hf", pretrained=str(dst), batch_size=4, progress=False, dtype="float32")
+    assert sliding.round_size == 4
+    first = budget_run(sliding, 30, 1)
+    assert sliding.prefix_cache is None and sliding.round_size is None and sliding.prompt_ids_cached == 0
+    assert [key(t) for t in budget_run(sliding, 30, 1)] == [key(t) for t in first]
+
+
 def test_load_engine_names():
     from m1_harness.engines import resolve_engine_name
 

@@ -32,6 +32,8 @@ class GenResult:
 class Engine(Protocol):
     tokenizer: object  # a transformers tokenizer
     max_model_len: int
+    # Optional ``round_size``: how many requests the budget loop takes through all their rounds
+    # together; absent or None means all at once (budget.py, BudgetForcer.run).
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         """Generate every request; results in request order."""

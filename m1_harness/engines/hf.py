@@ -1,4 +1,4 @@
-"""The transformers engine: batched, left-padded ``generate`` with per-row stopping.
+"""The transformers engine: batched, left-padded ``generate`` with per-row stopping and a prefix cache.
 
 Why this shape: one ``model.generate`` call per batch keeps the KV cache for the whole round and
 costs what lm-eval's own ``hf`` model costs for the same tokens (it also calls ``generate``); a
@@ -6,9 +6,17 @@ stopping criterion that returns one flag per row lets each row end at its own st
 or ``max_tokens`` while the others go on, and records exactly where and why each row ended, so the
 returned ids never depend on what the finished rows computed afterwards (padding, other rows).
 Requests are sorted by prompt length so batches pad little; results come back in request order.
+
+The prefix cache (``_PrefixCache``) is what vLLM's prefix caching is to the vLLM engine: the budget
+loop's next round (forcing, answer) repeats the previous round's prompt and output and adds a few
+ids, so each row's KV cache is kept after a call and the next call that shares a prefix with it
+prefills only the rest. Without it the answer round would prefill prompt + thinking again, which
+costs far more than the answer itself on a CPU.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 import transformers
@@ -61,13 +69,49 @@ class _RowStopper(StoppingCriteria):
         return torch.tensor(done, device=input_ids.device)
 
 
+class _PrefixCache:
+    """The KV caches of the most recent rows: ids (1-D tensor) and per layer (keys, values) [heads, len, dim].
+
+    Entries are views into the batch cache that produced them (no copy). An entry used by a later
+    call is dropped (that call stores the longer row), and at most ``capacity`` entries are kept,
+    oldest out first, so memory stays at about one batch's KV cache.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.entries: OrderedDict[int, tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]] = OrderedDict()
+        self._next = 0
+
+    def add(self, ids: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.entries[self._next] = (ids, kv)
+        self._next += 1
+        while len(self.entries) > self.capacity:
+            self.entries.popitem(last=False)
+
+    def longest(self, prompt: torch.Tensor) -> tuple[int | None, int]:
+        """The entry sharing the longest prefix with ``prompt``, and that length (< len(prompt): one id is always fed)."""
+        best, best_n = None, 0
+        for key, (ids, _) in self.entries.items():
+            m = min(len(ids), len(prompt) - 1)
+            if m <= best_n:
+                continue
+            same = (ids[:m] == prompt[:m]).to(torch.int8)
+            n = int(same.cumprod(0).sum()) if m else 0
+            if n > best_n:
+                best, best_n = key, n
+        return best, best_n
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
 class HFEngine:
     """``generate`` token-id prompts with transformers; greedy unless ``temperature > 0``."""
 
     def __init__(self, pretrained: str, *, dtype: str = "auto", device: str | None = None,
                  batch_size: int = 8, max_model_len: int | None = None, seed: int = 42,
                  temperature: float = 0.0, top_p: float = 1.0, progress: bool = True,
-                 trust_remote_code: bool = False, **unused):
+                 trust_remote_code: bool = False, prefix_cache: bool = True, **unused):
         if unused:
             raise TypeError(f"HFEngine got arguments it does not use: {sorted(unused)}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -86,7 +130,14 @@ class HFEngine:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_token_ids[0]
         self.batch_size, self.seed, self.progress = int(batch_size), seed, progress
+        self.prefix_cache = _PrefixCache(2 * self.batch_size) if prefix_cache else None
+        self.prompt_ids_cached = self.prompt_ids_prefilled = 0  # prompt ids served by / computed past the prefix cache
         self.set_sampling(temperature, top_p)
+
+    @property
+    def round_size(self) -> int | None:
+        """Requests the budget loop should take through all their rounds together (see budget.py)."""
+        return self.batch_size if self.prefix_cache is not None else None
 
     def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0) -> None:
         """Greedy when temperature is 0 (the default); sampling is seeded once here."""
@@ -102,7 +153,8 @@ class HFEngine:
             else:
                 todo.append(i)
         todo.sort(key=lambda i: -len(requests[i].prompt_ids))
-        bar = tqdm(total=len(todo), desc="m1_budget hf", disable=not self.progress or not todo, leave=False)
+        show = self.progress and len(todo) > self.batch_size  # a single batch is the caller's progress to show
+        bar = tqdm(total=len(todo), desc="m1_budget hf", disable=not show, leave=False)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start: start + self.batch_size]
             for i, res in zip(chunk, self._batch([requests[i] for i in chunk])):
@@ -111,29 +163,95 @@ class HFEngine:
         bar.close()
         return results  # type: ignore[return-value]
 
+    def _cached_prefix(self, prompts: list[torch.Tensor]):
+        """Per row, the stored KV to start from and how many ids of it to use; None when nothing is worth it.
+
+        Rows are left-padded to a common end, so the ids still to prefill form one block of width
+        ``S`` (the longest uncached suffix): a row whose own suffix is shorter recomputes a few ids
+        of its cached prefix. Returns ``(kv per row or None, ids used per row, cache width)``.
+        """
+        if self.prefix_cache is None or not self.prefix_cache.entries:
+            return None
+        found = [self.prefix_cache.longest(p) for p in prompts]
+        width = max(len(p) for p in prompts)
+        suffix = max(len(p) - n for p, (_, n) in zip(prompts, found))
+        cache_width = width - suffix
+        if cache_width <= 0:
+            return None
+        kvs, used = [], []
+        for p, (key, n) in zip(prompts, found):
+            kvs.append(self.prefix_cache.entries[key][1] if key is not None else None)
+            used.append(max(0, len(p) - suffix) if key is not None else 0)
+        for key, _ in found:
+            self.prefix_cache.entries.pop(key, None)  # this call stores the longer row
+        return kvs, used, cache_width
+
+    def _build_cache(self, kvs, used, cache_width: int):
+        """A DynamicCache of ``cache_width`` columns: each row's first ``used`` cached ids, right-aligned."""
+        from transformers import DynamicCache
+
+        ref = next(kv for kv in kvs if kv is not None)
+        layers = []
+        for layer, (k0, v0) in enumerate(ref):
+            keys = k0.new_zeros((len(kvs), k0.shape[0], cache_width, k0.shape[2]))
+            values = v0.new_zeros((len(kvs), v0.shape[0], cache_width, v0.shape[2]))
+            for row, (kv, n) in enumerate(zip(kvs, used)):
+                if n:
+                    keys[row, :, cache_width - n:] = kv[layer][0][:, :n]
+                    values[row, :, cache_width - n:] = kv[layer][1][:, :n]
+            layers.append((keys, values))
+        return DynamicCache(layers)
+
+    def _keep_rows(self, cache, ids: torch.Tensor, first: list[int], kept: list[int]) -> None:
+        """Store each row's valid KV (its prompt and kept output, not what followed its stop)."""
+        if self.prefix_cache is None:
+            return
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        layers = getattr(cache, "layers", None)
+        if type(cache) is not DynamicCache or not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            self.prefix_cache = None  # sliding windows, linear attention, ...: rows cannot be cut out; prefill instead
+            return
+        width = layers[0].keys.shape[2]
+        for row, (a, n) in enumerate(zip(first, kept)):
+            b = min(a + n, width)
+            if b > a:
+                kv = [(layer.keys[row, :, a:b], layer.values[row, :, a:b]) for layer in layers]
+                self.prefix_cache.add(ids[row, a:b], kv)
+
     @torch.inference_mode()
     def _batch(self, reqs: list[GenRequest]) -> list[GenResult]:
         plen = max(len(r.prompt_ids) for r in reqs)
+        prompts = [torch.tensor(r.prompt_ids, dtype=torch.long) for r in reqs]
         ids = torch.full((len(reqs), plen), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(reqs), plen), dtype=torch.long)
-        for row, r in enumerate(reqs):
-            ids[row, plen - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
-            mask[row, plen - len(r.prompt_ids):] = 1
+        for row, p in enumerate(prompts):
+            ids[row, plen - len(p):] = p
+            mask[row, plen - len(p):] = 1
+        prefix = self._cached_prefix(prompts)
+        cache = self._build_cache(*prefix) if prefix else None
+        cached = sum(prefix[1]) if prefix else 0
+        self.prompt_ids_cached += cached
+        self.prompt_ids_prefilled += sum(len(p) for p in prompts) - cached
         stopper = _RowStopper(reqs, plen, self.tokenizer)
         sampling = self.temperature > 0
         config = GenerationConfig(
             max_new_tokens=max(r.max_tokens for r in reqs), do_sample=sampling,
             temperature=self.temperature if sampling else None, top_p=self.top_p if sampling else None,
             top_k=None, pad_token_id=self.pad_id, eos_token_id=None, bos_token_id=None, use_cache=True,
+            return_dict_in_generate=True,
         )
         out = self.model.generate(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config,
-            stopping_criteria=[stopper],
+            stopping_criteria=[stopper], past_key_values=cache,
         )
-        gen = out[:, plen:].tolist()
-        results = []
+        seqs = out.sequences.cpu()
+        gen = seqs[:, plen:].tolist()
+        results, kept = [], []
         for row, ended in enumerate(stopper.ended):
             n, reason, stop = ended if ended else (len(gen[row]), "length", None)
             token_ids = gen[row][:n]
+            kept.append(len(prompts[row]) + n)
             results.append(GenResult(token_ids, reason, stop, self.tokenizer.decode(token_ids, skip_special_tokens=False)))
+        self._keep_rows(out.past_key_values, seqs, [plen - len(p) for p in prompts], kept)
         return results

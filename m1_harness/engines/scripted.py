@@ -56,8 +56,8 @@ class Script:
 class ScriptedEngine:
     def __init__(self, scripts: dict[str, Script], *, think_start="<|im_start|>think\n",
                  answer_markers=("<|im_start|>answer\n", "Final Answer:", "</think>\n"),
-                 forcing_str="Wait", filler="x", max_model_len=4096):
-        self.tokenizer = CharTokenizer()
+                 forcing_str="Wait", filler="x", max_model_len=4096, round_size=None):
+        self.tokenizer, self.round_size = CharTokenizer(), round_size
         self.scripts, self.think_start, self.answer_markers = scripts, think_start, answer_markers
         self.forcing_str, self.filler, self.max_model_len = forcing_str, filler, max_model_len
         self.calls: list[list[GenRequest]] = []  # every generate() batch, for assertions
