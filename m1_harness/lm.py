@@ -49,6 +49,8 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "batch_size": ("int|auto", 8, "hf engine batch size (vLLM schedules its own)"),
     "max_batch_size": (int, None, "accepted from lm-eval, unused"),
     "device": (str, None, "hf engine device (default cuda if available, else cpu)"),
+    "prefix_cache": (bool, True, "hf engine: keep each row's KV cache between rounds, so forcing and answer "
+                     "rounds prefill only their new ids (about one batch's KV cache more memory)"),
     "seed": (int, 42, "random seed (sampling only; greedy is deterministic)"),
     "max_model_len": (int, None, "context length (default: the model's)"),
     "tensor_parallel_size": (int, 1, "vLLM tensor parallel GPUs"),
@@ -61,7 +63,8 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "cache": (str, "auto", "trace cache: on, off, or auto (on for greedy decoding, off when sampling)"),
     "cache_dir": (str, None, "trace cache folder (default: $M1_HARNESS_CACHE/traces)"),
 }
-HF_ONLY = {"batch_size", "device"}
+RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
+HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager"}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
 GEN_ALIASES = {"max_tokens_thinking": "thinking_budget", "thinking_n_ignore": "forcing",
@@ -172,7 +175,7 @@ class M1BudgetLM(LM):
                     log.warning("m1_budget: device=%s but CUDA is not available; using cpu", a["device"])
                     a["device"] = "cpu"
             bs = 16 if a["batch_size"] == AUTO else a["batch_size"]
-            self.engine = load_engine("hf", batch_size=bs, device=a["device"], **common)
+            self.engine = load_engine("hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"], **common)
         else:
             self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY})
         self.tokenizer = self.engine.tokenizer
@@ -214,6 +217,16 @@ class M1BudgetLM(LM):
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         self.loglikelihood(requests)
 
+    def reconfigure(self, **args) -> None:
+        """Change the settings that need no reload (budget, forcing, answer budget, trace file), so a
+        sweep runs every setting on one loaded model."""
+        bad = sorted(set(args) - set(RECONFIGURABLE))
+        if bad:
+            raise ValueError(f"m1_budget: {bad} cannot change without reloading the model; "
+                             f"reconfigure takes {', '.join(RECONFIGURABLE)}")
+        for k, v in args.items():
+            self.args[k] = _check(k, v, MODEL_ARGS[k][0])
+
     def _settings(self, gen_kwargs: dict) -> tuple[dict, tuple]:
         gen_kwargs = dict(gen_kwargs or {})
         unknown = sorted(set(gen_kwargs) - GEN_KWARGS)
@@ -250,7 +263,7 @@ class M1BudgetLM(LM):
             breqs = [BudgetRequest(self._prompt_ids(requests[i].args[0]), settings[i]["thinking_budget"],
                                    settings[i]["forcing"], settings[i]["answer_budget"], settings[i]["until"])
                      for i in idx]
-            for i, trace in zip(idx, forcer.run(breqs)):
+            for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm)):
                 out[i] = trace.text
                 self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
                 s = settings[i]

@@ -43,6 +43,8 @@ def test_unknown_and_ill_typed_args_list_the_valid_ones():
         M1BudgetLM()
     with pytest.raises(ValueError, match="markers='qwen'; presets: m1, think_tags"):
         M1BudgetLM(pretrained="x", markers="qwen")
+    with pytest.raises(ValueError, match="prefix_cache='maybe' is not a valid bool"):
+        M1BudgetLM(pretrained="x", prefix_cache="maybe")
 
 
 def test_loglikelihood_is_a_clear_error():
@@ -64,6 +66,28 @@ def test_generate_until_returns_whole_traces_and_writes_records(lm):
     # the same prompt templated by lm-eval (apply_chat_template) is not templated twice
     templated = lm.apply_chat_template([{"role": "user", "content": QUESTIONS[0]}])
     assert lm.generate_until([inst(templated)]) == out[:1]
+
+
+def test_prefix_cache_off_gives_the_same_traces(lm, tiny, tmp_path):
+    reqs = [inst(q, i) for i, q in enumerate(QUESTIONS)]
+    off = M1BudgetLM(pretrained=tiny, thinking_budget=40, forcing=1, prefix_cache="false", cache="off",
+                     trace_path=str(tmp_path / "t"), **FAST)
+    assert off.engine.prefix_cache is None and lm.engine.prefix_cache is not None
+    assert off.generate_until(reqs) == lm.generate_until(reqs)
+
+
+def test_reconfigure_changes_settings_without_reloading(tiny, tmp_path):
+    one = M1BudgetLM(pretrained=tiny, thinking_budget=40, cache="off", trace_path=str(tmp_path / "a.jsonl"), **FAST)
+    engine = one.engine
+    one.reconfigure(thinking_budget="6", forcing=0, trace_path=str(tmp_path / "b.jsonl"))
+    one.generate_until([inst(QUESTIONS[1])])
+    assert one.engine is engine and one.traces[0]["thinking_budget"] == 6
+    assert (tmp_path / "b.jsonl").is_file() and not (tmp_path / "a.jsonl").exists()
+    with pytest.raises(ValueError, match="\\['engine'\\] cannot change without reloading the model; "
+                                         "reconfigure takes thinking_budget, forcing, forcing_str"):
+        one.reconfigure(engine="vllm")
+    with pytest.raises(ValueError, match="forcing=-1 is not a valid int"):
+        one.reconfigure(forcing=-1)
 
 
 def test_s1_aliases_and_gen_kwargs(lm):
