@@ -170,10 +170,16 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
     monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
     from m1_harness import cli
 
+    from m1_harness.lm import M1BudgetLM
+
+    loads = []
+    real_init = M1BudgetLM.__init__
+    monkeypatch.setattr(M1BudgetLM, "__init__", lambda self, **kw: loads.append(kw) or real_init(self, **kw))
     out = tmp_path / "sw"
     argv = ["sweep", "--model_args", f"pretrained={tiny_model},engine=hf,answer_budget=8", "--tasks", "medqa",
             "--budgets", "16,32", "--output_path", str(out), "--limit", "3", "--batch_size", "3"]
     assert cli.main(argv) == 0
+    assert len(loads) == 1 and loads[0]["batch_size"] == 3  # one model for both settings
     # budget 32 ran first; budget 16's thinking came from the trace cache (cut from the 32-token traces)
     summaries = [json.loads(line.split("m1_budget: ", 1)[1].rsplit("; trace records", 1)[0])
                  for line in capfd.readouterr().err.splitlines() if line.startswith("m1_budget: {")]
@@ -181,6 +187,7 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
     assert summaries[0]["cache_hits"] == 0 and summaries[1]["cache_hits"] >= 3
     rows = json.loads((out / "sweep.json").read_text())
     assert [(r["budget"], r["forcing"], r["n"]) for r in rows] == [(16, 0, 3), (32, 0, 3)]
+    assert {(r.model_type, r.budget) for r in results.load_results([out])} == {("m1_budget", 16), ("m1_budget", 32)}
     for r in rows:
         assert r["trace_records"] == 3
         assert 0 < r["mean_thinking_tokens"] <= r["budget"]

@@ -5,7 +5,8 @@
 
 Settings run largest budget (and most forcing rounds) first: under greedy decoding every smaller
 setting's thinking is a prefix of the largest one, so m1_budget's trace cache serves it and only the
-answer phase is generated again; the sweep costs about one run at the largest setting.
+answer phase is generated again; the sweep costs about one run at the largest setting. m1_budget is
+loaded once and reconfigured per setting (other lm-eval models are built per setting by lm-eval).
 
 Each setting is an ordinary lm-eval output folder, written by lm-eval's own EvaluationTracker::
 
@@ -101,6 +102,14 @@ def save_like_lm_eval(tracker, results: dict) -> None:
                 tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
 
 
+def load_m1_budget(model_args: str, batch_size=None):
+    """m1_budget built as lm-eval's CLI builds it (``--batch_size`` passed beside the model_args)."""
+    from lm_eval.api.registry import get_model
+
+    extra = {"batch_size": batch_size} if batch_size is not None else {}
+    return get_model("m1_budget").create_from_arg_string(model_args, extra)
+
+
 def _load_lm_eval_extensions() -> None:
     """Make m1_budget and the m1 tasks visible even with the autoload hook off (as `m1-harness eval`)."""
     try:
@@ -148,11 +157,13 @@ def run_sweep(
         _load_lm_eval_extensions()
         from lm_eval import simple_evaluate as evaluate
     order = settings_order(budgets, forcings)
-    task_manager = None
+    task_manager = loaded = None
     if real_lm_eval and not all(_requested_done(setting_dir(out, b, f), tasks) for b, f in order):
         from lm_eval.tasks import TaskManager
 
         task_manager = TaskManager(include_path=include_path)  # indexed once, shared by every setting
+        if model == "m1_budget":  # loaded once, reconfigured per setting (a vLLM start-up costs minutes)
+            loaded = load_m1_budget(base, batch_size)
     for i, (budget, forcing) in enumerate(order, 1):
         folder = setting_dir(out, budget, forcing)
         tag = f"[{i}/{len(order)}] budget={budget} forcing={forcing}"
@@ -169,6 +180,9 @@ def run_sweep(
         kwargs = dict(model=model, model_args=margs, tasks=list(tasks), limit=limit, log_samples=log_samples,
                       evaluation_tracker=tracker, gen_kwargs=gen_kwargs, apply_chat_template=apply_chat_template,
                       num_fewshot=num_fewshot, task_manager=task_manager)
+        if loaded is not None:
+            loaded.reconfigure(thinking_budget=budget, forcing=forcing, trace_path=str(trace_path) if trace_path else None)
+            kwargs["model"] = loaded  # model_args stay: lm-eval records them in the results' config
         if batch_size is not None:
             kwargs["batch_size"] = batch_size
         if seed is not None:
@@ -176,6 +190,7 @@ def run_sweep(
         results = evaluate(**kwargs)
         if results is None:  # non-zero ranks under multi-process evaluation
             continue
+        results["config"]["model"] = model  # lm-eval records a loaded model by its class name
         save_like_lm_eval(tracker, results)
     rows = sweep_table(out, [setting_dir(out, b, f) for b, f in order])
     write_table(out, rows)
