@@ -234,7 +234,7 @@ class BudgetForcer:
                     stop_ids.append(ids[0])
                 else:
                     stop_strings.append(s)
-            gen.append(GenRequest(context, t.answer_budget, sorted(set(stop_ids)), stop_strings))
+            gen.append(GenRequest(context, t.answer_budget, sorted(set(stop_ids)), stop_strings, continued=False))
             todo.append(i)
         for i, res in zip(todo, self.engine.generate(gen) if gen else []):
             traces[i].answer_ids = list(res.token_ids)

@@ -110,7 +110,7 @@ def test_budget_loop_with_prefix_cache_equals_full_prefill(engine, plain_engine,
     cached = engine.prompt_ids_cached
     assert [key(t) for t in budget_run(engine, budget, forcing)] == [key(t) for t in budget_run(plain_engine, budget, forcing)]
     assert engine.prompt_ids_cached - cached > len(QUESTIONS) * budget // 2  # the answer rounds reused the thinking
-    assert len(engine.prefix_cache.entries) <= 2 * engine.batch_size
+    assert not engine.prefix_cache.entries  # every kept row was used; answer rounds keep nothing
 
 
 def test_models_whose_cache_cannot_be_cut_per_row_prefill_instead(tmp_path):

@@ -19,6 +19,7 @@ class GenRequest:
     max_tokens: int
     stop_token_ids: Sequence[int] = ()
     stop_strings: Sequence[str] = ()
+    continued: bool = True  # a later request may continue this one (engines with a prefix cache keep its KV)
 
 
 @dataclass

@@ -73,8 +73,10 @@ class _PrefixCache:
     """The KV caches of the most recent rows: ids (1-D tensor) and per layer (keys, values) [heads, len, dim].
 
     Entries are views into the batch cache that produced them (no copy). An entry used by a later
-    call is dropped (that call stores the longer row), and at most ``capacity`` entries are kept,
-    oldest out first, so memory stays at about one batch's KV cache.
+    call is dropped (that call stores the longer row), rows that nothing continues (the answer
+    round, ``GenRequest.continued``) are not kept, and at most ``capacity`` entries are, oldest out
+    first. So between the budget loop's groups nothing is held, and within one the thinking round's
+    batch cache (plus the forced rows') lives until the answer round has used it.
     """
 
     def __init__(self, capacity: int):
@@ -202,9 +204,9 @@ class HFEngine:
             layers.append((keys, values))
         return DynamicCache(layers)
 
-    def _keep_rows(self, cache, ids: torch.Tensor, first: list[int], kept: list[int]) -> None:
-        """Store each row's valid KV (its prompt and kept output, not what followed its stop)."""
-        if self.prefix_cache is None:
+    def _keep_rows(self, reqs: list[GenRequest], cache, ids: torch.Tensor, first: list[int], kept: list[int]) -> None:
+        """Store the valid KV (prompt and kept output, not what followed a stop) of each row that may be continued."""
+        if self.prefix_cache is None or not any(r.continued for r in reqs):
             return
         from transformers.cache_utils import DynamicCache, DynamicLayer
 
@@ -215,7 +217,7 @@ class HFEngine:
         width = layers[0].keys.shape[2]
         for row, (a, n) in enumerate(zip(first, kept)):
             b = min(a + n, width)
-            if b > a:
+            if b > a and reqs[row].continued:
                 kv = [(layer.keys[row, :, a:b], layer.values[row, :, a:b]) for layer in layers]
                 self.prefix_cache.add(ids[row, a:b], kv)
 
@@ -253,5 +255,5 @@ class HFEngine:
             token_ids = gen[row][:n]
             kept.append(len(prompts[row]) + n)
             results.append(GenResult(token_ids, reason, stop, self.tokenizer.decode(token_ids, skip_special_tokens=False)))
-        self._keep_rows(out.past_key_values, seqs, [plen - len(p) for p in prompts], kept)
+        self._keep_rows(reqs, out.past_key_values, seqs, [plen - len(p) for p in prompts], kept)
         return results
