@@ -463,3 +463,17 @@ def test_format_renders_the_prompt_with_a_tokenizer_chat_template(tmp_path, trai
     assert rec["prompt"].endswith("<|im_end|>\n<|im_start|>assistant\n")
     gold = f"{items[0]['answer_idx']}. {items[0]['answer']}"
     assert rec["completion"] == f"<|im_start|>think\nR.\n<|im_start|>answer\nAnswer: {gold}<|im_end|>"
+
+
+def test_format_refuses_a_tokenizer_without_chat_template_before_the_first_item(tmp_path, train_items, tiny_model):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model, plain)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    pool = _write(tmp_path / "pool.jsonl", [{**it, "teacher": {"reasoning": "R.", "answer": "A"}} for it in train_items[:2]])
+    with pytest.raises(StageError, match=f"format: tokenizer='{plain}': the tokenizer of .*plain has no chat template"):
+        _run({"stages": [{"collect": {"sources": [{"path": str(pool)}]}}, {"format": {"tokenizer": str(plain)}}]}, tmp_path)

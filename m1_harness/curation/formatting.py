@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from m1_harness.curation import Reject, Stage, StageError
 from m1_harness.markers import PRESETS
-from m1_harness.prompts import sft_completion, sft_prompt
+from m1_harness.prompts import chat_prompt, sft_completion, sft_prompt
 
 class Format(Stage):
     name = "format"
@@ -33,6 +33,10 @@ class Format(Stage):
             from transformers import AutoTokenizer
 
             self._tok = AutoTokenizer.from_pretrained(self.params["tokenizer"])
+            try:  # fail at setup, not on the first item
+                chat_prompt("", self._tok)
+            except ValueError as exc:
+                raise StageError(f"format: tokenizer={self.params['tokenizer']!r}: {exc}") from None
 
     def process(self, ctx, item):
         teacher = item.get("teacher") or {}
@@ -47,9 +51,7 @@ class Format(Stage):
             answer = f"{item['answer_idx']}. {item['answer']}"
         prompt = sft_prompt(item["question"], item["options"])
         if self._tok is not None:
-            prompt = self._tok.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
+            prompt = chat_prompt(prompt, self._tok)
         rec = {"id": item["id"], "prompt": prompt, "completion": sft_completion(reasoning, answer, self.params["markers"])}
         for k in self.params["keep_fields"] or []:
             if k in item:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m1_harness.markers import PRESETS as MARKER_PRESETS
-from m1_harness.prompts import END_OF_TURN, sft_completion, sft_prompt
+from m1_harness.prompts import END_OF_TURN, chat_prompt, sft_completion, sft_prompt
 
 log = logging.getLogger("m1_harness.training")
 
@@ -210,14 +210,10 @@ def build_completion(reasoning: str, answer: str, tokenizer, markers: str = "m1"
 
 
 def render_prompt(question: str, tokenizer) -> str:
-    if not getattr(tokenizer, "chat_template", None):
-        raise DataError(
-            f"the tokenizer of this model has no chat template; m1 trains on chat-formatted prompts "
-            f"({getattr(tokenizer, 'name_or_path', '?')})"
-        )
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-    )
+    try:
+        return chat_prompt(question, tokenizer)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def to_prompt_completion(rows: list[dict], fmt: str, source: str, tokenizer, markers: str = "m1") -> list[dict]:
