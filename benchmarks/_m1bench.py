@@ -235,6 +235,21 @@ def warm_up(engine) -> None:
     engine.generate([GenRequest(ids, 8), GenRequest(ids[:3], 8)])
 
 
+def turns(rep: int, systems: tuple[str, str]) -> tuple[str, str]:
+    """The order of two systems in repetition ``rep``: swapped every other time, because on this
+    machine the first of two back-to-back identical runs measured up to 1.3x slower than the second
+    (two identical m1_budget models, alternating, 4 pairs); use an even number of repeats."""
+    return systems if rep % 2 == 0 else systems[::-1]
+
+
+def forget_prefixes(lm) -> None:
+    """Empty the transformers engine's prefix cache, so a timed run reuses no KV of an earlier run
+    (lm-eval's ``hf`` keeps none between calls); within the run it works as it always does."""
+    cache = getattr(getattr(lm, "engine", None), "prefix_cache", None)
+    if cache is not None:
+        cache.clear()
+
+
 def release(*lms) -> None:
     """Shut down vLLM engine processes (ours or lm-eval's) so the next model has the memory."""
     import gc

@@ -88,22 +88,27 @@ def main() -> None:
         walls = {"m1_budget": [], base_name: []}
         m1_tokens, base_tokens = [], []
         for rep in range(args.repeats + 1):  # repeat 0 warms both up and is not counted
-            base_timer.reset()
-            base_count["tokens"] = 0
-            wall, _ = B.evaluate(base, args.task, limit, base_gen, apply_chat_template=True)
-            if rep:
-                times[base_name].append(base_timer.seconds)
-                cpus[base_name].append(base_timer.cpu)
-                walls[base_name].append(wall)
-                base_tokens.append(base_count["tokens"])
-            m1_timer.reset()
-            wall, _ = B.evaluate(m1, args.task, limit)
-            gen_tokens = sum(r["generated_tokens"] + r["answer_tokens"] for r in m1.traces)
-            if rep:
-                times["m1_budget"].append(m1_timer.seconds)
-                cpus["m1_budget"].append(m1_timer.cpu)
-                walls["m1_budget"].append(wall)
-                m1_tokens.append(gen_tokens)
+            gen_tokens = 0
+            for system in B.turns(rep, (base_name, "m1_budget")):
+                if system == base_name:
+                    base_timer.reset()
+                    base_count["tokens"] = 0
+                    wall, _ = B.evaluate(base, args.task, limit, base_gen, apply_chat_template=True)
+                    if rep:
+                        times[base_name].append(base_timer.seconds)
+                        cpus[base_name].append(base_timer.cpu)
+                        walls[base_name].append(wall)
+                        base_tokens.append(base_count["tokens"])
+                else:
+                    B.forget_prefixes(m1)
+                    m1_timer.reset()
+                    wall, _ = B.evaluate(m1, args.task, limit)
+                    gen_tokens = sum(r["generated_tokens"] + r["answer_tokens"] for r in m1.traces)
+                    if rep:
+                        times["m1_budget"].append(m1_timer.seconds)
+                        cpus["m1_budget"].append(m1_timer.cpu)
+                        walls["m1_budget"].append(wall)
+                        m1_tokens.append(gen_tokens)
             print(f"   rep {rep}: {base_name} {base_timer.seconds:.2f}s wall {base_timer.cpu:.2f}s cpu "
                   f"({base_count['tokens']} tok), m1_budget {m1_timer.seconds:.2f}s wall {m1_timer.cpu:.2f}s cpu "
                   f"({gen_tokens} tok)", flush=True)

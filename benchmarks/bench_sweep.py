@@ -65,19 +65,24 @@ def main() -> None:
         for rep in range(args.repeats):
             sweep._cache.db.execute("DELETE FROM gen")  # a fresh, empty trace cache per repetition
             sweep._cache.db.commit()
-            for b in budgets:  # largest first; independent and sweep runs interleaved (shared, noisy CPU)
-                t_indep.reset()
-                B.evaluate(indep, args.task, limit, {"thinking_budget": b})
-                runs_i[b].append(t_indep.cpu)
-                wall_i[b].append(t_indep.seconds)
-                ind_text[b] = list(t_indep.responses)
-                t_sweep.reset()
-                h0 = sweep._cache.hits
-                B.evaluate(sweep, args.task, limit, {"thinking_budget": b})
-                runs_s[b].append(t_sweep.cpu)
-                wall_s[b].append(t_sweep.seconds)
-                swp_text[b] = list(t_sweep.responses)
-                hits[b].append(sweep._cache.hits - h0)
+            for b in budgets:  # largest first; independent and sweep runs interleaved, first one alternating
+                for system in B.turns(rep, ("independent", "sweep")):
+                    if system == "independent":
+                        B.forget_prefixes(indep)
+                        t_indep.reset()
+                        B.evaluate(indep, args.task, limit, {"thinking_budget": b})
+                        runs_i[b].append(t_indep.cpu)
+                        wall_i[b].append(t_indep.seconds)
+                        ind_text[b] = list(t_indep.responses)
+                    else:
+                        B.forget_prefixes(sweep)
+                        t_sweep.reset()
+                        h0 = sweep._cache.hits
+                        B.evaluate(sweep, args.task, limit, {"thinking_budget": b})
+                        runs_s[b].append(t_sweep.cpu)
+                        wall_s[b].append(t_sweep.seconds)
+                        swp_text[b] = list(t_sweep.responses)
+                        hits[b].append(sweep._cache.hits - h0)
                 print(f"   rep {rep} budget {b}: independent {t_indep.cpu:.2f}s cpu {t_indep.seconds:.2f}s wall, "
                       f"sweep {t_sweep.cpu:.2f}s cpu {t_sweep.seconds:.2f}s wall "
                       f"({hits[b][-1]} cache hits)", flush=True)

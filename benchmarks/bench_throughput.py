@@ -61,8 +61,8 @@ def main() -> None:
             from m1_harness.engines.hf import HFEngine
 
             pids = set()
-            engines = {1: HFEngine(str(path), dtype="float32", device="cpu", batch_size=1, progress=False),
-                       8: HFEngine(str(path), dtype="float32", device="cpu", batch_size=8, progress=False)}
+            kw = dict(dtype="float32", device="cpu", progress=False, prefix_cache=False)  # as vLLM below
+            engines = {1: HFEngine(str(path), batch_size=1, **kw), 8: HFEngine(str(path), batch_size=8, **kw)}
         else:
             from m1_harness.engines.vllm import VLLMEngine
 

