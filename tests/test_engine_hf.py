@@ -87,7 +87,9 @@ def plain_engine(engine):
     return load_engine("hf", pretrained=path, batch_size=4, progress=False, dtype="float32", prefix_cache=False)
 
 
-def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine):
+@pytest.mark.parametrize("alone", [False, True])
+def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine, alone, monkeypatch):
+    monkeypatch.setattr(engine, "prefill_rows_alone", alone)
     tok = engine.tokenizer
     firsts = [GenRequest(tok.encode(p + "<|im_start|>think\n", add_special_tokens=False), 9 + k)
               for k, p in enumerate(prompts(engine)[:3])]
@@ -99,10 +101,12 @@ def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine):
     cached, prefilled = engine.prompt_ids_cached, engine.prompt_ids_prefilled
     assert engine.generate(follow) == plain_engine.generate(follow)
     # Rows 0 and 1 stopped before the batch did, so the model saw all their ids; row 2 ended the
-    # call, its last id never fed (no KV). Uncached suffixes: 2, 5, 1 + 1. Rows are right-aligned,
-    # so each prefills the longest of them, 5 ids, and takes the rest of its prompt from the cache.
-    assert engine.prompt_ids_prefilled - prefilled == 3 * 5
-    assert engine.prompt_ids_cached - cached == sum(len(r.prompt_ids) - 5 for r in follow)
+    # call, its last id never fed (no KV). Uncached suffixes: 2, 5, 1 + 1. Batched, rows are
+    # right-aligned, so each prefills the longest of them, 5 ids; prefilled alone, each row computes
+    # its own suffix but the last id (1, 4, 1), and the batch then feeds one id per row.
+    computed = 1 + 4 + 1 + 3 if alone else 3 * 5
+    assert engine.prompt_ids_prefilled - prefilled == computed
+    assert engine.prompt_ids_cached - cached == sum(len(r.prompt_ids) for r in follow) - computed
 
 
 @pytest.mark.parametrize("budget,forcing", [(8, 2), (60, 2), (64, 0), (96, 3)])
@@ -114,7 +118,7 @@ def test_budget_loop_with_prefix_cache_equals_full_prefill(engine, plain_engine,
 
 
 def test_models_whose_cache_cannot_be_cut_per_row_prefill_instead(tmp_path):
-    """Sliding-window layers keep a rolling cache: the engine notices and stops keeping rows."""
+    """Sliding-window layers keep a rolling cache that rows cannot be cut out of: no prefix cache."""
     import json
     import shutil
 
@@ -126,9 +130,9 @@ def test_models_whose_cache_cannot_be_cut_per_row_prefill_instead(tmp_path):
                   layer_types=["sliding_attention"] * config["num_hidden_layers"])
     (dst / "config.json").write_text(json.dumps(config))
     sliding = load_engine("hf", pretrained=str(dst), batch_size=4, progress=False, dtype="float32")
-    assert sliding.round_size == 4
+    assert sliding.prefix_cache is None and sliding.round_size is None
     first = budget_run(sliding, 30, 1)
-    assert sliding.prefix_cache is None and sliding.round_size is None and sliding.prompt_ids_cached == 0
+    assert sliding.prompt_ids_cached == 0 and sliding.prompt_ids_prefilled > 0
     assert [key(t) for t in budget_run(sliding, 30, 1)] == [key(t) for t in first]
 
 

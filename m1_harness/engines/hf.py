@@ -12,6 +12,11 @@ loop's next round (forcing, answer) repeats the previous round's prompt and outp
 ids, so each row's KV cache is kept after a call and the next call that shares a prefix with it
 prefills only the rest. Without it the answer round would prefill prompt + thinking again, which
 costs far more than the answer itself on a CPU.
+
+On a CPU the prompts of a batch are also prefilled one row at a time (into the prefix cache) and
+only decoding is batched: unpadded rows skip the padding and take torch's causal attention kernel
+instead of the masked one, measured 3x faster on the tiny model's ~1,700-id prompts and 1.15x on
+SmolLM2's ~320-id medqa prompts (8 rows, one thread). On CUDA one batched prefill is kept.
 """
 
 from __future__ import annotations
@@ -132,7 +137,8 @@ class HFEngine:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_token_ids[0]
         self.batch_size, self.seed, self.progress = int(batch_size), seed, progress
-        self.prefix_cache = _PrefixCache(2 * self.batch_size) if prefix_cache else None
+        self.prefix_cache = _PrefixCache(2 * self.batch_size) if prefix_cache and self._rows_can_be_cut() else None
+        self.prefill_rows_alone = self.device.type == "cpu"  # see the module docstring
         self.prompt_ids_cached = self.prompt_ids_prefilled = 0  # prompt ids served by / computed past the prefix cache
         self.set_sampling(temperature, top_p)
 
@@ -164,6 +170,28 @@ class HFEngine:
             bar.update(len(chunk))
         bar.close()
         return results  # type: ignore[return-value]
+
+    def _prefill_alone(self, prompts: list[torch.Tensor]) -> int:
+        """Prefill each row's uncached ids but the last, alone and unpadded, into the prefix cache; returns how many."""
+        from transformers import DynamicCache
+
+        computed = 0
+        for p in prompts:
+            key, n = self.prefix_cache.longest(p)
+            if len(p) - 1 - n < 1:
+                continue
+            past = DynamicCache()
+            if key is not None:
+                past = DynamicCache([(k[None, :, :n], v[None, :, :n]) for k, v in self.prefix_cache.entries[key][1]])
+            out = self.model(input_ids=p[None, n:-1].to(self.device), past_key_values=past, use_cache=True,
+                             logits_to_keep=1)
+            if not self._rows_can_be_cut(out.past_key_values):
+                return computed  # the prefix cache is off now; the batch prefills as usual
+            layers = out.past_key_values.layers
+            self.prefix_cache.entries.pop(key, None)
+            self.prefix_cache.add(p[:-1], [(layer.keys[0], layer.values[0]) for layer in layers])
+            computed += len(p) - 1 - n
+        return computed
 
     def _cached_prefix(self, prompts: list[torch.Tensor]):
         """Per row, the stored KV to start from and how many ids of it to use; None when nothing is worth it.
@@ -204,16 +232,28 @@ class HFEngine:
             layers.append((keys, values))
         return DynamicCache(layers)
 
-    def _keep_rows(self, reqs: list[GenRequest], cache, ids: torch.Tensor, first: list[int], kept: list[int]) -> None:
-        """Store the valid KV (prompt and kept output, not what followed a stop) of each row that may be continued."""
-        if self.prefix_cache is None or not any(r.continued for r in reqs):
-            return
+    def _rows_can_be_cut(self, cache=None) -> bool:
+        """Whether a row's KV can be cut out of ``cache`` (default: the cache this model's generate
+        makes): plain full-attention layers only, not sliding windows or linear attention. If not,
+        the prefix cache is turned off for good."""
         from transformers.cache_utils import DynamicCache, DynamicLayer
 
+        if cache is None:
+            try:
+                cache = DynamicCache(config=self.model.config)
+            except Exception:  # noqa: BLE001  (a config transformers cannot build a cache for)
+                cache = None
         layers = getattr(cache, "layers", None)
-        if type(cache) is not DynamicCache or not layers or any(type(layer) is not DynamicLayer for layer in layers):
-            self.prefix_cache = None  # sliding windows, linear attention, ...: rows cannot be cut out; prefill instead
+        if type(cache) is DynamicCache and layers and all(type(layer) is DynamicLayer for layer in layers):
+            return True
+        self.prefix_cache = None
+        return False
+
+    def _keep_rows(self, reqs: list[GenRequest], cache, ids: torch.Tensor, first: list[int], kept: list[int]) -> None:
+        """Store the valid KV (prompt and kept output, not what followed a stop) of each row that may be continued."""
+        if self.prefix_cache is None or not any(r.continued for r in reqs) or not self._rows_can_be_cut(cache):
             return
+        layers = cache.layers
         width = layers[0].keys.shape[2]
         for row, (a, n) in enumerate(zip(first, kept)):
             b = min(a + n, width)
@@ -230,11 +270,15 @@ class HFEngine:
         for row, p in enumerate(prompts):
             ids[row, plen - len(p):] = p
             mask[row, plen - len(p):] = 1
+        computed = 0
+        if self.prefix_cache is not None and self.prefill_rows_alone and len(prompts) > 1:
+            computed = self._prefill_alone(prompts)
         prefix = self._cached_prefix(prompts)
         cache = self._build_cache(*prefix) if prefix else None
-        cached = sum(prefix[1]) if prefix else 0
-        self.prompt_ids_cached += cached
-        self.prompt_ids_prefilled += sum(len(p) for p in prompts) - cached
+        total = sum(len(p) for p in prompts)
+        computed += total - (sum(prefix[1]) if prefix else 0)
+        self.prompt_ids_prefilled += computed
+        self.prompt_ids_cached += total - computed
         stopper = _RowStopper(reqs, plen, self.tokenizer)
         sampling = self.temperature > 0
         config = GenerationConfig(
