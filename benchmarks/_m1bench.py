@@ -242,12 +242,14 @@ def turns(rep: int, systems: tuple[str, str]) -> tuple[str, str]:
     return systems if rep % 2 == 0 else systems[::-1]
 
 
-def forget_prefixes(lm) -> None:
-    """Empty the transformers engine's prefix cache, so a timed run reuses no KV of an earlier run
-    (lm-eval's ``hf`` keeps none between calls); within the run it works as it always does."""
-    cache = getattr(getattr(lm, "engine", None), "prefix_cache", None)
+def forget_prefixes(model):
+    """Empty the transformers engine's prefix cache (of an m1_budget model, or an engine itself), so a
+    timed run reuses no KV of an earlier run (lm-eval's ``hf`` keeps none between calls); within the
+    run it works as it always does. Returns ``model``."""
+    cache = getattr(getattr(model, "engine", model), "prefix_cache", None)
     if cache is not None:
         cache.clear()
+    return model
 
 
 def release(*lms) -> None:

@@ -61,7 +61,7 @@ def main() -> None:
             from m1_harness.engines.hf import HFEngine
 
             pids = set()
-            kw = dict(dtype="float32", device="cpu", progress=False, prefix_cache=False)  # as vLLM below
+            kw = dict(dtype="float32", device="cpu", progress=False)
             engines = {1: HFEngine(str(path), batch_size=1, **kw), 8: HFEngine(str(path), batch_size=8, **kw)}
         else:
             from m1_harness.engines.vllm import VLLMEngine
@@ -81,9 +81,9 @@ def main() -> None:
                 eng = engines[batch]
                 t0, c0 = time.perf_counter(), B.cpu_seconds(pids)
                 if batch == 1:
-                    res = [r for q in reqs for r in eng.generate([q])]
+                    res = [r for q in reqs for r in B.forget_prefixes(eng).generate([q])]
                 else:
-                    res = eng.generate(reqs)
+                    res = B.forget_prefixes(eng).generate(reqs)
                 secs[batch].append(time.perf_counter() - t0)
                 cpus[batch].append(B.cpu_seconds(pids) - c0)
                 tokens[batch].append(sum(len(r.token_ids) for r in res))
