@@ -90,6 +90,7 @@ def plain_engine(engine):
 @pytest.mark.parametrize("alone", [False, True])
 def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine, alone, monkeypatch):
     monkeypatch.setattr(engine, "prefill_rows_alone", alone)
+    engine.prefix_cache.clear()
     tok = engine.tokenizer
     firsts = [GenRequest(tok.encode(p + "<|im_start|>think\n", add_special_tokens=False), 9 + k)
               for k, p in enumerate(prompts(engine)[:3])]
@@ -107,6 +108,35 @@ def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine, alone, mon
     computed = 1 + 4 + 1 + 3 if alone else 3 * 5
     assert engine.prompt_ids_prefilled - prefilled == computed
     assert engine.prompt_ids_cached - cached == sum(len(r.prompt_ids) for r in follow) - computed
+
+
+def test_rows_prefilled_alone_share_what_they_have_in_common(engine, plain_engine):
+    """On CPU each row is prefilled alone, reusing the longest prefix an earlier row left (the chat
+    template and a common instruction here); no row's KV is lost to another that only shares a
+    prefix with it."""
+    assert engine.prefill_rows_alone  # the CPU default
+    tok = engine.tokenizer
+    common = "Answer the medical question below, thinking step by step.\n"
+    chats = [tok.apply_chat_template([{"role": "user", "content": common + q}], tokenize=False, add_generation_prompt=True)
+             for q in QUESTIONS]
+    reqs = [GenRequest(tok.encode(c + "<|im_start|>think\n", add_special_tokens=False), 6) for c in chats]
+    engine.prefix_cache.clear()
+    prefilled = engine.prompt_ids_prefilled
+    assert engine.generate(reqs) == plain_engine.generate(reqs)
+
+    def shared(a, b):
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    expected, kept = len(reqs), []  # the batch then feeds each row its last id
+    for ids in sorted((r.prompt_ids for r in reqs), key=len, reverse=True):  # the engine's order
+        n = min(max((shared(ids, k) for k in kept), default=0), len(ids) - 1)
+        expected += len(ids) - 1 - n
+        kept.append(ids[:-1])
+    assert engine.prompt_ids_prefilled - prefilled == expected
+    assert expected <= sum(len(r.prompt_ids) for r in reqs) - len(tok.encode(common)) * (len(reqs) - 1)
 
 
 @pytest.mark.parametrize("budget,forcing", [(8, 2), (60, 2), (64, 0), (96, 3)])

@@ -77,11 +77,13 @@ class _RowStopper(StoppingCriteria):
 class _PrefixCache:
     """The KV caches of the most recent rows: ids (1-D tensor) and per layer (keys, values) [heads, len, dim].
 
-    Entries are views into the batch cache that produced them (no copy). An entry used by a later
-    call is dropped (that call stores the longer row), rows that nothing continues (the answer
-    round, ``GenRequest.continued``) are not kept, and at most ``capacity`` entries are, oldest out
-    first. So between the budget loop's groups nothing is held, and within one the thinking round's
-    batch cache (plus the forced rows') lives until the answer round has used it.
+    Entries are views into the batch cache that produced them (no copy). An entry that a later
+    request extends whole is dropped (``supersede``: that request stores the longer row); one it
+    shares only a prefix with (a chat template, a row without its end marker) stays. A call whose
+    requests are all final (``GenRequest.continued`` False: the budget loop's answer round) empties
+    the cache, and at most ``capacity`` entries are kept, oldest out first. So between the budget
+    loop's groups nothing is held, and within one the thinking round's batch cache (plus the forced
+    rows') lives until the answer round has used it.
     """
 
     def __init__(self, capacity: int):
@@ -107,6 +109,11 @@ class _PrefixCache:
             if n > best_n:
                 best, best_n = key, n
         return best, best_n
+
+    def supersede(self, key: int | None, n: int) -> None:
+        """Drop entry ``key`` if a request matched all ``n`` of its ids (it will store the longer row)."""
+        if key in self.entries and len(self.entries[key][0]) == n:
+            del self.entries[key]
 
     def clear(self) -> None:
         self.entries.clear()
@@ -188,7 +195,7 @@ class HFEngine:
             if not self._rows_can_be_cut(out.past_key_values):
                 return computed  # the prefix cache is off now; the batch prefills as usual
             layers = out.past_key_values.layers
-            self.prefix_cache.entries.pop(key, None)
+            self.prefix_cache.supersede(key, n)
             self.prefix_cache.add(p[:-1], [(layer.keys[0], layer.values[0]) for layer in layers])
             computed += len(p) - 1 - n
         return computed
@@ -212,8 +219,8 @@ class HFEngine:
         for p, (key, n) in zip(prompts, found):
             kvs.append(self.prefix_cache.entries[key][1] if key is not None else None)
             used.append(max(0, len(p) - suffix) if key is not None else 0)
-        for key, _ in found:
-            self.prefix_cache.entries.pop(key, None)  # this call stores the longer row
+        for key, n in found:
+            self.prefix_cache.supersede(key, n)
         return kvs, used, cache_width
 
     def _build_cache(self, kvs, used, cache_width: int):
@@ -251,7 +258,7 @@ class HFEngine:
 
     def _keep_rows(self, reqs: list[GenRequest], cache, ids: torch.Tensor, first: list[int], kept: list[int]) -> None:
         """Store the valid KV (prompt and kept output, not what followed a stop) of each row that may be continued."""
-        if self.prefix_cache is None or not any(r.continued for r in reqs) or not self._rows_can_be_cut(cache):
+        if self.prefix_cache is None or not self._rows_can_be_cut(cache):
             return
         layers = cache.layers
         width = layers[0].keys.shape[2]
@@ -299,5 +306,8 @@ class HFEngine:
             token_ids = gen[row][:n]
             kept.append(len(prompts[row]) + n)
             results.append(GenResult(token_ids, reason, stop, self.tokenizer.decode(token_ids, skip_special_tokens=False)))
-        self._keep_rows(reqs, out.past_key_values, seqs, [plen - len(p) for p in prompts], kept)
+        if any(r.continued for r in reqs):
+            self._keep_rows(reqs, out.past_key_values, seqs, [plen - len(p) for p in prompts], kept)
+        elif self.prefix_cache is not None:
+            self.prefix_cache.clear()  # all final: nothing continues from here
         return results
