@@ -37,10 +37,10 @@ def reading() -> list[str]:
             f"- (a) transformers: m1_budget costs {_span([r['ratio'] for r in hf['rows']])} lm-eval's `hf` for the "
             "same tokens. The engine keeps each row's KV cache from the thinking round (its prefix cache), so the "
             "answer round prefills only the answer marker; before it did, that round prefilled prompt + thinking "
-            "again and m1_budget cost 1.29x to 1.48x (first recorded runs). Below 1x is likeliest where per-step "
-            "Python work weighs most (the tiny model): while thinking, m1_budget's stopping check compares token "
-            "ids only, whereas lm-eval's `hf` decodes every row's tail at every step to look for the task's stop "
-            "strings.")
+            "again and m1_budget cost 1.29x to 1.48x (first recorded runs). Below 1x where prompts weigh most: on a "
+            "CPU the engine prefills each prompt alone (no padding, torch's causal attention kernel instead of the "
+            "masked one) where lm-eval's `hf` prefills a padded batch; with 256 new tokens per request decoding "
+            "dominates and the two are level.")
     if vllm:
         notes.append(
             f"- (a) vLLM: {_span([r['ratio'] for r in vllm['rows']])} lm-eval's `vllm` (both with prefix caching, "
