@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from m1_harness.curation import Reject, Stage, StageError
 from m1_harness.markers import PRESETS
-from m1_harness.prompts import chat_prompt, sft_completion, sft_prompt
+from m1_harness.prompts import chat_prompt, require_chat_template, sft_completion, sft_prompt
 
 class Format(Stage):
     name = "format"
@@ -34,7 +34,7 @@ class Format(Stage):
 
             self._tok = AutoTokenizer.from_pretrained(self.params["tokenizer"])
             try:  # fail at setup, not on the first item
-                chat_prompt("", self._tok)
+                require_chat_template(self._tok)
             except ValueError as exc:
                 raise StageError(f"format: tokenizer={self.params['tokenizer']!r}: {exc}") from None
 

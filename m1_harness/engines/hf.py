@@ -192,9 +192,7 @@ class HFEngine:
                 past = DynamicCache([(k[None, :, :n], v[None, :, :n]) for k, v in self.prefix_cache.entries[key][1]])
             out = self.model(input_ids=p[None, n:-1].to(self.device), past_key_values=past, use_cache=True,
                              logits_to_keep=1)
-            if not self._rows_can_be_cut(out.past_key_values):
-                return computed  # the prefix cache is off now; the batch prefills as usual
-            layers = out.past_key_values.layers
+            layers = out.past_key_values.layers  # plain DynamicLayers: ``past`` was built without a config
             self.prefix_cache.supersede(key, n)
             self.prefix_cache.add(p[:-1], [(layer.keys[0], layer.values[0]) for layer in layers])
             computed += len(p) - 1 - n
