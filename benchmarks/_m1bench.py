@@ -252,6 +252,15 @@ def forget_prefixes(model):
     return model
 
 
+def timed_evaluate(timer: Timed, lm, task: str, limit: int, gen_kwargs: dict | None = None, **kw) -> float:
+    """One timed ``evaluate`` of ``lm`` starting from an empty prefix cache; ``timer`` then holds
+    its generation-only CPU and wall seconds and responses. Returns the whole run's wall seconds."""
+    forget_prefixes(lm)
+    timer.reset()
+    wall, _ = evaluate(lm, task, limit, gen_kwargs, **kw)
+    return wall
+
+
 def release(*lms) -> None:
     """Shut down vLLM engine processes (ours or lm-eval's) so the next model has the memory."""
     import gc

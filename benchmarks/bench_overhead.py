@@ -91,18 +91,15 @@ def main() -> None:
             gen_tokens = 0
             for system in B.turns(rep, (base_name, "m1_budget")):
                 if system == base_name:
-                    base_timer.reset()
                     base_count["tokens"] = 0
-                    wall, _ = B.evaluate(base, args.task, limit, base_gen, apply_chat_template=True)
+                    wall = B.timed_evaluate(base_timer, base, args.task, limit, base_gen, apply_chat_template=True)
                     if rep:
                         times[base_name].append(base_timer.seconds)
                         cpus[base_name].append(base_timer.cpu)
                         walls[base_name].append(wall)
                         base_tokens.append(base_count["tokens"])
                 else:
-                    B.forget_prefixes(m1)
-                    m1_timer.reset()
-                    wall, _ = B.evaluate(m1, args.task, limit)
+                    wall = B.timed_evaluate(m1_timer, m1, args.task, limit)
                     gen_tokens = sum(r["generated_tokens"] + r["answer_tokens"] for r in m1.traces)
                     if rep:
                         times["m1_budget"].append(m1_timer.seconds)

@@ -62,26 +62,19 @@ def main() -> None:
         wall_i = {b: [] for b in budgets}
         wall_s = {b: [] for b in budgets}
         ind_text, swp_text, hits = {}, {}, {b: [] for b in budgets}
+        arms = {"independent": (indep, t_indep, runs_i, wall_i, ind_text), "sweep": (sweep, t_sweep, runs_s, wall_s, swp_text)}
         for rep in range(args.repeats):
             sweep._cache.db.execute("DELETE FROM gen")  # a fresh, empty trace cache per repetition
             sweep._cache.db.commit()
             for b in budgets:  # largest first; independent and sweep runs interleaved, first one alternating
                 for system in B.turns(rep, ("independent", "sweep")):
-                    if system == "independent":
-                        B.forget_prefixes(indep)
-                        t_indep.reset()
-                        B.evaluate(indep, args.task, limit, {"thinking_budget": b})
-                        runs_i[b].append(t_indep.cpu)
-                        wall_i[b].append(t_indep.seconds)
-                        ind_text[b] = list(t_indep.responses)
-                    else:
-                        B.forget_prefixes(sweep)
-                        t_sweep.reset()
-                        h0 = sweep._cache.hits
-                        B.evaluate(sweep, args.task, limit, {"thinking_budget": b})
-                        runs_s[b].append(t_sweep.cpu)
-                        wall_s[b].append(t_sweep.seconds)
-                        swp_text[b] = list(t_sweep.responses)
+                    lm, timer, cpu, wall, text = arms[system]
+                    h0 = sweep._cache.hits
+                    B.timed_evaluate(timer, lm, args.task, limit, {"thinking_budget": b})
+                    cpu[b].append(timer.cpu)
+                    wall[b].append(timer.seconds)
+                    text[b] = list(timer.responses)
+                    if system == "sweep":
                         hits[b].append(sweep._cache.hits - h0)
                 print(f"   rep {rep} budget {b}: independent {t_indep.cpu:.2f}s cpu {t_indep.seconds:.2f}s wall, "
                       f"sweep {t_sweep.cpu:.2f}s cpu {t_sweep.seconds:.2f}s wall "
