@@ -134,7 +134,19 @@ def read_combined(path: Path, benchmark: str) -> list[dict] | None:
     return None
 
 
-def _from_location(location: Path, benchmark: str) -> list[dict] | None:
+def _names_benchmark(path: Path, benchmark: str) -> bool:
+    """True when a file's stem names ``benchmark`` (its key, task name or a source alias)."""
+    info = BENCHMARKS.get(benchmark)
+    names = {benchmark, *(info.aliases if info else ()), *((info.task,) if info else ())}
+    return _norm(path.stem) in {_norm(n) for n in names}
+
+
+def _from_location(location: Path, benchmark: str, setting: str = DATA_ENV, shared: bool = True) -> list[dict] | None:
+    """Items of ``benchmark`` at ``location``; None when the location does not hold it.
+
+    ``shared``: the location serves every benchmark of a run (``$M1_HARNESS_DATA``, ``--metadata
+    data``), so a lone JSONL file is used only for the benchmark it is named after; any other
+    benchmark loading it would report that file's items under its own name."""
     if location.is_dir():
         path = location / f"{benchmark}.jsonl"
         if path.is_file():
@@ -147,9 +159,16 @@ def _from_location(location: Path, benchmark: str) -> list[dict] | None:
         return None
     if location.is_file():
         if location.suffix == ".jsonl":
+            if shared and not _names_benchmark(location, benchmark):
+                raise DataError(
+                    f"{setting}={str(location)!r} is one JSONL file, named for another benchmark than "
+                    f"{benchmark!r}: a single file serves only the benchmark it is named after "
+                    f"({benchmark}.jsonl). Point {setting} at the folder of <benchmark>.jsonl files "
+                    f"(e.g. {str(location.parent)!r}), or at a combined {{source_name: [items]}} JSON file."
+                )
             return read_jsonl(location, benchmark)
         return read_combined(location, benchmark)
-    raise DataError(f"{DATA_ENV}={str(location)!r} does not exist")
+    raise DataError(f"{setting}={str(location)!r} does not exist")
 
 
 def hub_snapshot(repo_id: str = HUB_DATASET) -> Path:
@@ -159,13 +178,22 @@ def hub_snapshot(repo_id: str = HUB_DATASET) -> Path:
     return Path(snapshot_download(repo_id=repo_id, repo_type="dataset"))
 
 
-def load_items(benchmark: str, data: str | os.PathLike | None = None) -> list[dict]:
-    """All items of one benchmark, validated, in file order."""
+def load_items(benchmark: str, data: str | os.PathLike | None = None, source: str | os.PathLike | None = None) -> list[dict]:
+    """All items of one benchmark, validated, in file order.
+
+    ``data``: a location shared by every benchmark of the run (task metadata ``data``), else
+    ``$M1_HARNESS_DATA``; ``source``: the one file a plugin registered for this benchmark."""
+    if source is not None and data is None:
+        found = _from_location(Path(source).expanduser(), benchmark, "source", shared=False)
+        if found is None:
+            raise DataError(f"benchmark {benchmark!r} not found in its registered source {str(source)!r}")
+        return found
     if benchmark == DEMO_BENCHMARK and data is None:
         return read_jsonl(DEMO_FILE, benchmark)
+    setting = "data" if data is not None else DATA_ENV
     location = data if data is not None else os.environ.get(DATA_ENV)
     if location:
-        found = _from_location(Path(location).expanduser(), benchmark)
+        found = _from_location(Path(location).expanduser(), benchmark, setting)
         if found is None:
             names = BENCHMARKS[benchmark].aliases if benchmark in BENCHMARKS else (benchmark,)
             raise DataError(

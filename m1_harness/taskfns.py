@@ -35,7 +35,7 @@ def load_dataset(
     registered for its benchmark (``data`` still overrides it). Options are stored as two
     parallel lists because Arrow would pad per-item option dicts to a common set of letters.
     """
-    items = m1_data.load_items(benchmark, data if data is not None else source)
+    items = m1_data.load_items(benchmark, data, source)
     rows = [
         {
             "id": str(item["id"]),

@@ -101,10 +101,51 @@ def test_missing_benchmark_in_a_directory(tmp_path):
     assert "expected medqa.jsonl in that directory" in str(err.value)
 
 
-def test_nonexistent_location_names_the_variable(tmp_path):
+def test_nonexistent_location_names_the_setting(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_items("medqa", tmp_path / "nope")
+    assert str(err.value) == f"data={str(tmp_path / 'nope')!r} does not exist"
+    monkeypatch.setenv("M1_HARNESS_DATA", str(tmp_path / "nope"))
+    with pytest.raises(DataError) as err:
+        load_items("medqa")
     assert str(err.value) == f"M1_HARNESS_DATA={str(tmp_path / 'nope')!r} does not exist"
+
+
+def test_one_jsonl_file_serves_only_the_benchmark_it_is_named_for(eval_data_dir, monkeypatch):
+    """M1_HARNESS_DATA=medqa.jsonl once made every benchmark load MedQA's 1273 items, exit 0."""
+    medqa = eval_data_dir / "medqa.jsonl"
+    monkeypatch.setenv("M1_HARNESS_DATA", str(medqa))
+    assert len(load_items("medqa")) == 1273
+    with pytest.raises(DataError) as err:
+        load_items("medmcqa")
+    assert str(err.value) == (
+        f"M1_HARNESS_DATA={str(medqa)!r} is one JSONL file, named for another benchmark than 'medmcqa': a "
+        "single file serves only the benchmark it is named after (medmcqa.jsonl). Point M1_HARNESS_DATA at "
+        f"the folder of <benchmark>.jsonl files (e.g. {str(eval_data_dir)!r}), or at a combined "
+        "{source_name: [items]} JSON file."
+    )
+    with pytest.raises(DataError, match=r"^data=.*medqa.jsonl' is one JSONL file, named for another benchmark than 'pubmedqa'"):
+        load_items("pubmedqa", medqa)
+
+
+def test_a_plugin_source_file_may_have_any_name(tmp_path, eval_data_dir):
+    src = tmp_path / "cardio_items.jsonl"
+    src.write_text((eval_data_dir / "medqa.jsonl").read_text().splitlines()[0] + "\n")
+    assert len(load_items("example_cardio", source=src)) == 1
+    (tmp_path / "combined.json").write_text("{}")
+    with pytest.raises(DataError, match="benchmark 'example_cardio' not found in its registered source"):
+        load_items("example_cardio", source=tmp_path / "combined.json")
+
+
+def test_lm_eval_with_one_file_for_a_group_is_an_error_not_three_copies(eval_data_dir, python_env, tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(python_env, M1_HARNESS_DATA=str(eval_data_dir / "medqa.jsonl"))
+    proc = subprocess.run([sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", "m1_indist", "--limit", "2"],
+                          env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode != 0
+    assert "is one JSONL file, named for another benchmark than 'medmcqa'" in proc.stderr
 
 
 def _hub_cache(tmp_path, fixtures_dir):
