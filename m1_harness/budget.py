@@ -142,8 +142,11 @@ class BudgetForcer:
         return (self.forced_ids if tail[-1:].isspace() else self.newline_ids + self.forced_ids)
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, requests: list[BudgetRequest], progress: bool = False) -> list[Trace]:
+    def run(self, requests: list[BudgetRequest], progress: bool = False, on_done=None) -> list[Trace]:
         """All rounds of all requests, in groups of the engine's ``round_size`` (all at once if None).
+
+        ``on_done(i, trace)`` is called the moment request ``i``'s trace is final, so a caller can
+        make it durable before the rest of the run finishes (a crash then loses no finished record).
 
         An engine with a small prefix cache (transformers) keeps each row's KV cache only until
         its next round, so it gets its requests a batch at a time, longest prompts first, through
@@ -159,6 +162,8 @@ class BudgetForcer:
                 group = order[start: start + size]
                 for i, trace in zip(group, self._run_group([requests[i] for i in group])):
                     traces[i] = trace
+                    if on_done is not None:
+                        on_done(i, trace)
                 bar.update(len(group))
         return traces  # type: ignore[return-value]
 
