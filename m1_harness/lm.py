@@ -24,7 +24,7 @@ from lm_eval.api.registry import register_model
 from m1_harness.budget import AUTO, BudgetForcer, BudgetRequest
 from m1_harness.engines import load_engine, resolve_engine_name
 from m1_harness.markers import PRESETS
-from m1_harness.paths import cache_dir
+from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
 from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
 
 log = logging.getLogger(__name__)
@@ -108,17 +108,21 @@ def _unescape(s: str | None) -> str | None:
     return None if s is None else s.replace("\\n", "\n").replace("\\t", "\t")
 
 
-def _default_trace_dir() -> Path:
-    """Beside lm-eval's --output_path when this process was started with one, else ./m1_traces."""
+def _lm_eval_output_dir() -> Path | None:
+    """The folder of lm-eval's --output_path when this process was started with one."""
     argv = sys.argv
     for i, a in enumerate(argv):
-        if a in ("--output_path", "-o") and i + 1 < len(argv):
-            out = Path(argv[i + 1])
-            return (out.parent if out.suffix == ".json" else out) / "m1_traces"
-        if a.startswith("--output_path="):
-            out = Path(a.split("=", 1)[1])
-            return (out.parent if out.suffix == ".json" else out) / "m1_traces"
-    return Path.cwd() / "m1_traces"
+        value = argv[i + 1] if a in ("--output_path", "-o") and i + 1 < len(argv) else (
+            a.split("=", 1)[1] if a.startswith("--output_path=") else None)
+        if value:
+            out = Path(value)
+            return out.parent if out.suffix == ".json" else out
+    return None
+
+
+def _default_trace_dir() -> Path:
+    """Beside lm-eval's --output_path when this process was started with one, else ./m1_traces."""
+    return (_lm_eval_output_dir() or Path.cwd()) / "m1_traces"
 
 
 def _model_identity(engine: str, pretrained: str, dtype: str) -> str:
@@ -161,6 +165,7 @@ class M1BudgetLM(LM):
             answer_start=_unescape(a["answer_start"]),
             budget_cut_prefix=_unescape(a["budget_cut_prefix"]),
         )
+        self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
         ignored = sorted(k for k in (VLLM_ONLY if self.engine_name == "hf" else HF_ONLY) if k in kwargs)
         if ignored:
@@ -226,6 +231,22 @@ class M1BudgetLM(LM):
                              f"reconfigure takes {', '.join(RECONFIGURABLE)}")
         for k, v in args.items():
             self.args[k] = _check(k, v, MODEL_ARGS[k][0])
+        if "trace_path" in args:
+            self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """Every place this run writes, proven writable before the model loads or anything is generated
+        (lm-eval writes its results only after the last request: a bad path found then loses the run)."""
+        a = self.args
+        trace = Path(a["trace_path"]) if a["trace_path"] else _default_trace_dir()
+        ensure_writable_dir(trace.parent if trace.suffix == ".jsonl" else trace, "trace_path")
+        if trace.suffix == ".jsonl" and trace.exists() and not os.access(trace, os.W_OK):
+            raise OutputError(f"trace_path={str(trace)!r} cannot be written (permission denied): choose another file")
+        output = _lm_eval_output_dir()
+        if output is not None:
+            ensure_writable_dir(output, "--output_path")
+        if a["cache"] != "off":
+            ensure_writable_dir(Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces"), "cache_dir")
 
     def _settings(self, gen_kwargs: dict) -> tuple[dict, tuple]:
         gen_kwargs = dict(gen_kwargs or {})
@@ -257,23 +278,45 @@ class M1BudgetLM(LM):
             groups.setdefault(group, []).append(i)
         out: list[str] = [""] * len(requests)
         self.traces = [None] * len(requests)  # type: ignore[list-item]
-        for ((temp, top_p), forcing_str), idx in groups.items():
-            engine = self._engine_for(temp, top_p)
-            forcer = BudgetForcer(engine, self.markers, forcing_str)
-            breqs = [BudgetRequest(self._prompt_ids(requests[i].args[0]), settings[i]["thinking_budget"],
-                                   settings[i]["forcing"], settings[i]["answer_budget"], settings[i]["until"])
-                     for i in idx]
-            for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm)):
-                out[i] = trace.text
-                self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
-                s = settings[i]
-                self.traces[i] = {
-                    "task": getattr(requests[i], "task_name", None), "doc_id": getattr(requests[i], "doc_id", None),
-                    "requested_thinking_budget": s["thinking_budget"], "forcing": s["forcing"],
-                    "forcing_str": forcing_str, "temperature": temp, **trace.record(),
-                }
-        self._write_traces()
+        self.trace_file = self._trace_file()
+        with _TraceFile(self.trace_file) as records:
+            for ((temp, top_p), forcing_str), idx in groups.items():
+                engine = self._engine_for(temp, top_p)
+                forcer = BudgetForcer(engine, self.markers, forcing_str)
+                breqs = [BudgetRequest(self._prompt_ids(requests[i].args[0]), settings[i]["thinking_budget"],
+                                       settings[i]["forcing"], settings[i]["answer_budget"], settings[i]["until"])
+                         for i in idx]
+
+                def done(j: int, trace, idx=idx, temp=temp, forcing_str=forcing_str) -> None:
+                    i = idx[j]
+                    out[i] = trace.text
+                    self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
+                    self.traces[i] = self._record(requests[i], settings[i], trace, forcing_str, temp)
+                    records.append(self.traces[i])
+
+                forcer.run(breqs, progress=not disable_tqdm, on_done=done)
+            records.finish(self.traces)
+        self._summarise()
         return out
+
+    def _record(self, req, s: dict, trace, forcing_str: str, temperature: float) -> dict:
+        """One trace record; says when the context, not the user, decided a budget."""
+        rec = {
+            "task": getattr(req, "task_name", None), "doc_id": getattr(req, "doc_id", None),
+            "requested_thinking_budget": s["thinking_budget"], "forcing": s["forcing"],
+            "forcing_str": forcing_str, "temperature": temperature, **trace.record(),
+        }
+        asked = s["thinking_budget"]
+        rec["budget_clamped"] = asked != AUTO and trace.thinking_budget < int(asked)
+        rec["requested_answer_budget"] = s["answer_budget"]
+        rec["prompt_too_long"] = s["answer_budget"] > 0 and trace.answer_budget == 0
+        return rec
+
+    def _trace_file(self) -> Path:
+        path = Path(self.args["trace_path"]) if self.args["trace_path"] else _default_trace_dir()
+        if path.suffix != ".jsonl":
+            path = path / f"traces_{time.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}.jsonl"
+        return path
 
     def _engine_for(self, temp: float, top_p: float):
         self.engine.set_sampling(temp, top_p)
@@ -288,23 +331,63 @@ class M1BudgetLM(LM):
         chunk = 4 * self.engine.batch_size if self.engine_name == "hf" else 256
         return CachingEngine(self.engine, self._cache, chunk_size=chunk)
 
-    def _write_traces(self) -> None:
-        path = Path(self.args["trace_path"]) if self.args["trace_path"] else _default_trace_dir()
-        if path.suffix != ".jsonl":
-            path = path / f"traces_{time.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            for rec in self.traces:
-                f.write(json.dumps(rec) + "\n")
-        n = max(1, len(self.traces))
+    def _summarise(self) -> None:
+        """Print the run summary, and say once, with counts, where the context overrode a budget."""
+        recs = self.traces
+        n = max(1, len(recs))
+        clamped = [r for r in recs if r["budget_clamped"]]
+        too_long = [r for r in recs if r["prompt_too_long"]]
         summary = {
-            "requests": len(self.traces),
-            "mean_thinking_tokens": round(sum(r["thinking_tokens"] for r in self.traces) / n, 1),
-            "hit_budget_share": round(sum(r["hit_budget"] for r in self.traces) / n, 3),
-            "mean_forcing_rounds": round(sum(r["forcing_rounds"] for r in self.traces) / n, 2),
-            "mean_answer_tokens": round(sum(r["answer_tokens"] for r in self.traces) / n, 1),
+            "requests": len(recs),
+            "mean_thinking_tokens": round(sum(r["thinking_tokens"] for r in recs) / n, 1),
+            "hit_budget_share": round(sum(r["hit_budget"] for r in recs) / n, 3),
+            "mean_forcing_rounds": round(sum(r["forcing_rounds"] for r in recs) / n, 2),
+            "mean_answer_tokens": round(sum(r["answer_tokens"] for r in recs) / n, 1),
+            "budget_clamped": len(clamped),
+            "prompt_too_long": len(too_long),
         }
         if self._cache is not None:
             summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses)
-        self.trace_file, self.summary = path, summary
-        print(f"m1_budget: {json.dumps(summary)}; trace records in {path}", file=sys.stderr)
+        limit = self.engine.max_model_len
+        if clamped:
+            asked = sorted({r["requested_thinking_budget"] for r in clamped})
+            ran = [r["thinking_budget"] for r in clamped]
+            log.warning(
+                "m1_budget: %d of %d requests ran with a smaller thinking budget than asked (asked %s, ran %d-%d): "
+                "prompt + answer budget leave no more room in max_model_len=%d. Trace records and sweep tables carry "
+                "the effective budget; raise max_model_len or lower answer_budget to run what you asked.",
+                len(clamped), len(recs), ", ".join(map(str, asked)), min(ran), max(ran), limit)
+        if too_long:
+            log.warning(
+                "m1_budget: %d of %d prompts leave no room for an answer in max_model_len=%d: they got no "
+                "thinking and an empty answer, scored as wrong (trace records: prompt_too_long).",
+                len(too_long), len(recs), limit)
+        self.summary = summary
+        print(f"m1_budget: {json.dumps(summary)}; trace records in {self.trace_file}", file=sys.stderr)
+
+
+class _TraceFile:
+    """Trace records made durable one by one as requests finish (a crash loses no finished record),
+    then rewritten once in request order (what earlier writers of the file left stays in front)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = path.open("a", encoding="utf-8")
+        self.start = self.fh.tell()
+
+    def __enter__(self):
+        return self
+
+    def append(self, record: dict) -> None:
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+
+    def finish(self, records: list[dict]) -> None:
+        self.fh.close()
+        with self.path.open("r", encoding="utf-8") as fh:
+            before = fh.read(self.start)
+        atomic_write_text(self.path, before + "".join(json.dumps(r) + "\n" for r in records))
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
