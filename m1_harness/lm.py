@@ -125,19 +125,32 @@ def _default_trace_dir() -> Path:
     return (_lm_eval_output_dir() or Path.cwd()) / "m1_traces"
 
 
-def _model_identity(engine: str, pretrained: str, dtype: str) -> str:
-    """Engine, path or id, dtype, and for local folders a fingerprint of config and weight files."""
-    parts = [engine, str(pretrained), dtype]
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit a Hub model id resolves to in the local Hugging Face cache (what was just loaded)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # noqa: BLE001  (not a valid repo id, no cache): unknown
+        return None
+    parts = Path(found).parts if isinstance(found, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
+
+def _model_identity(engine: str, pretrained: str, dtype: str) -> str | None:
+    """What the trace cache keys a model by: engine, dtype, and the exact weights: a fingerprint of a local
+    folder's config and weight files, or the commit a Hub id resolved to (an id alone would serve a model
+    updated on the Hub its old traces). None when a Hub id's commit cannot be found."""
     path = Path(pretrained)
     if path.is_dir():
-        parts = [engine, str(path.resolve()), dtype]
         h = hashlib.sha256()
         for f in sorted(path.iterdir()):
             if f.suffix in (".json", ".safetensors", ".bin", ".gguf"):
                 st = f.stat()
                 h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-        parts.append(h.hexdigest()[:16])
-    return "|".join(parts)
+        return "|".join([engine, str(path.resolve()), dtype, h.hexdigest()[:16]])
+    revision = _hub_revision(str(pretrained))
+    return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
 
 
 @register_model("m1_budget")
@@ -186,9 +199,17 @@ class M1BudgetLM(LM):
         self.tokenizer = self.engine.tokenizer
         self._templated: set[str] = set()
         self._cache = None
-        if a["cache"] != "off":
+        identity = _model_identity(self.engine_name, a["pretrained"], a["dtype"]) if a["cache"] != "off" else None
+        if a["cache"] != "off" and identity is None:
+            if a["cache"] == "on":
+                raise CacheRefused(f"m1_budget: cache=on, but the Hub commit of {a['pretrained']!r} cannot be found in the "
+                                   "local Hugging Face cache, so cached traces could belong to other weights")
+            log.warning("m1_budget: the Hub commit of %s cannot be found in the local Hugging Face cache: the trace "
+                        "cache is off for this run (traces keyed by the id alone could belong to other weights)",
+                        a["pretrained"])
+        elif a["cache"] != "off":
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
-            self._cache = TraceCache(root / "traces.sqlite", _model_identity(self.engine_name, a["pretrained"], a["dtype"]))
+            self._cache = TraceCache(root / "traces.sqlite", identity)
         self.traces: list[dict] = []  # records of the last generate_until call
 
     # -- lm-eval chat-template support: lm-eval may template the prompt itself ------------------
@@ -347,7 +368,11 @@ class M1BudgetLM(LM):
             "prompt_too_long": len(too_long),
         }
         if self._cache is not None:
-            summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses)
+            summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses,
+                           cache_hits_other_versions=self._cache.other_version_hits)
+            note = self._cache.version_note()
+            if note:
+                log.warning("m1_budget: %s", note)
         limit = self.engine.max_model_len
         if clamped:
             asked = sorted({r["requested_thinking_budget"] for r in clamped})

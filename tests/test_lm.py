@@ -136,10 +136,62 @@ def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch):
 
 
 def test_sampling_bypasses_the_cache_when_auto(lm):
+    rows = lambda: lm._cache.db.execute("SELECT count(*) FROM gen").fetchone()[0]  # noqa: E731
+    before = (rows(), lm._cache.hits, lm._cache.misses)
     (o,) = lm.generate_until([inst(QUESTIONS[2], do_sample=True, temperature=0.8)])
     assert o.startswith("<|im_start|>think\n") and lm.traces[0]["temperature"] == 0.8
+    assert (rows(), lm._cache.hits, lm._cache.misses) == before  # neither read nor written
     lm.generate_until([inst(QUESTIONS[2])])
     assert lm.engine.temperature == 0.0  # greedy again for greedy requests
+    assert rows() > before[0]
+
+
+def test_another_model_or_changed_weights_miss_the_cache(tiny, tmp_path):
+    import shutil
+
+    args = dict(thinking_budget=16, cache_dir=str(tmp_path / "c"), trace_path=str(tmp_path / "t"), **FAST)
+    reqs = [inst(q, i) for i, q in enumerate(QUESTIONS[:3])]
+    first = M1BudgetLM(pretrained=tiny, **args)
+    first.generate_until(reqs)
+    again = M1BudgetLM(pretrained=tiny, **args)
+    again.generate_until(reqs)
+    assert (again._cache.hits, again._cache.misses) == (first._cache.misses, 0)  # the control: all served
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny, copy)
+    other = M1BudgetLM(pretrained=str(copy), **args)  # same weights, another model folder
+    other.generate_until(reqs)
+    assert other._cache.hits == 0
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(copy)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.01)
+    model.save_pretrained(copy)  # the same folder, changed weights
+    changed = M1BudgetLM(pretrained=str(copy), **args)
+    changed.generate_until(reqs)
+    assert changed._cache.hits == 0
+
+
+def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
+    """A model updated on the Hub under the same id must not be served its old traces."""
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--org--tiny"
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    script = ("from m1_harness.lm import _model_identity as m; print(m('hf', 'org/tiny', 'auto')); "
+              "print(m('hf', 'org/absent', 'auto'))")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"))
+    ids = []
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "refs" / "main").write_text(commit)
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        ids.append(out.stdout.splitlines())
+    assert ids == [[f"hf|org/tiny|auto|rev={'a' * 40}", "None"], [f"hf|org/tiny|auto|rev={'b' * 40}", "None"]]
 
 
 def test_default_trace_dir_is_beside_output_path(monkeypatch, tmp_path):
