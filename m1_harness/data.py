@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from m1_harness.errors import UserError
 from m1_harness.paths import DATA_ENV, PACKAGE_DIR
 
 HUB_DATASET = "UCSC-VLAA/m1_eval_data"
@@ -52,7 +53,7 @@ DEMO_BENCHMARK = "m1_demo"
 DEMO_FILE = PACKAGE_DIR / "demo_data" / f"{DEMO_BENCHMARK}.jsonl"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Benchmark data that is missing or malformed; the message names where and what."""
 
 

@@ -23,11 +23,16 @@ from lm_eval.api.registry import register_model
 
 from m1_harness.budget import AUTO, BudgetForcer, BudgetRequest
 from m1_harness.engines import load_engine, resolve_engine_name
+from m1_harness.errors import UserError
 from m1_harness.markers import PRESETS
 from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
 from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
 
 log = logging.getLogger(__name__)
+
+class ModelArgError(UserError, ValueError):
+    """A model_arg or gen_kwarg m1_budget cannot use; the message lists the valid ones."""
+
 
 BUDGET = "int|auto"
 # name: (type, default, meaning)
@@ -101,7 +106,7 @@ def _check(name: str, value, kind):
             raise ValueError
         return out
     except (TypeError, ValueError):
-        raise ValueError(f"m1_budget: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.\n{_usage()}") from None
+        raise ModelArgError(f"m1_budget: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.\n{_usage()}") from None
 
 
 def _unescape(s: str | None) -> str | None:
@@ -161,16 +166,16 @@ class M1BudgetLM(LM):
         super().__init__()
         unknown = sorted(set(kwargs) - set(MODEL_ARGS))
         if unknown:
-            raise ValueError(f"m1_budget: unknown model_args {unknown}.\n{_usage()}")
+            raise ModelArgError(f"m1_budget: unknown model_args {unknown}.\n{_usage()}")
         if isinstance(kwargs.get("cache"), bool):  # lm-eval turns cache=true/false into booleans
             kwargs["cache"] = "on" if kwargs["cache"] else "off"
         a = {k: _check(k, kwargs.get(k, d), t) for k, (t, d, _) in MODEL_ARGS.items()}
         if not a["pretrained"]:
-            raise ValueError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
+            raise ModelArgError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
         if a["markers"] not in PRESETS:
-            raise ValueError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}")
+            raise ModelArgError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}")
         if a["cache"] not in ("on", "off", "auto"):
-            raise ValueError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
+            raise ModelArgError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
         self.args = a
         self.markers = PRESETS[a["markers"]].with_overrides(
             think_start=_unescape(a["think_start"]),
@@ -248,7 +253,7 @@ class M1BudgetLM(LM):
         sweep runs every setting on one loaded model."""
         bad = sorted(set(args) - set(RECONFIGURABLE))
         if bad:
-            raise ValueError(f"m1_budget: {bad} cannot change without reloading the model; "
+            raise ModelArgError(f"m1_budget: {bad} cannot change without reloading the model; "
                              f"reconfigure takes {', '.join(RECONFIGURABLE)}")
         for k, v in args.items():
             self.args[k] = _check(k, v, MODEL_ARGS[k][0])
@@ -273,7 +278,7 @@ class M1BudgetLM(LM):
         gen_kwargs = dict(gen_kwargs or {})
         unknown = sorted(set(gen_kwargs) - GEN_KWARGS)
         if unknown:
-            raise ValueError(f"m1_budget: unknown gen_kwargs {unknown}; valid: {sorted(GEN_KWARGS)}")
+            raise ModelArgError(f"m1_budget: unknown gen_kwargs {unknown}; valid: {sorted(GEN_KWARGS)}")
         a = self.args
         s = {"thinking_budget": a["thinking_budget"], "forcing": a["forcing"], "forcing_str": a["forcing_str"]}
         for k, v in gen_kwargs.items():

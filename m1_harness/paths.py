@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from m1_harness.errors import UserError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_ENV = "M1_HARNESS_DATA"
 CACHE_ENV = "M1_HARNESS_CACHE"
@@ -26,7 +28,7 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-class OutputError(ValueError):
+class OutputError(UserError, ValueError):
     """An output location that cannot be written; found before any expensive work starts."""
 
 

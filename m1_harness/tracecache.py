@@ -36,12 +36,13 @@ import time
 from pathlib import Path
 
 from m1_harness.engines.base import Engine, GenRequest, GenResult
+from m1_harness.errors import UserError
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
 
 
-class CacheRefused(ValueError):
+class CacheRefused(UserError, ValueError):
     pass
 
 

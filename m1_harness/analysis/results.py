@@ -26,12 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from m1_harness.errors import UserError
+
 log = logging.getLogger(__name__)
 
 BUDGET_KEYS = ("thinking_budget", "max_tokens_thinking")
 FORCING_KEYS = ("forcing", "thinking_n_ignore")
 NAME_KEYS = ("peft", "delta", "pretrained", "model", "path", "engine")  # lm-eval's order
 _RESULTS_RE = re.compile(r"^(?:results|.+)_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)\.json$")
+
+
+class ResultsError(UserError, ValueError):
+    """A results file that cannot be read; the message names it and says what is wrong."""
 
 
 @dataclass
@@ -172,7 +178,11 @@ def read_samples(results_file: Path, task: str, metric_key: str) -> dict:
             line = line.strip()
             if not line:
                 continue
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("skipping a malformed line in %s (a run interrupted while writing it?)", candidates[0])
+                continue
             if flt and rec.get("filter", flt) != flt:
                 continue
             if metric in rec:
@@ -183,7 +193,16 @@ def read_samples(results_file: Path, task: str, metric_key: str) -> dict:
 def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples: bool = True) -> list[TaskResult]:
     """The per-task results of one lm-eval results file (leaf tasks only, groups skipped)."""
     path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a UTF-8 text file, so not an lm-eval results file") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not a complete lm-eval results file (invalid JSON at line {exc.lineno}, "
+                           f"column {exc.colno}: {exc.msg}); a run interrupted while writing it, or a full disk? "
+                           "Rerun that setting") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected an lm-eval results object, got a JSON {type(data).__name__}")
     config = data.get("config") or {}
     model = model_name_of(config, data.get("model_name"))
     budget, forcing = budget_and_forcing(config)
@@ -229,7 +248,12 @@ def load_results(paths: Iterable[str | os.PathLike], metric: str = "acc", with_s
     """All task results under ``paths``; for repeated (model, task, budget, forcing) the newest run wins."""
     latest: dict[tuple, TaskResult] = {}
     for f in find_results_files(paths):
-        for r in read_results_file(f, metric, with_samples):
+        try:
+            found = read_results_file(f, metric, with_samples)
+        except ResultsError as exc:
+            log.warning("skipping %s", exc)
+            continue
+        for r in found:
             key = (r.model, r.task, r.budget, r.forcing)
             if key not in latest or (r.date, r.source) > (latest[key].date, latest[key].source):
                 latest[key] = r

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m1_harness.errors import UserError
 from m1_harness.markers import PRESETS as MARKER_PRESETS
 from m1_harness.prompts import END_OF_TURN, chat_prompt, sft_completion, sft_prompt
 
@@ -36,7 +37,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 HUB_DATASETS = ("UCSC-VLAA/m1k-tokenized", "UCSC-VLAA/m23k-tokenized")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Training data that cannot be used: missing file or field, bad JSON, nothing left to train on."""
 
 
