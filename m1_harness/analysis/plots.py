@@ -148,8 +148,13 @@ def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "w
         if scale == "log2":
             ax.set_xscale("log", base=2)
         budgets = sorted({r.budget for rs in pts[task].values() for r in rs})
+        ran = {}  # budget -> the largest budget that really ran, where the context clamped it
+        for rs in pts[task].values():
+            for r in rs:
+                if r.ran_budget is not None:
+                    ran[r.budget] = max(ran.get(r.budget, 0), r.ran_budget)
         ax.set_xticks(budgets)
-        ax.set_xticklabels([_k(b) for b in budgets])
+        ax.set_xticklabels([_k(b) + (f"\n(ran ≤{ran[b]})" if b in ran else "") for b in budgets])
         _clip_percent(ax)
         ax.grid(alpha=0.3)
     _finish(fig, axes, axes, f"Accuracy vs thinking budget\n(error bars: 95% {_ci_name(ci)} intervals; dotted: OLS fit with 95% band)")

@@ -70,6 +70,7 @@ class TableRow:
     cells: dict = field(default_factory=dict)  # column -> Cell
     avg: float | None = None
     reference: bool = False
+    ran_budget: int | None = None  # the largest budget that really ran, where the context clamped requests
 
     @property
     def missing(self) -> list[str]:
@@ -101,6 +102,9 @@ def build_table(
             continue
         key = r.setting
         row = rows.setdefault(key, TableRow(setting_label(*key), r.model, r.budget, r.forcing))
+        if r.ran_budget is not None:  # label the row by what really ran where the context clamped it
+            row.ran_budget = max(row.ran_budget or 0, r.ran_budget)
+            row.label = setting_label(r.model, f"{r.budget} (ran <={row.ran_budget})", r.forcing)
         prev = row.cells.get(col)
         if prev is not None and COLUMN_TASKS[col].index(prev.task) <= COLUMN_TASKS[col].index(r.task):
             continue

@@ -56,6 +56,14 @@ class TaskResult:
     model_type: str = ""  # lm-eval model class name: m1_budget, hf, vllm ...
     stderr: float | None = None
     items: dict = field(default_factory=dict, repr=False)  # doc_id -> 0/1 from samples (may be empty)
+    ran_budget: int | None = None  # the largest budget that really ran, when the context clamped some requests
+
+    @property
+    def budget_label(self) -> str:
+        """The budget as asked, and what ran when the context clamped it: ``4096 (ran <=225)``."""
+        if self.ran_budget is not None and as_int(self.budget) != self.ran_budget:
+            return f"{self.budget} (ran <={self.ran_budget})"
+        return str(self.budget)
 
     @property
     def setting(self) -> tuple:
@@ -78,7 +86,7 @@ def parse_arg_string(args) -> dict:
     return out
 
 
-def _as_int(value):
+def as_int(value):
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -107,10 +115,10 @@ def budget_and_forcing(config: dict) -> tuple:
     for src in (gargs, margs):  # model_args win
         for k in BUDGET_KEYS:
             if k in src:
-                budget, has = _as_int(src[k]), True
+                budget, has = as_int(src[k]), True
         for k in FORCING_KEYS:
             if k in src:
-                forcing, has = _as_int(src[k]), True
+                forcing, has = as_int(src[k]), True
     if config.get("model") == "m1_budget":
         has = True
     if has and forcing is None:
@@ -239,9 +247,33 @@ def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples
                 model_type=str(config.get("model") or ""),
                 stderr=stderr if isinstance(stderr, (int, float)) else None,
                 items=items,
+                ran_budget=ran_budget(path, task, budget, forcing),
             )
         )
     return out
+
+
+def _trace_files_beside(results_file: Path) -> list[Path]:
+    """Trace files of the run that wrote ``results_file``: a sweep's ``<setting>/traces.jsonl`` or
+    m1_budget's default ``<output>/m1_traces/*.jsonl`` (both one folder above the results)."""
+    run = results_file.parent.parent
+    return [f for f in [run / "traces.jsonl", *sorted((run / "m1_traces").glob("*.jsonl"))] if f.is_file()]
+
+
+def ran_budget(results_file: Path, task: str, budget, forcing) -> int | None:
+    """The largest thinking budget that really ran for ``task`` at this setting, when the context clamped
+    any request below the asked one (trace records: ``budget_clamped``); None when none was clamped."""
+    clamped = [
+        int(rec["thinking_budget"])
+        for f in _trace_files_beside(results_file)
+        for rec in iter_trace_records(f)
+        if rec.get("task") in (task, None) and rec.get("budget_clamped")
+        and as_int(rec.get("requested_thinking_budget")) == budget and (rec.get("forcing") or 0) == (forcing or 0)
+    ]
+    if not clamped:
+        return None
+    return max(int(r["thinking_budget"]) for f in _trace_files_beside(results_file) for r in iter_trace_records(f)
+               if r.get("task") in (task, None) and as_int(r.get("requested_thinking_budget")) == budget)
 
 
 def load_results(paths: Iterable[str | os.PathLike], metric: str = "acc", with_samples: bool = True) -> list[TaskResult]:
