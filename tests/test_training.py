@@ -488,3 +488,30 @@ def test_smollm2_short_run_then_evaluates_with_m1_budget(train_data, smollm2_dir
     traces = [json.loads(l) for f in results.rglob("traces_*.jsonl") for l in f.read_text().splitlines() if l.strip()]
     assert len(traces) == 3 and {t["task"] for t in traces} == {"m1_demo"}
     assert all(t["generated_tokens"] + t["forced_tokens"] <= 16 and t["text"].startswith("<|im_start|>think") for t in traces)
+
+
+def test_an_earlier_run_is_not_overwritten_without_being_asked(train_data, tmp_path, capsys):
+    """train into a folder with checkpoints, without --resume, used to start at step 0 over them."""
+    from m1_harness.cli import main
+
+    out = tmp_path / "run"
+    (out / "checkpoint-2").mkdir(parents=True)
+    (out / "checkpoint-10").mkdir()
+    argv = ["train", "--data", str(train_data), "--output", str(out), "--model", "nowhere/none"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"m1-harness train: --output {str(out)!r} already holds checkpoints up to checkpoint-10: pass --resume to "
+        "continue from its last checkpoint, --overwrite to start again (its checkpoints are deleted), or another --output")
+    assert main([*argv, "--resume", "--overwrite"]) == 2
+    assert "--resume and --overwrite exclude each other" in capsys.readouterr().err
+    (out / "checkpoint-2").rmdir()
+    (out / "checkpoint-10").rmdir()
+    (out / "m1_train_summary.json").write_text("{}")
+    assert main(argv) == 2
+    assert "already holds a finished run (m1_train_summary.json)" in capsys.readouterr().err
+    from m1_harness.training.cli import _check_earlier_run
+
+    (out / "checkpoint-4").mkdir()
+    _check_earlier_run(out, resume=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == []
+    assert "--overwrite: deleted 1 checkpoint(s) of the earlier run" in capsys.readouterr().out
