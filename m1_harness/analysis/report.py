@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m1_harness.paths import atomic_write_text, ensure_writable_dir
+
 from .results import TaskResult, display_name, load_results, _sortable
 from .stats import mcnemar_exact, proportion_interval
 
@@ -256,6 +258,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.out:
+        ensure_writable_dir(args.out, "--out")
     results = load_results(args.results)
     if not results:
         print(f"no lm-eval results found under: {' '.join(args.results)}", file=sys.stderr)
@@ -276,10 +280,9 @@ def run(args) -> int:
     print(text, end="")
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "table1.md").write_text(md, encoding="utf-8")
-        (out / "table1.csv").write_text(to_csv(rows), encoding="utf-8")
+        atomic_write_text(out / "table1.md", md)
+        atomic_write_text(out / "table1.csv", to_csv(rows))
         if pairs_md is not None:
-            (out / "paired.md").write_text(pairs_md, encoding="utf-8")
+            atomic_write_text(out / "paired.md", pairs_md)
         print(f"\nwrote {out / 'table1.md'} and {out / 'table1.csv'}", file=sys.stderr)
     return 0

@@ -140,7 +140,8 @@ def find_results_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
             elif c.is_file():
                 found.add(c.resolve())
             else:
-                raise FileNotFoundError(f"no such results path: {p}")
+                raise ResultsError(f"no such results path: {p} (give lm-eval output folders, results_*.json files "
+                                   "or quoted globs)")
     return sorted(found)
 
 
