@@ -66,7 +66,7 @@ def install_excepthook():
 
     def hook(kind, value, tb):
         if isinstance(value, UserError):
-            sys.stderr.write(format_user_error(value, os.path.basename(sys.argv[0] or "lm_eval")))
+            sys.stderr.write(format_user_error(value, "lm_eval"))
         else:
             previous(kind, value, tb)
 

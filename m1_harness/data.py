@@ -91,20 +91,27 @@ def validate_item(item: object, where: str) -> dict:
     return out
 
 
+def _read_text(path: Path) -> str:
+    """A data file's text, or a DataError when it is not UTF-8 (e.g. a binary or Latin-1 file)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None
+
+
 def read_jsonl(path: Path, benchmark: str) -> list[dict]:
     items = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                raw = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            item = validate_item(raw, where)
-            item.setdefault("id", f"{benchmark}-{len(items):05d}")
-            items.append(item)
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):  # not splitlines: JSON may hold U+2028
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            raw = json.loads(line.rstrip("\r"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        item = validate_item(raw, where)
+        item.setdefault("id", f"{benchmark}-{len(items):05d}")
+        items.append(item)
     if not items:
         raise DataError(f"{path}: no items")
     return items
@@ -113,8 +120,7 @@ def read_jsonl(path: Path, benchmark: str) -> list[dict]:
 def read_combined(path: Path, benchmark: str) -> list[dict] | None:
     """Items of ``benchmark`` from a combined ``{source_name: [items]}`` file; None if absent."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            combined = json.load(fh)
+        combined = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(combined, dict):

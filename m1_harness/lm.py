@@ -68,6 +68,7 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "cache": (str, "auto", "trace cache: on, off, or auto (on for greedy decoding, off when sampling)"),
     "cache_dir": (str, None, "trace cache folder (default: $M1_HARNESS_CACHE/traces)"),
 }
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager"}
@@ -174,6 +175,8 @@ class M1BudgetLM(LM):
             raise ModelArgError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
         if a["markers"] not in PRESETS:
             raise ModelArgError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}")
+        if a["dtype"] not in DTYPES:
+            raise ModelArgError(f"m1_budget: dtype={a['dtype']!r}; choose one of {', '.join(DTYPES)}")
         if a["cache"] not in ("on", "off", "auto"):
             raise ModelArgError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
         self.args = a
@@ -216,6 +219,19 @@ class M1BudgetLM(LM):
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
             self._cache = TraceCache(root / "traces.sqlite", identity)
         self.traces: list[dict] = []  # records of the last generate_until call
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        """lm-eval passes --batch_size / --device beside the model_args; a key given in both was a bare
+        TypeError ("got multiple values"). What the user wrote in --model_args wins."""
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
+        return cls(**arg_dict, **extra)
 
     # -- lm-eval chat-template support: lm-eval may template the prompt itself ------------------
     @property

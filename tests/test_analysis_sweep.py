@@ -26,10 +26,15 @@ def test_model_args_per_setting(caplog):
     assert sweep.setting_model_args("", 8, 0, None) == "thinking_budget=8,forcing=0"
 
 
-@pytest.mark.parametrize("text", ["a,b", "-1", ""])
-def test_bad_lists(text):
-    with pytest.raises(SystemExit):
+@pytest.mark.parametrize("text,message", [
+    ("a,b", "--budgets takes comma-separated integers, got 'a,b'"),
+    ("-1", "--budgets needs at least one non-negative integer, got '-1'"),
+    ("", "--budgets needs at least one non-negative integer, got ''"),
+])
+def test_bad_lists(text, message):
+    with pytest.raises(sweep.SweepError) as err:
         sweep.parse_int_list(text, "budgets")
+    assert str(err.value) == message
 
 
 class FakeEvaluate:

@@ -61,9 +61,9 @@ def parse_int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(v) for v in str(text).split(",") if v.strip() != ""]
     except ValueError:
-        raise SystemExit(f"--{what} takes comma-separated integers, got {text!r}") from None
+        raise SweepError(f"--{what} takes comma-separated integers, got {text!r}") from None
     if not values or any(v < 0 for v in values):
-        raise SystemExit(f"--{what} needs at least one non-negative integer, got {text!r}")
+        raise SweepError(f"--{what} needs at least one non-negative integer, got {text!r}")
     return sorted(set(values))
 
 
@@ -205,6 +205,10 @@ def run_sweep(
         from lm_eval.tasks import TaskManager
 
         task_manager = TaskManager(include_path=include_path)  # indexed once, shared by every setting
+        unknown = [t for t in tasks if not task_manager.match_tasks([t])]
+        if unknown:  # before the model loads (lm-eval would say so only after)
+            raise SweepError(f"--tasks: unknown task or group {', '.join(map(repr, unknown))}; "
+                             "`lm_eval ls tasks` lists them (add folders with --include_path)")
         if model == "m1_budget":  # loaded once, reconfigured per setting (a vLLM start-up costs minutes)
             loaded = load_m1_budget(base, batch_size)
     for i, (budget, forcing) in enumerate(order, 1):
