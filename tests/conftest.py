@@ -54,3 +54,16 @@ def python_env(tmp_path) -> dict:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["M1_HARNESS_CACHE"] = str(tmp_path / "cache")
     return env
+
+
+def rescored_accuracy(output_dir: Path, task: str) -> float:
+    """The task's accuracy computed again from the logged traces by scoring.score, independently of lm-eval."""
+    import json
+
+    from m1_harness.scoring import score
+
+    (samples,) = output_dir.rglob(f"samples_{task}_*.jsonl")
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    right = [score(r["resps"][0][0], dict(zip(r["doc"]["letters"], r["doc"]["choices"])), r["doc"]["answer_idx"]).correct
+             for r in rows]
+    return sum(right) / len(right)

@@ -112,16 +112,13 @@ def test_cache_serves_a_smaller_budget_and_refuses_sampling_when_on(tiny, tmp_pa
 
 
 @pytest.mark.slow
-def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch):
+def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch, eval_data_dir):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     from m1_harness.paths import shipped_dir
 
-    data = Path(os.environ.get("M1_HARNESS_DATA", "/work/shared/data/eval"))
-    if not (data / "medqa.jsonl").is_file() or not (shipped_dir("tasks") / "m1" / "medqa.yaml").is_file():
-        pytest.skip("medqa task or data not present")
-    monkeypatch.setenv("M1_HARNESS_DATA", str(data))
+    monkeypatch.setenv("M1_HARNESS_DATA", str(eval_data_dir))
     res = lm_eval.simple_evaluate(
         model="m1_budget",
         model_args=f"pretrained={tiny},engine=hf,dtype=float32,thinking_budget=24,forcing=1,answer_budget=24,"
