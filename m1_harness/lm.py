@@ -23,7 +23,7 @@ from lm_eval.api.registry import register_model
 
 from m1_harness.budget import AUTO, BudgetForcer, BudgetRequest
 from m1_harness.engines import load_engine, resolve_engine_name
-from m1_harness.markers import PRESETS
+from m1_harness.markers import PRESETS, detect
 from m1_harness.paths import cache_dir
 from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
 
@@ -40,11 +40,18 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "forcing_str": (str, "Wait", "the string spliced in when forcing (after a newline unless at whitespace)"),
     "answer_budget": (int, None, "most answer tokens (default: the task's max_gen_toks, else 256); "
                       "clamped to the context"),
-    "markers": (str, "m1", "marker preset: m1 (<|im_start|>think / answer) or think_tags (<think></think>)"),
+    "markers": (str, "m1", "thinking format: a preset (m1, think_tags, huatuo_o1, qwen3, deepseek_r1, gpt_oss, "
+                "magistral, phi4_reasoning) or auto (chosen from the chat template and special tokens)"),
     "think_start": (str, None, "override: text appended to the chat prompt to open thinking (\\n allowed)"),
     "think_end": (str, None, "override: space-separated markers that end thinking (EOS always does)"),
     "answer_start": (str, None, "override: text that opens the answer (a newline is put before it)"),
     "budget_cut_prefix": (str, None, "override: text after answer_start when the budget cut thinking"),
+    "budget_cut_text": (str, None, "override: a text that itself ends thinking at a budget cut, used instead "
+                        "of answer_start + budget_cut_prefix (qwen3's own); empty for none"),
+    "enable_thinking": (bool, None, "passed to the chat template (hybrid models such as Qwen3); false gives "
+                        "the template's closed think block, so no thinking"),
+    "chat_template_args": ("dict", None, "more chat-template arguments: key=value;key=value or a JSON object "
+                           "(e.g. reasoning_effort=high for gpt-oss)"),
     "dtype": (str, "auto", "weights dtype: auto, bfloat16, float16, float32"),
     "batch_size": ("int|auto", 8, "hf engine batch size (vLLM schedules its own)"),
     "max_batch_size": (int, None, "accepted from lm-eval, unused"),
@@ -84,6 +91,8 @@ def _check(name: str, value, kind):
     try:
         if value is None:
             return None
+        if kind == "dict":
+            return _template_args(value)
         if kind in (BUDGET, "int|auto"):
             if isinstance(value, str) and value.lower() == AUTO:
                 return AUTO
@@ -100,8 +109,32 @@ def _check(name: str, value, kind):
         if kind is int and out < 0:
             raise ValueError
         return out
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # json.JSONDecodeError is a ValueError
+        if kind == "dict":
+            raise ValueError(f"m1_budget: {name}={value!r} is not key=value;key=value or a JSON object "
+                             "(e.g. enable_thinking=false;reasoning_effort=high)") from None
         raise ValueError(f"m1_budget: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.\n{_usage()}") from None
+
+
+def _template_args(value) -> dict:
+    """``key=value;key=value`` (values typed as lm-eval types model_args), a JSON object, or a dict."""
+    if isinstance(value, dict):
+        return dict(value)
+    text = str(value).strip()
+    if text.startswith("{"):
+        out = json.loads(text)
+        if isinstance(out, dict):
+            return out
+        raise ValueError
+    from lm_eval.utils import handle_arg_string
+
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError
+        out[key.strip()] = handle_arg_string(val)
+    return out
 
 
 def _unescape(s: str | None) -> str | None:
@@ -150,17 +183,14 @@ class M1BudgetLM(LM):
         a = {k: _check(k, kwargs.get(k, d), t) for k, (t, d, _) in MODEL_ARGS.items()}
         if not a["pretrained"]:
             raise ValueError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
-        if a["markers"] not in PRESETS:
-            raise ValueError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}")
+        if a["markers"] != AUTO and a["markers"] not in PRESETS:
+            raise ValueError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}, or auto")
         if a["cache"] not in ("on", "off", "auto"):
             raise ValueError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
         self.args = a
-        self.markers = PRESETS[a["markers"]].with_overrides(
-            think_start=_unescape(a["think_start"]),
-            think_end=tuple(_unescape(a["think_end"]).split()) if a["think_end"] else None,
-            answer_start=_unescape(a["answer_start"]),
-            budget_cut_prefix=_unescape(a["budget_cut_prefix"]),
-        )
+        self.template_args = dict(a["chat_template_args"] or {})
+        if a["enable_thinking"] is not None:
+            self.template_args["enable_thinking"] = a["enable_thinking"]
         self.engine_name = resolve_engine_name(a["engine"])
         ignored = sorted(k for k in (VLLM_ONLY if self.engine_name == "hf" else HF_ONLY) if k in kwargs)
         if ignored:
@@ -179,6 +209,18 @@ class M1BudgetLM(LM):
         else:
             self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY})
         self.tokenizer = self.engine.tokenizer
+        self.markers_name = a["markers"]
+        if self.markers_name == AUTO:
+            self.markers_name, why = detect(self.tokenizer, a["pretrained"])
+            print(f"m1_budget: markers=auto chose {self.markers_name}: {why}", file=sys.stderr)
+        self.markers = PRESETS[self.markers_name].with_overrides(
+            think_start=_unescape(a["think_start"]),
+            think_end=tuple(_unescape(a["think_end"]).split()) if a["think_end"] else None,
+            answer_start=_unescape(a["answer_start"]),
+            budget_cut_prefix=_unescape(a["budget_cut_prefix"]),
+            budget_cut_text=_unescape(a["budget_cut_text"]),
+        )
+        self._closed_warned = False
         self._templated: set[str] = set()
         self._cache = None
         if a["cache"] != "off":
@@ -195,18 +237,27 @@ class M1BudgetLM(LM):
         return getattr(self.tokenizer, "chat_template", None) or ""
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        text = self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt)
+        text = self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                                  **self.template_args)
         self._templated.add(text)  # generate_until must not template this string a second time
         return text
 
-    def _prompt_ids(self, context: str) -> list[int]:
+    def _prompt_ids(self, context: str) -> tuple[list[int], bool]:
+        """The chat prompt's ids without any think marker the template wrote itself (the budget loop
+        opens thinking once), and whether the template already closed thinking (enable_thinking=false)."""
         if context not in self._templated:
             if getattr(self.tokenizer, "chat_template", None):
                 context = self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True)
+                    [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True,
+                    **self.template_args)
             else:
                 log.warning("m1_budget: %s has no chat template; the prompt is used as is", self.args["pretrained"])
-        return list(self.tokenizer.encode(context, add_special_tokens=False))
+        context, state = self.markers.template_state(context)
+        if state == "closed" and not self._closed_warned:
+            self._closed_warned = True
+            log.warning("m1_budget: the chat template closed thinking itself (%s): no thinking, thinking_budget=0",
+                        self.template_args or "its own choice")
+        return list(self.tokenizer.encode(context, add_special_tokens=False)), state == "closed"
 
     # -- requests -------------------------------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -260,9 +311,12 @@ class M1BudgetLM(LM):
         for ((temp, top_p), forcing_str), idx in groups.items():
             engine = self._engine_for(temp, top_p)
             forcer = BudgetForcer(engine, self.markers, forcing_str)
-            breqs = [BudgetRequest(self._prompt_ids(requests[i].args[0]), settings[i]["thinking_budget"],
-                                   settings[i]["forcing"], settings[i]["answer_budget"], settings[i]["until"])
-                     for i in idx]
+            breqs = []
+            for i in idx:
+                ids, closed = self._prompt_ids(requests[i].args[0])
+                s = settings[i]
+                breqs.append(BudgetRequest(ids, 0 if closed else s["thinking_budget"], 0 if closed else s["forcing"],
+                                           s["answer_budget"], s["until"]))
             for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm)):
                 out[i] = trace.text
                 self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
@@ -270,7 +324,7 @@ class M1BudgetLM(LM):
                 self.traces[i] = {
                     "task": getattr(requests[i], "task_name", None), "doc_id": getattr(requests[i], "doc_id", None),
                     "requested_thinking_budget": s["thinking_budget"], "forcing": s["forcing"],
-                    "forcing_str": forcing_str, "temperature": temp, **trace.record(),
+                    "forcing_str": forcing_str, "temperature": temp, "markers": self.markers_name, **trace.record(),
                 }
         self._write_traces()
         return out
