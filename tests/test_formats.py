@@ -183,6 +183,12 @@ def test_m1_budget_auto_enable_thinking_and_template_args(models, tmp_path, capl
     oss = lm("gpt_oss", chat_template_args="reasoning_effort=high")
     assert "\nReasoning: high\n" in oss.tokenizer.decode(oss._prompt_ids("Q?")[0])
     assert "\nReasoning: high\n" in oss.apply_chat_template([{"role": "user", "content": "Q?"}])
+    from m1_harness.lm import _check
+
+    parsed = {"reasoning_effort": "high", "enable_thinking": False}
+    for given in ("reasoning_effort=high;enable_thinking=false", '{"reasoning_effort": "high", "enable_thinking": false}',
+                  dict(parsed)):  # lm-eval passes a dict when --model_args is JSON
+        assert _check("chat_template_args", given, "dict") == parsed
     with pytest.raises(ValueError, match="m1_budget: chat_template_args='reasoning_effort' is not key=value;key=value "
                                          "or a JSON object"):
         M1BudgetLM(pretrained="x", chat_template_args="reasoning_effort")
