@@ -82,4 +82,5 @@ DIR_NAMES = {"huatuo_o1": "HuatuoGPT-o1-8B-tiny"}
 def family_model(root: Path, family: str) -> Path:
     """A tiny Qwen2 with the family's tokenizer and chat template, built once under ``root``; larger
     initial weights than the default, so its greedy output varies instead of repeating one token."""
-    return tiny_qwen2(Path(root) / DIR_NAMES.get(family, f"tiny-{family}"), initializer_range=0.2, **FAMILIES[family])
+    return tiny_qwen2(Path(root) / DIR_NAMES.get(family, f"tiny-{family}"), num_heads=2, num_kv_heads=1,
+                      initializer_range=0.2, **FAMILIES[family])

@@ -252,3 +252,35 @@ def test_lm_eval_cli_runs_each_preset(models, task_index_once, family, markers, 
         assert m.answer_prefix(rec["hit_budget"]) in text
         if not rec["hit_budget"]:
             assert m.answer_prefix(True) not in text
+
+
+# -- vLLM: special-token end markers stop by id, and the traces are the transformers engine's ---------
+@pytest.mark.vllm
+def test_vllm_gives_the_transformers_traces_for_harmony(models):
+    """gpt-oss ends thinking with the special token <|end|>, which vLLM never matches as a stop string:
+    the loop must stop on its id, drop it and splice, exactly as on the transformers engine."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (make test runs the vllm tests in .venv-vllm)")
+    import os
+
+    from m1tiny import QUESTIONS
+
+    from m1_harness.engines.hf import HFEngine
+    from m1_harness.engines.vllm import VLLMEngine
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    m, path = PRESETS["gpt_oss"], str(models["gpt_oss"])
+    vllm = VLLMEngine(path, dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
+    try:
+        tok = vllm.tokenizer
+        prompts = [m.template_state(tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                                            add_generation_prompt=True))[0] for q in QUESTIONS]
+        reqs = [BudgetRequest(tok.encode(p, add_special_tokens=False), 40, forcing=2, answer_budget=8) for p in prompts]
+        got = BudgetForcer(vllm, m).run(reqs)
+    finally:
+        vllm.llm.llm_engine.engine_core.shutdown()
+    want = BudgetForcer(HFEngine(path, dtype="float32", device="cpu", batch_size=6, progress=False), m).run(reqs)
+    assert [(t.thinking_ids, t.answer_ids, t.stop_reasons, t.text) for t in got] == \
+        [(t.thinking_ids, t.answer_ids, t.stop_reasons, t.text) for t in want]
+    end = tok.convert_tokens_to_ids("<|end|>")
+    forced = [t for t in got if end in t.stop_reasons]
+    assert forced and all(t.forcing_rounds >= 1 and end not in t.thinking_ids for t in forced)
