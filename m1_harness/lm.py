@@ -20,6 +20,7 @@ from pathlib import Path
 import lm_eval.models  # noqa: F401  (lm-eval's own models first, else they vanish from the registry)
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
+from lm_eval.utils import handle_arg_string
 
 from m1_harness.budget import AUTO, BudgetForcer, BudgetRequest
 from m1_harness.engines import load_engine, resolve_engine_name
@@ -40,11 +41,12 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "forcing_str": (str, "Wait", "the string spliced in when forcing (after a newline unless at whitespace)"),
     "answer_budget": (int, None, "most answer tokens (default: the task's max_gen_toks, else 256); "
                       "clamped to the context"),
-    "markers": (str, "m1", "thinking format: a preset (m1, think_tags, huatuo_o1, qwen3, deepseek_r1, gpt_oss, "
-                "magistral, phi4_reasoning) or auto (chosen from the chat template and special tokens)"),
+    "markers": (str, "m1", f"thinking format: a preset ({', '.join(PRESETS)}) or auto (chosen from the chat "
+                "template and special tokens)"),
     "think_start": (str, None, "override: text appended to the chat prompt to open thinking (\\n allowed)"),
     "think_end": (str, None, "override: space-separated markers that end thinking (EOS always does)"),
-    "answer_start": (str, None, "override: text that opens the answer (a newline is put before it)"),
+    "answer_start": (str, None, "override: text that opens the answer (after the preset's separator: a newline; two "
+                     "for huatuo_o1, none for gpt_oss and magistral)"),
     "budget_cut_prefix": (str, None, "override: text after answer_start when the budget cut thinking"),
     "budget_cut_text": (str, None, "override: a text that itself ends thinking at a budget cut, used instead "
                         "of answer_start + budget_cut_prefix (qwen3's own); empty for none"),
@@ -126,8 +128,6 @@ def _template_args(value) -> dict:
         if isinstance(out, dict):
             return out
         raise ValueError
-    from lm_eval.utils import handle_arg_string
-
     out = {}
     for item in filter(None, (part.strip() for part in text.split(";"))):
         key, eq, val = item.partition("=")
