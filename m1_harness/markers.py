@@ -103,7 +103,8 @@ PRESETS: dict[str, Markers] = {
     ),
     # gpt-oss (openai/gpt-oss-*), the harmony format (openai-harmony): generation prompt
     # "<|start|>assistant", reasoning in "<|channel|>analysis<|message|>...<|end|>", the answer in
-    # "<|start|>assistant<|channel|>final<|message|>...<|return|>"; no newline between messages.
+    # "<|start|>assistant<|channel|>final<|message|>...<|return|>"; no newline between messages (what
+    # openai_harmony's render_conversation writes; tests/test_formats.py checks it).
     # No budget-cut text documented (vLLM's gptoss parser only detects the boundary): "Final Answer:".
     "gpt_oss": Markers(
         think_start="<|channel|>analysis<|message|>",

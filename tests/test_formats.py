@@ -284,3 +284,23 @@ def test_vllm_gives_the_transformers_traces_for_harmony(models):
     end = tok.convert_tokens_to_ids("<|end|>")
     forced = [t for t in got if end in t.stop_reasons]
     assert forced and all(t.forcing_rounds >= 1 and end not in t.thinking_ids for t in forced)
+
+
+@pytest.mark.vllm
+def test_gpt_oss_preset_is_what_openai_harmony_renders():
+    """openai-harmony (a vLLM dependency) renders analysis then final exactly as the gpt_oss preset
+    writes a trace: think start, thinking, the answer opening, the answer."""
+    from openai_harmony import (Conversation, HarmonyEncodingName, Message, RenderConversationConfig, Role,
+                                load_harmony_encoding)
+
+    enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    conv = Conversation.from_messages([
+        Message.from_role_and_content(Role.USER, "Q?"),
+        Message.from_role_and_content(Role.ASSISTANT, "Maybe B.").with_channel("analysis"),
+        Message.from_role_and_content(Role.ASSISTANT, ANSWER).with_channel("final")])
+    rendered = enc.decode(enc.render_conversation(conv, RenderConversationConfig(auto_drop_analysis=False)))
+    m = PRESETS["gpt_oss"]
+    prompt = enc.decode(enc.render_conversation_for_completion(Conversation.from_messages(conv.messages[:1]),
+                                                               Role.ASSISTANT))
+    assert rendered == prompt + m.think_start + "Maybe B." + m.answer_prefix(cut=False) + ANSWER + "<|end|>"
+    assert prompt.endswith("<|start|>assistant") and score(rendered, OPTIONS, "A").correct
