@@ -115,8 +115,9 @@ PRESETS: dict[str, Markers] = {
     ),
     # Magistral (mistralai/Magistral-Small-2509 and later, tekken v13): special tokens [THINK] and
     # [/THINK]; its system prompt asks for "[THINK]...thoughts...[/THINK]Here, provide a
-    # self-contained response." (vLLM parser/mistral.py "special_token" encoding). No budget-cut
-    # text documented: m1's "Final Answer:".
+    # self-contained response." (vLLM parser/mistral.py "special_token" encoding); mistral_common's
+    # InstructTokenizerV13.encode_think writes [THINK] + thinking + [/THINK] with no separator. No
+    # budget-cut text documented: m1's "Final Answer:".
     "magistral": Markers(
         think_start="[THINK]",
         think_end=("[/THINK]",),
@@ -126,7 +127,9 @@ PRESETS: dict[str, Markers] = {
     ),
     # Phi-4-reasoning (microsoft/Phi-4-reasoning, -plus): ChatML with <|im_sep|>; its system prompt
     # asks for "<think> {Thought section} </think> {Solution section}" (model card, chat template),
-    # and the model writes "<think>\n...\n</think>\n\n". No budget-cut text documented: "Final Answer:".
+    # and the model writes "<think>\n...\n</think>\n\n" (as sample outputs of the Phi-4 reasoning models
+    # show; <think> and </think> are tokens of their vocabulary). No budget-cut text documented:
+    # "Final Answer:".
     "phi4_reasoning": Markers(
         think_start="<think>\n",
         think_end=("</think>",),
