@@ -140,7 +140,7 @@ PRESETS: dict[str, Markers] = {
 
 # Where the answer part of a full trace begins, for scoring: the last of these that occurs. Every
 # preset's answer opening is one (without its whitespace, which a model may write differently; a
-# budget_cut_text ends in its preset's opening), and harmony's final-channel header alone, which
+# budget_cut_text contains its preset's opening), and harmony's final-channel header alone, which
 # ends where gpt_oss's opening ends and also splits raw gpt-oss output.
 ANSWER_SPLITS = tuple(dict.fromkeys([*(m.answer_start.strip() for m in PRESETS.values()),
                                      "<|channel|>final<|message|>"]))
