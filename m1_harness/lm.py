@@ -20,11 +20,12 @@ from pathlib import Path
 import lm_eval.models  # noqa: F401  (lm-eval's own models first, else they vanish from the registry)
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
+from lm_eval.utils import handle_arg_string
 
 from m1_harness.budget import AUTO, BudgetForcer, BudgetRequest
 from m1_harness.engines import load_engine, resolve_engine_name
 from m1_harness.errors import UserError
-from m1_harness.markers import PRESETS
+from m1_harness.markers import PRESETS, detect
 from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
 from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
 
@@ -45,11 +46,19 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "forcing_str": (str, "Wait", "the string spliced in when forcing (after a newline unless at whitespace)"),
     "answer_budget": (int, None, "most answer tokens (default: the task's max_gen_toks, else 256); "
                       "clamped to the context"),
-    "markers": (str, "m1", "marker preset: m1 (<|im_start|>think / answer) or think_tags (<think></think>)"),
+    "markers": (str, "m1", f"thinking format: a preset ({', '.join(PRESETS)}) or auto (chosen from the chat "
+                "template and special tokens)"),
     "think_start": (str, None, "override: text appended to the chat prompt to open thinking (\\n allowed)"),
     "think_end": (str, None, "override: space-separated markers that end thinking (EOS always does)"),
-    "answer_start": (str, None, "override: text that opens the answer (a newline is put before it)"),
+    "answer_start": (str, None, "override: text that opens the answer (after the preset's separator: a newline; two "
+                     "for huatuo_o1, none for gpt_oss and magistral)"),
     "budget_cut_prefix": (str, None, "override: text after answer_start when the budget cut thinking"),
+    "budget_cut_text": (str, None, "override: a text that itself ends thinking at a budget cut, used instead "
+                        "of answer_start + budget_cut_prefix (qwen3's own); empty for none"),
+    "enable_thinking": (bool, None, "passed to the chat template (hybrid models such as Qwen3); false gives "
+                        "the template's closed think block, so no thinking"),
+    "chat_template_args": ("dict", None, "more chat-template arguments: key=value;key=value or a JSON object "
+                           "(e.g. reasoning_effort=high for gpt-oss)"),
     "dtype": (str, "auto", "weights dtype: auto, bfloat16, float16, float32"),
     "batch_size": ("int|auto", 8, "hf engine batch size (vLLM schedules its own)"),
     "max_batch_size": (int, None, "accepted from lm-eval, unused"),
@@ -90,6 +99,8 @@ def _check(name: str, value, kind):
     try:
         if value is None:
             return None
+        if kind == "dict":
+            return _template_args(value)
         if kind in (BUDGET, "int|auto"):
             if isinstance(value, str) and value.lower() == AUTO:
                 return AUTO
@@ -106,8 +117,30 @@ def _check(name: str, value, kind):
         if kind is int and out < 0:
             raise ValueError
         return out
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # json.JSONDecodeError is a ValueError
+        if kind == "dict":
+            raise ModelArgError(f"m1_budget: {name}={value!r} is not key=value;key=value or a JSON object "
+                                "(e.g. enable_thinking=false;reasoning_effort=high)") from None
         raise ModelArgError(f"m1_budget: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.\n{_usage()}") from None
+
+
+def _template_args(value) -> dict:
+    """``key=value;key=value`` (values typed as lm-eval types model_args), a JSON object, or a dict."""
+    if isinstance(value, dict):
+        return dict(value)
+    text = str(value).strip()
+    if text.startswith("{"):
+        out = json.loads(text)
+        if isinstance(out, dict):
+            return out
+        raise ValueError
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError
+        out[key.strip()] = handle_arg_string(val)
+    return out
 
 
 def _unescape(s: str | None) -> str | None:
@@ -173,19 +206,16 @@ class M1BudgetLM(LM):
         a = {k: _check(k, kwargs.get(k, d), t) for k, (t, d, _) in MODEL_ARGS.items()}
         if not a["pretrained"]:
             raise ModelArgError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
-        if a["markers"] not in PRESETS:
-            raise ModelArgError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}")
+        if a["markers"] != AUTO and a["markers"] not in PRESETS:
+            raise ModelArgError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}, or auto")
         if a["dtype"] not in DTYPES:
             raise ModelArgError(f"m1_budget: dtype={a['dtype']!r}; choose one of {', '.join(DTYPES)}")
         if a["cache"] not in ("on", "off", "auto"):
             raise ModelArgError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
         self.args = a
-        self.markers = PRESETS[a["markers"]].with_overrides(
-            think_start=_unescape(a["think_start"]),
-            think_end=tuple(_unescape(a["think_end"]).split()) if a["think_end"] else None,
-            answer_start=_unescape(a["answer_start"]),
-            budget_cut_prefix=_unescape(a["budget_cut_prefix"]),
-        )
+        self.template_args = dict(a["chat_template_args"] or {})
+        if a["enable_thinking"] is not None:
+            self.template_args["enable_thinking"] = a["enable_thinking"]
         self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
         ignored = sorted(k for k in (VLLM_ONLY if self.engine_name == "hf" else HF_ONLY) if k in kwargs)
@@ -205,6 +235,18 @@ class M1BudgetLM(LM):
         else:
             self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY})
         self.tokenizer = self.engine.tokenizer
+        self.markers_name = a["markers"]
+        if self.markers_name == AUTO:
+            self.markers_name, why = detect(self.tokenizer, a["pretrained"])
+            print(f"m1_budget: markers=auto chose {self.markers_name}: {why}", file=sys.stderr)
+        self.markers = PRESETS[self.markers_name].with_overrides(
+            think_start=_unescape(a["think_start"]),
+            think_end=tuple(_unescape(a["think_end"]).split()) if a["think_end"] else None,
+            answer_start=_unescape(a["answer_start"]),
+            budget_cut_prefix=_unescape(a["budget_cut_prefix"]),
+            budget_cut_text=_unescape(a["budget_cut_text"]),
+        )
+        self._closed_warned = False
         self._templated: set[str] = set()
         self._cache = None
         identity = _model_identity(self.engine_name, a["pretrained"], a["dtype"]) if a["cache"] != "off" else None
@@ -242,18 +284,27 @@ class M1BudgetLM(LM):
         return getattr(self.tokenizer, "chat_template", None) or ""
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        text = self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt)
+        text = self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                                  **self.template_args)
         self._templated.add(text)  # generate_until must not template this string a second time
         return text
 
-    def _prompt_ids(self, context: str) -> list[int]:
+    def _prompt_ids(self, context: str) -> tuple[list[int], bool]:
+        """The chat prompt's ids without any think marker the template wrote itself (the budget loop
+        opens thinking once), and whether the template already closed thinking (enable_thinking=false)."""
         if context not in self._templated:
             if getattr(self.tokenizer, "chat_template", None):
                 context = self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True)
+                    [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True,
+                    **self.template_args)
             else:
                 log.warning("m1_budget: %s has no chat template; the prompt is used as is", self.args["pretrained"])
-        return list(self.tokenizer.encode(context, add_special_tokens=False))
+        context, state = self.markers.template_state(context)
+        if state == "closed" and not self._closed_warned:
+            self._closed_warned = True
+            log.warning("m1_budget: the chat template closed thinking itself (%s): no thinking, thinking_budget=0",
+                        self.template_args or "its own choice")
+        return list(self.tokenizer.encode(context, add_special_tokens=False)), state == "closed"
 
     # -- requests -------------------------------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -325,9 +376,12 @@ class M1BudgetLM(LM):
             for ((temp, top_p), forcing_str), idx in groups.items():
                 engine = self._engine_for(temp, top_p)
                 forcer = BudgetForcer(engine, self.markers, forcing_str)
-                breqs = [BudgetRequest(self._prompt_ids(requests[i].args[0]), settings[i]["thinking_budget"],
-                                       settings[i]["forcing"], settings[i]["answer_budget"], settings[i]["until"])
-                         for i in idx]
+                breqs = []
+                for i in idx:
+                    ids, closed = self._prompt_ids(requests[i].args[0])
+                    s = settings[i]
+                    breqs.append(BudgetRequest(ids, 0 if closed else s["thinking_budget"], 0 if closed else s["forcing"],
+                                               s["answer_budget"], s["until"]))
 
                 def done(j: int, trace, idx=idx, temp=temp, forcing_str=forcing_str) -> None:
                     i = idx[j]
@@ -346,7 +400,7 @@ class M1BudgetLM(LM):
         rec = {
             "task": getattr(req, "task_name", None), "doc_id": getattr(req, "doc_id", None),
             "requested_thinking_budget": s["thinking_budget"], "forcing": s["forcing"],
-            "forcing_str": forcing_str, "temperature": temperature, **trace.record(),
+            "forcing_str": forcing_str, "temperature": temperature, "markers": self.markers_name, **trace.record(),
         }
         asked = s["thinking_budget"]
         rec["budget_clamped"] = asked != AUTO and trace.thinking_budget < int(asked)
