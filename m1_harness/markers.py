@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from m1_harness.errors import UserError
+
 # Families that document no budget-cut text get m1's (the s1 / m1 budget-forcing convention).
 FINAL_ANSWER = "Final Answer:"
+
+
+class MarkersError(UserError, ValueError):
+    """markers=auto found no thinking format it knows."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,7 @@ def detect(tokenizer, name: str = "") -> tuple[str, str]:
         if ok:
             return preset, why
     what = "has no chat template" if not template else "has a chat template with no thinking markers m1_budget knows"
-    raise ValueError(
+    raise MarkersError(
         f"m1_budget: markers=auto cannot tell how {name or 'this model'} thinks: its tokenizer {what}. "
         f"Pass markers=PRESET (one of {', '.join(PRESETS)}) or set the markers yourself with "
         f"{', '.join(OVERRIDES)} (see the README's 'Thinking formats' table).")
