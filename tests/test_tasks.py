@@ -137,11 +137,15 @@ def test_autoload_is_cheap_and_imports_nothing_heavy(python_env, tmp_path):
     code = "import sys; print(sorted(m for m in ('pluggy','lm_eval','torch','transformers','yaml') if m in sys.modules)); print('m1_harness._autoload' in sys.modules)"
     out = _run([sys.executable, "-c", code], python_env, tmp_path)
     assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stderr
-    # -X importtime: what the hook itself costs at start-up (microseconds, cumulative)
-    out = _run([sys.executable, "-X", "importtime", "-c", "pass"], python_env, tmp_path)
-    costs = {line.split("|")[2].strip(): int(line.split("|")[1]) for line in out.stderr.splitlines() if line.count("|") == 2 and line.split("|")[2].strip().startswith("m1_harness")}
-    assert set(costs) == {"m1_harness", "m1_harness._autoload"}
-    assert sum(costs.values()) < 5000, costs
+    # -X importtime: what the hook itself costs at start-up (microseconds, cumulative); the fastest of
+    # three starts, since a shared 2-core machine under load slows any single one several times over
+    runs = []
+    for _ in range(3):
+        out = _run([sys.executable, "-X", "importtime", "-c", "pass"], python_env, tmp_path)
+        costs = {line.split("|")[2].strip(): int(line.split("|")[1]) for line in out.stderr.splitlines() if line.count("|") == 2 and line.split("|")[2].strip().startswith("m1_harness")}
+        assert set(costs) == {"m1_harness", "m1_harness._autoload"}
+        runs.append(sum(costs.values()))
+    assert min(runs) < 5000, runs
 
 
 def test_autoload_can_be_switched_off(python_env, tmp_path):
