@@ -46,7 +46,7 @@ def find(rows, **kw):
 
 def test_classes_and_settled_budgets(result):
     rows = result[0]["trajectories"]
-    assert len(rows) == 12 * 3 + 20
+    assert len(rows) == 12 * 3 + 20 + 4
     for (model, task), classes in CLASSES.items():
         mine = sorted((r for r in rows if (r["model"], r["task"]) == (model, task)), key=lambda r: r["doc_id"])
         assert [r["class"] for r in mine] == classes, (model, task)
@@ -69,7 +69,7 @@ def test_trajectory_rows_hold_every_setting(result):
                                  "correct": False, "thinking_tokens": None, "hit_budget": None}]
     with open(result[1] / "trajectories.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
-    assert len(table) == 56
+    assert len(table) == 60
     row = next(r for r in table if (r["model"], r["task"], r["doc_id"]) == (A, "medqa", "3"))
     assert (row["class"], row["settled_budget"], row["budget 128, forcing 0: letter"], row["budget 128, forcing 0: method"],
             row["budget 128, forcing 0: correct"], row["budget 128, forcing 0: thinking_tokens"], row["budget 16, forcing 0: cut"]) == \
@@ -122,6 +122,15 @@ def test_flips_counts_and_p_values(result):
     assert [r["neighbours"] for r in by_task["medbullets4"][:3]] == [True, True, False]
 
 
+def test_lm_eval_multiple_choice_run(result):
+    """lm-eval's own medqa_4options scores options by log-likelihood: the letter is the best option's."""
+    rows = sorted((r for r in result[0]["trajectories"] if r["task"] == "medqa_4options"), key=lambda r: r["doc_id"])
+    assert [(r["model"], r["gold"], r["class"]) for r in rows] == [
+        (BASE, "B", AR), (BASE, "C", AW), (BASE, "C", AR), (BASE, "D", AR)]
+    assert [(s["letter"], s["method"], s["correct"]) for r in rows for s in r["settings"]] == [
+        ("B", "loglikelihood", True), ("A", "loglikelihood", False), ("C", "loglikelihood", True), ("D", "loglikelihood", True)]
+
+
 def test_sentences(result):
     assert result[0]["sentences"] == [
         "medbullets4, org/m1-a, budget 16 -> 128 (forcing 0): 1 answer turned wrong, 14 turned right, of 20 (McNemar p = 0.00098, Holm 0.0088)",
@@ -157,7 +166,7 @@ def test_cut_off_aware_accuracy_and_efficiency(result):
     assert (base["n"], base["right"], base["with_trace"], base["share_cut"], base["mean_thinking_tokens"]) == (12, 6, 0, None, None)
     with open(result[1] / "settings.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
-    assert len(table) == 6 + 3 + 1 + 6
+    assert len(table) == 6 + 3 + 1 + 6 + 1
     assert next(t for t in table if t["model"] == A and t["task"] == "medqa" and t["setting"] == "budget 16, forcing 0")["share_cut"] == "0.8333"
 
 

@@ -68,10 +68,10 @@ def text_before(page, mark_selector):
 
 
 def test_filter_hurt_by_thinking_shows_exactly_those_rows(page):
-    assert len(rows(page)) == 56 and page.inner_text("#count") == "56 of 56 (model, item) rows"
+    assert len(rows(page)) == 60 and page.inner_text("#count") == "60 of 60 (model, item) rows"
     page.select_option("#filter-class", "hurt by thinking")
     assert set(rows(page)) == HURT and len(rows(page)) == 7
-    assert page.inner_text("#count") == "7 of 56 (model, item) rows"
+    assert page.inner_text("#count") == "7 of 60 (model, item) rows"
     page.select_option("#filter-task", "medqa")
     page.select_option("#filter-model", "org/m1-b")
     assert rows(page) == [("org/m1-b", "medqa", 3), ("org/m1-b", "medqa", 4)]

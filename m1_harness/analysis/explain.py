@@ -55,7 +55,7 @@ class Outcome:
 
     correct: bool
     letter: str | None
-    method: str  # boxed / regex / guess / none, or "-" when the item has no options to extract from
+    method: str  # boxed / regex / guess / none; loglikelihood (multiple_choice); "-" when there are no options
     answer: str  # the answer part of the response
     text: str  # the whole response (m1_budget: the trace string)
     thinking_tokens: int | None = None
@@ -96,18 +96,44 @@ def precedes(a: Run, b: Run) -> bool:
 
 
 # -- reading ----------------------------------------------------------------------------------------
+# option fields of lm-eval's own medical tasks: medqa_4options (GBaker/MedQA), medmcqa
+OPTION_FIELDS = (("ending0", "ending1", "ending2", "ending3"), ("opa", "opb", "opc", "opd"))
+
+
 def options_of(doc: dict) -> dict | None:
     """The item's options as letter -> text (m1 tasks store two lists; lm-eval's own tasks vary)."""
     if isinstance(doc.get("letters"), list) and isinstance(doc.get("choices"), list):
         return dict(zip(doc["letters"], doc["choices"]))
     if isinstance(doc.get("options"), dict):
         return {str(k): str(v) for k, v in doc["options"].items()}
+    for keys in OPTION_FIELDS:
+        if all(k in doc for k in keys):
+            return {chr(65 + i): str(doc[k]) for i, k in enumerate(keys)}
     choices = doc.get("choices") or doc.get("options")
     if isinstance(choices, dict) and isinstance(choices.get("text"), list):
         choices = choices["text"]
     if isinstance(choices, list) and choices:
         return {chr(65 + i): str(c) for i, c in enumerate(choices)}
     return None
+
+
+def loglikelihood_choice(rec: dict) -> tuple[int, float] | None:
+    """(index, log-likelihood) of the best choice of a multiple_choice sample (lm-eval's own medqa_4options,
+    medmcqa), whose filtered_resps are [log-likelihood, is_greedy] pairs; None for generated text."""
+    resps = rec.get("filtered_resps")
+    if not isinstance(resps, list) or not resps:
+        return None
+    if not all(isinstance(x, (list, tuple)) and x and isinstance(x[0], (int, float)) for x in resps):
+        return None
+    best = max(range(len(resps)), key=lambda i: resps[i][0])
+    return best, float(resps[best][0])
+
+
+def _gold(doc: dict, rec: dict) -> str | None:
+    gold = doc.get("answer_idx", rec.get("target"))
+    if isinstance(gold, int) and not isinstance(gold, bool):  # multiple_choice targets are indices
+        return chr(65 + gold)
+    return None if gold is None else str(gold)
 
 
 def _response(rec: dict) -> str:
@@ -168,20 +194,24 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
         metric_name = r.metric_key.partition(",")[0]
         for rec in samples:
             doc_id, doc = rec["doc_id"], rec.get("doc") or {}
-            text = _response(rec)
             options = options_of(doc)
-            if options:
-                letter, method = extract_choice(text, options)
-                method = METHOD_GROUPS[method].removesuffix("_share")
+            choice = loglikelihood_choice(rec)
+            if choice is not None:  # scored by log-likelihood of each option: no text to extract from
+                letter, method = chr(65 + choice[0]), "loglikelihood"
+                text = f"{letter} (highest log-likelihood, {choice[1]:.2f})"
             else:
-                letter, method = None, "-"
+                text = _response(rec)
+                if options:
+                    letter, method = extract_choice(text, options)
+                    method = METHOD_GROUPS[method].removesuffix("_share")
+                else:
+                    letter, method = None, "-"
             trace = traces.get(doc_id)
             run.outcomes[doc_id] = Outcome(
                 correct=bool(float(rec[metric_name])), letter=letter, method=method, answer=answer_part(text).strip(),
                 text=text, thinking_tokens=trace.get("thinking_tokens") if trace else None,
                 hit_budget=bool(trace.get("hit_budget")) if trace else None, record=trace)
-            gold = doc.get("answer_idx", rec.get("target"))
-            run.docs[doc_id] = (doc, None if gold is None else str(gold))
+            run.docs[doc_id] = (doc, _gold(doc, rec))
         runs.append(run)
     return runs
 
