@@ -16,6 +16,14 @@ where m1_budget wrote them, the trace records (``traces.jsonl`` beside a sweep's
 - ``efficiency.png`` (accuracy against the actual mean thinking tokens), ``flips_<task>.png``;
 - ``viewer.html``: the trace viewer (``viewer.py``); ``summary.txt``: the sentences printed.
 
+Flips pair each model's settings along each axis (budget b to the next at one forcing, forcing k to
+the next at one budget, and the first to the last when there are more than two), and models on the
+same task at every setting they share (or, sharing none, at each one's largest: an lm-eval ``hf``
+baseline against a sweep). Holm's correction runs over all comparisons of a task. The summary
+sentences give, per task and model, the whole budget axis at the least forcing, the whole forcing
+axis at the largest budget, and every model pair. Multiple-choice runs of lm-eval's own tasks
+(log-likelihood per option) count the best option as the answer.
+
 Classes compare settings that are ordered: setting s precedes t when t has at least s's budget and at
 least its forcing rounds (runs without a budget are compared with nothing). An item is *helped* when
 some s precedes some t with s wrong and t right, *hurt* when s right and t wrong, *unstable* when
@@ -155,11 +163,15 @@ def trace_files_near(results_file: Path) -> list[Path]:
     return found
 
 
-def trace_records_for(results_file: Path, task: str, budget, forcing) -> dict:
-    """doc_id -> the last trace record of this task and setting near the results file."""
+def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dict | None = None) -> dict:
+    """doc_id -> the last trace record of this task and setting near the results file (``cache``: path ->
+    records, so a file shared by several tasks or settings is read once)."""
+    cache = {} if cache is None else cache
     out = {}
     for f in trace_files_near(results_file):
-        for rec in iter_trace_records(f):
+        if f not in cache:
+            cache[f] = list(iter_trace_records(f))
+        for rec in cache[f]:
             if rec.get("task") != task:
                 continue
             if "requested_thinking_budget" in rec and str(rec["requested_thinking_budget"]) != str(budget):
@@ -177,19 +189,19 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
     except FileNotFoundError as e:
         raise ExplainError(f"{e}: give lm-eval output folders (--output_path), results_*.json files or globs") from None
     if not results:
-        raise ExplainError(f"no lm-eval results (results_*.json) under: {' '.join(map(str, paths))}")
+        raise ExplainError(f"no lm-eval results (results_*.json) with a {metric!r} metric under: {' '.join(map(str, paths))}")
     labels = {}
     for r in results:  # lm-eval's own runs get their model type in the name: "Qwen2.5 (hf)"
         name = display_name(r.model)
         labels[r.setting] = name if r.budget is not None or not r.model_type else f"{name} ({r.model_type})"
-    runs = []
+    runs, trace_cache = [], {}
     for r in results:
         source = Path(r.source)
         samples = read_sample_records(source, r.task, r.metric_key)
         if not samples:
             raise ExplainError(f"{source}: no samples_{r.task}_*.jsonl beside it; rerun lm-eval with --log_samples "
                                "(explain needs every item's answer)")
-        traces = trace_records_for(source, r.task, r.budget, r.forcing) if r.budget is not None else {}
+        traces = trace_records_for(source, r.task, r.budget, r.forcing, trace_cache) if r.budget is not None else {}
         run = Run(labels[r.setting], r.task, r.budget, r.forcing, str(source))
         metric_name = r.metric_key.partition(",")[0]
         for rec in samples:
