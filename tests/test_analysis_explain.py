@@ -205,9 +205,9 @@ def test_bad_inputs(tmp_path, capsys):
                    "(--output_path), results_*.json files or globs\n")
     (tmp_path / "empty").mkdir()
     assert cli.main(["explain", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == f"m1-harness explain: no lm-eval results (results_*.json) with a 'acc' metric under: {tmp_path / 'empty'}\n"
+    assert capsys.readouterr().err == f"m1-harness explain: no lm-eval results (results_*.json) with metric 'acc' under: {tmp_path / 'empty'}\n"
     assert cli.main(["explain", str(RUNS / "base-hf"), "--metric", "exact_match", "--out", str(tmp_path / "o")]) == 2
-    assert "with a 'exact_match' metric under" in capsys.readouterr().err
+    assert "with metric 'exact_match' under" in capsys.readouterr().err
     src = next((RUNS / "base-hf").rglob("results_*.json"))
     lone = tmp_path / "lone" / src.name
     lone.parent.mkdir()

@@ -189,7 +189,7 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
     except FileNotFoundError as e:
         raise ExplainError(f"{e}: give lm-eval output folders (--output_path), results_*.json files or globs") from None
     if not results:
-        raise ExplainError(f"no lm-eval results (results_*.json) with a {metric!r} metric under: {' '.join(map(str, paths))}")
+        raise ExplainError(f"no lm-eval results (results_*.json) with metric {metric!r} under: {' '.join(map(str, paths))}")
     labels = {}
     for r in results:  # lm-eval's own runs get their model type in the name: "Qwen2.5 (hf)"
         name = display_name(r.model)
