@@ -74,7 +74,8 @@ class Trace:
     answer_finish_reason: str = ""
     answer_stop_reason: int | str | None = None
     text: str = ""  # think_start + thinking + answer prefix + answer
-    # Character offsets in ``text`` (for viewers that mark cuts and splices without a tokenizer):
+    # Character offsets in ``text`` (for viewers that mark cuts and splices without a tokenizer), from
+    # the lengths of decoded id prefixes: a character split across tokens may shift one by a character.
     thinking_span: list[int] = field(default_factory=list)  # [start, end) of the thinking
     forced_spans: list[list[int]] = field(default_factory=list)  # [start, end) of each forced splice
     wall_time: float = 0.0  # seconds, amortised: the group's wall time / its requests (rounds are batched)

@@ -51,6 +51,7 @@ def test_budget_cut_gets_final_answer():
     (t,), _ = run({"Q": ["abcdefghij" + END]}, [("Q", dict(thinking_budget=6, forcing=3))])
     assert t.hit_budget and t.thinking_ids and len(t.thinking_ids) == 6 and t.rounds == 1
     assert t.text.startswith("<|im_start|>think\nabcdef\n<|im_start|>answer\nFinal Answer:The answer")
+    assert t.thinking_span == [18, 24] and t.forced_spans == [] and t.text[24:26] == "\n<"
 
 
 def test_forcing_that_does_not_fit_is_skipped():
