@@ -180,7 +180,7 @@ def test_figures(result):
     assert pairs == 2 + 2 + 3  # budget 16 -> 64 -> 128 at forcing 0 and 1; forcing 0 -> 1 at three budgets
     first = [p.get_width() for p in ax.patches[0::pairs]]  # the first pair's bar in each of the 4 parts
     assert first == [3, 10, 0, 7]
-    assert [t.get_text() for t in ax.get_yticklabels()][0] == "org/m1-a\n16 -> 64 budget (forcing 0)"
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "org/m1-a\nbudget 16 -> 64 (forcing 0)"
     fig = explain.figure_efficiency(result[0]["settings"])
     labels = sorted(t.get_text() for ax in fig.axes for t in ax.texts)
     assert labels == sorted(["16", "64", "128"] * (2 + 2 + 1))  # medbullets4: A f0, f1; medqa: A f0, f1, B

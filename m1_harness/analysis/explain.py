@@ -487,7 +487,7 @@ def figure_flips(rows: list[dict], task: str):
     pairs = [r for r in rows if r["task"] == task and r["neighbours"]]
     if not pairs:
         return None
-    labels = [f"{r['model']}\n{r['from'].split()[-1]} -> {r['to'].split()[-1]} {r['axis']} ({r['at']})" for r in pairs]
+    labels = [f"{r['model']}\n{r['axis']} {r['from'].split()[-1]} -> {r['to'].split()[-1]} ({r['at']})" for r in pairs]
     fig, ax = plt.subplots(figsize=(8, 0.9 + 0.45 * len(pairs)), dpi=100, layout="constrained")
     left = [0.0] * len(pairs)
     for key, name, colour in FLIP_PARTS:
@@ -501,7 +501,7 @@ def figure_flips(rows: list[dict], task: str):
     ax.invert_yaxis()
     ax.set_xlabel("items", fontsize=8)
     ax.set_title(f"{task}: what each step of thinking did to each item", fontsize=10)
-    ax.legend(ncols=4, fontsize=7, loc="lower right", frameon=False)
+    fig.legend(ncols=4, fontsize=7, loc="outside lower center", frameon=False)
     return fig
 
 
