@@ -227,3 +227,11 @@ def test_trace_records_in_m1_budget_default_folder(tmp_path):
     # item 10 thinks 60 tokens: "\nWait" and one more token do not fit in 64, so no forcing and no cut
     assert [r.outcomes[i].thinking_tokens for i in range(12)] == [45, 64, 64, 64, 55, 64, 64, 64, 64, 40, 60, 64]
     assert [r.outcomes[i].hit_budget for i in range(12)] == [False, True, True, True, False] + [True] * 4 + [False, False, True]
+
+
+def test_viewer_data_cannot_close_its_script():
+    from m1_harness.analysis import viewer
+
+    html = viewer.render({"items": {}, "rows": [{"text": "a </script><b>x\u2028y"}]})
+    blob = html.split("const DATA = ", 1)[1].split(";\n", 1)[0]
+    assert "</script>" not in blob and json.loads(blob) == {"items": {}, "rows": [{"text": "a </script><b>x\u2028y"}]}
