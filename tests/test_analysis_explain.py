@@ -134,8 +134,10 @@ def test_lm_eval_multiple_choice_run(result):
 def test_sentences(result):
     assert result[0]["sentences"] == [
         "medbullets4, org/m1-a, budget 16 -> 128 (forcing 0): 1 answer turned wrong, 14 turned right, of 20 (McNemar p = 0.00098, Holm 0.0088)",
+        "medbullets4, org/m1-a, budget 16 -> 128 (forcing 1): 1 answer turned wrong, 14 turned right, of 20 (McNemar p = 0.00098, Holm 0.0088)",
         "medbullets4, org/m1-a, forcing 0 -> 1 (budget 128): 1 answer turned wrong, 1 turned right, of 20 (McNemar p = 1.00, Holm 1.00)",
         "medqa, org/m1-a, budget 16 -> 128 (forcing 0): 1 answer turned wrong, 2 turned right, of 12 (McNemar p = 1.00, Holm 1.00)",
+        "medqa, org/m1-a, budget 16 -> 128 (forcing 1): 3 answers turned wrong, 4 turned right, of 12 (McNemar p = 1.00, Holm 1.00)",
         "medqa, org/m1-a, forcing 0 -> 1 (budget 128): 2 answers turned wrong, 2 turned right, of 12 (McNemar p = 1.00, Holm 1.00)",
         "medqa, org/m1-b, budget 16 -> 128 (forcing 0): 2 answers turned wrong, 3 turned right, of 12 (McNemar p = 1.00, Holm 1.00)",
         "medqa, org/base (hf) -> org/m1-a (no budget vs budget 128, forcing 1): 1 answer turned wrong, 2 turned right, of 12 (McNemar p = 1.00, Holm 1.00)",

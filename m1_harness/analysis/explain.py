@@ -20,8 +20,8 @@ Flips pair each model's settings along each axis (budget b to the next at one fo
 the next at one budget, and the first to the last when there are more than two), and models on the
 same task at every setting they share (or, sharing none, at each one's largest: an lm-eval ``hf``
 baseline against a sweep). Holm's correction runs over all comparisons of a task. The summary
-sentences give, per task and model, the whole budget axis at the least forcing, the whole forcing
-axis at the largest budget, and every model pair. Multiple-choice runs of lm-eval's own tasks
+sentences give, per task and model, the whole budget axis at each forcing, the whole forcing axis
+at the largest budget, and every model pair. Multiple-choice runs of lm-eval's own tasks
 (log-likelihood per option) count the best option as the answer.
 
 Classes compare settings that are ordered: setting s precedes t when t has at least s's budget and at
@@ -381,22 +381,26 @@ def fmt_p(p: float) -> str:
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:
-    """The comparisons worth a sentence: per model the whole budget axis at its least forcing, the whole
-    forcing axis at its largest budget, and every model pair."""
+    """The comparisons worth a sentence: per model the whole budget axis at each forcing, the whole
+    forcing axis at the largest budget, and every model pair."""
     keep = []
-    for (task, model, axis), family in _families(rows).items():
+    for (task, model, axis, at), family in _families(rows).items():
         if axis == "model":
             keep += family
             continue
         ends = [r for r in family if not r["neighbours"]] or family  # first -> last (or the one pair)
-        keep.append(ends[0] if axis == "budget" else ends[-1])
-    return keep
+        keep.append(ends[-1])
+    largest_budget = {}  # forcing sentences only at each model's largest budget
+    for r in keep:
+        if r["axis"] == "forcing":
+            largest_budget[r["task"], r["model"]] = r
+    return [r for r in keep if r["axis"] != "forcing" or largest_budget[r["task"], r["model"]] is r]
 
 
 def _families(rows):
     fam: dict[tuple, list[dict]] = {}
     for r in rows:
-        fam.setdefault((r["task"], r["model"], r["axis"]), []).append(r)
+        fam.setdefault((r["task"], r["model"], r["axis"], r["at"] if r["axis"] != "model" else ""), []).append(r)
     return fam
 
 
