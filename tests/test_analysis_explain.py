@@ -237,3 +237,12 @@ def test_viewer_data_cannot_close_its_script():
     html = viewer.render({"items": {}, "rows": [{"text": "a </script><b>x\u2028y"}]})
     blob = html.split("const DATA = ", 1)[1].split(";\n", 1)[0]
     assert "</script>" not in blob and json.loads(blob) == {"items": {}, "rows": [{"text": "a </script><b>x\u2028y"}]}
+
+
+def test_efficiency_labels_share_a_point():
+    """A model that never thinks at forcing 0 puts every budget at one point: one label, not three on top."""
+    rows = [{"model": "m", "task": "medqa", "forcing": 0, "budget": b, "acc": 0.15, "mean_thinking_tokens": 0.0} for b in (16, 32, 64)]
+    rows += [{"model": "m", "task": "medqa", "forcing": 2, "budget": b, "acc": a, "mean_thinking_tokens": t}
+             for b, a, t in ((16, 0.35, 14.4), (32, 0.25, 27.95))]
+    fig = explain.figure_efficiency(rows)
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["16", "16/32/64", "32"]

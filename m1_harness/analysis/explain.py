@@ -468,8 +468,11 @@ def figure_efficiency(rows: list[dict]):
             forcings = sorted({f for m, f in lines if m == model}, key=_sortable)
             ax.plot(xs, ys, styles[forcings.index(forcing) % len(styles)], color=colours[model], ms=4,
                     label=f"{model}, forcing {forcing}")
+            labels: dict[tuple, list[str]] = {}  # budgets at one point (a model that never thinks) share a label
             for x, y, p in zip(xs, ys, pts):
-                ax.annotate(str(p["budget"]), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
+                labels.setdefault((round(x, 1), round(y, 3)), []).append(str(p["budget"]))
+            for (x, y), budgets in labels.items():
+                ax.annotate("/".join(budgets), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
         ax.set_title(panel_title(task), fontsize=9)
         ax.set_xlabel("actual mean thinking tokens", fontsize=8)
         ax.set_ylabel("accuracy (%)", fontsize=8)
