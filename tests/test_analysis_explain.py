@@ -225,6 +225,9 @@ def test_trace_records_in_m1_budget_default_folder(tmp_path):
     shutil.copytree(src, tmp_path / "run", ignore=shutil.ignore_patterns("traces.jsonl"))
     (tmp_path / "run" / "m1_traces").mkdir()
     shutil.copy(src / "traces.jsonl", tmp_path / "run" / "m1_traces" / "traces_20261129T100000_1.jsonl")
+    # a later run of another model at the same setting into the same folder: its texts differ, so it is not taken
+    other = [json.loads(line) | {"text": "another model", "thinking_tokens": 1} for line in (src / "traces.jsonl").open()]
+    (tmp_path / "run" / "m1_traces" / "traces_20261129T110000_2.jsonl").write_text("".join(json.dumps(o) + "\n" for o in other))
     (r,) = [r for r in explain.load_runs([tmp_path / "run"]) if r.task == "medqa"]
     # item 10 thinks 60 tokens: "\nWait" and one more token do not fit in 64, so no forcing and no cut
     assert [r.outcomes[i].thinking_tokens for i in range(12)] == [45, 64, 64, 64, 55, 64, 64, 64, 64, 40, 60, 64]

@@ -46,7 +46,7 @@ from m1_harness.taskfns import METHOD_GROUPS
 from .results import _sortable, display_name, iter_trace_records, load_results, read_sample_records
 from .stats import holm, mcnemar_exact
 
-CLASSES = ("always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable")
+CLASSES = ("always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable")  # in the viewer too
 FLIP_FIELDS = ["task", "model", "axis", "neighbours", "from", "to", "n", "stayed_right", "wrong_to_right",
                "right_to_wrong", "stayed_wrong", "acc_from", "acc_to", "p", "p_holm", "at"]
 SETTING_FIELDS = ["model", "task", "setting", "budget", "forcing", "n", "right", "acc", "with_trace", "cut",
@@ -164,10 +164,10 @@ def trace_files_near(results_file: Path) -> list[Path]:
 
 
 def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dict | None = None) -> dict:
-    """doc_id -> the last trace record of this task and setting near the results file (``cache``: path ->
-    records, so a file shared by several tasks or settings is read once)."""
+    """doc_id -> the trace records of this task and setting near the results file, oldest first
+    (``cache``: path -> records, so a file shared by several tasks or settings is read once)."""
     cache = {} if cache is None else cache
-    out = {}
+    out: dict = {}
     for f in trace_files_near(results_file):
         if f not in cache:
             cache[f] = list(iter_trace_records(f))
@@ -178,8 +178,14 @@ def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dic
                 continue
             if "forcing" in rec and rec["forcing"] != forcing:
                 continue
-            out[rec.get("doc_id")] = rec
+            out.setdefault(rec.get("doc_id"), []).append(rec)
     return out
+
+
+def matching_record(records: list[dict], text: str) -> dict | None:
+    """The newest record whose trace text is the sample's response: records carry no model name, so
+    another model's run written to the same m1_traces/ folder must not be taken for this one."""
+    return next((r for r in reversed(records) if r.get("text", text) == text), None)
 
 
 def load_runs(paths, metric: str = "acc") -> list[Run]:
@@ -218,7 +224,7 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
                     method = METHOD_GROUPS[method].removesuffix("_share")
                 else:
                     letter, method = None, "-"
-            trace = traces.get(doc_id)
+            trace = matching_record(traces.get(doc_id, []), text)
             run.outcomes[doc_id] = Outcome(
                 correct=bool(float(rec[metric_name])), letter=letter, method=method, answer=answer_part(text).strip(),
                 text=text, thinking_tokens=trace.get("thinking_tokens") if trace else None,

@@ -64,7 +64,7 @@ def longest_trace(group, doc_id) -> dict:
 
 
 def viewer_data(runs, trajectories: list[dict]) -> dict:
-    from .explain import by_model_task, options_of
+    from .explain import CLASSES, by_model_task, options_of
 
     groups = by_model_task(runs)
     items, rows = {}, []
@@ -87,7 +87,7 @@ def viewer_data(runs, trajectories: list[dict]) -> dict:
                      "settled_budget": t["settled_budget"], "final_correct": settings[-1]["correct"],
                      "settings": settings, "trace": longest_trace(group, t["doc_id"])})
     rows.sort(key=lambda r: (r["task"], _sortable(items[r["key"]]["doc_id"]), r["model"]))  # an item's models together
-    return {"items": items, "rows": rows}
+    return {"classes": list(CLASSES), "items": items, "rows": rows}
 
 
 def render(data: dict) -> str:
