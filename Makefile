@@ -19,7 +19,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 2
 # ("Answer: ..."), otherwise it ends the turn at once. Trained m1 models need no override.
 DEMO_ARGS ?= thinking_budget=64,forcing=1,answer_budget=32,answer_start=<|im_start|>answer\nAnswer:
 
-.PHONY: demo test test-main test-vllm venv venv-vllm clean
+.PHONY: demo test test-main test-vllm venv venv-vllm clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,13 @@ demo: $(VENV)/.installed
 	  --model_args "pretrained=$$model,$(DEMO_ARGS)" \
 	  --tasks m1_demo --batch_size 8 --output_path out/demo --log_samples
 
-test-main: $(VENV)/.installed
+# The trace viewer's tests drive Debian's chromium through Playwright (Playwright's own browser
+# download is not used); install it when missing (needs root or sudo).
+chromium:
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+test-main: $(VENV)/.installed chromium
 	$(PY) -m pytest -m "not vllm" -q
 
 test-vllm: $(VENV_VLLM)/.installed

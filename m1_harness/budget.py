@@ -75,6 +75,10 @@ class Trace:
     answer_finish_reason: str = ""
     answer_stop_reason: int | str | None = None
     text: str = ""  # think_start + thinking + answer prefix + answer
+    # Character offsets in ``text`` (for viewers that mark cuts and splices without a tokenizer), from
+    # the lengths of decoded id prefixes: a character split across tokens may shift one by a character.
+    thinking_span: list[int] = field(default_factory=list)  # [start, end) of the thinking
+    forced_spans: list[list[int]] = field(default_factory=list)  # [start, end) of each forced splice
     wall_time: float = 0.0  # seconds, amortised: the group's wall time / its requests (rounds are batched)
 
     @property
@@ -251,3 +255,11 @@ class BudgetForcer:
             if t.answer_finish_reason == "stop" and answer and answer[-1] == t.answer_stop_reason:
                 answer = answer[:-1]  # a stop token (EOS, <|im_end|>) is not part of the answer text
             t.text = self.markers.think_start + self.decode(t.thinking_ids + t.answer_prefix_ids + answer)
+            self._char_spans(t)
+
+    def _char_spans(self, t: Trace) -> None:
+        """Where the thinking and each forced splice lie in ``t.text``, in characters."""
+        start = len(self.markers.think_start)
+        at = lambda n: start + len(self.decode(t.thinking_ids[:n]))  # noqa: E731
+        t.thinking_span = [start, at(len(t.thinking_ids))]
+        t.forced_spans = [[at(p), at(p + c)] for p, c in zip(t.forced_positions, t.forced_counts)]

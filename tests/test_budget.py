@@ -32,6 +32,9 @@ def test_forcing_splices_newline_and_wait_at_token_level():
     assert t.forced_positions == [3, 10] and t.forced_counts == [5, 5]
     assert t.finish_reasons == ["stop"] * 3 and t.stop_reasons == [2, 1, 2]
     assert len(t.thinking_ids) == 18 and "Final Answer" not in t.text
+    assert t.thinking_span == [18, 36] and t.forced_spans == [[21, 26], [28, 33]]
+    assert [t.text[s:e] for s, e in t.forced_spans] == ["\nWait", "\nWait"]
+    assert t.record()["forced_spans"] == [[21, 26], [28, 33]]
 
 
 def test_no_newline_before_wait_after_whitespace():
@@ -48,6 +51,7 @@ def test_budget_cut_gets_final_answer():
     (t,), _ = run({"Q": ["abcdefghij" + END]}, [("Q", dict(thinking_budget=6, forcing=3))])
     assert t.hit_budget and t.thinking_ids and len(t.thinking_ids) == 6 and t.rounds == 1
     assert t.text.startswith("<|im_start|>think\nabcdef\n<|im_start|>answer\nFinal Answer:The answer")
+    assert t.thinking_span == [18, 24] and t.forced_spans == [] and t.text[24:26] == "\n<"
 
 
 def test_forcing_that_does_not_fit_is_skipped():

@@ -171,18 +171,24 @@ def _metric_key(task_result: dict, metric: str) -> str | None:
     return None
 
 
-def read_samples(results_file: Path, task: str, metric_key: str) -> dict:
-    """doc_id -> metric value from ``samples_<task>_<date_id>.jsonl`` beside the results file."""
+def samples_file(results_file: Path, task: str) -> Path | None:
+    """``samples_<task>_<date_id>.jsonl`` beside a results file (lm-eval's --log_samples), or None."""
     date = _date_id(results_file)
-    candidates = [results_file.parent / f"samples_{task}_{date}.jsonl"]
-    if not candidates[0].is_file():
-        candidates = sorted(results_file.parent.glob(f"samples_{task}_*.jsonl"))
-        candidates = [c for c in candidates if date and date in c.name]
-    if not candidates:
-        return {}
+    exact = results_file.parent / f"samples_{task}_{date}.jsonl"
+    if exact.is_file():
+        return exact
+    candidates = [c for c in sorted(results_file.parent.glob(f"samples_{task}_*.jsonl")) if date and date in c.name]
+    return candidates[0] if candidates else None
+
+
+def read_sample_records(results_file: Path, task: str, metric_key: str) -> list[dict]:
+    """The whole sample records of one task (doc, resps, metrics), one per doc under the metric's filter."""
+    path = samples_file(results_file, task)
+    if path is None:
+        return []
     metric, _, flt = metric_key.partition(",")
-    items = {}
-    with open(candidates[0], encoding="utf-8") as fh:
+    out = []
+    with open(path, encoding="utf-8") as fh:
         for line in fh:
             line = line.strip()
             if not line:
@@ -195,8 +201,15 @@ def read_samples(results_file: Path, task: str, metric_key: str) -> dict:
             if flt and rec.get("filter", flt) != flt:
                 continue
             if metric in rec:
-                items[rec.get("doc_id", len(items))] = float(rec[metric])
-    return items
+                rec.setdefault("doc_id", len(out))
+                out.append(rec)
+    return out
+
+
+def read_samples(results_file: Path, task: str, metric_key: str) -> dict:
+    """doc_id -> metric value from ``samples_<task>_<date_id>.jsonl`` beside the results file."""
+    metric = metric_key.partition(",")[0]
+    return {rec["doc_id"]: float(rec[metric]) for rec in read_sample_records(results_file, task, metric_key)}
 
 
 def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples: bool = True) -> list[TaskResult]:

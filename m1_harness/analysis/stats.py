@@ -170,3 +170,18 @@ def mcnemar_exact(a: dict | Sequence, b: dict | Sequence) -> McNemarResult:
     acc_a = sum(pa) / n if n else math.nan
     acc_b = sum(pb) / n if n else math.nan
     return McNemarResult(n, a_only, b_only, acc_a, acc_b, p)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values, in the input order.
+
+    Sorted ascending, the i-th smallest (0-based) becomes ``max_{j<=i} min(1, (m - j) * p_(j))``:
+    it controls the family-wise error rate without assuming the tests independent."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [math.nan] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        adjusted[i] = running
+    return adjusted
