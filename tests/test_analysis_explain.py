@@ -203,11 +203,11 @@ def test_cli_json_and_files(tmp_path, capsys):
 def test_bad_inputs(tmp_path, capsys):
     assert cli.main(["explain", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"m1-harness explain: no such results path: {tmp_path / 'nope'}: give lm-eval output folders "
-                   "(--output_path), results_*.json files or globs\n")
+    assert err == (f"m1-harness explain: error: no such results path: {tmp_path / 'nope'} (give lm-eval output folders, "
+                   "results_*.json files or quoted globs)\n")
     (tmp_path / "empty").mkdir()
     assert cli.main(["explain", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == f"m1-harness explain: no lm-eval results (results_*.json) with metric 'acc' under: {tmp_path / 'empty'}\n"
+    assert capsys.readouterr().err == f"m1-harness explain: error: no lm-eval results (results_*.json) with metric 'acc' under: {tmp_path / 'empty'}\n"
     assert cli.main(["explain", str(RUNS / "base-hf"), "--metric", "exact_match", "--out", str(tmp_path / "o")]) == 2
     assert "with metric 'exact_match' under" in capsys.readouterr().err
     src = next((RUNS / "base-hf").rglob("results_*.json"))
@@ -215,7 +215,7 @@ def test_bad_inputs(tmp_path, capsys):
     lone.parent.mkdir()
     shutil.copy(src, lone)
     assert cli.main(["explain", str(tmp_path / "lone"), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == (f"m1-harness explain: {lone.resolve()}: no samples_medqa_*.jsonl beside it; rerun lm-eval "
+    assert capsys.readouterr().err == (f"m1-harness explain: error: {lone.resolve()}: no samples_medqa_*.jsonl beside it; rerun lm-eval "
                                        "with --log_samples (explain needs every item's answer)\n")
 
 

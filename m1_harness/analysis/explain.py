@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+from m1_harness.errors import UserError
 from m1_harness.scoring import answer_part, extract_choice
 from m1_harness.taskfns import METHOD_GROUPS
 
@@ -53,7 +54,7 @@ SETTING_FIELDS = ["model", "task", "setting", "budget", "forcing", "n", "right",
                   "share_cut", "acc_ended", "acc_cut", "mean_thinking_tokens", "thinking_tokens_per_right"]
 
 
-class ExplainError(Exception):
+class ExplainError(UserError):
     """A bad input, with a message saying which and what to do."""
 
 
@@ -190,10 +191,7 @@ def matching_record(records: list[dict], text: str) -> dict | None:
 
 def load_runs(paths, metric: str = "acc") -> list[Run]:
     """Every (model, task, setting) under ``paths`` with its per-item outcomes."""
-    try:
-        results = load_results(paths, metric)
-    except FileNotFoundError as e:
-        raise ExplainError(f"{e}: give lm-eval output folders (--output_path), results_*.json files or globs") from None
+    results = load_results(paths, metric)  # a missing path: ResultsError, printed by the CLI as one sentence
     if not results:
         raise ExplainError(f"no lm-eval results (results_*.json) with metric {metric!r} under: {' '.join(map(str, paths))}")
     labels = {}
@@ -553,11 +551,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    try:
-        result = explain(args.runs, Path(args.out), args.metric)
-    except ExplainError as e:
-        print(f"m1-harness explain: {e}", file=sys.stderr)
-        return 2
+    result = explain(args.runs, Path(args.out), args.metric)  # an ExplainError is printed by m1-harness
     if args.json:
         print(json.dumps(result["flips"], indent=1))
     else:
