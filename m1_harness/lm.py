@@ -21,7 +21,7 @@ import lm_eval.models  # noqa: F401  (lm-eval's own models first, else they vani
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from m1_harness.budget import AUTO, BudgetForcer, BudgetRequest
+from m1_harness.budget import AUTO, TOKEN_COUNTS, BudgetForcer, BudgetRequest
 from m1_harness.engines import load_engine, resolve_engine_name
 from m1_harness.markers import PRESETS
 from m1_harness.paths import cache_dir
@@ -57,6 +57,8 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "data_parallel_size": (int, 1, "vLLM data parallel replicas"),
     "gpu_memory_utilization": (float, 0.9, "vLLM share of GPU memory"),
     "enforce_eager": (bool, False, "vLLM: skip CUDA graphs / torch.compile (faster start)"),
+    "streaming": (bool, True, "vLLM: each request starts its next round (forcing, answer) as soon as its last "
+                  "one ends, while its KV blocks are cached; false: rounds wait for every request"),
     "trust_remote_code": (bool, False, "passed to transformers / vLLM"),
     "trace_path": (str, None, "JSONL file or folder for trace records (default: m1_traces/ beside "
                    "--output_path, else in the current folder)"),
@@ -65,7 +67,7 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
 }
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
-VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager"}
+VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager", "streaming"}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
 GEN_ALIASES = {"max_tokens_thinking": "thinking_budget", "thinking_n_ignore": "forcing",
                "thinking_n_ignore_str": "forcing_str", "thinking_budget": "thinking_budget",
@@ -303,6 +305,8 @@ class M1BudgetLM(LM):
             "hit_budget_share": round(sum(r["hit_budget"] for r in self.traces) / n, 3),
             "mean_forcing_rounds": round(sum(r["forcing_rounds"] for r in self.traces) / n, 2),
             "mean_answer_tokens": round(sum(r["answer_tokens"] for r in self.traces) / n, 1),
+            # engine work, summed over every generate call of every request (trace-cache hits cost 0)
+            **{k: sum(sum(r["round_tokens"][k]) for r in self.traces) for k in TOKEN_COUNTS},
         }
         if self._cache is not None:
             summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses)

@@ -108,22 +108,60 @@ class CachingEngine:
         self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
         self.eos_token_ids = getattr(engine, "eos_token_ids", None)
 
+        self._asked: dict[object, GenRequest] = {}  # streaming: key -> request sent to the engine
+        self._ready: list[tuple[object, GenResult]] = []
+
     @property
     def round_size(self) -> int | None:
         return getattr(self.engine, "round_size", None)
+
+    # A streaming engine stays one behind the cache: hits come back from the next poll, each
+    # engine result is stored the moment it is finished (so a killed run loses no finished call).
+    @property
+    def streaming(self) -> bool:
+        return bool(getattr(self.engine, "streaming", False))
+
+    @property
+    def kv_cache_tokens(self) -> int:
+        return int(getattr(self.engine, "kv_cache_tokens", 0) or 0)
+
+    @property
+    def block_size(self) -> int:
+        return int(getattr(self.engine, "block_size", 1) or 1)
+
+    def _hit(self, req: GenRequest) -> GenResult | None:
+        hit = self.cache.lookup(req, self.tokenizer)
+        if hit is None:
+            self.cache.misses += 1
+        else:
+            self.cache.hits += 1
+            self.cache.served_tokens += len(hit.token_ids)
+        return hit
+
+    def submit(self, key: object, request: GenRequest) -> None:
+        hit = self._hit(request)
+        if hit is not None:
+            self._ready.append((key, hit))
+        else:
+            self._asked[key] = request
+            self.engine.submit(key, request)
+
+    def poll(self) -> list[tuple[object, GenResult]]:
+        ready, self._ready = self._ready, []
+        if ready:
+            return ready
+        for key, res in self.engine.poll():
+            self.cache.store([self._asked.pop(key)], [res], self.tokenizer)
+            ready.append((key, res))
+        return ready
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
         misses = []
         for i, req in enumerate(requests):
-            hit = self.cache.lookup(req, self.tokenizer)
-            if hit is None:
+            results[i] = self._hit(req)
+            if results[i] is None:
                 misses.append(i)
-            else:
-                results[i] = hit
-                self.cache.hits += 1
-                self.cache.served_tokens += len(hit.token_ids)
-        self.cache.misses += len(misses)
         misses.sort(key=lambda i: -len(requests[i].prompt_ids))  # chunks of similar length pad little
         step = self.chunk_size or len(misses) or 1
         for start in range(0, len(misses), step):

