@@ -40,6 +40,7 @@ rounds were forced than asked. So forcing is applied exactly as many times as th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field, fields
 
@@ -90,7 +91,8 @@ class Trace:
     # Engine work per generate call (thinking rounds, then the answer): ids sent, ids of those taken
     # from a prefix cache, decode steps. All 0 for a call the trace cache served. (Named apart from
     # ``generated_tokens``, the generated thinking ids, which predates them.)
-    round_tokens: dict = field(default_factory=lambda: {"context_tokens": [], "cached_tokens": [], "generated_tokens": []})
+    round_tokens: dict = field(default_factory=lambda: {k: [] for k in TOKEN_COUNTS})
+    probe_tokens: dict = field(default_factory=lambda: dict.fromkeys(TOKEN_COUNTS, 0))  # totals of its sweep probes
 
     @property
     def forcing_rounds(self) -> int:
@@ -185,6 +187,11 @@ class RequestLoop:
         self.call = None
 
 
+def _add_probe(trace: Trace, probe: RequestLoop) -> None:
+    for k in TOKEN_COUNTS:
+        trace.probe_tokens[k] += sum(probe.trace.round_tokens[k])
+
+
 class BudgetForcer:
     """Runs the think / force / answer loop for a batch of requests on one engine."""
 
@@ -237,14 +244,24 @@ class BudgetForcer:
         return sorted(set(stop_ids)), stop_strings
 
     # -- the drivers ----------------------------------------------------------------------------
-    def run(self, requests: list[BudgetRequest], progress: bool = False, on_done=None) -> list[Trace]:
+    def run(self, requests: list[BudgetRequest], progress: bool = False, on_done=None,
+            probes: list[tuple[int, int]] = ()) -> list[Trace]:
         """All rounds of all requests; ``on_done(i, trace)`` is called the moment request i's trace is final.
+
+        ``probes``: other (thinking budget, forcing) settings of a sweep grid, each at most this run's
+        budget and forcing. When a request's thinking has ended, the loop runs again for it at every
+        probe setting: behind a trace cache each of those thinking calls is served as a cut of this
+        request's (greedy decoding), and the answer call it asks for goes to the engine at once, from
+        the context just computed. Only their cost is kept (``Trace.probe_tokens``); their value is
+        the trace cache, from which a later run at that setting is a pure replay.
 
         A streaming engine (vLLM) gets each request's next round as soon as its previous one ends
         (``_run_stream``). Otherwise requests go in groups of the engine's ``round_size`` (all at once
         if None): an engine with a small prefix cache (transformers) keeps each row's KV cache only
         until its next round, so it gets its requests a batch at a time, longest prompts first,
         through every round."""
+        self._check_probes(requests, probes)
+        self.probes = list(probes)
         if getattr(self.engine, "streaming", False):
             return self._run_stream(requests, progress, on_done)
         size = getattr(self.engine, "round_size", None) or len(requests) or 1
@@ -267,69 +284,121 @@ class BudgetForcer:
         """Barrier rounds: every thinking round of the group together, then one answer call."""
         t0 = time.perf_counter()
         loops = [RequestLoop(self, r) for r in requests]
+        probes: list[tuple[Trace, RequestLoop]] = []
+        spawned = not self.probes
         while True:
-            batch = [lp for lp in loops if lp.thinking and not lp.done] or [lp for lp in loops if not lp.done]
+            live = loops + [lp for _, lp in probes]
+            batch = [lp for lp in live if lp.thinking and not lp.done] or [lp for lp in live if not lp.done]
+            if not spawned and not any(lp.thinking for lp in batch):  # every thinking of the group has ended
+                probes = [(lp.trace, p) for lp, r in zip(loops, requests) for p in self._probe_loops(r)]
+                spawned = True
+                continue
             if not batch:
                 break
             for lp, res in zip(batch, self.engine.generate([lp.call for lp in batch])):
                 lp.feed(res)
+        for trace, lp in probes:
+            _add_probe(trace, lp)
         wall = (time.perf_counter() - t0) / max(1, len(loops))
         for lp in loops:
             lp.trace.wall_time = wall
         return [lp.trace for lp in loops]
 
+    def _check_probes(self, requests: list[BudgetRequest], probes) -> None:
+        for b, f in probes:
+            if not isinstance(b, int) or not isinstance(f, int) or b < 0 or f < 0:
+                raise ValueError(f"probe ({b!r}, {f!r}): thinking budget and forcing must be non-negative integers")
+            for r in requests:
+                if f > r.forcing or (r.thinking_budget != AUTO and b > int(r.thinking_budget)):
+                    raise ValueError(f"probe (budget {b}, forcing {f}) exceeds the run's own (budget "
+                                     f"{r.thinking_budget}, forcing {r.forcing}): probes must be cuts of it")
+
+    def _probe_loops(self, req: BudgetRequest) -> list[RequestLoop]:
+        """The loops of ``req`` at every probe setting but its own."""
+        out = []
+        for b, f in self.probes:
+            lp = RequestLoop(self, dataclasses.replace(req, thinking_budget=b, forcing=f))
+            own = self.thinking_budget_for(req, len(lp.trace.prompt_ids))
+            if (lp.trace.thinking_budget, f) != (own, req.forcing):
+                out.append(lp)
+        return out
+
     def _run_stream(self, requests: list[BudgetRequest], progress: bool, on_done) -> list[Trace]:
         """Per-request rounds with admission control.
 
-        A request's next round is submitted the moment its previous round ends. A new request is
-        admitted only while the KV blocks of every admitted, unfinished request (each counted at
-        its largest possible context) fit in the engine's KV cache; otherwise newcomers would evict
-        the blocks of requests between rounds and their next round would prefill everything again
-        (measured: 2-30% of the answer context cached without this, 95% with it; ARCHITECTURE.md).
-        At least one request is always in flight."""
+        A request's next round is submitted the moment its previous round ends (and its probes the
+        moment its thinking ends). A new request is admitted only while the KV blocks of every
+        admitted, unfinished request (each counted at its largest possible context, probe answers
+        included) fit in the engine's KV cache; otherwise newcomers would evict the blocks of
+        requests between rounds and their next round would prefill everything again (measured:
+        2-30% of the answer context cached without this, 95% with it; ARCHITECTURE.md). At least
+        one request is always in flight. A request is final (``on_done``) when it and its probes are."""
         eng = self.engine
         block = max(1, int(getattr(eng, "block_size", 1) or 1))
         capacity = int(getattr(eng, "kv_cache_tokens", 0) or 0) // block  # in blocks; 0 = unknown: no limit
         t0 = time.perf_counter()
         traces: list[Trace | None] = [None] * len(requests)
-        loops: dict[int, RequestLoop] = {}
-        held: dict[int, int] = {}
+        loops: dict[object, RequestLoop] = {}  # key i: request i; (i, k): its k-th probe
+        held: dict[int, int] = {}  # blocks reserved per admitted request
+        left: dict[int, int] = {}  # its loops not done yet (itself, then its probes)
         pending = list(range(len(requests)))[::-1]  # pop() admits in request order
-        used, nxt = 0, None
+        used, nxt, probed = 0, None, set()
 
-        def finish(i: int) -> None:
+        def start(key, lp: RequestLoop) -> None:
+            loops[key] = lp
+            if isinstance(key, int):
+                traces[key] = lp.trace
+            advance(key, lp)
+
+        def advance(key, lp: RequestLoop) -> None:
+            if isinstance(key, int) and not lp.thinking:
+                probe(key)  # before ``done``: the request is final only once its probes are
+            if lp.done:
+                done(key)
+            else:
+                eng.submit(key, lp.call)
+
+        def probe(i: int) -> None:
+            """Its thinking has ended: every probe setting's answer, now, from the hot prefix."""
+            if self.probes and i not in probed:
+                probed.add(i)
+                for k, lp in enumerate(self._probe_loops(requests[i])):
+                    left[i] += 1
+                    start((i, k), lp)
+
+        def done(key) -> None:
             nonlocal used
-            lp = loops.pop(i)
-            used -= held.pop(i)
-            traces[i] = lp.trace
-            bar.update(1)
-            if on_done is not None:
-                on_done(i, lp.trace)
+            lp = loops.pop(key)
+            i = key if isinstance(key, int) else key[0]
+            if not isinstance(key, int):
+                _add_probe(traces[i], lp)
+            left[i] -= 1
+            if left[i] == 0:
+                used -= held.pop(i)
+                bar.update(1)
+                if on_done is not None:
+                    on_done(i, traces[i])
 
+        answer_blocks = -(-(len(self.answer_cut) + max((r.answer_budget for r in requests), default=0)) // block) + 1
         with tqdm(total=len(requests), desc="m1_budget", disable=not progress) as bar:
             while pending or loops:
                 while pending:
                     i = pending[-1]
                     lp = nxt if nxt is not None else RequestLoop(self, requests[i])
                     need = -(-lp.footprint() // block) + 1  # + the partial block of a finished round
+                    need += len(self.probes) * answer_blocks
                     if loops and capacity and used + need > capacity:
                         nxt = lp
                         break
                     pending.pop()
                     nxt = None
-                    loops[i], held[i] = lp, need
+                    held[i], left[i] = need, 1
                     used += need
-                    if lp.done:
-                        finish(i)
-                    else:
-                        eng.submit(i, lp.call)
-                for i, res in eng.poll():
-                    lp = loops[i]
+                    start(i, lp)
+                for key, res in eng.poll():
+                    lp = loops[key]
                     lp.feed(res)
-                    if lp.done:
-                        finish(i)
-                    else:
-                        eng.submit(i, lp.call)
+                    advance(key, lp)
         wall = (time.perf_counter() - t0) / max(1, len(requests))
         for t in traces:
             t.wall_time = wall
