@@ -187,6 +187,7 @@ class M1BudgetLM(LM):
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
             self._cache = TraceCache(root / "traces.sqlite", _model_identity(self.engine_name, a["pretrained"], a["dtype"]))
         self.traces: list[dict] = []  # records of the last generate_until call
+        self.probes: list[tuple[int, int]] = []  # set by reconfigure (m1-harness sweep)
 
     # -- lm-eval chat-template support: lm-eval may template the prompt itself ------------------
     @property
@@ -219,9 +220,12 @@ class M1BudgetLM(LM):
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         self.loglikelihood(requests)
 
-    def reconfigure(self, **args) -> None:
+    def reconfigure(self, probes=None, **args) -> None:
         """Change the settings that need no reload (budget, forcing, answer budget, trace file), so a
-        sweep runs every setting on one loaded model."""
+        sweep runs every setting on one loaded model. ``probes``: the sweep's other (budget, forcing)
+        settings, answered in flight by this run into the trace cache (budget.py, ``BudgetForcer.run``);
+        None or empty for none."""
+        self.probes = [(int(b), int(f)) for b, f in (probes or ())]
         bad = sorted(set(args) - set(RECONFIGURABLE))
         if bad:
             raise ValueError(f"m1_budget: {bad} cannot change without reloading the model; "
@@ -265,7 +269,10 @@ class M1BudgetLM(LM):
             breqs = [BudgetRequest(self._prompt_ids(requests[i].args[0]), settings[i]["thinking_budget"],
                                    settings[i]["forcing"], settings[i]["answer_budget"], settings[i]["until"])
                      for i in idx]
-            for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm)):
+            probes = self.probes if isinstance(engine, CachingEngine) else []
+            if self.probes and not probes:
+                log.warning("m1_budget: sweep probes need the trace cache (greedy decoding, cache on); not probing")
+            for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm, probes=probes)):
                 out[i] = trace.text
                 self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
                 s = settings[i]
@@ -306,7 +313,8 @@ class M1BudgetLM(LM):
             "mean_forcing_rounds": round(sum(r["forcing_rounds"] for r in self.traces) / n, 2),
             "mean_answer_tokens": round(sum(r["answer_tokens"] for r in self.traces) / n, 1),
             # engine work, summed over every generate call of every request (trace-cache hits cost 0)
-            **{k: sum(sum(r["round_tokens"][k]) for r in self.traces) for k in TOKEN_COUNTS},
+            # (its sweep probes included)
+            **{k: sum(sum(r["round_tokens"][k]) + r["probe_tokens"][k] for r in self.traces) for k in TOKEN_COUNTS},
         }
         if self._cache is not None:
             summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses)

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 
 SETTING_KEYS = ("thinking_budget", "forcing", "trace_path", "max_tokens_thinking", "thinking_n_ignore")
 FIELDS = ["model", "task", "budget", "forcing", "n", "acc", "ci_low", "ci_high",
-          "mean_thinking_tokens", "hit_budget_share", "trace_records", "results_file"]
+          "mean_thinking_tokens", "hit_budget_share", "trace_records", "results_file",
+          "context_tokens", "cached_tokens", "generated_tokens"]  # engine work of the setting's run (+ its probes)
+TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -181,7 +183,10 @@ def run_sweep(
                       evaluation_tracker=tracker, gen_kwargs=gen_kwargs, apply_chat_template=apply_chat_template,
                       num_fewshot=num_fewshot, task_manager=task_manager)
         if loaded is not None:
-            loaded.reconfigure(thinking_budget=budget, forcing=forcing, trace_path=str(trace_path) if trace_path else None)
+            # the first (largest) setting answers every other one in flight; they then replay the cache
+            probes = [s for s in order if s != (budget, forcing)] if i == 1 else None
+            loaded.reconfigure(thinking_budget=budget, forcing=forcing, trace_path=str(trace_path) if trace_path else None,
+                               probes=probes)
             kwargs["model"] = loaded  # model_args stay: lm-eval records them in the results' config
         if batch_size is not None:
             kwargs["batch_size"] = batch_size
@@ -212,6 +217,8 @@ def trace_summary(trace_file: Path) -> dict[str | None, dict]:
             "records": len(recs),
             "mean_thinking_tokens": sum(float(r["thinking_tokens"]) for r in recs) / len(recs),
             "hit_budget_share": sum(hits) / len(hits) if hits else None,
+            **({k: sum(sum(r["round_tokens"][k]) + r.get("probe_tokens", {}).get(k, 0) for r in recs) for k in TOKEN_COUNTS}
+               if all("round_tokens" in r for r in recs) else {}),
         }
     return out
 
@@ -233,6 +240,7 @@ def sweep_table(out: Path, folders: list[Path]) -> list[dict]:
                 "hit_budget_share": t.get("hit_budget_share"),
                 "trace_records": t.get("records", 0),
                 "results_file": str(Path(r.source).relative_to(out.resolve())) if Path(r.source).is_relative_to(out.resolve()) else r.source,
+                **{k: t.get(k) for k in TOKEN_COUNTS},
             })
     rows.sort(key=lambda d: (d["model"], d["task"], d["budget"] if isinstance(d["budget"], int) else -1, d["forcing"] or 0))
     return rows
