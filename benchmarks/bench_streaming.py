@@ -6,7 +6,7 @@ GPU time): per round the context sent, the part vLLM took from its prefix cache
 (``num_cached_tokens``) and the ids generated; "later rounds" are every forcing and answer round,
 whose context the previous round of the same request computed. Then times: the generation wall
 seconds (the sum of the records' amortised ``wall_time``), the whole CLI's wall seconds, and the
-CPU seconds of the CLI process tree (``os.wait4``: it includes vLLM's engine processes and the
+CPU seconds of the CLI process tree (sampled: vLLM's engine processes included, and the
 model load). The machine is a shared 2-core box, so wall times are noisy; CPU seconds less so.
 
 Settings (``--setting``):
@@ -50,14 +50,7 @@ def run_cli(model: Path, setting: dict, kv_gib: int, streaming: bool, limit: int
             f"forcing={setting['forcing']},streaming={str(streaming).lower()},trace_path={traces}")
     cmd = [sys.executable, "-m", "lm_eval", "--model", "m1_budget", "--model_args", args, "--tasks", "medqa",
            "--limit", str(limit), "--output_path", str(out), "--log_samples"]
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(kv_gib))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if status != 0:
-        raise SystemExit(f"{name}: lm_eval failed (status {status}):\n{log[-4000:]}")
+    wall, cpu = cli(cmd, dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(kv_gib)), name)
     recs = [json.loads(line) for line in traces.read_text().splitlines() if line.strip()]
     rounds = [r["round_tokens"] for r in recs]
 
@@ -79,10 +72,72 @@ def run_cli(model: Path, setting: dict, kv_gib: int, streaming: bool, limit: int
         "thinking_tokens": sum(r["thinking_tokens"] for r in recs),
         "answer_tokens": sum(r["answer_tokens"] for r in recs),
         "generate_wall_s": round(sum(r["wall_time"] for r in recs), 1),
-        "cli_wall_s": round(wall, 1), "cli_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "cli_wall_s": wall, "cli_cpu_s": cpu,
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "texts_sha": _digest([r["text"] for r in recs]),  # equal across runs of a setting: same traces
     }
+
+
+def cli(cmd: list[str], env: dict, name: str) -> tuple[float, float]:
+    """Run ``cmd``; its wall seconds and the CPU seconds of its whole process tree.
+
+    vLLM's engine and worker processes are killed at shutdown, never waited for, so ``wait4``'s
+    rusage misses them: the tree is sampled every 0.2 s instead (each process's last reading)."""
+    import tempfile
+
+    import psutil
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        root, seen = psutil.Process(proc.pid), {}
+        while proc.poll() is None:
+            try:
+                for p in [root, *root.children(recursive=True)]:
+                    try:
+                        t = p.cpu_times()
+                        seen[p.pid] = t.user + t.system
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+        if proc.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"{name}: failed (status {proc.returncode}):\n{log.read()[-4000:]}")
+    return round(time.perf_counter() - t0, 1), round(sum(seen.values()), 1)
+
+
+def run_sweep(model: Path, budgets: list[int], forcings: list[int], kv_gib: int, limit: int, work: Path,
+              code: str, answer_budget: int) -> dict:
+    """``m1-harness sweep`` over the grid (``code``: this tree, or another checkout for today's
+    per-setting sweep), and the largest setting alone; token totals of both from the trace records."""
+    tag = f"sweep-{code}-kv{kv_gib}-{limit}"
+    out, cache = work / tag, work / f"{tag}-cache"
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    root = Path(__file__).resolve().parents[1] if code == "this" else Path(code)
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(kv_gib), PYTHONPATH=str(root), M1_HARNESS_CACHE=str(cache))
+    margs = (f"pretrained={model},engine=vllm,dtype=float32,enforce_eager=True,max_model_len=2048,"
+             f"answer_budget={answer_budget}")
+    cmd = [sys.executable, "-m", "m1_harness", "sweep", "--model_args", margs, "--tasks", "medqa",
+           "--budgets", ",".join(map(str, budgets)), "--forcing", ",".join(map(str, forcings)),
+           "--output_path", str(out), "--limit", str(limit)]
+    wall, cpu = cli(cmd, env, tag)
+    totals = dict.fromkeys(("context_tokens", "cached_tokens", "generated_tokens"), 0)
+    per_setting = {}
+    for f in sorted(out.glob("budget*_forcing*/traces.jsonl")):
+        recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        row = {k: sum(sum(r["round_tokens"][k]) + r.get("probe_tokens", {}).get(k, 0) for r in recs) if "round_tokens" in recs[0]
+               else None for k in totals}
+        per_setting[f.parent.name] = dict(row, texts_sha=_digest([r["text"] for r in recs]))
+        for k in totals:
+            totals[k] += row[k] or 0
+    return {"sweep_code": code, "kv_cache_gib": kv_gib, "requests": limit, "budgets": budgets, "forcing": forcings,
+            "settings": len(per_setting), "sweep_wall_s": wall, "sweep_cpu_s": cpu, **totals,
+            "prefilled_tokens": totals["context_tokens"] - totals["cached_tokens"], "per_setting": per_setting}
 
 
 def _digest(texts: list[str]) -> str:
@@ -97,6 +152,8 @@ def main() -> None:
     ap.add_argument("--setting", choices=sorted(SETTINGS), action="append")
     ap.add_argument("--kv", type=int, action="append", help="KV cache GiB (default 1 and 4)")
     ap.add_argument("--no-barrier", action="store_true", help="skip the streaming=false runs")
+    ap.add_argument("--sweep", action="store_true", help="the grid sweep instead: budgets 8..1024 x forcing 0,1,2")
+    ap.add_argument("--today", default=None, help="with --sweep: also run the sweep of this checkout (today's code)")
     a = ap.parse_args()
     from m1_harness.devmodels import smollm2
 
@@ -104,6 +161,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     shipped = smollm2()
     models = {"shipped": shipped, "never-stop": B.never_stop(shipped, B.WORK / "models" / "smollm2-135m-never-stop")}
+    if a.sweep:
+        return sweep_main(a, shipped, work)
     rows = []
     for name in a.setting or sorted(SETTINGS):
         setting = dict(SETTINGS[name], name=name)
@@ -117,6 +176,26 @@ def main() -> None:
     keys = {(r["setting"], r["kv_cache_gib"], r["streaming"], r["requests"]) for r in rows}
     rows = [r for r in old if (r["setting"], r["kv_cache_gib"], r["streaming"], r["requests"]) not in keys] + rows
     B.write_result("streaming_vllm", {"rows": rows})
+
+
+def sweep_main(a, model: Path, work: Path) -> None:
+    """The grid through ``m1-harness sweep`` against its largest setting alone (same KV, same model)."""
+    budgets, forcings, kv = [8, 16, 32, 64, 128, 256, 512, 1024], [0, 1, 2], (a.kv or [4])[0]
+    setting = dict(name="sweep-largest", model="shipped", thinking_budget=max(budgets), answer_budget=8,
+                   forcing=max(forcings))
+    alone = run_cli(model, setting, kv, True, a.limit, work)
+    print(json.dumps(alone), flush=True)
+    rows = [run_sweep(model, budgets, forcings, kv, a.limit, work, "this", 8)]
+    if a.today:
+        rows.append(run_sweep(model, budgets, forcings, kv, a.limit, work, a.today, 8))
+    for r in rows:
+        r["vs_largest_alone"] = {
+            "generated_tokens": round(r["generated_tokens"] / alone["generated_tokens"], 3),
+            "prefilled_tokens": round(r["prefilled_tokens"] / (alone["context_tokens"] - alone["cached_tokens"]), 3)
+            if r["context_tokens"] else None,
+            "cpu_s": round(r["sweep_cpu_s"] / alone["cli_cpu_s"], 3), "wall_s": round(r["sweep_wall_s"] / alone["cli_wall_s"], 3)}
+        print(json.dumps({k: v for k, v in r.items() if k != "per_setting"}), flush=True)
+    B.write_result("sweep_streaming_vllm", {"largest_alone": alone, "sweeps": rows})
 
 
 if __name__ == "__main__":

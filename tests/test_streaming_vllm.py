@@ -109,3 +109,64 @@ def test_every_later_round_reuses_the_blocks_of_the_one_before(engine, setup):
         for k in range(1, n):
             computed = contexts[k - 1] + rt["generated_tokens"][k - 1] - 1
             assert rt["cached_tokens"][k] == block * (min(computed, contexts[k] - 1) // block), (k, rt)
+
+
+CHILD = r"""
+import json, sys
+from m1_harness.budget import BudgetForcer, BudgetRequest
+from m1_harness.engines.vllm import VLLMEngine
+from m1_harness.markers import PRESETS
+from m1_harness.tracecache import CachingEngine, TraceCache
+
+a = json.loads(sys.argv[1])
+eng = VLLMEngine(a["model"], dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
+eng.kv_cache_tokens = a["kv_tokens"]  # few requests in flight, so they finish one after another
+markers = PRESETS["m1"].with_overrides(think_end=(a["think_end"],))
+reqs = [BudgetRequest(p, b, f, 12) for p, b, f in a["requests"]]
+cache = CachingEngine(eng, TraceCache(a["cache"], "tiny"))
+
+def done(i, t):
+    with open(a["done"], "a") as fh:
+        fh.write(f"{i}\n")
+
+BudgetForcer(cache, markers).run(reqs, on_done=done)
+"""
+
+
+def test_killed_streaming_run_resumes_without_regenerating_a_finished_request(engine, tiny_dir, setup, tmp_path):
+    """kill -9 part-way (the whole process group, vLLM's engine processes too); the resumed run
+    serves every request finished before the kill from the trace cache (0 engine tokens) and
+    gives the traces of an uninterrupted run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from m1_harness.tracecache import CachingEngine, TraceCache
+
+    markers, base = setup
+    reqs = [BudgetRequest(r.prompt_ids, b, f, 12) for r in base for b, f in [(120, 2), (60, 1), (90, 0)]]
+    done_file, cache_file = tmp_path / "done.txt", tmp_path / "c.sqlite"
+    args = dict(model=str(tiny_dir), cache=str(cache_file), done=str(done_file), think_end=markers.think_end[0],
+                kv_tokens=2 * 320, requests=[(r.prompt_ids, r.thinking_budget, r.forcing) for r in reqs])
+    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and child.poll() is None:
+            if done_file.is_file() and len(done_file.read_text().split()) >= 3:
+                break
+            time.sleep(0.05)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    finished = [int(x) for x in done_file.read_text().split()] if done_file.is_file() else []
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()[-3000:]
+    assert 3 <= len(finished) < len(reqs)
+    resumed = BudgetForcer(CachingEngine(engine, TraceCache(cache_file, "tiny")), markers).run(reqs)
+    for i in finished:
+        assert all(sum(v) == 0 for v in resumed[i].round_tokens.values()), (i, resumed[i].round_tokens)
+    assert any(sum(resumed[i].round_tokens["generated_tokens"]) for i in range(len(reqs)) if i not in finished)
+    assert [key(t) for t in resumed] == [key(t) for t in run(engine, markers, reqs, True)]

@@ -4,9 +4,11 @@
         --budgets 512,1024,2048,4096,8192 --forcing 0,1,2,3 --output_path runs/m1-7B-1K
 
 Settings run largest budget (and most forcing rounds) first: under greedy decoding every smaller
-setting's thinking is a prefix of the largest one, so m1_budget's trace cache serves it and only the
-answer phase is generated again; the sweep costs about one run at the largest setting. m1_budget is
-loaded once and reconfigured per setting (other lm-eval models are built per setting by lm-eval).
+setting's thinking is a cut of the largest one. m1_budget's first run gets the rest of the grid as
+probes (budget.py, ``BudgetForcer.run``): as each request's thinking ends, every other setting's
+answer is generated from the still-cached prefix into the trace cache, so every later setting is a
+pure replay; the sweep costs about one run at the largest setting. m1_budget is loaded once and
+reconfigured per setting (other lm-eval models are built per setting by lm-eval).
 
 Each setting is an ordinary lm-eval output folder, written by lm-eval's own EvaluationTracker::
 
