@@ -47,11 +47,10 @@ from dataclasses import dataclass, field, fields
 from tqdm.auto import tqdm
 
 from m1_harness.engines.base import Engine, GenRequest, GenResult
-
-TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")
 from m1_harness.markers import Markers
 
 AUTO = "auto"
+TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")  # engine work per call (GenResult)
 
 
 @dataclass

@@ -111,6 +111,32 @@ def test_every_later_round_reuses_the_blocks_of_the_one_before(engine, setup):
             assert rt["cached_tokens"][k] == block * (min(computed, contexts[k] - 1) // block), (k, rt)
 
 
+@pytest.mark.parametrize("grid", [[(100, 2), (100, 0), (40, 1), (10, 2)], [(60, 1), (59, 1), (20, 0)]])
+def test_sweep_probes_make_the_other_settings_pure_replays(engine, setup, tmp_path, grid):
+    """Streaming with probes: the largest setting equals its plain run, and every other setting is
+    then served whole by the trace cache (no engine call) and equals a fresh run token for token."""
+    from m1_harness.tracecache import CachingEngine, TraceCache
+
+    markers, base = setup
+    cache = TraceCache(tmp_path / "c.sqlite", "tiny")
+    (b, f), rest = grid[0], grid[1:]
+
+    def reqs(b, f):
+        return [BudgetRequest(r.prompt_ids, b, f, 12) for r in base]
+
+    largest = BudgetForcer(CachingEngine(engine, cache), markers).run(reqs(b, f), probes=rest)
+    assert [key(t) for t in largest] == [key(t) for t in run(engine, markers, reqs(b, f), True)]
+    probe = [t.probe_tokens for t in largest]
+    assert sum(p["generated_tokens"] for p in probe) > 0
+    # probe answers start from the request's own context: most of it comes from vLLM's prefix cache
+    assert sum(p["cached_tokens"] for p in probe) >= 0.8 * sum(p["context_tokens"] for p in probe)
+    misses = cache.misses
+    for b, f in rest:
+        replay = BudgetForcer(CachingEngine(engine, cache), markers).run(reqs(b, f))
+        assert cache.misses == misses and all(sum(sum(v) for v in t.round_tokens.values()) == 0 for t in replay)
+        assert [key(t) for t in replay] == [key(t) for t in run(engine, markers, reqs(b, f), True)]
+
+
 CHILD = r"""
 import json, sys
 from m1_harness.budget import BudgetForcer, BudgetRequest
