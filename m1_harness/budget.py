@@ -380,24 +380,28 @@ class BudgetForcer:
 
         answer_blocks = -(-(len(self.answer_cut) + max((r.answer_budget for r in requests), default=0)) // block) + 1
         with tqdm(total=len(requests), desc="m1_budget", disable=not progress) as bar:
-            while pending or loops:
-                while pending:
-                    i = pending[-1]
-                    lp = nxt if nxt is not None else RequestLoop(self, requests[i])
-                    need = -(-lp.footprint() // block) + 1  # + the partial block of a finished round
-                    need += len(self.probes) * answer_blocks
-                    if loops and capacity and used + need > capacity:
-                        nxt = lp
-                        break
-                    pending.pop()
-                    nxt = None
-                    held[i], left[i] = need, 1
-                    used += need
-                    start(i, lp)
-                for key, res in eng.poll():
-                    lp = loops[key]
-                    lp.feed(res)
-                    advance(key, lp)
+            try:
+                while pending or loops:
+                    while pending:
+                        i = pending[-1]
+                        lp = nxt if nxt is not None else RequestLoop(self, requests[i])
+                        need = -(-lp.footprint() // block) + 1  # + the partial block of a finished round
+                        need += len(self.probes) * answer_blocks
+                        if loops and capacity and used + need > capacity:
+                            nxt = lp
+                            break
+                        pending.pop()
+                        nxt = None
+                        held[i], left[i] = need, 1
+                        used += need
+                        start(i, lp)
+                    for key, res in eng.poll():
+                        lp = loops[key]
+                        lp.feed(res)
+                        advance(key, lp)
+            except BaseException:
+                eng.cancel()  # an error or interrupt part-way: leave nothing in flight for the next run
+                raise
         wall = (time.perf_counter() - t0) / max(1, len(requests))
         for t in traces:
             t.wall_time = wall

@@ -156,6 +156,12 @@ class CachingEngine:
         self._asked[key] = request
         self.engine.submit(key, request)
 
+    def cancel(self) -> None:
+        self.engine.cancel()
+        self._asked.clear()
+        self._twins.clear()
+        self._ready.clear()
+
     def poll(self) -> list[tuple[object, GenResult]]:
         ready, self._ready = self._ready, []
         if ready:

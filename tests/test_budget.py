@@ -216,3 +216,20 @@ def test_round_tokens_count_context_and_generated_ids_per_call():
         "cached_tokens": [0, 0, 0],  # the scripted engine has no prefix cache
         "generated_tokens": [3, 3, 5],  # "ab" + end id, "cd" + end id, 5 answer ids (budget)
     }
+
+
+def test_streaming_driver_stopped_part_way_leaves_nothing_in_flight():
+    class Failing(StreamingScriptedEngine):
+        polls = 0
+
+        def poll(self):
+            self.polls += 1
+            if self.polls == 4:
+                raise KeyboardInterrupt
+            return super().poll()
+
+    engine = Failing({p: Script(r, ANSWER) for p, r in STREAM_SCRIPTS.items()})
+    reqs = [BudgetRequest(engine.tokenizer.encode(p), **r) for p, r in STREAM_REQS]
+    with pytest.raises(KeyboardInterrupt):
+        BudgetForcer(engine, M1).run(reqs)
+    assert engine.queue == [] and ("submit", 5) in engine.log  # all had been admitted, none is left

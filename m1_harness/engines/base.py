@@ -62,3 +62,7 @@ class StreamingEngine(Engine, Protocol):
     def poll(self) -> list[tuple[object, GenResult]]:
         """Run the engine one step (if nothing is ready yet); return the requests finished since the last poll."""
         ...
+
+    def cancel(self) -> None:
+        """Drop every request in flight (the driver stopped part-way: an error, an interrupt)."""
+        ...

@@ -115,6 +115,9 @@ class StreamingScriptedEngine(ScriptedEngine):
         self.log.append(("submit", key))
         self.peak = max(self.peak, len(self.queue))
 
+    def cancel(self) -> None:
+        self.queue.clear()
+
     def poll(self) -> list[tuple[object, GenResult]]:
         key, req = self.queue.pop(0)
         self.calls.append([req])

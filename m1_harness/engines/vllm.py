@@ -226,6 +226,13 @@ class VLLMEngine:
                 ready.append((key, self._result(req, out)))
         return ready
 
+    def cancel(self) -> None:
+        """Abort every request in flight (a driver that stops part-way leaves none behind)."""
+        if self._in_flight:
+            self.llm.llm_engine.abort_request(list(self._in_flight))
+        self._in_flight.clear()
+        self._ready.clear()
+
     def _result(self, req: GenRequest, out) -> GenResult:
         o = out.outputs[0]
         ids = [int(t) for t in o.token_ids]
