@@ -182,8 +182,9 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
     assert len(loads) == 1 and loads[0]["batch_size"] == 3  # one model for both settings
     # budget 32 ran first and answered budget 16 in flight (its probes' thinking calls: cuts of the
     # 32-token traces, 3 cache hits); budget 16 was then a pure replay of the trace cache
+    captured = capfd.readouterr()
     summaries = [json.loads(line.split("m1_budget: ", 1)[1].rsplit("; trace records", 1)[0])
-                 for line in capfd.readouterr().err.splitlines() if line.startswith("m1_budget: {")]
+                 for line in captured.err.splitlines() if line.startswith("m1_budget: {")]
     assert len(summaries) == 2
     assert summaries[0]["cache_hits"] == 3 and summaries[0]["generated_tokens"] > 0
     assert summaries[1]["cache_misses"] == summaries[0]["cache_misses"]  # (counts run on): no miss since
@@ -197,5 +198,10 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
         assert 0 < r["mean_thinking_tokens"] <= r["budget"]
         assert 0.0 <= r["hit_budget_share"] <= 1.0
         assert 0.0 <= r["ci_low"] <= r["acc"] <= r["ci_high"] <= 1.0
+    work = [line for line in captured.out.splitlines() if line.startswith("engine work: ")]
+    assert work == [f"engine work: context_tokens={sum(r['context_tokens'] for r in rows)}, "
+                    f"cached_tokens={sum(r['cached_tokens'] for r in rows)}, "
+                    f"generated_tokens={sum(r['generated_tokens'] for r in rows)}"]
+    assert rows[0]["generated_tokens"] == 0 < rows[1]["generated_tokens"]  # budget 16: a pure replay
     assert cli.main(argv) == 0  # resumes: nothing to run
     assert len(list(out.rglob("results_*.json"))) == 2

@@ -304,4 +304,7 @@ def run(args) -> int:
         print(f"{row['task']:<18} budget={row['budget']!s:<6} forcing={row['forcing']!s:<3} "
               f"acc={100 * row['acc']:.2f} [{100 * row['ci_low']:.2f}, {100 * row['ci_high']:.2f}] n={row['n']}{extra}",
               file=sys.stdout)
+    counted = [r for r in rows if r.get("context_tokens") is not None]
+    if counted:  # m1_budget's engine work over the whole sweep (its first setting's probes included)
+        print("engine work: " + ", ".join(f"{k}={sum(r[k] for r in counted)}" for k in TOKEN_COUNTS))
     return 0
