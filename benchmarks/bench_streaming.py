@@ -112,7 +112,7 @@ def run_sweep(model: Path, budgets: list[int], forcings: list[int], kv_gib: int,
               code: str, answer_budget: int) -> dict:
     """``m1-harness sweep`` over the grid (``code``: this tree, or another checkout for today's
     per-setting sweep), and the largest setting alone; token totals of both from the trace records."""
-    tag = f"sweep-{code}-kv{kv_gib}-{limit}"
+    tag = f"sweep-{'this' if code == 'this' else 'today'}-kv{kv_gib}-{limit}"
     out, cache = work / tag, work / f"{tag}-cache"
     import shutil
 
