@@ -195,7 +195,7 @@ def sweep_main(a, model: Path, work: Path) -> None:
             if r["context_tokens"] else None,
             "cpu_s": round(r["sweep_cpu_s"] / alone["cli_cpu_s"], 3), "wall_s": round(r["sweep_wall_s"] / alone["cli_wall_s"], 3)}
         print(json.dumps({k: v for k, v in r.items() if k != "per_setting"}), flush=True)
-    B.write_result("sweep_streaming_vllm", {"largest_alone": alone, "sweeps": rows})
+    B.write_result(f"sweep_streaming_vllm_kv{kv}", {"largest_alone": alone, "sweeps": rows})
 
 
 if __name__ == "__main__":
