@@ -13,10 +13,20 @@ One request goes through three phases (ARCHITECTURE.md, "Budget forcing, done ri
    thinking) and generate up to the answer budget, clamped to the context, stopping at the task's
    stop strings and EOS.
 
-Every round sends all still-thinking requests of a group to ``engine.generate`` together (a group
-is all requests, or ``engine.round_size`` of them for an engine whose prefix cache is small), and
-every budget is counted per request in token ids across rounds: ``generated + forced == len(thinking_ids) <=
-thinking_budget``, always.
+Each request is a small state machine (``RequestLoop``): it says which generate call it needs next
+and takes that call's result; every think / force / answer decision is made there. Two drivers carry
+the calls to an engine, and only they schedule:
+
+- batched (``engine.generate``): every round sends all still-thinking requests of a group together,
+  then one answer call for the group (a group is all requests, or ``engine.round_size`` of them for
+  an engine whose prefix cache is small: transformers);
+- streaming (an engine with ``streaming = True``, vLLM: ``submit`` / ``poll``): each request moves to
+  its next round the moment its previous one ends, while its KV blocks are still cached, and new
+  requests are admitted only while the KV cache can hold every admitted request whole (prompt,
+  thinking budget, answer), so no block a request will continue from is evicted by a newcomer.
+
+Every budget is counted per request in token ids across rounds: ``generated + forced ==
+len(thinking_ids) <= thinking_budget``, always.
 
 Forced tokens that do not fit: forcing is applied only when the forced ids leave room for at least
 one generated token (``len(forced) + 1 <= remaining``). Otherwise the thinking ends where the model
@@ -31,6 +41,7 @@ rounds were forced than asked. So forcing is applied exactly as many times as th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field, fields
 
@@ -40,6 +51,7 @@ from m1_harness.engines.base import Engine, GenRequest, GenResult
 from m1_harness.markers import Markers
 
 AUTO = "auto"
+TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")  # engine work per call (GenResult)
 
 
 @dataclass
@@ -79,7 +91,12 @@ class Trace:
     # the lengths of decoded id prefixes: a character split across tokens may shift one by a character.
     thinking_span: list[int] = field(default_factory=list)  # [start, end) of the thinking
     forced_spans: list[list[int]] = field(default_factory=list)  # [start, end) of each forced splice
-    wall_time: float = 0.0  # seconds, amortised: the group's wall time / its requests (rounds are batched)
+    wall_time: float = 0.0  # seconds, amortised: the run's (group's) wall time / its requests
+    # Engine work per generate call (thinking rounds, then the answer): ids sent, ids of those taken
+    # from a prefix cache, decode steps. All 0 for a call the trace cache served. (Named apart from
+    # ``generated_tokens``, the generated thinking ids, which predates them.)
+    round_tokens: dict = field(default_factory=lambda: {k: [] for k in TOKEN_COUNTS})
+    probe_tokens: dict = field(default_factory=lambda: dict.fromkeys(TOKEN_COUNTS, 0))  # totals of its sweep probes
 
     @property
     def forcing_rounds(self) -> int:
@@ -92,7 +109,7 @@ class Trace:
     def record(self) -> dict:
         """A JSON-able summary without the (long) id lists, for trace files."""
         skip = {"prompt_ids", "thinking_ids", "answer_prefix_ids", "answer_ids"}  # asdict would deep-copy them
-        d = {f.name: copy.copy(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
         d.update(
             prompt_tokens=len(self.prompt_ids),
             thinking_tokens=self.thinking_tokens,
@@ -104,6 +121,80 @@ class Trace:
 
 def _encode(tok, text: str) -> list[int]:
     return list(tok.encode(text, add_special_tokens=False)) if text else []
+
+
+class RequestLoop:
+    """One request's think / force / answer loop as a state machine: ``call`` is the generate call it
+    needs next (None once ``done``), ``feed`` applies that call's result. Drivers only carry calls."""
+
+    def __init__(self, forcer: "BudgetForcer", req: BudgetRequest):
+        self.forcer, self.req = forcer, req
+        prompt = list(req.prompt_ids) + forcer.think_start_ids
+        self.trace = Trace(prompt_ids=prompt, thinking_budget=forcer.thinking_budget_for(req, len(prompt)))
+        self.forcing_left = req.forcing
+        self.call: GenRequest | None = None
+        self.thinking = self.trace.thinking_budget > 0
+        if self.thinking:
+            self._think_call()
+        else:
+            self._answer_call()
+
+    @property
+    def done(self) -> bool:
+        return self.call is None
+
+    def footprint(self) -> int:
+        """The most context this request can ever hold, in tokens (for admission control)."""
+        t, f = self.trace, self.forcer
+        return min(f.engine.max_model_len, len(t.prompt_ids) + t.thinking_budget + len(f.answer_cut) + self.req.answer_budget)
+
+    def _think_call(self) -> None:
+        t, f = self.trace, self.forcer
+        self.call = GenRequest(t.prompt_ids + t.thinking_ids, t.thinking_budget - len(t.thinking_ids),
+                               f.end_ids, f.end_strings)
+
+    def _answer_call(self) -> None:
+        t, f, r = self.trace, self.forcer, self.req
+        self.thinking = False
+        t.answer_prefix_ids = list(f.answer_cut if t.hit_budget else f.answer_plain)
+        context = t.prompt_ids + t.thinking_ids + t.answer_prefix_ids
+        t.answer_budget = max(0, min(r.answer_budget, f.engine.max_model_len - len(context)))
+        if t.answer_budget == 0:
+            t.answer_finish_reason = "length"
+            self._finish()
+            return
+        stop_ids, stop_strings = f.answer_stops(r.until)
+        self.call = GenRequest(context, t.answer_budget, stop_ids, stop_strings, continued=False)
+
+    def feed(self, res: GenResult) -> None:
+        t = self.trace
+        for name in TOKEN_COUNTS:
+            t.round_tokens[name].append(int(getattr(res, name, 0) or 0))
+        if self.thinking:
+            if self.forcer._think_step(t, res, self.forcing_left > 0):
+                self.forcing_left -= 1
+                self._think_call()
+            else:
+                self._answer_call()
+            return
+        t.answer_ids = list(res.token_ids)
+        t.answer_finish_reason = res.finish_reason
+        t.answer_stop_reason = res.stop_reason
+        self._finish()
+
+    def _finish(self) -> None:
+        t = self.trace
+        answer = t.answer_ids
+        if t.answer_finish_reason == "stop" and answer and answer[-1] == t.answer_stop_reason:
+            answer = answer[:-1]  # a stop token (EOS, <|im_end|>) is not part of the answer text
+        t.text = self.forcer.markers.think_start + self.forcer.decode(t.thinking_ids + t.answer_prefix_ids + answer)
+        self.forcer._char_spans(t)
+        self.call = None
+
+
+def _add_probe(trace: Trace, probe: RequestLoop) -> None:
+    for k in TOKEN_COUNTS:
+        trace.probe_tokens[k] += sum(probe.trace.round_tokens[k])
 
 
 class BudgetForcer:
@@ -146,16 +237,38 @@ class BudgetForcer:
         tail = self.decode(thinking[-8:]) if thinking else self.markers.think_start
         return (self.forced_ids if tail[-1:].isspace() else self.newline_ids + self.forced_ids)
 
-    # -- the loop -------------------------------------------------------------------------------
-    def run(self, requests: list[BudgetRequest], progress: bool = False, on_done=None) -> list[Trace]:
-        """All rounds of all requests, in groups of the engine's ``round_size`` (all at once if None).
+    def answer_stops(self, until: list[str]) -> tuple[list[int], list[str]]:
+        """EOS plus the task's stop strings; one that is a single special token stops by id (vLLM)."""
+        stop_ids, stop_strings = list(self.eos_ids), []
+        for s in until:
+            ids = _encode(self.tok, s)
+            if len(ids) == 1 and ids[0] in self.tok.all_special_ids:
+                stop_ids.append(ids[0])
+            else:
+                stop_strings.append(s)
+        return sorted(set(stop_ids)), stop_strings
 
-        ``on_done(i, trace)`` is called the moment request ``i``'s trace is final, so a caller can
-        make it durable before the rest of the run finishes (a crash then loses no finished record).
+    # -- the drivers ----------------------------------------------------------------------------
+    def run(self, requests: list[BudgetRequest], progress: bool = False, on_done=None,
+            probes: list[tuple[int, int]] = ()) -> list[Trace]:
+        """All rounds of all requests; ``on_done(i, trace)`` is called the moment request i's trace is final.
 
-        An engine with a small prefix cache (transformers) keeps each row's KV cache only until
-        its next round, so it gets its requests a batch at a time, longest prompts first, through
-        every round; vLLM schedules everything itself and gets them all at once."""
+        ``probes``: other (thinking budget, forcing) settings of a sweep grid, each at most this run's
+        budget and forcing. When a request's thinking has ended, the loop runs again for it at every
+        probe setting: behind a trace cache each of those thinking calls is served as a cut of this
+        request's (greedy decoding), and the answer call it asks for goes to the engine at once, from
+        the context just computed. Only their cost is kept (``Trace.probe_tokens``); their value is
+        the trace cache, from which a later run at that setting is a pure replay.
+
+        A streaming engine (vLLM) gets each request's next round as soon as its previous one ends
+        (``_run_stream``). Otherwise requests go in groups of the engine's ``round_size`` (all at once
+        if None): an engine with a small prefix cache (transformers) keeps each row's KV cache only
+        until its next round, so it gets its requests a batch at a time, longest prompts first,
+        through every round."""
+        self._check_probes(requests, probes)
+        self.probes = list(probes)
+        if getattr(self.engine, "streaming", False):
+            return self._run_stream(requests, progress, on_done)
         size = getattr(self.engine, "round_size", None) or len(requests) or 1
         order = list(range(len(requests)))
         if size < len(requests):  # groups of similar prompt length pad little
@@ -173,35 +286,132 @@ class BudgetForcer:
         return traces  # type: ignore[return-value]
 
     def _run_group(self, requests: list[BudgetRequest]) -> list[Trace]:
+        """Barrier rounds: every thinking round of the group together, then one answer call."""
         t0 = time.perf_counter()
-        traces = []
-        for r in requests:
-            prompt = list(r.prompt_ids) + self.think_start_ids
-            traces.append(Trace(prompt_ids=prompt, thinking_budget=self.thinking_budget_for(r, len(prompt))))
-        forcing_left = [r.forcing for r in requests]
-        active = [i for i, t in enumerate(traces) if t.thinking_budget > 0]
-        while active:
-            gen = [
-                GenRequest(
-                    prompt_ids=traces[i].prompt_ids + traces[i].thinking_ids,
-                    max_tokens=traces[i].thinking_budget - len(traces[i].thinking_ids),
-                    stop_token_ids=self.end_ids,
-                    stop_strings=self.end_strings,
-                )
-                for i in active
-            ]
-            results = self.engine.generate(gen)
-            still = []
-            for i, res in zip(active, results):
-                if self._think_step(traces[i], res, forcing_left[i] > 0):
-                    forcing_left[i] -= 1
-                    still.append(i)
-            active = still
-        self._answer(requests, traces)
-        wall = (time.perf_counter() - t0) / max(1, len(traces))
+        loops = [RequestLoop(self, r) for r in requests]
+        probes: list[tuple[Trace, RequestLoop]] = []
+        spawned = not self.probes
+        while True:
+            live = loops + [lp for _, lp in probes]
+            batch = [lp for lp in live if lp.thinking and not lp.done] or [lp for lp in live if not lp.done]
+            if not spawned and not any(lp.thinking for lp in batch):  # every thinking of the group has ended
+                probes = [(lp.trace, p) for lp, r in zip(loops, requests) for p in self._probe_loops(r)]
+                spawned = True
+                continue
+            if not batch:
+                break
+            for lp, res in zip(batch, self.engine.generate([lp.call for lp in batch])):
+                lp.feed(res)
+        for trace, lp in probes:
+            _add_probe(trace, lp)
+        wall = (time.perf_counter() - t0) / max(1, len(loops))
+        for lp in loops:
+            lp.trace.wall_time = wall
+        return [lp.trace for lp in loops]
+
+    def _check_probes(self, requests: list[BudgetRequest], probes) -> None:
+        for b, f in probes:
+            if not isinstance(b, int) or not isinstance(f, int) or b < 0 or f < 0:
+                raise ValueError(f"probe ({b!r}, {f!r}): thinking budget and forcing must be non-negative integers")
+            for r in requests:
+                if f > r.forcing or (r.thinking_budget != AUTO and b > int(r.thinking_budget)):
+                    raise ValueError(f"probe (budget {b}, forcing {f}) exceeds the run's own (budget "
+                                     f"{r.thinking_budget}, forcing {r.forcing}): probes must be cuts of it")
+
+    def _probe_loops(self, req: BudgetRequest) -> list[RequestLoop]:
+        """The loops of ``req`` at every probe setting but its own."""
+        out = []
+        for b, f in self.probes:
+            lp = RequestLoop(self, dataclasses.replace(req, thinking_budget=b, forcing=f))
+            own = self.thinking_budget_for(req, len(lp.trace.prompt_ids))
+            if (lp.trace.thinking_budget, f) != (own, req.forcing):
+                out.append(lp)
+        return out
+
+    def _run_stream(self, requests: list[BudgetRequest], progress: bool, on_done) -> list[Trace]:
+        """Per-request rounds with admission control.
+
+        A request's next round is submitted the moment its previous round ends (and its probes the
+        moment its thinking ends). A new request is admitted only while the KV blocks of every
+        admitted, unfinished request (each counted at its largest possible context, probe answers
+        included) fit in the engine's KV cache; otherwise newcomers would evict the blocks of
+        requests between rounds and their next round would prefill everything again (measured:
+        2-30% of the answer context cached without this, 95% with it; ARCHITECTURE.md). At least
+        one request is always in flight. A request is final (``on_done``) when it and its probes are."""
+        eng = self.engine
+        block = max(1, int(getattr(eng, "block_size", 1) or 1))
+        capacity = int(getattr(eng, "kv_cache_tokens", 0) or 0) // block  # in blocks; 0 = unknown: no limit
+        t0 = time.perf_counter()
+        traces: list[Trace | None] = [None] * len(requests)
+        loops: dict[object, RequestLoop] = {}  # key i: request i; (i, k): its k-th probe
+        held: dict[int, int] = {}  # blocks reserved per admitted request
+        left: dict[int, int] = {}  # its loops not done yet (itself, then its probes)
+        pending = list(range(len(requests)))[::-1]  # pop() admits in request order
+        used, nxt, probed = 0, None, set()
+
+        def start(key, lp: RequestLoop) -> None:
+            loops[key] = lp
+            if isinstance(key, int):
+                traces[key] = lp.trace
+            advance(key, lp)
+
+        def advance(key, lp: RequestLoop) -> None:
+            if isinstance(key, int) and not lp.thinking:
+                probe(key)  # before ``done``: the request is final only once its probes are
+            if lp.done:
+                done(key)
+            else:
+                eng.submit(key, lp.call)
+
+        def probe(i: int) -> None:
+            """Its thinking has ended: every probe setting's answer, now, from the hot prefix."""
+            if self.probes and i not in probed:
+                probed.add(i)
+                for k, lp in enumerate(self._probe_loops(requests[i])):
+                    left[i] += 1
+                    start((i, k), lp)
+
+        def done(key) -> None:
+            nonlocal used
+            lp = loops.pop(key)
+            i = key if isinstance(key, int) else key[0]
+            if not isinstance(key, int):
+                _add_probe(traces[i], lp)
+            left[i] -= 1
+            if left[i] == 0:
+                used -= held.pop(i)
+                bar.update(1)
+                if on_done is not None:
+                    on_done(i, traces[i])
+
+        answer_blocks = -(-(len(self.answer_cut) + max((r.answer_budget for r in requests), default=0)) // block) + 1
+        with tqdm(total=len(requests), desc="m1_budget", disable=not progress) as bar:
+            try:
+                while pending or loops:
+                    while pending:
+                        i = pending[-1]
+                        lp = nxt if nxt is not None else RequestLoop(self, requests[i])
+                        need = -(-lp.footprint() // block) + 1  # + the partial block of a finished round
+                        need += len(self.probes) * answer_blocks
+                        if loops and capacity and used + need > capacity:
+                            nxt = lp
+                            break
+                        pending.pop()
+                        nxt = None
+                        held[i], left[i] = need, 1
+                        used += need
+                        start(i, lp)
+                    for key, res in eng.poll():
+                        lp = loops[key]
+                        lp.feed(res)
+                        advance(key, lp)
+            except BaseException:
+                eng.cancel()  # an error or interrupt part-way: leave nothing in flight for the next run
+                raise
+        wall = (time.perf_counter() - t0) / max(1, len(requests))
         for t in traces:
             t.wall_time = wall
-        return traces
+        return traces  # type: ignore[return-value]
 
     def _think_step(self, t: Trace, res: GenResult, may_force: bool) -> bool:
         """Apply one round's result; True when thinking was forced to continue."""
@@ -227,35 +437,6 @@ class BudgetForcer:
         t.thinking_ids += forced
         t.forced_tokens += len(forced)
         return True
-
-    def _answer(self, requests: list[BudgetRequest], traces: list[Trace]) -> None:
-        gen, todo = [], []
-        for i, (r, t) in enumerate(zip(requests, traces)):
-            t.answer_prefix_ids = list(self.answer_cut if t.hit_budget else self.answer_plain)
-            context = t.prompt_ids + t.thinking_ids + t.answer_prefix_ids
-            t.answer_budget = max(0, min(r.answer_budget, self.engine.max_model_len - len(context)))
-            if t.answer_budget == 0:
-                t.answer_finish_reason = "length"
-                continue
-            stop_ids, stop_strings = list(self.eos_ids), []
-            for s in r.until:  # a stop string that is one special token must stop by id (vLLM)
-                ids = _encode(self.tok, s)
-                if len(ids) == 1 and ids[0] in self.tok.all_special_ids:
-                    stop_ids.append(ids[0])
-                else:
-                    stop_strings.append(s)
-            gen.append(GenRequest(context, t.answer_budget, sorted(set(stop_ids)), stop_strings, continued=False))
-            todo.append(i)
-        for i, res in zip(todo, self.engine.generate(gen) if gen else []):
-            traces[i].answer_ids = list(res.token_ids)
-            traces[i].answer_finish_reason = res.finish_reason
-            traces[i].answer_stop_reason = res.stop_reason
-        for r, t in zip(requests, traces):
-            answer = t.answer_ids
-            if t.answer_finish_reason == "stop" and answer and answer[-1] == t.answer_stop_reason:
-                answer = answer[:-1]  # a stop token (EOS, <|im_end|>) is not part of the answer text
-            t.text = self.markers.think_start + self.decode(t.thinking_ids + t.answer_prefix_ids + answer)
-            self._char_spans(t)
 
     def _char_spans(self, t: Trace) -> None:
         """Where the thinking and each forced splice lie in ``t.text``, in characters."""

@@ -22,7 +22,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import handle_arg_string
 
-from m1_harness.budget import AUTO, BudgetForcer, BudgetRequest
+from m1_harness.budget import AUTO, TOKEN_COUNTS, BudgetForcer, BudgetRequest
 from m1_harness.engines import load_engine, resolve_engine_name
 from m1_harness.errors import UserError
 from m1_harness.markers import PRESETS, detect
@@ -71,6 +71,8 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "data_parallel_size": (int, 1, "vLLM data parallel replicas"),
     "gpu_memory_utilization": (float, 0.9, "vLLM share of GPU memory"),
     "enforce_eager": (bool, False, "vLLM: skip CUDA graphs / torch.compile (faster start)"),
+    "streaming": (bool, True, "vLLM: each request starts its next round (forcing, answer) as soon as its last "
+                  "one ends, while its KV blocks are cached; false: rounds wait for every request"),
     "trust_remote_code": (bool, False, "passed to transformers / vLLM"),
     "trace_path": (str, None, "JSONL file or folder for trace records (default: m1_traces/ beside "
                    "--output_path, else in the current folder)"),
@@ -80,7 +82,7 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
-VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager"}
+VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager", "streaming"}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
 GEN_ALIASES = {"max_tokens_thinking": "thinking_budget", "thinking_n_ignore": "forcing",
                "thinking_n_ignore_str": "forcing_str", "thinking_budget": "thinking_budget",
@@ -261,6 +263,7 @@ class M1BudgetLM(LM):
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
             self._cache = TraceCache(root / "traces.sqlite", identity)
         self.traces: list[dict] = []  # records of the last generate_until call
+        self.probes: list[tuple[int, int]] = []  # set by reconfigure (m1-harness sweep)
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
@@ -315,9 +318,12 @@ class M1BudgetLM(LM):
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         self.loglikelihood(requests)
 
-    def reconfigure(self, **args) -> None:
+    def reconfigure(self, probes=None, **args) -> None:
         """Change the settings that need no reload (budget, forcing, answer budget, trace file), so a
-        sweep runs every setting on one loaded model."""
+        sweep runs every setting on one loaded model. ``probes``: the sweep's other (budget, forcing)
+        settings, answered in flight by this run into the trace cache (budget.py, ``BudgetForcer.run``);
+        None or empty for none."""
+        self.probes = [(int(b), int(f)) for b, f in (probes or ())]
         bad = sorted(set(args) - set(RECONFIGURABLE))
         if bad:
             raise ModelArgError(f"m1_budget: {bad} cannot change without reloading the model; "
@@ -382,6 +388,9 @@ class M1BudgetLM(LM):
                     s = settings[i]
                     breqs.append(BudgetRequest(ids, 0 if closed else s["thinking_budget"], 0 if closed else s["forcing"],
                                                s["answer_budget"], s["until"]))
+                probes = self.probes if isinstance(engine, CachingEngine) else []
+                if self.probes and not probes:
+                    log.warning("m1_budget: sweep probes need the trace cache (greedy decoding, cache on); not probing")
 
                 def done(j: int, trace, idx=idx, temp=temp, forcing_str=forcing_str) -> None:
                     i = idx[j]
@@ -390,7 +399,7 @@ class M1BudgetLM(LM):
                     self.traces[i] = self._record(requests[i], settings[i], trace, forcing_str, temp)
                     records.append(self.traces[i])
 
-                forcer.run(breqs, progress=not disable_tqdm, on_done=done)
+                forcer.run(breqs, progress=not disable_tqdm, on_done=done, probes=probes)
             records.finish(self.traces)
         self._summarise()
         return out
@@ -441,6 +450,9 @@ class M1BudgetLM(LM):
             "mean_answer_tokens": round(sum(r["answer_tokens"] for r in recs) / n, 1),
             "budget_clamped": len(clamped),
             "prompt_too_long": len(too_long),
+            # engine work, summed over every generate call of every request, its sweep probes included
+            # (trace-cache hits cost 0)
+            **{k: sum(sum(r["round_tokens"][k]) + r["probe_tokens"][k] for r in recs) for k in TOKEN_COUNTS},
         }
         if self._cache is not None:
             summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses,

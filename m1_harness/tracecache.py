@@ -28,6 +28,7 @@ a hit generated under other versions is served (same model, same greedy rule) bu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -157,23 +158,84 @@ class CachingEngine:
         self.engine, self.cache, self.chunk_size = engine, cache, chunk_size
         self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
         self.eos_token_ids = getattr(engine, "eos_token_ids", None)
+        self._asked: dict[object, GenRequest] = {}  # streaming: key -> request sent to the engine
+        self._twins: dict[tuple, list[object]] = {}  # streaming: call -> keys waiting for it
+        self._ready: list[tuple[object, GenResult]] = []
+
+    def _call(self, req: GenRequest) -> tuple:
+        """What makes two requests the same call: key and max_tokens (e.g. a probe's answer and the run's own)."""
+        return _key(self.cache.model_id, self.cache.decoding, req), req.max_tokens
 
     @property
     def round_size(self) -> int | None:
         return getattr(self.engine, "round_size", None)
 
+    # A streaming engine stays one behind the cache: hits come back from the next poll, each
+    # engine result is stored the moment it is finished (so a killed run loses no finished call).
+    @property
+    def streaming(self) -> bool:
+        return bool(getattr(self.engine, "streaming", False))
+
+    @property
+    def kv_cache_tokens(self) -> int:
+        return int(getattr(self.engine, "kv_cache_tokens", 0) or 0)
+
+    @property
+    def block_size(self) -> int:
+        return int(getattr(self.engine, "block_size", 1) or 1)
+
+    def _hit(self, req: GenRequest) -> GenResult | None:
+        hit = self.cache.lookup(req, self.tokenizer)
+        if hit is None:
+            self.cache.misses += 1
+        else:
+            self.cache.hits += 1
+            self.cache.served_tokens += len(hit.token_ids)
+        return hit
+
+    def submit(self, key: object, request: GenRequest) -> None:
+        hit = self._hit(request)
+        if hit is not None:
+            self._ready.append((key, hit))
+            return
+        call = self._call(request)
+        if call in self._twins:  # the same call is in flight: wait for it, generate once
+            self._twins[call].append(key)
+            return
+        self._twins[call] = [key]
+        self._asked[key] = request
+        self.engine.submit(key, request)
+
+    def cancel(self) -> None:
+        self.engine.cancel()
+        self._asked.clear()
+        self._twins.clear()
+        self._ready.clear()
+
+    def poll(self) -> list[tuple[object, GenResult]]:
+        ready, self._ready = self._ready, []
+        if ready:
+            return ready
+        for key, res in self.engine.poll():
+            req = self._asked.pop(key)
+            self.cache.store([req], [res], self.tokenizer)
+            first, *twins = self._twins.pop(self._call(req))
+            ready.append((key, res))
+            ready += [(k, _free(res)) for k in twins]
+        return ready
+
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
-        misses = []
+        misses, twins, seen = [], [], {}
         for i, req in enumerate(requests):
-            hit = self.cache.lookup(req, self.tokenizer)
-            if hit is None:
-                misses.append(i)
-            else:
-                results[i] = hit
-                self.cache.hits += 1
-                self.cache.served_tokens += len(hit.token_ids)
-        self.cache.misses += len(misses)
+            results[i] = self._hit(req)
+            if results[i] is None:
+                call = self._call(req)
+                if call in seen:  # generated once, below
+                    twins.append((i, seen[call]))
+                else:
+                    seen[call] = i
+                    misses.append(i)
         misses.sort(key=lambda i: -len(requests[i].prompt_ids))  # chunks of similar length pad little
         step = self.chunk_size or len(misses) or 1
         for start in range(0, len(misses), step):
@@ -183,4 +245,11 @@ class CachingEngine:
             self.cache.store(reqs, out, self.tokenizer)
             for i, res in zip(chunk, out):
                 results[i] = res
+        for i, j in twins:
+            results[i] = _free(results[j])
         return results  # type: ignore[return-value]
+
+
+def _free(res: GenResult) -> GenResult:
+    """The same result at no engine cost (a twin of a call generated once)."""
+    return dataclasses.replace(res, token_ids=list(res.token_ids), context_tokens=0, cached_tokens=0, generated_tokens=0)

@@ -257,11 +257,16 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
             "--budgets", "16,32", "--output_path", str(out), "--limit", "3", "--batch_size", "3"]
     assert cli.main(argv) == 0
     assert len(loads) == 1 and loads[0]["batch_size"] == 3  # one model for both settings
-    # budget 32 ran first; budget 16's thinking came from the trace cache (cut from the 32-token traces)
+    # budget 32 ran first and answered budget 16 in flight (its probes' thinking calls: cuts of the
+    # 32-token traces, 3 cache hits); budget 16 was then a pure replay of the trace cache
+    captured = capfd.readouterr()
     summaries = [json.loads(line.split("m1_budget: ", 1)[1].rsplit("; trace records", 1)[0])
-                 for line in capfd.readouterr().err.splitlines() if line.startswith("m1_budget: {")]
+                 for line in captured.err.splitlines() if line.startswith("m1_budget: {")]
     assert len(summaries) == 2
-    assert summaries[0]["cache_hits"] == 0 and summaries[1]["cache_hits"] >= 3
+    assert summaries[0]["cache_hits"] == 3 and summaries[0]["generated_tokens"] > 0
+    assert summaries[1]["cache_misses"] == summaries[0]["cache_misses"]  # (counts run on): no miss since
+    assert summaries[1]["cache_hits"] >= summaries[0]["cache_hits"] + 6
+    assert (summaries[1]["context_tokens"], summaries[1]["generated_tokens"]) == (0, 0)
     rows = json.loads((out / "sweep.json").read_text())
     assert [(r["budget"], r["forcing"], r["n"]) for r in rows] == [(16, 0, 3), (32, 0, 3)]
     assert {(r.model_type, r.budget) for r in results.load_results([out])} == {("m1_budget", 16), ("m1_budget", 32)}
@@ -271,5 +276,10 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
         assert r["mean_thinking_tokens"] == pytest.approx(sum(x["thinking_tokens"] for x in recs) / 3)
         assert r["hit_budget_share"] == sum(x["thinking_tokens"] == r["budget"] for x in recs) / 3
         assert (r["ci_low"], r["ci_high"]) == pytest.approx(results_wilson(round(r["acc"] * 3), 3))
+    work = [line for line in captured.out.splitlines() if line.startswith("engine work: ")]
+    assert work == [f"engine work: context_tokens={sum(r['context_tokens'] for r in rows)}, "
+                    f"cached_tokens={sum(r['cached_tokens'] for r in rows)}, "
+                    f"generated_tokens={sum(r['generated_tokens'] for r in rows)}"]
+    assert rows[0]["generated_tokens"] == 0 < rows[1]["generated_tokens"]  # budget 16: a pure replay
     assert cli.main(argv) == 0  # resumes: nothing to run
     assert len(list(out.rglob("results_*.json"))) == 2

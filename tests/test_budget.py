@@ -3,7 +3,7 @@
 import pytest
 
 from m1_harness.budget import BudgetForcer, BudgetRequest
-from m1_harness.engines.scripted import Script, ScriptedEngine
+from m1_harness.engines.scripted import Script, ScriptedEngine, StreamingScriptedEngine
 from m1_harness.markers import PRESETS
 
 M1 = PRESETS["m1"]
@@ -178,3 +178,93 @@ def test_a_non_default_forcing_string_is_spliced_by_its_own_ids():
     assert t.text.startswith("<|im_start|>think\nabc\nHmm,de\n<|im_start|>answer\nThe answer")
     assert t.forced_positions == [3] and t.forced_counts == [5] and t.forced_tokens == 5
     assert t.thinking_ids[3:8] == engine.tokenizer.encode("\nHmm,") and "Wait" not in t.text
+
+
+# -- the streaming driver (engines with submit / poll: vLLM) ------------------------------------
+STREAM_SCRIPTS = {"A": ["a" * 50 + END], "B": ["b" + END] * 4, "CC": ["c" * 7 + END, "x" * 30], "D": ["d" + END]}
+STREAM_REQS = [("A", dict(thinking_budget=20)), ("B", dict(thinking_budget=100, forcing=3)),
+               ("CC", dict(thinking_budget=25, forcing=1)), ("A", dict(thinking_budget=0)),
+               ("D", dict(thinking_budget=10, answer_budget=0)), ("B", dict(thinking_budget=9, forcing=2))]
+
+
+def run_stream(scripts, reqs, **kw):
+    engine = StreamingScriptedEngine({p: Script(r, ANSWER) for p, r in scripts.items()}, **kw)
+    reqs = [BudgetRequest(engine.tokenizer.encode(p), **r) for p, r in reqs]
+    done = []
+    traces = BudgetForcer(engine, M1).run(reqs, on_done=lambda i, t: done.append((i, t, list(engine.log))))
+    return traces, engine, done
+
+
+def fields_of(t):
+    return (t.thinking_ids, t.forced_positions, t.rounds, t.hit_budget, t.forcing_skipped, t.answer_prefix_ids,
+            t.answer_budget, t.answer_ids, t.answer_finish_reason, t.text, t.round_tokens)
+
+
+def test_streaming_driver_gives_the_batched_traces():
+    batched, _ = run(STREAM_SCRIPTS, STREAM_REQS)
+    streamed, engine, _ = run_stream(STREAM_SCRIPTS, STREAM_REQS)
+    assert [fields_of(t) for t in streamed] == [fields_of(t) for t in batched]
+    assert sum(len(c) for c in engine.calls) == 2 + 5 + 3 + 1 + 1 + 3  # answer_budget=0: no answer call
+
+
+def test_streaming_sends_each_next_round_the_moment_the_last_one_ends():
+    _, engine, _ = run_stream(STREAM_SCRIPTS, STREAM_REQS)
+    log = engine.log
+    # B's 5 calls (4 rounds, answer): each submitted right after its previous one finished
+    b = [n for n, (what, key) in enumerate(log) if key == 1]
+    assert [log[n][0] for n in b] == ["submit", "done"] * 5
+    assert all(b[k + 1] == b[k] + 1 for k in range(1, len(b) - 1, 2))
+
+
+def test_streaming_admits_only_what_the_kv_cache_holds():
+    reqs = [("A", dict(thinking_budget=20, answer_budget=8))] * 6
+    # each request at most: "A" + 7 think marker ids + 20 + 22 ids of "\n<|im_start|>answer\nFinal Answer:"
+    # + 8 = 58 ids = 8 blocks of 8, + 1 for a finished round's partial block = 9
+    traces, engine, done = run_stream({"A": ["a" * 50 + END]}, reqs, kv_cache_tokens=8 * 18, block_size=8)
+    assert engine.peak == 2  # 2 x 9 blocks fit in 18, a third does not
+    assert [i for i, _, _ in done] == [0, 1, 2, 3, 4, 5]
+    alone, engine1, _ = run_stream({"A": ["a" * 50 + END]}, reqs, kv_cache_tokens=8 * 17, block_size=8)
+    assert engine1.peak == 1 and [t.text for t in alone] == [t.text for t in traces]
+    unlimited, engine6, _ = run_stream({"A": ["a" * 50 + END]}, reqs)  # no KV size known: no limit
+    assert engine6.peak == 6 and [t.text for t in unlimited] == [t.text for t in traces]
+
+
+def test_on_done_gets_each_final_trace_once_the_moment_it_is_final():
+    traces, engine, done = run_stream(STREAM_SCRIPTS, STREAM_REQS)
+    assert sorted(i for i, _, _ in done) == list(range(len(STREAM_REQS)))
+    for i, t, log in done:
+        assert t is traces[i] and t.text
+        assert log.count(("done", i)) == sum(len(v) for v in t.round_tokens.values()) // 3
+    # batched driver: on_done too, once per request, in group order
+    engine2 = ScriptedEngine({p: Script(r, ANSWER) for p, r in STREAM_SCRIPTS.items()}, round_size=2)
+    seen = []
+    reqs = [BudgetRequest(engine2.tokenizer.encode(p), **r) for p, r in STREAM_REQS]
+    out = BudgetForcer(engine2, M1).run(reqs, on_done=lambda i, t: seen.append((i, t)))
+    assert sorted(i for i, _ in seen) == list(range(len(reqs))) and all(t is out[i] for i, t in seen)
+
+
+def test_round_tokens_count_context_and_generated_ids_per_call():
+    (t,), _ = run({"Q": ["ab" + END, "cd" + END]}, [("Q", dict(thinking_budget=100, forcing=1, answer_budget=5))])
+    prompt = len("Q") + len("<|im_start|>think\n") - len("<|im_start|>") + 1
+    assert t.round_tokens == {
+        "context_tokens": [prompt, prompt + 2 + 5, prompt + 2 + 5 + 2 + len("\n<|im_start|>answer\n") - 11],
+        "cached_tokens": [0, 0, 0],  # the scripted engine has no prefix cache
+        "generated_tokens": [3, 3, 5],  # "ab" + end id, "cd" + end id, 5 answer ids (budget)
+    }
+
+
+def test_streaming_driver_stopped_part_way_leaves_nothing_in_flight():
+    class Failing(StreamingScriptedEngine):
+        polls = 0
+
+        def poll(self):
+            self.polls += 1
+            if self.polls == 4:
+                raise KeyboardInterrupt
+            return super().poll()
+
+    engine = Failing({p: Script(r, ANSWER) for p, r in STREAM_SCRIPTS.items()})
+    reqs = [BudgetRequest(engine.tokenizer.encode(p), **r) for p, r in STREAM_REQS]
+    with pytest.raises(KeyboardInterrupt):
+        BudgetForcer(engine, M1).run(reqs)
+    assert engine.queue == [] and ("submit", 5) in engine.log  # all had been admitted, none is left

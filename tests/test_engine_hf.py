@@ -100,7 +100,8 @@ def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine, alone, mon
     assert [len(e) for e in extras] == [2, 5, 1]
     follow = [GenRequest(f.prompt_ids + r.token_ids + e, 8) for f, r, e in zip(firsts, done, extras)]
     cached, prefilled = engine.prompt_ids_cached, engine.prompt_ids_prefilled
-    assert engine.generate(follow) == plain_engine.generate(follow)
+    res = engine.generate(follow)
+    assert res == plain_engine.generate(follow)
     # Rows 0 and 1 stopped before the batch did, so the model saw all their ids; row 2 ended the
     # call, its last id never fed (no KV). Uncached suffixes: 2, 5, 1 + 1. Batched, rows are
     # right-aligned, so each prefills the longest of them, 5 ids; prefilled alone, each row computes
@@ -108,6 +109,9 @@ def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine, alone, mon
     computed = 1 + 4 + 1 + 3 if alone else 3 * 5
     assert engine.prompt_ids_prefilled - prefilled == computed
     assert engine.prompt_ids_cached - cached == sum(len(r.prompt_ids) for r in follow) - computed
+    per_row = [2, 5, 2] if alone else [5, 5, 5]  # the same, per result (round_tokens in trace records)
+    assert [(r.context_tokens, r.cached_tokens, r.generated_tokens) for r in res] == [
+        (len(f.prompt_ids), len(f.prompt_ids) - c, 8) for f, c in zip(follow, per_row)]
 
 
 def test_rows_prefilled_alone_share_what_they_have_in_common(engine, plain_engine):
@@ -205,3 +209,23 @@ def test_resume_after_crash_on_the_tiny_model(engine, tmp_path):
     resumed = budget_run(CachingEngine(engine, reopened, chunk_size=2), 60, 2)
     assert [key(t) for t in resumed] == [key(t) for t in budget_run(engine, 60, 2)]
     assert reopened.hits == 4  # the two chunks of 2 stored before the crash were not regenerated
+
+
+@pytest.mark.parametrize("grid", [[(64, 2), (64, 0), (30, 1), (8, 2)], [(40, 1), (39, 1), (12, 0)]])
+def test_sweep_probes_make_the_other_settings_pure_replays(engine, tmp_path, grid):
+    """The largest setting's run with the rest of the grid as probes: every other setting is then
+    served whole by the trace cache (no engine call) and equals a fresh run token for token."""
+    engine.prefix_cache.clear()
+    tok = engine.tokenizer
+    cache = TraceCache(tmp_path / "c.sqlite", "tiny", {"temperature": 0})
+    (b, f), rest = grid[0], grid[1:]
+    reqs = [BudgetRequest(tok.encode(p, add_special_tokens=False), b, f, 24, ["\n\n"]) for p in prompts(engine)]
+    largest = BudgetForcer(CachingEngine(engine, cache), PRESETS["m1"]).run(reqs, probes=rest)
+    assert [key(t) for t in largest] == [key(t) for t in budget_run(engine, b, f)]
+    assert sum(t.probe_tokens["generated_tokens"] for t in largest) > 0
+    misses = cache.misses
+    for b, f in rest:
+        replay = budget_run(CachingEngine(engine, cache), b, f)
+        assert cache.misses == misses
+        assert all(sum(sum(v) for v in t.round_tokens.values()) == 0 for t in replay)
+        assert [key(t) for t in replay] == [key(t) for t in budget_run(engine, b, f)]

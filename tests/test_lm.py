@@ -63,6 +63,14 @@ def test_generate_until_returns_whole_traces_and_writes_records(lm):
         assert ("Final Answer:" in o) == r["hit_budget"] and r["answer_tokens"] <= 16
         assert {"forcing_rounds", "finish_reasons", "wall_time", "answer_finish_reason"} <= set(r)
     assert any(r["forcing_rounds"] for r in recs)
+    for r in recs:  # engine work per call: thinking rounds, then the answer
+        rt = r["round_tokens"]
+        assert len(rt["context_tokens"]) == len(rt["cached_tokens"]) == len(rt["generated_tokens"]) == r["rounds"] + 1
+        assert rt["context_tokens"][0] == r["prompt_tokens"]
+        assert all(c < n for c, n in zip(rt["cached_tokens"][1:], rt["context_tokens"][1:]))
+    assert all(lm.summary[k] == sum(sum(r["round_tokens"][k]) for r in recs)
+               for k in ("context_tokens", "cached_tokens", "generated_tokens"))
+    assert lm.summary["cached_tokens"] > 0
     # the same prompt templated by lm-eval (apply_chat_template) is not templated twice
     templated = lm.apply_chat_template([{"role": "user", "content": QUESTIONS[0]}])
     assert lm.generate_until([inst(templated)]) == out[:1]

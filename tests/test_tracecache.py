@@ -127,3 +127,54 @@ def test_hits_from_other_library_versions_are_counted_and_named(tmp_path):
     assert again.other_version_hits == 1
     assert again.version_note() == (f"1 of 1 trace-cache hits were generated under other library versions (transformers "
                                     f"4.0.0 -> {now}); pass cache=off or a fresh cache_dir to regenerate them")
+
+
+# -- in-flight sweep probes: one pass fills the cache for the whole grid ------------------------
+GRIDS = [
+    [(200, 3), (40, 3), (25, 2), (12, 1), (5, 0), (0, 0)],
+    [(60, 2), (60, 0), (30, 1), (8, 2)],
+    [(25, 1), (25, 0), (24, 1), (1, 0)],
+]
+
+
+def probe_traces(engine, grid, probes=True):
+    forcer = BudgetForcer(engine, PRESETS["m1"])
+    (b, f), rest = grid[0], grid[1:]
+    reqs = [BudgetRequest(engine.tokenizer.encode(p), b, f, 20, ["\n\n"]) for p in SCRIPTS]
+    return forcer.run(reqs, probes=rest if probes else ())
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("grid", GRIDS)
+def test_probes_make_every_other_setting_a_pure_replay(tmp_path, grid, streaming):
+    from m1_harness.engines.scripted import StreamingScriptedEngine
+
+    base = (StreamingScriptedEngine(SCRIPTS, kv_cache_tokens=400, block_size=8) if streaming
+            else ScriptedEngine(SCRIPTS, round_size=2))
+    cache = TraceCache(tmp_path / "c.sqlite", "scripted")
+    largest = probe_traces(CachingEngine(base, cache), grid)
+    alone = probe_traces(CachingEngine(ScriptedEngine(SCRIPTS), TraceCache(tmp_path / "d.sqlite", "s")), grid, False)
+    assert [fields(t) for t in largest] == [fields(t) for t in alone]
+    probed = sum(t.probe_tokens["generated_tokens"] for t in largest)
+    assert probed > 0 and all(set(t.probe_tokens) == {"context_tokens", "cached_tokens", "generated_tokens"} for t in largest)
+    calls = len(base.calls)
+    for b, f in grid[1:]:
+        replay = traces(CachingEngine(base, cache), b, f)
+        assert [fields(t) for t in replay] == [fields(t) for t in traces(ScriptedEngine(SCRIPTS), b, f)]
+        assert all(sum(sum(v) for v in t.round_tokens.values()) == 0 for t in replay)  # nothing ran
+    assert len(base.calls) == calls  # no generate call at all after the probing run
+    # probes generated exactly the answers the replays needed: their engine work, no more
+    fresh = [traces(ScriptedEngine(SCRIPTS), b, f) for b, f in grid[1:]]
+    answers = {(tuple(t.prompt_ids + t.thinking_ids + t.answer_prefix_ids), len(t.answer_ids))
+               for run in fresh for t in run if t.answer_budget}
+    mine = {(tuple(t.prompt_ids + t.thinking_ids + t.answer_prefix_ids), len(t.answer_ids)) for t in largest}
+    assert probed == sum(n for _, n in answers - mine)
+
+
+def test_probes_must_be_cuts_of_the_run(tmp_path):
+    engine = CachingEngine(ScriptedEngine(SCRIPTS), TraceCache(tmp_path / "c.sqlite", "s"))
+    with pytest.raises(ValueError, match=r"probe \(budget 50, forcing 1\) exceeds the run's own \(budget 40, "
+                                         r"forcing 2\): probes must be cuts of it"):
+        probe_traces(engine, [(40, 2), (50, 1)])
+    with pytest.raises(ValueError, match=r"probe \(budget 10, forcing 3\) exceeds"):
+        probe_traces(engine, [(40, 2), (10, 3)])

@@ -4,9 +4,11 @@
         --budgets 512,1024,2048,4096,8192 --forcing 0,1,2,3 --output_path runs/m1-7B-1K
 
 Settings run largest budget (and most forcing rounds) first: under greedy decoding every smaller
-setting's thinking is a prefix of the largest one, so m1_budget's trace cache serves it and only the
-answer phase is generated again; the sweep costs about one run at the largest setting. m1_budget is
-loaded once and reconfigured per setting (other lm-eval models are built per setting by lm-eval).
+setting's thinking is a cut of the largest one. m1_budget's first run gets the rest of the grid as
+probes (budget.py, ``BudgetForcer.run``): as each request's thinking ends, every other setting's
+answer is generated from the still-cached prefix into the trace cache, so every later setting is a
+pure replay; the sweep costs about one run at the largest setting. m1_budget is loaded once and
+reconfigured per setting (other lm-eval models are built per setting by lm-eval).
 
 Each setting is an ordinary lm-eval output folder, written by lm-eval's own EvaluationTracker::
 
@@ -49,7 +51,9 @@ log = logging.getLogger(__name__)
 SETTING_KEYS = ("thinking_budget", "forcing", "trace_path", "max_tokens_thinking", "thinking_n_ignore")
 FIELDS = ["model", "task", "budget", "forcing", "n", "acc", "ci_low", "ci_high",
           "mean_thinking_tokens", "hit_budget_share", "ran_budget", "budget_clamped_share", "trace_records",
-          "results_file"]
+          "results_file",
+          "context_tokens", "cached_tokens", "generated_tokens"]  # engine work of the setting's run (+ its probes)
+TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")
 MANIFEST = "sweep_setting.json"
 
 
@@ -228,7 +232,10 @@ def run_sweep(
                       evaluation_tracker=tracker, gen_kwargs=gen_kwargs, apply_chat_template=apply_chat_template,
                       num_fewshot=num_fewshot, task_manager=task_manager)
         if loaded is not None:
-            loaded.reconfigure(thinking_budget=budget, forcing=forcing, trace_path=str(trace_path) if trace_path else None)
+            # the first (largest) setting answers every other one in flight; they then replay the cache
+            probes = [s for s in order if s != (budget, forcing)] if i == 1 else None
+            loaded.reconfigure(thinking_budget=budget, forcing=forcing, trace_path=str(trace_path) if trace_path else None,
+                               probes=probes)
             kwargs["model"] = loaded  # model_args stay: lm-eval records them in the results' config
         if batch_size is not None:
             kwargs["batch_size"] = batch_size
@@ -287,6 +294,8 @@ def trace_summary(trace_file: Path) -> dict[str | None, dict]:
             "hit_budget_share": sum(hits) / len(hits) if hits else None,
             "ran_budget": max(as_int(r["thinking_budget"]) for r in recs) if clamped else None,
             "budget_clamped_share": len(clamped) / len(recs),
+            **({k: sum(sum(r["round_tokens"][k]) + r.get("probe_tokens", {}).get(k, 0) for r in recs) for k in TOKEN_COUNTS}
+               if all("round_tokens" in r for r in recs) else {}),
         }
     return out
 
@@ -310,6 +319,7 @@ def sweep_table(out: Path, folders: list[Path]) -> list[dict]:
                 "budget_clamped_share": t.get("budget_clamped_share"),
                 "trace_records": t.get("records", 0),
                 "results_file": str(Path(r.source).relative_to(out.resolve())) if Path(r.source).is_relative_to(out.resolve()) else r.source,
+                **{k: t.get(k) for k in TOKEN_COUNTS},
             })
     rows.sort(key=lambda d: (d["model"], d["task"], d["budget"] if isinstance(d["budget"], int) else -1, d["forcing"] or 0))
     return rows
@@ -376,4 +386,7 @@ def run(args) -> int:
         print(f"{row['task']:<18} budget={budget:<6} forcing={row['forcing']!s:<3} "
               f"acc={100 * row['acc']:.2f} [{100 * row['ci_low']:.2f}, {100 * row['ci_high']:.2f}] n={row['n']}{extra}",
               file=sys.stdout)
+    counted = [r for r in rows if r.get("context_tokens") is not None]
+    if counted:  # m1_budget's engine work over the whole sweep (its first setting's probes included)
+        print("engine work: " + ", ".join(f"{k}={sum(r[k] for r in counted)}" for k in TOKEN_COUNTS))
     return 0

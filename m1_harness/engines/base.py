@@ -28,6 +28,11 @@ class GenResult:
     finish_reason: Literal["stop", "length"]
     stop_reason: int | str | None = None  # the stop id or string that fired, None on length
     text: str = field(default="")
+    # What the call cost the engine, 0 when nothing ran (served by the trace cache, max_tokens 0);
+    # not part of equality: two results are equal when they say the same tokens.
+    context_tokens: int = field(default=0, compare=False)  # prompt ids sent
+    cached_tokens: int = field(default=0, compare=False)  # of those, taken from a prefix cache, not prefilled
+    generated_tokens: int = field(default=0, compare=False)  # decode steps (> len(token_ids) after a stop-string cut)
 
 
 class Engine(Protocol):
@@ -38,4 +43,26 @@ class Engine(Protocol):
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         """Generate every request; results in request order."""
+        ...
+
+
+class StreamingEngine(Engine, Protocol):
+    """An engine that takes requests one at a time and returns each as soon as it is done, so the
+    budget loop can send a request's next round while its KV blocks are still cached (budget.py,
+    ``BudgetForcer._run_stream``). ``streaming`` True selects that driver."""
+
+    streaming: bool
+    kv_cache_tokens: int  # what the engine's KV cache holds, in tokens (admission control)
+    block_size: int  # KV block size in tokens
+
+    def submit(self, key: object, request: GenRequest) -> None:
+        """Queue one request; its result comes back from ``poll`` under ``key``."""
+        ...
+
+    def poll(self) -> list[tuple[object, GenResult]]:
+        """Run the engine one step (if nothing is ready yet); return the requests finished since the last poll."""
+        ...
+
+    def cancel(self) -> None:
+        """Drop every request in flight (the driver stopped part-way: an error, an interrupt)."""
         ...

@@ -41,6 +41,7 @@ class _RowStopper(StoppingCriteria):
         self.stop_ids = [set(r.stop_token_ids) for r in requests]
         self.window = [4 * max((len(s) for s in r.stop_strings), default=0) + 4 for r in requests]  # a char is at most 4 byte-level ids
         self.ended: list[tuple[int, str, object] | None] = [None] * len(requests)  # (n ids, reason, stop)
+        self.steps = [0] * len(requests)  # decode steps each row ran before it ended
 
     def _string_stop(self, i: int, input_ids: torch.LongTensor) -> tuple[int, str] | None:
         """Look at the last few ids only (O(1) per step); on a hit, cut the row before the string."""
@@ -70,6 +71,8 @@ class _RowStopper(StoppingCriteria):
                     self.ended[i] = (hit[0], "stop", hit[1])
                 elif steps >= req.max_tokens:
                     self.ended[i] = (steps, "length", None)
+                if self.ended[i] is not None:
+                    self.steps[i] = steps
             done.append(self.ended[i] is not None)
         return torch.tensor(done, device=input_ids.device)
 
@@ -178,12 +181,12 @@ class HFEngine:
         bar.close()
         return results  # type: ignore[return-value]
 
-    def _prefill_alone(self, prompts: list[torch.Tensor]) -> int:
-        """Prefill each row's uncached ids but the last, alone and unpadded, into the prefix cache; returns how many."""
+    def _prefill_alone(self, prompts: list[torch.Tensor]) -> list[int]:
+        """Prefill each row's uncached ids but the last, alone and unpadded, into the prefix cache; returns how many, per row."""
         from transformers import DynamicCache
 
-        computed = 0
-        for p in prompts:
+        computed = [0] * len(prompts)
+        for row, p in enumerate(prompts):
             key, n = self.prefix_cache.longest(p)
             if len(p) - 1 - n < 1:
                 continue
@@ -195,7 +198,7 @@ class HFEngine:
             layers = out.past_key_values.layers  # plain DynamicLayers: ``past`` was built without a config
             self.prefix_cache.supersede(key, n)
             self.prefix_cache.add(p[:-1], [(layer.keys[0], layer.values[0]) for layer in layers])
-            computed += len(p) - 1 - n
+            computed[row] = len(p) - 1 - n
         return computed
 
     def _cached_prefix(self, prompts: list[torch.Tensor]):
@@ -275,15 +278,16 @@ class HFEngine:
         for row, p in enumerate(prompts):
             ids[row, plen - len(p):] = p
             mask[row, plen - len(p):] = 1
-        computed = 0
+        computed = [0] * len(prompts)  # per row: prompt ids run through the model (some twice: see _cached_prefix)
         if self.prefix_cache is not None and self.prefill_rows_alone and len(prompts) > 1:
             computed = self._prefill_alone(prompts)
         prefix = self._cached_prefix(prompts)
         cache = self._build_cache(*prefix) if prefix else None
-        total = sum(len(p) for p in prompts)
-        computed += total - (sum(prefix[1]) if prefix else 0)
-        self.prompt_ids_prefilled += computed
-        self.prompt_ids_cached += total - computed
+        used = prefix[1] if prefix else [0] * len(prompts)
+        computed = [c + len(p) - u for c, p, u in zip(computed, prompts, used)]
+        cached = [max(0, len(p) - c) for p, c in zip(prompts, computed)]
+        self.prompt_ids_prefilled += sum(computed)
+        self.prompt_ids_cached += sum(cached)
         stopper = _RowStopper(reqs, plen, self.tokenizer)
         sampling = self.temperature > 0
         config = GenerationConfig(
@@ -303,7 +307,8 @@ class HFEngine:
             n, reason, stop = ended if ended else (len(gen[row]), "length", None)
             token_ids = gen[row][:n]
             kept.append(len(prompts[row]) + n)
-            results.append(GenResult(token_ids, reason, stop, self.tokenizer.decode(token_ids, skip_special_tokens=False)))
+            results.append(GenResult(token_ids, reason, stop, self.tokenizer.decode(token_ids, skip_special_tokens=False),
+                                     len(prompts[row]), cached[row], stopper.steps[row] or len(gen[row])))
         if any(r.continued for r in reqs):
             self._keep_rows(reqs, out.past_key_values, seqs, [plen - len(p) for p in prompts], kept)
         elif self.prefix_cache is not None:

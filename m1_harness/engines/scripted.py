@@ -73,6 +73,11 @@ class ScriptedEngine:
         return script.rounds[k] if k < len(script.rounds) else ""
 
     def _one(self, req: GenRequest) -> GenResult:
+        res = self._play(req)
+        res.context_tokens, res.generated_tokens = len(req.prompt_ids), len(res.token_ids)
+        return res
+
+    def _play(self, req: GenRequest) -> GenResult:
         tok = self.tokenizer
         script = tok.encode(self._continuation(tok.decode(req.prompt_ids)))
         out: list[int] = []
@@ -91,3 +96,32 @@ class ScriptedEngine:
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         self.calls.append(list(requests))
         return [self._one(r) for r in requests]
+
+
+class StreamingScriptedEngine(ScriptedEngine):
+    """The scripted engine behind the streaming contract (base.StreamingEngine): each ``poll``
+    finishes the oldest request in flight. ``log`` records every submit and finish, ``peak`` the
+    most requests in flight at once, so tests can pin the driver's order and admission control."""
+
+    streaming = True
+
+    def __init__(self, scripts, *, kv_cache_tokens: int = 0, block_size: int = 1, **kw):
+        super().__init__(scripts, **kw)
+        self.kv_cache_tokens, self.block_size = kv_cache_tokens, block_size
+        self.queue: list[tuple[object, GenRequest]] = []
+        self.log: list[tuple[str, object]] = []
+        self.peak = 0
+
+    def submit(self, key, request: GenRequest) -> None:
+        self.queue.append((key, request))
+        self.log.append(("submit", key))
+        self.peak = max(self.peak, len(self.queue))
+
+    def cancel(self) -> None:
+        self.queue.clear()
+
+    def poll(self) -> list[tuple[object, GenResult]]:
+        key, req = self.queue.pop(0)
+        self.calls.append([req])
+        self.log.append(("done", key))
+        return [(key, self._one(req))]

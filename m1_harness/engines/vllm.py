@@ -17,6 +17,12 @@ What is normalised so that results mean the same as the transformers engine's (e
 - Stop strings are matched by vLLM on its incrementally decoded text; a special token such as
   ``<|im_end|>`` must be given as a stop id, not a stop string (budget.py does this).
 - ``max_tokens <= 0`` gives an empty ``length`` result without calling vLLM.
+- Streaming (``streaming=True``, the default): besides ``generate``, the engine takes requests one at a
+  time (``submit``) and hands each back as soon as it is finished (``poll``: one ``LLMEngine.step``),
+  so the budget loop (budget.py, ``_run_stream``) sends a request's next round while its blocks are
+  still cached. ``kv_cache_tokens`` (vLLM's KV blocks x block size) sizes its admission control.
+- Every result carries the call's cost: ``context_tokens``, ``cached_tokens`` (vLLM's
+  ``num_cached_tokens``) and ``generated_tokens`` (ids vLLM generated, before any stop-string cut).
 - On the CPU platform the KV block size defaults to 32 instead of vLLM's 128, so that prefix caching
   reuses nearly all of prompt + thinking when a forcing or answer round resubmits it (any
   ``block_size=`` passed in ``llm_kwargs`` wins).
@@ -24,6 +30,7 @@ What is normalised so that results mean the same as the transformers engine's (e
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -78,7 +85,7 @@ class VLLMEngine:
                  data_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                  enforce_eager: bool = False, enable_prefix_caching: bool = True,
                  temperature: float = 0.0, top_p: float = 1.0, progress: bool = True,
-                 trust_remote_code: bool = False, **llm_kwargs: Any):
+                 trust_remote_code: bool = False, streaming: bool = True, **llm_kwargs: Any):
         vllm, LLM, self._SamplingParams, self._TokensPrompt = import_vllm()
         self.vllm_version = getattr(vllm, "__version__", "unknown")
         dp = int(data_parallel_size or 1)
@@ -118,6 +125,16 @@ class VLLMEngine:
         gen_eos = gen_eos if isinstance(gen_eos, list) else [gen_eos]
         self.eos_token_ids = sorted({i for i in [*gen_eos, self.tokenizer.eos_token_id] if i is not None})
         self.seed, self.progress = seed, progress
+        cache_config = engine.vllm_config.cache_config
+        self.block_size = int(cache_config.block_size)
+        self.kv_cache_tokens = int(cache_config.num_gpu_blocks or 0) * self.block_size
+        self.streaming = bool(streaming)
+        self._ids = itertools.count()
+        self._in_flight: dict[str, tuple[object, GenRequest]] = {}
+        self._ready: list[tuple[object, GenResult]] = []
+        from vllm.sampling_params import RequestOutputKind
+
+        self._final_only = RequestOutputKind.FINAL_ONLY
         self.set_sampling(temperature, top_p)
 
     def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0) -> None:
@@ -157,30 +174,71 @@ class VLLMEngine:
             n -= 1
         return ids[:n], stop
 
+    def _room(self, i, r: GenRequest) -> int:
+        room = self.max_model_len - len(r.prompt_ids)
+        if room <= 0 and r.max_tokens > 0:
+            raise ValueError(
+                f"request {i}: prompt of {len(r.prompt_ids)} tokens leaves no room in max_model_len="
+                f"{self.max_model_len}"
+            )
+        return room
+
+    def _prompt(self, r: GenRequest):
+        return self._TokensPrompt(prompt_token_ids=[int(t) for t in r.prompt_ids])
+
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
         todo, prompts, params = [], [], []
         for i, r in enumerate(requests):
-            room = self.max_model_len - len(r.prompt_ids)
-            if room <= 0 and r.max_tokens > 0:
-                raise ValueError(
-                    f"request {i}: prompt of {len(r.prompt_ids)} tokens leaves no room in max_model_len="
-                    f"{self.max_model_len}"
-                )
+            room = self._room(i, r)
             if r.max_tokens <= 0:
                 results[i] = GenResult([], "length", None, "")
                 continue
             todo.append(i)
-            prompts.append(self._TokensPrompt(prompt_token_ids=[int(t) for t in r.prompt_ids]))
+            prompts.append(self._prompt(r))
             params.append(self._params(r, room))
         if todo:
             outputs = self.llm.generate(prompts, params, use_tqdm=self.progress)
             for i, out in zip(todo, outputs):
-                results[i] = self._result(requests[i], out.outputs[0])
+                results[i] = self._result(requests[i], out)
         return results  # type: ignore[return-value]
 
-    def _result(self, req: GenRequest, o) -> GenResult:
+    # -- streaming (base.StreamingEngine) ---------------------------------------------------------
+    def submit(self, key: object, request: GenRequest) -> None:
+        """Add one request to vLLM's engine now; ``poll`` returns its result under ``key``."""
+        room = self._room(key, request)
+        if request.max_tokens <= 0:
+            self._ready.append((key, GenResult([], "length", None, "")))
+            return
+        params = self._params(request, room)
+        params.output_kind = self._final_only
+        rid = f"m1-{next(self._ids)}"
+        self._in_flight[rid] = (key, request)
+        self.llm.llm_engine.add_request(rid, self._prompt(request), params)
+
+    def poll(self) -> list[tuple[object, GenResult]]:
+        """One engine step unless results are already waiting; the requests finished since the last poll."""
+        ready, self._ready = self._ready, []
+        if ready or not self._in_flight:
+            return ready
+        for out in self.llm.llm_engine.step():
+            if out.finished and out.request_id in self._in_flight:
+                key, req = self._in_flight.pop(out.request_id)
+                ready.append((key, self._result(req, out)))
+        return ready
+
+    def cancel(self) -> None:
+        """Abort every request in flight (a driver that stops part-way leaves none behind)."""
+        if self._in_flight:
+            self.llm.llm_engine.abort_request(list(self._in_flight))
+        self._in_flight.clear()
+        self._ready.clear()
+
+    def _result(self, req: GenRequest, out) -> GenResult:
+        o = out.outputs[0]
         ids = [int(t) for t in o.token_ids]
+        cost = dict(context_tokens=len(req.prompt_ids), cached_tokens=int(out.num_cached_tokens or 0),
+                    generated_tokens=len(ids))
         if o.finish_reason == "stop":
             stop = o.stop_reason
             if isinstance(stop, str):
@@ -189,5 +247,5 @@ class VLLMEngine:
                 stop = ids[-1]  # EOS-style stop reported without a reason
             elif isinstance(stop, int) and (not ids or ids[-1] != stop):
                 ids.append(stop)  # normalise: the stop id is always the last token
-            return GenResult(ids, "stop", stop, self.decode(ids))
-        return GenResult(ids, "length", None, self.decode(ids))
+            return GenResult(ids, "stop", stop, self.decode(ids), **cost)
+        return GenResult(ids, "length", None, self.decode(ids), **cost)
