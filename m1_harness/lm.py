@@ -26,6 +26,7 @@ from m1_harness.engines import load_engine, resolve_engine_name
 from m1_harness.markers import PRESETS
 from m1_harness.paths import cache_dir
 from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
+from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,18 @@ def _model_identity(engine: str, pretrained: str, dtype: str) -> str:
     return "|".join(parts)
 
 
+def _check_pretrained(pretrained: str) -> None:
+    """A path that names no folder is an error saying so, before any load (transformers would call it a bad
+    Hub repo id). Hub ids (``name`` or ``org/name``) that are not local folders go on to the Hub."""
+    path = Path(pretrained).expanduser()
+    looks_like_path = (path.is_absolute() or pretrained.startswith(("~", ".")) or pretrained.endswith("/")
+                       or pretrained.count("/") > 1)
+    if looks_like_path and not path.is_dir():
+        what = "it is a file, not a model directory" if path.is_file() else "no model directory exists at that path"
+        raise ValueError(f"m1_budget: pretrained={pretrained!r}: {what} ({path.resolve()}). Pass the folder that "
+                         "holds the model's config.json, or a Hugging Face id such as org/name.")
+
+
 @register_model("m1_budget")
 class M1BudgetLM(LM):
     """Thinking budgets and budget forcing for any chat model, on vLLM or transformers."""
@@ -150,6 +163,7 @@ class M1BudgetLM(LM):
         a = {k: _check(k, kwargs.get(k, d), t) for k, (t, d, _) in MODEL_ARGS.items()}
         if not a["pretrained"]:
             raise ValueError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
+        _check_pretrained(a["pretrained"])
         if a["markers"] not in PRESETS:
             raise ValueError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}")
         if a["cache"] not in ("on", "off", "auto"):
@@ -185,6 +199,15 @@ class M1BudgetLM(LM):
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
             self._cache = TraceCache(root / "traces.sqlite", _model_identity(self.engine_name, a["pretrained"], a["dtype"]))
         self.traces: list[dict] = []  # records of the last generate_until call
+
+    def get_model_info(self) -> dict:
+        """Recorded in the results file's ``config`` by lm-eval: library versions, the engine and its settings."""
+        other = VLLM_ONLY if self.engine_name == "hf" else HF_ONLY
+        settings = {k: v for k, v in self.args.items() if k not in (*other, "engine", "max_batch_size")}
+        settings["max_model_len"] = self.engine.max_model_len  # resolved from the model when not given
+        if self.engine_name == "hf":
+            settings.update(device=str(self.engine.device), batch_size=self.engine.batch_size)
+        return {"m1_budget": {"engine": self.engine_name, "settings": settings, "versions": library_versions()}}
 
     # -- lm-eval chat-template support: lm-eval may template the prompt itself ------------------
     @property

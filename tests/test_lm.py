@@ -47,6 +47,26 @@ def test_unknown_and_ill_typed_args_list_the_valid_ones():
         M1BudgetLM(pretrained="x", prefix_cache="maybe")
 
 
+def test_a_model_path_that_does_not_exist_says_so(tmp_path, monkeypatch):
+    """Before any load: transformers would call it an invalid Hugging Face repo id."""
+    missing = tmp_path / "models" / "m1-7b"
+    with pytest.raises(ValueError) as err:
+        M1BudgetLM(pretrained=str(missing))
+    assert str(err.value) == (f"m1_budget: pretrained={str(missing)!r}: no model directory exists at that path ({missing}). "
+                              "Pass the folder that holds the model's config.json, or a Hugging Face id such as org/name.")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights.gguf").write_text("")
+    with pytest.raises(ValueError) as err:
+        M1BudgetLM(pretrained="./weights.gguf")
+    assert str(err.value).startswith(f"m1_budget: pretrained='./weights.gguf': it is a file, not a model directory "
+                                     f"({tmp_path / 'weights.gguf'}).")
+    with pytest.raises(ValueError, match="^m1_budget: pretrained='runs/ckpt/final': no model directory exists at that path"):
+        M1BudgetLM(pretrained="runs/ckpt/final")
+    # org/name that is no local folder stays a Hub id: the check lets it through to the next argument check
+    with pytest.raises(ValueError, match="^m1_budget: markers='x'"):
+        M1BudgetLM(pretrained="UCSC-VLAA/m1-7B-23K", markers="x")
+
+
 def test_loglikelihood_is_a_clear_error():
     with pytest.raises(NotImplementedError, match="generative"):
         M1BudgetLM.loglikelihood(None, [])
