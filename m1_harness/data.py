@@ -111,11 +111,11 @@ def validate_item(item: object, where: str) -> dict:
         if key in clean_options:
             raise BadItem(f"{where}: option letter {key!r} appears twice")
         if text is not None and not isinstance(text, str):
-            odd.append(f"option {key!r} is a {type(text).__name__}, read as the text {str(text)!r}")
+            odd.append(f"option {key!r} is not text ({type(text).__name__}), read as {str(text)!r}")
             text = str(text)
         clean_options[key] = (text or "").strip()
     answer_idx = item.get("answer_idx")
-    if answer_idx not in clean_options:
+    if not isinstance(answer_idx, str) or answer_idx not in clean_options:
         raise BadItem(f"{where}: 'answer_idx' {answer_idx!r} is not one of the options {sorted(clean_options)}")
     if not clean_options[answer_idx]:
         raise BadItem(f"{where}: option {answer_idx!r}, the answer, is empty")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -264,6 +265,15 @@ def test_a_file_with_no_item_that_can_be_scored_is_an_error(tmp_path):
     with pytest.raises(DataError) as err:
         load_items("medqa", tmp_path, bad_items="skip")
     assert str(err.value) == f"{path}: no items (2 left out: they cannot be scored)"
+
+
+def test_odd_option_texts_are_read_as_the_file_has_them(tmp_path, caplog):
+    path = _write(tmp_path, json.dumps({**GOOD, "options": {"A": 7, "B": "y", "C": None}}),
+                  json.dumps({**GOOD, "answer_idx": ["B"]}))
+    with pytest.raises(DataError, match=re.escape(f"{path}:2: 'answer_idx' ['B'] is not one of the options ['A', 'B']")):
+        load_items("medqa", tmp_path)
+    assert _warnings(caplog) == [f"{path}:1: kept (its answer can be scored), though option 'A' is not text (int), "
+                                 "read as '7'; option 'C' is empty"]
 
 
 def test_bad_items_setting_is_checked():
