@@ -67,6 +67,35 @@ def test_a_model_path_that_does_not_exist_says_so(tmp_path, monkeypatch):
         M1BudgetLM(pretrained="UCSC-VLAA/m1-7B-23K", markers="x")
 
 
+@pytest.mark.parametrize("model,expected", [
+    ("m1_budget", "m1_budget applies the model's chat template to every prompt itself "
+                  "(lm-eval's --apply_chat_template is not needed)"),
+    ("hf", "appears to be an instruct or chat variant but chat template is not applied."),
+])
+def test_chat_template_note_is_true_for_m1_budget_only(model, expected):
+    """lm-eval logs its chat-template warning, then refuses the empty task list: no model is loaded."""
+    import logging
+
+    import lm_eval.evaluator
+
+    from m1_harness import _autoload
+
+    _autoload.note_chat_template()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("lm_eval.evaluator")
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(ValueError, match="No tasks specified"):
+            lm_eval.evaluator.simple_evaluate(model=model, model_args="pretrained=org/tiny-instruct", tasks=[])
+    finally:
+        logger.removeHandler(handler)
+    (record,) = [r for r in records if "chat template" in r.getMessage()]
+    assert expected in record.getMessage()
+    assert record.levelname == ("INFO" if model == "m1_budget" else "WARNING")
+
+
 def test_loglikelihood_is_a_clear_error():
     with pytest.raises(NotImplementedError, match="generative"):
         M1BudgetLM.loglikelihood(None, [])
