@@ -91,10 +91,29 @@ def patch_task_manager(manager_module):
     cls._m1_harness_patched = True
 
 
+def install_excepthook():
+    """In an lm-eval process, an uncaught m1-harness UserError prints its sentence, not a traceback."""
+    from m1_harness.errors import UserError, format_user_error
+
+    previous = sys.excepthook
+    if getattr(previous, "_m1_harness", False):
+        return
+
+    def hook(kind, value, tb):
+        if isinstance(value, UserError):
+            sys.stderr.write(format_user_error(value, "lm_eval"))
+        else:
+            previous(kind, value, tb)
+
+    hook._m1_harness = True
+    sys.excepthook = hook
+
+
 def _after_load(name, module):
     try:
         if name == "lm_eval.api.registry":
             register_model()
+            install_excepthook()
         elif name == "lm_eval.tasks.manager":
             patch_task_manager(module)
     except Exception as exc:  # never break the user's interpreter

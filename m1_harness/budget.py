@@ -8,9 +8,10 @@ One request goes through three phases (ARCHITECTURE.md, "Budget forcing, done ri
 2. Force: if the model ended its thinking and forcing rounds remain, the end-marker token is dropped
    (it is never added to the thinking ids), a newline is spliced in unless the text already ends in
    whitespace, then the forcing string's ids ("Wait"); back to 1 with the rest of the budget.
-3. Answer: ``"\\n" + answer_start`` (plus ``budget_cut_prefix``, "Final Answer:", only when the
-   budget cut the thinking) and generate up to the answer budget, clamped to the context, stopping
-   at the task's stop strings and EOS.
+3. Answer: ``markers.answer_prefix(cut)`` (``"\\n" + answer_start``; plus ``budget_cut_prefix``,
+   "Final Answer:", or instead the family's own budget-cut text, only when the budget cut the
+   thinking) and generate up to the answer budget, clamped to the context, stopping at the task's
+   stop strings and EOS.
 
 Every round sends all still-thinking requests of a group to ``engine.generate`` together (a group
 is all requests, or ``engine.round_size`` of them for an engine whose prefix cache is small), and
@@ -121,8 +122,8 @@ class BudgetForcer:
         self.think_start_ids = _encode(tok, markers.think_start)
         self.newline_ids = _encode(tok, "\n")
         self.forced_ids = _encode(tok, forcing_str)
-        self.answer_plain = _encode(tok, "\n" + markers.answer_start)
-        self.answer_cut = _encode(tok, "\n" + markers.answer_start + markers.budget_cut_prefix)
+        self.answer_plain = _encode(tok, markers.answer_prefix(cut=False))
+        self.answer_cut = _encode(tok, markers.answer_prefix(cut=True))
 
     # -- budgets --------------------------------------------------------------------------------
     def thinking_budget_for(self, req: BudgetRequest, prompt_len: int) -> int:

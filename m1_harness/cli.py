@@ -46,11 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
     sub = argparse.ArgumentParser(prog=f"m1-harness {name}", description=COMMANDS[name][1])
-    if hasattr(module, "main"):  # commands that forward their arguments (eval)
-        return module.main(rest)
-    module.add_arguments(sub)
-    args = sub.parse_args(rest)
-    return int(module.run(args) or 0)
+    from m1_harness.errors import UserError, format_user_error
+
+    try:
+        if hasattr(module, "main"):  # commands that forward their arguments (eval)
+            return module.main(rest)
+        module.add_arguments(sub)
+        args = sub.parse_args(rest)
+        return int(module.run(args) or 0)
+    except UserError as exc:  # a mistake the user can fix: its sentence, not a traceback
+        sys.stderr.write(format_user_error(exc, f"m1-harness {name}"))
+        return 2
 
 
 if __name__ == "__main__":

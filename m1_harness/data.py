@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from m1_harness.errors import UserError
 from m1_harness.paths import DATA_ENV, PACKAGE_DIR
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ DEMO_BENCHMARK = "m1_demo"
 DEMO_FILE = PACKAGE_DIR / "demo_data" / f"{DEMO_BENCHMARK}.jsonl"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Benchmark data that is missing or malformed; the message names where and what."""
 
 
@@ -157,19 +158,26 @@ def _gather(records, benchmark: str, bad_items: str) -> Items:
     return items
 
 
+def _read_text(path: Path) -> str:
+    """A data file's text, or a DataError when it is not UTF-8 (e.g. a binary or Latin-1 file)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None
+
+
 def _jsonl_records(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        index = 0
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            raw, problem = None, None
-            try:
-                raw = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as exc:
-                problem = f"not valid JSON ({exc.msg} at column {exc.colno})"
-            yield f"{path}:{lineno}", index, raw, problem
-            index += 1
+    index = 0
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):  # not splitlines: JSON may hold U+2028
+        if not line.strip():
+            continue
+        raw, problem = None, None
+        try:
+            raw = json.loads(line.rstrip("\r"))
+        except json.JSONDecodeError as exc:
+            problem = f"not valid JSON ({exc.msg} at column {exc.colno})"
+        yield f"{path}:{lineno}", index, raw, problem
+        index += 1
 
 
 def read_jsonl(path: Path, benchmark: str, bad_items: str = "error") -> Items:
@@ -183,8 +191,7 @@ def read_jsonl(path: Path, benchmark: str, bad_items: str = "error") -> Items:
 def read_combined(path: Path, benchmark: str, bad_items: str = "error") -> Items | None:
     """Items of ``benchmark`` from a combined ``{source_name: [items]}`` file; None if absent."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            combined = json.load(fh)
+        combined = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(combined, dict):

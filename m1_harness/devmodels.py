@@ -45,8 +45,15 @@ def tiny_qwen2(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     initializer_range: float = 0.02,
+    special_tokens: list[str] = SPECIAL_TOKENS,
+    chat_template: str = CHATML_TEMPLATE,
+    eos_token: str = "<|im_end|>",
+    bos_token: str | None = None,
 ) -> Path:
-    """Build (once) a tiny Qwen2 chat model in ``directory`` and return the path."""
+    """Build (once) a tiny Qwen2 chat model in ``directory`` and return the path.
+
+    ``special_tokens`` (the first is the pad token), ``chat_template``, ``eos_token`` and
+    ``bos_token`` let a test mimic another family's tokenizer (tests/families.py)."""
     directory = Path(directory)
     if _done(directory):
         return directory
@@ -59,20 +66,20 @@ def tiny_qwen2(
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS * 20, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
+        eos_token=eos_token,
+        pad_token=special_tokens[0],
+        bos_token=bos_token,
         unk_token=None,
-        additional_special_tokens=["<|im_start|>"],
+        additional_special_tokens=[t for t in special_tokens if t not in (eos_token, special_tokens[0], bos_token)],
     )
-    fast.chat_template = CHATML_TEMPLATE
+    fast.chat_template = chat_template
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(fast),
@@ -85,7 +92,7 @@ def tiny_qwen2(
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         bos_token_id=None,
-        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
+        eos_token_id=fast.convert_tokens_to_ids(eos_token),
         pad_token_id=fast.pad_token_id,
         torch_dtype="float32",
     )

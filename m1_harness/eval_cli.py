@@ -13,6 +13,7 @@ def main(argv: list[str]) -> int:
     from m1_harness import _autoload
 
     _autoload.register_model()
+    _autoload.install_excepthook()
     import lm_eval.tasks.manager as manager
 
     _autoload.patch_task_manager(manager)

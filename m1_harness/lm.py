@@ -20,15 +20,21 @@ from pathlib import Path
 import lm_eval.models  # noqa: F401  (lm-eval's own models first, else they vanish from the registry)
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
+from lm_eval.utils import handle_arg_string
 
 from m1_harness.budget import AUTO, BudgetForcer, BudgetRequest
 from m1_harness.engines import load_engine, resolve_engine_name
-from m1_harness.markers import PRESETS
-from m1_harness.paths import cache_dir
+from m1_harness.errors import UserError
+from m1_harness.markers import PRESETS, detect
+from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
 from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
+
+class ModelArgError(UserError, ValueError):
+    """A model_arg or gen_kwarg m1_budget cannot use; the message lists the valid ones."""
+
 
 BUDGET = "int|auto"
 # name: (type, default, meaning)
@@ -41,11 +47,19 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "forcing_str": (str, "Wait", "the string spliced in when forcing (after a newline unless at whitespace)"),
     "answer_budget": (int, None, "most answer tokens (default: the task's max_gen_toks, else 256); "
                       "clamped to the context"),
-    "markers": (str, "m1", "marker preset: m1 (<|im_start|>think / answer) or think_tags (<think></think>)"),
+    "markers": (str, "m1", f"thinking format: a preset ({', '.join(PRESETS)}) or auto (chosen from the chat "
+                "template and special tokens)"),
     "think_start": (str, None, "override: text appended to the chat prompt to open thinking (\\n allowed)"),
     "think_end": (str, None, "override: space-separated markers that end thinking (EOS always does)"),
-    "answer_start": (str, None, "override: text that opens the answer (a newline is put before it)"),
+    "answer_start": (str, None, "override: text that opens the answer (after the preset's separator: a newline; two "
+                     "for huatuo_o1, none for gpt_oss and magistral)"),
     "budget_cut_prefix": (str, None, "override: text after answer_start when the budget cut thinking"),
+    "budget_cut_text": (str, None, "override: a text that itself ends thinking at a budget cut, used instead "
+                        "of answer_start + budget_cut_prefix (qwen3's own); empty for none"),
+    "enable_thinking": (bool, None, "passed to the chat template (hybrid models such as Qwen3); false gives "
+                        "the template's closed think block, so no thinking"),
+    "chat_template_args": ("dict", None, "more chat-template arguments: key=value;key=value or a JSON object "
+                           "(e.g. reasoning_effort=high for gpt-oss)"),
     "dtype": (str, "auto", "weights dtype: auto, bfloat16, float16, float32"),
     "batch_size": ("int|auto", 8, "hf engine batch size (vLLM schedules its own)"),
     "max_batch_size": (int, None, "accepted from lm-eval, unused"),
@@ -64,6 +78,7 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "cache": (str, "auto", "trace cache: on, off, or auto (on for greedy decoding, off when sampling)"),
     "cache_dir": (str, None, "trace cache folder (default: $M1_HARNESS_CACHE/traces)"),
 }
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager"}
@@ -85,6 +100,8 @@ def _check(name: str, value, kind):
     try:
         if value is None:
             return None
+        if kind == "dict":
+            return _template_args(value)
         if kind in (BUDGET, "int|auto"):
             if isinstance(value, str) and value.lower() == AUTO:
                 return AUTO
@@ -101,40 +118,79 @@ def _check(name: str, value, kind):
         if kind is int and out < 0:
             raise ValueError
         return out
-    except (TypeError, ValueError):
-        raise ValueError(f"m1_budget: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.\n{_usage()}") from None
+    except (TypeError, ValueError):  # json.JSONDecodeError is a ValueError
+        if kind == "dict":
+            raise ModelArgError(f"m1_budget: {name}={value!r} is not key=value;key=value or a JSON object "
+                                "(e.g. enable_thinking=false;reasoning_effort=high)") from None
+        raise ModelArgError(f"m1_budget: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.\n{_usage()}") from None
+
+
+def _template_args(value) -> dict:
+    """``key=value;key=value`` (values typed as lm-eval types model_args), a JSON object, or a dict."""
+    if isinstance(value, dict):
+        return dict(value)
+    text = str(value).strip()
+    if text.startswith("{"):
+        out = json.loads(text)
+        if isinstance(out, dict):
+            return out
+        raise ValueError
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError
+        out[key.strip()] = handle_arg_string(val)
+    return out
 
 
 def _unescape(s: str | None) -> str | None:
     return None if s is None else s.replace("\\n", "\n").replace("\\t", "\t")
 
 
-def _default_trace_dir() -> Path:
-    """Beside lm-eval's --output_path when this process was started with one, else ./m1_traces."""
+def _lm_eval_output_dir() -> Path | None:
+    """The folder of lm-eval's --output_path when this process was started with one."""
     argv = sys.argv
     for i, a in enumerate(argv):
-        if a in ("--output_path", "-o") and i + 1 < len(argv):
-            out = Path(argv[i + 1])
-            return (out.parent if out.suffix == ".json" else out) / "m1_traces"
-        if a.startswith("--output_path="):
-            out = Path(a.split("=", 1)[1])
-            return (out.parent if out.suffix == ".json" else out) / "m1_traces"
-    return Path.cwd() / "m1_traces"
+        value = argv[i + 1] if a in ("--output_path", "-o") and i + 1 < len(argv) else (
+            a.split("=", 1)[1] if a.startswith("--output_path=") else None)
+        if value:
+            out = Path(value)
+            return out.parent if out.suffix == ".json" else out
+    return None
 
 
-def _model_identity(engine: str, pretrained: str, dtype: str) -> str:
-    """Engine, path or id, dtype, and for local folders a fingerprint of config and weight files."""
-    parts = [engine, str(pretrained), dtype]
+def _default_trace_dir() -> Path:
+    """Beside lm-eval's --output_path when this process was started with one, else ./m1_traces."""
+    return (_lm_eval_output_dir() or Path.cwd()) / "m1_traces"
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit a Hub model id resolves to in the local Hugging Face cache (what was just loaded)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # noqa: BLE001  (not a valid repo id, no cache): unknown
+        return None
+    parts = Path(found).parts if isinstance(found, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
+
+def _model_identity(engine: str, pretrained: str, dtype: str) -> str | None:
+    """What the trace cache keys a model by: engine, dtype, and the exact weights: a fingerprint of a local
+    folder's config and weight files, or the commit a Hub id resolved to (an id alone would serve a model
+    updated on the Hub its old traces). None when a Hub id's commit cannot be found."""
     path = Path(pretrained)
     if path.is_dir():
-        parts = [engine, str(path.resolve()), dtype]
         h = hashlib.sha256()
         for f in sorted(path.iterdir()):
             if f.suffix in (".json", ".safetensors", ".bin", ".gguf"):
                 st = f.stat()
                 h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-        parts.append(h.hexdigest()[:16])
-    return "|".join(parts)
+        return "|".join([engine, str(path.resolve()), dtype, h.hexdigest()[:16]])
+    revision = _hub_revision(str(pretrained))
+    return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
 
 
 def _check_pretrained(pretrained: str) -> None:
@@ -145,7 +201,7 @@ def _check_pretrained(pretrained: str) -> None:
                        or pretrained.count("/") > 1)
     if looks_like_path and not path.is_dir():
         what = "it is a file, not a model directory" if path.is_file() else "no model directory exists at that path"
-        raise ValueError(f"m1_budget: pretrained={pretrained!r}: {what} ({path.resolve()}). Pass the folder that "
+        raise ModelArgError(f"m1_budget: pretrained={pretrained!r}: {what} ({path.resolve()}). Pass the folder that "
                          "holds the model's config.json, or a Hugging Face id such as org/name.")
 
 
@@ -157,24 +213,24 @@ class M1BudgetLM(LM):
         super().__init__()
         unknown = sorted(set(kwargs) - set(MODEL_ARGS))
         if unknown:
-            raise ValueError(f"m1_budget: unknown model_args {unknown}.\n{_usage()}")
+            raise ModelArgError(f"m1_budget: unknown model_args {unknown}.\n{_usage()}")
         if isinstance(kwargs.get("cache"), bool):  # lm-eval turns cache=true/false into booleans
             kwargs["cache"] = "on" if kwargs["cache"] else "off"
         a = {k: _check(k, kwargs.get(k, d), t) for k, (t, d, _) in MODEL_ARGS.items()}
         if not a["pretrained"]:
-            raise ValueError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
+            raise ModelArgError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
         _check_pretrained(a["pretrained"])
-        if a["markers"] not in PRESETS:
-            raise ValueError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}")
+        if a["markers"] != AUTO and a["markers"] not in PRESETS:
+            raise ModelArgError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}, or auto")
+        if a["dtype"] not in DTYPES:
+            raise ModelArgError(f"m1_budget: dtype={a['dtype']!r}; choose one of {', '.join(DTYPES)}")
         if a["cache"] not in ("on", "off", "auto"):
-            raise ValueError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
+            raise ModelArgError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
         self.args = a
-        self.markers = PRESETS[a["markers"]].with_overrides(
-            think_start=_unescape(a["think_start"]),
-            think_end=tuple(_unescape(a["think_end"]).split()) if a["think_end"] else None,
-            answer_start=_unescape(a["answer_start"]),
-            budget_cut_prefix=_unescape(a["budget_cut_prefix"]),
-        )
+        self.template_args = dict(a["chat_template_args"] or {})
+        if a["enable_thinking"] is not None:
+            self.template_args["enable_thinking"] = a["enable_thinking"]
+        self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
         ignored = sorted(k for k in (VLLM_ONLY if self.engine_name == "hf" else HF_ONLY) if k in kwargs)
         if ignored:
@@ -193,18 +249,51 @@ class M1BudgetLM(LM):
         else:
             self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY})
         self.tokenizer = self.engine.tokenizer
+        self.markers_name = a["markers"]
+        if self.markers_name == AUTO:
+            self.markers_name, why = detect(self.tokenizer, a["pretrained"])
+            print(f"m1_budget: markers=auto chose {self.markers_name}: {why}", file=sys.stderr)
+        self.markers = PRESETS[self.markers_name].with_overrides(
+            think_start=_unescape(a["think_start"]),
+            think_end=tuple(_unescape(a["think_end"]).split()) if a["think_end"] else None,
+            answer_start=_unescape(a["answer_start"]),
+            budget_cut_prefix=_unescape(a["budget_cut_prefix"]),
+            budget_cut_text=_unescape(a["budget_cut_text"]),
+        )
+        self._closed_warned = False
         self._templated: set[str] = set()
         self._cache = None
-        if a["cache"] != "off":
+        identity = _model_identity(self.engine_name, a["pretrained"], a["dtype"]) if a["cache"] != "off" else None
+        if a["cache"] != "off" and identity is None:
+            if a["cache"] == "on":
+                raise CacheRefused(f"m1_budget: cache=on, but the Hub commit of {a['pretrained']!r} cannot be found in the "
+                                   "local Hugging Face cache, so cached traces could belong to other weights")
+            log.warning("m1_budget: the Hub commit of %s cannot be found in the local Hugging Face cache: the trace "
+                        "cache is off for this run (traces keyed by the id alone could belong to other weights)",
+                        a["pretrained"])
+        elif a["cache"] != "off":
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
-            self._cache = TraceCache(root / "traces.sqlite", _model_identity(self.engine_name, a["pretrained"], a["dtype"]))
+            self._cache = TraceCache(root / "traces.sqlite", identity)
         self.traces: list[dict] = []  # records of the last generate_until call
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        """lm-eval passes --batch_size / --device beside the model_args; a key given in both was a bare
+        TypeError ("got multiple values"). What the user wrote in --model_args wins."""
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
+        return cls(**arg_dict, **extra)
 
     def get_model_info(self) -> dict:
         """Recorded in the results file's ``config`` by lm-eval: library versions, the engine and its settings."""
         other = VLLM_ONLY if self.engine_name == "hf" else HF_ONLY
         settings = {k: v for k, v in self.args.items() if k not in (*other, "engine", "max_batch_size")}
-        settings["max_model_len"] = self.engine.max_model_len  # resolved from the model when not given
+        settings.update(markers=self.markers_name, max_model_len=self.engine.max_model_len)  # as resolved
         if self.engine_name == "hf":
             settings.update(device=str(self.engine.device), batch_size=self.engine.batch_size)
         return {"m1_budget": {"engine": self.engine_name, "settings": settings, "versions": library_versions()}}
@@ -218,18 +307,27 @@ class M1BudgetLM(LM):
         return getattr(self.tokenizer, "chat_template", None) or ""
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        text = self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt)
+        text = self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                                  **self.template_args)
         self._templated.add(text)  # generate_until must not template this string a second time
         return text
 
-    def _prompt_ids(self, context: str) -> list[int]:
+    def _prompt_ids(self, context: str) -> tuple[list[int], bool]:
+        """The chat prompt's ids without any think marker the template wrote itself (the budget loop
+        opens thinking once), and whether the template already closed thinking (enable_thinking=false)."""
         if context not in self._templated:
             if getattr(self.tokenizer, "chat_template", None):
                 context = self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True)
+                    [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True,
+                    **self.template_args)
             else:
                 log.warning("m1_budget: %s has no chat template; the prompt is used as is", self.args["pretrained"])
-        return list(self.tokenizer.encode(context, add_special_tokens=False))
+        context, state = self.markers.template_state(context)
+        if state == "closed" and not self._closed_warned:
+            self._closed_warned = True
+            log.warning("m1_budget: the chat template closed thinking itself (%s): no thinking, thinking_budget=0",
+                        self.template_args or "its own choice")
+        return list(self.tokenizer.encode(context, add_special_tokens=False)), state == "closed"
 
     # -- requests -------------------------------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -245,16 +343,32 @@ class M1BudgetLM(LM):
         sweep runs every setting on one loaded model."""
         bad = sorted(set(args) - set(RECONFIGURABLE))
         if bad:
-            raise ValueError(f"m1_budget: {bad} cannot change without reloading the model; "
+            raise ModelArgError(f"m1_budget: {bad} cannot change without reloading the model; "
                              f"reconfigure takes {', '.join(RECONFIGURABLE)}")
         for k, v in args.items():
             self.args[k] = _check(k, v, MODEL_ARGS[k][0])
+        if "trace_path" in args:
+            self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """Every place this run writes, proven writable before the model loads or anything is generated
+        (lm-eval writes its results only after the last request: a bad path found then loses the run)."""
+        a = self.args
+        trace = Path(a["trace_path"]) if a["trace_path"] else _default_trace_dir()
+        ensure_writable_dir(trace.parent if trace.suffix == ".jsonl" else trace, "trace_path")
+        if trace.suffix == ".jsonl" and trace.exists() and not os.access(trace, os.W_OK):
+            raise OutputError(f"trace_path={str(trace)!r} cannot be written (permission denied): choose another file")
+        output = _lm_eval_output_dir()
+        if output is not None:
+            ensure_writable_dir(output, "--output_path")
+        if a["cache"] != "off":
+            ensure_writable_dir(Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces"), "cache_dir")
 
     def _settings(self, gen_kwargs: dict) -> tuple[dict, tuple]:
         gen_kwargs = dict(gen_kwargs or {})
         unknown = sorted(set(gen_kwargs) - GEN_KWARGS)
         if unknown:
-            raise ValueError(f"m1_budget: unknown gen_kwargs {unknown}; valid: {sorted(GEN_KWARGS)}")
+            raise ModelArgError(f"m1_budget: unknown gen_kwargs {unknown}; valid: {sorted(GEN_KWARGS)}")
         a = self.args
         s = {"thinking_budget": a["thinking_budget"], "forcing": a["forcing"], "forcing_str": a["forcing_str"]}
         for k, v in gen_kwargs.items():
@@ -280,23 +394,48 @@ class M1BudgetLM(LM):
             groups.setdefault(group, []).append(i)
         out: list[str] = [""] * len(requests)
         self.traces = [None] * len(requests)  # type: ignore[list-item]
-        for ((temp, top_p), forcing_str), idx in groups.items():
-            engine = self._engine_for(temp, top_p)
-            forcer = BudgetForcer(engine, self.markers, forcing_str)
-            breqs = [BudgetRequest(self._prompt_ids(requests[i].args[0]), settings[i]["thinking_budget"],
-                                   settings[i]["forcing"], settings[i]["answer_budget"], settings[i]["until"])
-                     for i in idx]
-            for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm)):
-                out[i] = trace.text
-                self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
-                s = settings[i]
-                self.traces[i] = {
-                    "task": getattr(requests[i], "task_name", None), "doc_id": getattr(requests[i], "doc_id", None),
-                    "requested_thinking_budget": s["thinking_budget"], "forcing": s["forcing"],
-                    "forcing_str": forcing_str, "temperature": temp, **trace.record(),
-                }
-        self._write_traces()
+        self.trace_file = self._trace_file()
+        with _TraceFile(self.trace_file) as records:
+            for ((temp, top_p), forcing_str), idx in groups.items():
+                engine = self._engine_for(temp, top_p)
+                forcer = BudgetForcer(engine, self.markers, forcing_str)
+                breqs = []
+                for i in idx:
+                    ids, closed = self._prompt_ids(requests[i].args[0])
+                    s = settings[i]
+                    breqs.append(BudgetRequest(ids, 0 if closed else s["thinking_budget"], 0 if closed else s["forcing"],
+                                               s["answer_budget"], s["until"]))
+
+                def done(j: int, trace, idx=idx, temp=temp, forcing_str=forcing_str) -> None:
+                    i = idx[j]
+                    out[i] = trace.text
+                    self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
+                    self.traces[i] = self._record(requests[i], settings[i], trace, forcing_str, temp)
+                    records.append(self.traces[i])
+
+                forcer.run(breqs, progress=not disable_tqdm, on_done=done)
+            records.finish(self.traces)
+        self._summarise()
         return out
+
+    def _record(self, req, s: dict, trace, forcing_str: str, temperature: float) -> dict:
+        """One trace record; says when the context, not the user, decided a budget."""
+        rec = {
+            "task": getattr(req, "task_name", None), "doc_id": getattr(req, "doc_id", None),
+            "requested_thinking_budget": s["thinking_budget"], "forcing": s["forcing"],
+            "forcing_str": forcing_str, "temperature": temperature, "markers": self.markers_name, **trace.record(),
+        }
+        asked = s["thinking_budget"]
+        rec["budget_clamped"] = asked != AUTO and trace.thinking_budget < int(asked)
+        rec["requested_answer_budget"] = s["answer_budget"]
+        rec["prompt_too_long"] = s["answer_budget"] > 0 and trace.answer_budget == 0
+        return rec
+
+    def _trace_file(self) -> Path:
+        path = Path(self.args["trace_path"]) if self.args["trace_path"] else _default_trace_dir()
+        if path.suffix != ".jsonl":
+            path = path / f"traces_{time.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}.jsonl"
+        return path
 
     def _engine_for(self, temp: float, top_p: float):
         self.engine.set_sampling(temp, top_p)
@@ -311,23 +450,67 @@ class M1BudgetLM(LM):
         chunk = 4 * self.engine.batch_size if self.engine_name == "hf" else 256
         return CachingEngine(self.engine, self._cache, chunk_size=chunk)
 
-    def _write_traces(self) -> None:
-        path = Path(self.args["trace_path"]) if self.args["trace_path"] else _default_trace_dir()
-        if path.suffix != ".jsonl":
-            path = path / f"traces_{time.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            for rec in self.traces:
-                f.write(json.dumps(rec) + "\n")
-        n = max(1, len(self.traces))
+    def _summarise(self) -> None:
+        """Print the run summary, and say once, with counts, where the context overrode a budget."""
+        recs = self.traces
+        n = max(1, len(recs))
+        clamped = [r for r in recs if r["budget_clamped"]]
+        too_long = [r for r in recs if r["prompt_too_long"]]
         summary = {
-            "requests": len(self.traces),
-            "mean_thinking_tokens": round(sum(r["thinking_tokens"] for r in self.traces) / n, 1),
-            "hit_budget_share": round(sum(r["hit_budget"] for r in self.traces) / n, 3),
-            "mean_forcing_rounds": round(sum(r["forcing_rounds"] for r in self.traces) / n, 2),
-            "mean_answer_tokens": round(sum(r["answer_tokens"] for r in self.traces) / n, 1),
+            "requests": len(recs),
+            "mean_thinking_tokens": round(sum(r["thinking_tokens"] for r in recs) / n, 1),
+            "hit_budget_share": round(sum(r["hit_budget"] for r in recs) / n, 3),
+            "mean_forcing_rounds": round(sum(r["forcing_rounds"] for r in recs) / n, 2),
+            "mean_answer_tokens": round(sum(r["answer_tokens"] for r in recs) / n, 1),
+            "budget_clamped": len(clamped),
+            "prompt_too_long": len(too_long),
         }
         if self._cache is not None:
-            summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses)
-        self.trace_file, self.summary = path, summary
-        print(f"m1_budget: {json.dumps(summary)}; trace records in {path}", file=sys.stderr)
+            summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses,
+                           cache_hits_other_versions=self._cache.other_version_hits)
+            note = self._cache.version_note()
+            if note:
+                log.warning("m1_budget: %s", note)
+        limit = self.engine.max_model_len
+        if clamped:
+            asked = sorted({r["requested_thinking_budget"] for r in clamped})
+            ran = [r["thinking_budget"] for r in clamped]
+            log.warning(
+                "m1_budget: %d of %d requests ran with a smaller thinking budget than asked (asked %s, ran %d-%d): "
+                "prompt + answer budget leave no more room in max_model_len=%d. Trace records and sweep tables carry "
+                "the effective budget; raise max_model_len or lower answer_budget to run what you asked.",
+                len(clamped), len(recs), ", ".join(map(str, asked)), min(ran), max(ran), limit)
+        if too_long:
+            log.warning(
+                "m1_budget: %d of %d prompts leave no room for an answer in max_model_len=%d: they got no "
+                "thinking and an empty answer, scored as wrong (trace records: prompt_too_long).",
+                len(too_long), len(recs), limit)
+        self.summary = summary
+        print(f"m1_budget: {json.dumps(summary)}; trace records in {self.trace_file}", file=sys.stderr)
+
+
+class _TraceFile:
+    """Trace records made durable one by one as requests finish (a crash loses no finished record),
+    then rewritten once in request order (what earlier writers of the file left stays in front)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = path.open("a", encoding="utf-8")
+        self.start = self.fh.tell()
+
+    def __enter__(self):
+        return self
+
+    def append(self, record: dict) -> None:
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+
+    def finish(self, records: list[dict]) -> None:
+        self.fh.close()
+        with self.path.open("r", encoding="utf-8") as fh:
+            before = fh.read(self.start)
+        atomic_write_text(self.path, before + "".join(json.dumps(r) + "\n" for r in records))
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()

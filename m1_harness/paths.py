@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from m1_harness.errors import UserError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_ENV = "M1_HARNESS_DATA"
 CACHE_ENV = "M1_HARNESS_CACHE"
@@ -24,3 +26,42 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class OutputError(UserError, ValueError):
+    """An output location that cannot be written; found before any expensive work starts."""
+
+
+def ensure_writable_dir(path: str | os.PathLike, setting: str) -> Path:
+    """Create ``path`` if needed and prove a file can be written there, or raise OutputError naming
+    ``setting`` (the argument the user gave), so a bad location fails in a second, not after a run."""
+    import tempfile
+
+    path = Path(path)
+    existing = next((q for q in (path, *path.parents) if q.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputError(f"{setting}={str(path)!r} cannot be written ({str(existing)!r} is a file, not a folder): "
+                          "choose a folder you can write to")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".m1_write_check_"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"{setting}={str(path)!r} cannot be written ({reason}): choose a folder you can write to") from None
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a whole file or nothing: a crash or a full disk never leaves half a file behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pluggy
 
 from m1_harness import PROJECT_NAME, hookspecs
+from m1_harness.errors import UserError
 
 ALLOW_ENV = "M1_HARNESS_LOAD_PLUGINS"
 
@@ -28,7 +29,7 @@ DEFAULT_PLUGINS = (
 )
 
 
-class PluginError(RuntimeError):
+class PluginError(UserError, RuntimeError):
     """A plugin could not be loaded or implements something m1-harness does not know."""
 
 

@@ -57,7 +57,7 @@ def answer_text(answer: str) -> str:
 def sft_completion(reasoning: str, answer: str, markers: str = "m1", end: str = END_OF_TURN) -> str:
     """The SFT target: ``<|im_start|>think\\n{reasoning}\\n<|im_start|>answer\\nAnswer: {answer}<|im_end|>``."""
     m = PRESETS[markers]
-    return f"{m.think_start}{str(reasoning).strip()}\n{m.answer_start}{answer_text(answer)}{end}"
+    return f"{m.think_start}{str(reasoning).strip()}{m.answer_prefix(cut=False)}{answer_text(answer)}{end}"
 
 
 def require_chat_template(tokenizer) -> None:

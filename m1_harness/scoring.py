@@ -22,9 +22,10 @@ Deliberate differences from the reference code (HuatuoGPT-o1 ``evaluation/scorer
 reuses), each small and each in a case the reference handles arbitrarily:
 
 * Answer part: the reference splits on ``## Final Response``/``</think>`` inside
-  ``match_choice``; here the split is done once, on the project's ``ANSWER_SPLITS``
-  (``<|im_start|>answer`` and ``</think>``, whichever occurs last), and one leading newline is
-  stripped. HuatuoGPT-o1's own ``## Final Response`` heading is not a split point.
+  ``match_choice``; here the split is done once, on the project's ``ANSWER_SPLITS`` (the answer
+  opening of every marker preset: ``<|im_start|>answer``, ``</think>``, ``## Final Response``,
+  gpt-oss's ``<|channel|>final<|message|>``, Magistral's ``[/THINK]``; whichever occurs last), and
+  one leading newline is stripped.
 * Last box: the reference looks for the last ``\\boxed`` and only if there is none for the last
   ``\\fbox``; here the later of the two wins. An opener must be followed (after optional spaces)
   by ``{``; a last box left unclosed (a truncated answer) gives no boxed content, as in the

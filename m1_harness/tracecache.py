@@ -20,19 +20,29 @@ Serving rules for a stored result of n ids (exact under greedy decoding):
   completed the string), so it is regenerated.
 
 Sampling breaks the prefix property: the cache refuses any decoding but greedy.
+
+Each row also records the library versions it was generated under (``versions.library_versions``):
+a hit generated under other versions is served (same model, same greedy rule) but counted in
+``other_version_hits`` and reported, so a reuse across an upgrade is visible, never silent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
+import time
 from pathlib import Path
 
 from m1_harness.engines.base import Engine, GenRequest, GenResult
+from m1_harness.errors import UserError
+from m1_harness.versions import library_versions
+
+log = logging.getLogger(__name__)
 
 
-class CacheRefused(ValueError):
+class CacheRefused(UserError, ValueError):
     pass
 
 
@@ -53,24 +63,48 @@ class TraceCache:
             )
         self.path, self.model_id, self.decoding = Path(path), model_id, decoding
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, ids TEXT, finish TEXT, stop TEXT,"
-            " stop_len INTEGER)"
-        )
-        self.db.commit()
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one: keep it for inspection
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            self.path.rename(aside)
+            for extra in ("-wal", "-shm"):
+                Path(f"{self.path}{extra}").unlink(missing_ok=True)
+            log.warning("trace cache %s could not be read (%s): moved it to %s and started a fresh cache",
+                        self.path, exc, aside)
+            self.db = self._open()
+        self.versions = json.dumps(library_versions(), sort_keys=True)
         self.hits = self.misses = self.served_tokens = 0
+        self.other_version_hits = 0
+        self.other_versions: set[str] = set()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, ids TEXT, finish TEXT, stop TEXT,"
+                " stop_len INTEGER, versions TEXT)"
+            )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(gen)")}
+            if "versions" not in columns:  # a cache written before versions were recorded
+                db.execute("ALTER TABLE gen ADD COLUMN versions TEXT")
+            db.execute("SELECT count(*) FROM gen").fetchone()
+            db.commit()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     def _get(self, key: str):
-        row = self.db.execute("SELECT ids, finish, stop, stop_len FROM gen WHERE key=?", (key,)).fetchone()
-        return None if row is None else (json.loads(row[0]), row[1], json.loads(row[2]), row[3])
+        row = self.db.execute("SELECT ids, finish, stop, stop_len, versions FROM gen WHERE key=?", (key,)).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1], json.loads(row[2]), row[3], row[4])
 
     def lookup(self, req: GenRequest, tokenizer) -> GenResult | None:
         rec = self._get(_key(self.model_id, self.decoding, req))
         if rec is None:
             return None
-        ids, finish, stop, stop_len = rec
+        ids, finish, stop, stop_len, versions = rec
         n, m = len(ids), req.max_tokens
         if finish == "stop" and (m >= n + stop_len):
             out, fin, why = ids, "stop", stop
@@ -78,7 +112,22 @@ class TraceCache:
             out, fin, why = ids[:m], "length", None
         else:
             return None
+        if versions != self.versions:
+            self.other_version_hits += 1
+            self.other_versions.add(versions or "{}")
         return GenResult(out, fin, why, tokenizer.decode(out, skip_special_tokens=False))
+
+    def version_note(self) -> str | None:
+        """One sentence when hits came from traces generated under other library versions."""
+        if not self.other_version_hits:
+            return None
+        now = json.loads(self.versions)
+        changed = set()
+        for other in self.other_versions:
+            then = json.loads(other)
+            changed |= {f"{k} {then.get(k) or '?'} -> {now.get(k)}" for k in now if then.get(k) != now.get(k)}
+        return (f"{self.other_version_hits} of {self.hits} trace-cache hits were generated under other library "
+                f"versions ({'; '.join(sorted(changed))}); pass cache=off or a fresh cache_dir to regenerate them")
 
     def store(self, reqs: list[GenRequest], results: list[GenResult], tokenizer) -> None:
         """Keep the most informative result per key: a stop beats a length, a longer length a shorter."""
@@ -91,8 +140,9 @@ class TraceCache:
             if res.finish_reason == "stop" and isinstance(res.stop_reason, str):
                 stop_len = len(tokenizer.encode(res.stop_reason, add_special_tokens=False))
             self.db.execute(
-                "INSERT OR REPLACE INTO gen VALUES (?,?,?,?,?)",
-                (key, json.dumps(list(res.token_ids)), res.finish_reason, json.dumps(res.stop_reason), stop_len),
+                "INSERT OR REPLACE INTO gen (key, ids, finish, stop, stop_len, versions) VALUES (?,?,?,?,?,?)",
+                (key, json.dumps(list(res.token_ids)), res.finish_reason, json.dumps(res.stop_reason), stop_len,
+                 self.versions),
             )
         self.db.commit()
 

@@ -41,7 +41,7 @@ def test_single_results_file_and_glob():
     f = next((RUNS / "qwen_hf").rglob("results_*.json"))
     assert len(results.load_results([f])) == 2
     assert len(results.load_results([str(RUNS / "m1-7B-1K_b*_f0")])) == 12
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(results.ResultsError, match="^no such results path: .*nope .give lm-eval output folders"):
         results.load_results([RUNS / "nope"])
 
 

@@ -122,3 +122,12 @@ def test_mcnemar_hand_value_and_dict_pairing():
     assert res.p_value == pytest.approx(0.21875)
     with pytest.raises(ValueError):
         stats.mcnemar_exact([1, 0], [1])
+
+
+def test_wilson_interval_holds_a_perfect_or_zero_score():
+    """At 10/10 rounding once put the upper bound at 0.9999999999999999 < 1, and Figure 1 crashed."""
+    from m1_harness.analysis.stats import wilson_interval
+
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 10)[0] == 0.0
+    lo, hi = wilson_interval(10, 10)
+    assert lo == pytest.approx(0.7224672001371107)

@@ -26,19 +26,25 @@ def test_model_args_per_setting(caplog):
     assert sweep.setting_model_args("", 8, 0, None) == "thinking_budget=8,forcing=0"
 
 
-@pytest.mark.parametrize("text", ["a,b", "-1", ""])
-def test_bad_lists(text):
-    with pytest.raises(SystemExit):
+@pytest.mark.parametrize("text,message", [
+    ("a,b", "--budgets takes comma-separated integers, got 'a,b'"),
+    ("-1", "--budgets needs at least one non-negative integer, got '-1'"),
+    ("", "--budgets needs at least one non-negative integer, got ''"),
+])
+def test_bad_lists(text, message):
+    with pytest.raises(sweep.SweepError) as err:
         sweep.parse_int_list(text, "budgets")
+    assert str(err.value) == message
 
 
 class FakeEvaluate:
     """Stands in for lm_eval.simple_evaluate: returns what it would (results, configs, n-samples,
     config, samples), writes m1_budget-style trace records at trace_path, and logs its calls."""
 
-    def __init__(self, n=10):
+    def __init__(self, n=10, context=None):
         self.calls = []
         self.n = n
+        self.context = context  # budgets above it are clamped to it, as m1_budget records them
 
     def __call__(self, *, model, model_args, tasks, limit, log_samples, evaluation_tracker, **kw):
         args = dict(p.split("=", 1) for p in model_args.split(","))
@@ -61,10 +67,12 @@ class FakeEvaluate:
                 for i in range(self.n)
             ]
             with open(args["trace_path"], "a") as fh:
+                ran = min(budget, self.context or budget)
                 for i in range(self.n):
-                    tokens = min(budget, 100 * (i + 1))
-                    fh.write(json.dumps({"task": task, "doc_id": i, "thinking_tokens": tokens,
-                                         "hit_budget": tokens >= budget}) + "\n")
+                    tokens = min(ran, 100 * (i + 1))
+                    fh.write(json.dumps({"task": task, "doc_id": i, "thinking_tokens": tokens, "hit_budget": tokens >= ran,
+                                         "requested_thinking_budget": budget, "thinking_budget": ran, "forcing": forcing,
+                                         "budget_clamped": ran < budget}) + "\n")
         return {
             "results": res, "group_subtasks": {}, "configs": {t: {"task": t} for t in tasks},
             "versions": {t: 1.0 for t in tasks}, "n-shot": {t: 0 for t in tasks},
@@ -155,16 +163,85 @@ def test_sweep_cli_with_lm_eval_dummy_model(tmp_path, eval_data_dir, capsys):
     assert "budget=64" in capsys.readouterr().out
 
 
-def _lm_ready():
-    try:
-        import m1_harness.lm  # noqa: F401
-    except Exception:  # noqa: BLE001
-        return False
-    return True
+def test_a_folder_of_another_run_is_refused_with_what_differs(tmp_path, monkeypatch):
+    """A sweep once skipped settings whose folder held another model's or another --limit's results
+    (it compared task names only), and its table then mixed two runs."""
+    out = tmp_path / "sweep"
+    quiet = dict(evaluate=FakeEvaluate(), echo=lambda *a: None)
+    sweep.run_sweep("pretrained=m,engine=hf", ["medqa"], [256, 512], [0], out, limit=10, **quiet)
+    for change, differs in [
+        (dict(model_args="pretrained=other,engine=hf"), "model_args: {'engine': 'hf', 'forcing': '0', 'pretrained': 'm', "
+         "'thinking_budget': '256'} there, {'engine': 'hf', 'forcing': '0', 'pretrained': 'other', 'thinking_budget': '256'} asked"),
+        (dict(limit=20), "limit: 10 there, 20 asked"),
+    ]:
+        kw = dict(model_args="pretrained=m,engine=hf", limit=10) | change
+        fake = FakeEvaluate()
+        with pytest.raises(sweep.SweepError) as err:
+            sweep.run_sweep(kw.pop("model_args"), ["medqa"], [256, 512], [0], out, evaluate=fake, echo=print, **kw)
+        assert fake.calls == []
+        msg = str(err.value)
+        assert msg.startswith(f"{out} holds results of another run for 2 setting(s):\n  {out / 'budget512_forcing0'}: ")
+        assert f"  {out / 'budget256_forcing0'}: {differs}" in msg
+        assert msg.endswith("Use another --output_path, or --force to move those folders aside and redo them.")
+    monkeypatch.setenv("M1_HARNESS_DATA", str(tmp_path))
+    with pytest.raises(sweep.SweepError, match="data: .* there, .*" + str(tmp_path.name) + "' asked"):
+        sweep.run_sweep("pretrained=m,engine=hf", ["medqa"], [256], [0], out, limit=10, **quiet)
+    monkeypatch.undo()
+    # --force moves the other run aside (nothing deleted) and redoes it; the table holds one run only
+    fake, lines = FakeEvaluate(), []
+    rows = sweep.run_sweep("pretrained=other", ["medqa"], [256, 512], [0], out, limit=10, force=True,
+                           evaluate=fake, echo=lines.append)
+    assert [c[:2] for c in fake.calls] == [(512, 0), (256, 0)]
+    assert len(list(out.glob("budget256_forcing0.replaced-*"))) == 1
+    assert {r["model"] for r in rows} == {"other"}
+    assert sum("--force: moved" in line for line in lines) == 2
+
+
+def test_results_without_a_record_of_their_run_are_refused(tmp_path):
+    out = tmp_path / "sweep"
+    sweep.run_sweep("pretrained=m", ["medqa"], [256], [0], out, evaluate=FakeEvaluate(), echo=lambda *a: None)
+    (out / "budget256_forcing0" / sweep.MANIFEST).unlink()  # e.g. a folder written by an older m1-harness
+    with pytest.raises(sweep.SweepError, match="it has no sweep_setting.json .written when a setting finishes., so what "
+                                               "made these results is unknown"):
+        sweep.run_sweep("pretrained=m", ["medqa"], [256], [0], out, evaluate=FakeEvaluate(), echo=lambda *a: None)
+
+
+def test_a_half_written_results_file_is_named_and_skipped(tmp_path, caplog, capsys):
+    from m1_harness import cli
+
+    out = tmp_path / "sweep"
+    sweep.run_sweep("pretrained=m", ["medqa"], [256, 512], [0], out, evaluate=FakeEvaluate(), echo=lambda *a: None)
+    (bad,) = (out / "budget512_forcing0" / "m").glob("results_*.json")
+    bad.write_text(bad.read_text()[:200])  # Ctrl-C or a full disk while lm-eval wrote it
+    (out / "sweep.csv").unlink()
+    rows = sweep.sweep_table(out, [out / "budget256_forcing0", out / "budget512_forcing0"])
+    assert [r["budget"] for r in rows] == [256]
+    assert f"skipping {bad}: not a complete lm-eval results file (invalid JSON at line" in caplog.text
+    assert cli.main(["report", str(out)]) == 0
+    assert f"skipping {bad}: not a complete lm-eval results file" in caplog.text
+    assert "budget=256" in capsys.readouterr().out
+
+
+def test_tables_and_figures_say_what_budget_really_ran(tmp_path, capsys):
+    """Asked 4096 with room for 300: the table, the report and Figure 1 say 'ran <=300', not only 4096."""
+    from m1_harness import cli
+    from m1_harness.analysis import plots, report
+
+    out = tmp_path / "sweep"
+    rows = sweep.run_sweep("pretrained=m", ["medqa"], [256, 4096], [0], out, evaluate=FakeEvaluate(context=300),
+                           echo=lambda *a: None)
+    assert [(r["budget"], r["ran_budget"], r["budget_clamped_share"]) for r in rows] == [(256, None, 0.0), (4096, 300, 1.0)]
+    loaded = results.load_results([out])
+    assert [(r.budget, r.ran_budget, r.budget_label) for r in loaded] == [(256, None, "256"), (4096, 300, "4096 (ran <=300)")]
+    assert [row.label for row in report.build_table(loaded)] == ["m (budget=256, forcing=0)", "m (budget=4096 (ran <=300), forcing=0)"]
+    fig = plots.figure_budget(loaded)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["256", "4K\n(ran ≤300)"]
+    assert cli.main(["sweep", "--model_args", "pretrained=m", "--tasks", "medqa", "--budgets", "256,4096",
+                     "--output_path", str(out)]) == 0  # all done: only the table is printed
+    assert "budget=4096 (ran <=300) forcing=0" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _lm_ready(), reason="m1_harness.lm (the m1_budget model) has not landed yet")
 def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkeypatch, capfd):
     """m1_budget on the tiny Qwen2, medqa --limit 3, budgets 16 and 32: lm-eval folders, traces, table."""
     monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
@@ -189,9 +266,10 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
     assert [(r["budget"], r["forcing"], r["n"]) for r in rows] == [(16, 0, 3), (32, 0, 3)]
     assert {(r.model_type, r.budget) for r in results.load_results([out])} == {("m1_budget", 16), ("m1_budget", 32)}
     for r in rows:
-        assert r["trace_records"] == 3
-        assert 0 < r["mean_thinking_tokens"] <= r["budget"]
-        assert 0.0 <= r["hit_budget_share"] <= 1.0
-        assert 0.0 <= r["ci_low"] <= r["acc"] <= r["ci_high"] <= 1.0
+        recs = [json.loads(x) for x in (out / f"budget{r['budget']}_forcing0" / "traces.jsonl").read_text().splitlines()]
+        assert r["trace_records"] == len(recs) == 3
+        assert r["mean_thinking_tokens"] == pytest.approx(sum(x["thinking_tokens"] for x in recs) / 3)
+        assert r["hit_budget_share"] == sum(x["thinking_tokens"] == r["budget"] for x in recs) / 3
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx(results_wilson(round(r["acc"] * 3), 3))
     assert cli.main(argv) == 0  # resumes: nothing to run
     assert len(list(out.rglob("results_*.json"))) == 2

@@ -143,3 +143,34 @@ def test_think_tags_preset_uses_string_stop_when_marker_is_not_one_token():
                        markers=tags, think_start="<think>\n")
     assert list(engine.calls[0][0].stop_strings) == ["</think>"]
     assert t.text.startswith("<think>\nabc\nWaitde\n</think>\nThe answer") and t.forced_tokens == 5
+
+
+def test_answer_budget_zero_generates_no_answer():
+    (t,), engine = run({"Q": ["abc" + END]}, [("Q", dict(thinking_budget=10, answer_budget=0))])
+    assert len(engine.calls) == 1 and engine.calls[0][0].max_tokens == 10  # the thinking round only
+    assert (t.answer_ids, t.answer_budget, t.answer_finish_reason) == ([], 0, "length")
+    assert t.text == "<|im_start|>think\nabc\n<|im_start|>answer\n"
+
+
+def test_prompts_at_and_past_the_context_limit():
+    # CharTokenizer: "P" * n + "<|im_start|>think\n" is n + 7 ids; "\n<|im_start|>answer\nFinal Answer:" is 22.
+    scripts = {"P" * 10: ["abc" + END], "P" * 9: ["abc" + END], "P" * 40: ["abc" + END]}
+    reqs = [("P" * 10, dict(thinking_budget=100)), ("P" * 9, dict(thinking_budget=100)), ("P" * 40, dict(thinking_budget=100))]
+    (at, one, past), engine = run(scripts, reqs, max_model_len=40)
+    # 17 + 22 = 39: room for no thinking token and the 1 answer token the clamp keeps
+    assert (at.thinking_budget, at.rounds, at.answer_budget) == (0, 0, 40 - 17 - 9)
+    # one id shorter: exactly one thinking token fits, cut by the budget -> "Final Answer:"
+    assert (one.thinking_budget, one.thinking_tokens, one.hit_budget) == (1, 1, True)
+    assert one.answer_budget == 40 - 16 - 1 - 22 and one.text.startswith("<|im_start|>think\na\n<|im_start|>answer\nFinal Answer:")
+    # longer than the context: no thinking, no answer, and no engine call for it at all
+    assert (past.thinking_budget, past.rounds, past.answer_budget, past.answer_ids) == (0, 0, 0, [])
+    assert past.answer_finish_reason == "length" and past.text == "<|im_start|>think\n\n<|im_start|>answer\n"
+    assert all(len(r.prompt_ids) < 40 for call in engine.calls for r in call)
+
+
+def test_a_non_default_forcing_string_is_spliced_by_its_own_ids():
+    engine = ScriptedEngine({"Q": Script(["abc" + END, "de" + END], ANSWER)}, forcing_str="Hmm,")
+    (t,) = BudgetForcer(engine, M1, "Hmm,").run([BudgetRequest(engine.tokenizer.encode("Q"), 100, 1)])
+    assert t.text.startswith("<|im_start|>think\nabc\nHmm,de\n<|im_start|>answer\nThe answer")
+    assert t.forced_positions == [3] and t.forced_counts == [5] and t.forced_tokens == 5
+    assert t.thinking_ids[3:8] == engine.tokenizer.encode("\nHmm,") and "Wait" not in t.text

@@ -30,7 +30,6 @@ TRAIN = REPO.parent / "shared" / "data" / "train" / "huatuogpt_o1_demo_sft.jsonl
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.vllm,
-    pytest.mark.skipif(not VLLM_PY.exists(), reason=".venv-vllm is absent (make test builds it)"),
 ]
 
 

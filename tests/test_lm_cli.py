@@ -28,7 +28,9 @@ def test_lm_eval_command_runs_m1_budget_on_smollm2(python_env, tmp_path):
     (results,) = out_dir.rglob("results_*.json")
     data = json.loads(results.read_text())
     assert data["n-samples"]["medqa"]["effective"] == 5
-    assert 0.0 <= data["results"]["medqa"]["acc,none"] <= 1.0
+    from conftest import rescored_accuracy
+
+    assert data["results"]["medqa"]["acc,none"] == pytest.approx(rescored_accuracy(out_dir, "medqa"))
 
     (samples,) = out_dir.rglob("samples_medqa_*.jsonl")
     responses = [json.loads(line)["resps"][0][0] for line in samples.read_text().splitlines()]

@@ -79,3 +79,51 @@ def test_serving_rules(tmp_path):
 def test_refuses_sampling(tmp_path):
     with pytest.raises(CacheRefused, match="greedy"):
         TraceCache(tmp_path / "c.sqlite", "m", {"temperature": 0.7})
+
+
+def test_a_longer_result_replaces_a_shorter_one_and_a_stop_is_never_replaced(tmp_path):
+    tok = ScriptedEngine({}).tokenizer
+    cache = TraceCache(tmp_path / "c.sqlite", "m")
+    req = GenRequest([5, 6], 10, stop_token_ids=[2])
+    cache.store([req], [GenResult([107, 108], "length")], tok)
+    cache.store([req], [GenResult([107], "length")], tok)  # shorter: kept the longer
+    assert cache.lookup(GenRequest([5, 6], 2, stop_token_ids=[2]), tok).token_ids == [107, 108]
+    cache.store([req], [GenResult([107, 108, 109, 110], "length")], tok)  # longer: replaces
+    assert cache.lookup(GenRequest([5, 6], 4, stop_token_ids=[2]), tok).token_ids == [107, 108, 109, 110]
+    cache.store([req], [GenResult([107, 108, 109, 110, 111, 2], "stop", 2)], tok)  # a stop beats any length
+    assert cache.lookup(GenRequest([5, 6], 50, stop_token_ids=[2]), tok).finish_reason == "stop"
+    cache.store([req], [GenResult([107] * 20, "length")], tok)  # even a longer length never replaces a stop
+    hit = cache.lookup(GenRequest([5, 6], 50, stop_token_ids=[2]), tok)
+    assert (hit.token_ids, hit.finish_reason) == ([107, 108, 109, 110, 111, 2], "stop")
+
+
+def test_a_corrupt_cache_file_is_moved_aside_and_a_fresh_one_started(tmp_path, caplog):
+    path = tmp_path / "traces.sqlite"
+    path.write_bytes(b"this is not a database, it was half-copied" * 100)
+    with caplog.at_level("WARNING", logger="m1_harness.tracecache"):
+        cache = TraceCache(path, "m")
+    (aside,) = tmp_path.glob("traces.sqlite.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not a database")
+    assert f"trace cache {path} could not be read (file is not a database): moved it to {aside}" in caplog.text
+    tok = ScriptedEngine({}).tokenizer
+    cache.store([GenRequest([1], 3)], [GenResult([107, 108, 109], "length")], tok)
+    assert TraceCache(path, "m").lookup(GenRequest([1], 3), tok).token_ids == [107, 108, 109]
+
+
+def test_hits_from_other_library_versions_are_counted_and_named(tmp_path):
+    import json
+    import sqlite3
+
+    tok = ScriptedEngine({}).tokenizer
+    cache = TraceCache(tmp_path / "c.sqlite", "m")
+    cache.store([GenRequest([1], 3)], [GenResult([107, 108, 109], "length")], tok)
+    old = dict(json.loads(cache.versions), transformers="4.0.0")
+    with sqlite3.connect(tmp_path / "c.sqlite") as db:
+        db.execute("UPDATE gen SET versions=?", (json.dumps(old, sort_keys=True),))
+    again = TraceCache(tmp_path / "c.sqlite", "m")
+    assert again.lookup(GenRequest([1], 3), tok).token_ids == [107, 108, 109]
+    again.hits += 1
+    now = json.loads(cache.versions)["transformers"]
+    assert again.other_version_hits == 1
+    assert again.version_note() == (f"1 of 1 trace-cache hits were generated under other library versions (transformers "
+                                    f"4.0.0 -> {now}); pass cache=off or a fresh cache_dir to regenerate them")

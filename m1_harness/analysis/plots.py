@@ -18,6 +18,7 @@ with ``ax.lines`` / ``line.get_xydata()``.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ matplotlib.use("Agg")  # noqa: E402  (files only, never a window)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from m1_harness.errors import UserError  # noqa: E402
+from m1_harness.paths import ensure_writable_dir  # noqa: E402
+
 from .report import COLUMNS, TASK_COLUMN  # noqa: E402
 from .results import TaskResult, display_name, load_results, load_traces  # noqa: E402
 from .stats import ols_fit, proportion_interval  # noqa: E402
@@ -35,6 +39,7 @@ PANEL_W, PANEL_H = 4.0, 3.2  # inches per panel
 DPI = 100
 MAX_COLS = 5
 MIN_W = 7.0  # inches, so titles and legends fit above a single panel
+FORMATS = {"png", "pdf", "svg"}
 
 
 def model_colours(models) -> dict[str, tuple]:
@@ -148,8 +153,13 @@ def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "w
         if scale == "log2":
             ax.set_xscale("log", base=2)
         budgets = sorted({r.budget for rs in pts[task].values() for r in rs})
+        ran = {}  # budget -> the largest budget that really ran, where the context clamped it
+        for rs in pts[task].values():
+            for r in rs:
+                if r.ran_budget is not None:
+                    ran[r.budget] = max(ran.get(r.budget, 0), r.ran_budget)
         ax.set_xticks(budgets)
-        ax.set_xticklabels([_k(b) for b in budgets])
+        ax.set_xticklabels([_k(b) + (f"\n(ran ≤{ran[b]})" if b in ran else "") for b in budgets])
         _clip_percent(ax)
         ax.grid(alpha=0.3)
     _finish(fig, axes, axes, f"Accuracy vs thinking budget\n(error bars: 95% {_ci_name(ci)} intervals; dotted: OLS fit with 95% band)")
@@ -244,11 +254,14 @@ def _ci_name(ci: str) -> str:
 
 
 def save(fig, out: Path, stem: str, formats) -> list[Path]:
+    """Each figure file whole or not at all (drawn to a temporary name, then renamed)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         p = out / f"{stem}.{fmt}"
-        fig.savefig(p, dpi=DPI, format=fmt)
+        tmp = out / f".{stem}.tmp.{fmt}"
+        fig.savefig(tmp, dpi=DPI, format=fmt)
+        os.replace(tmp, p)
         paths.append(p)
     plt.close(fig)
     return paths
@@ -269,12 +282,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    bad = sorted(set(formats) - FORMATS)
+    if bad or not formats:
+        raise UserError(f"--format {args.format!r}: choose from {', '.join(sorted(FORMATS))} (comma-separated)")
+    ensure_writable_dir(args.out, "--out")
     results = load_results(args.results)
     traces = load_traces(args.traces) if args.traces else {}
     if not results and not traces:
         print(f"no lm-eval results found under: {' '.join(args.results)}", file=sys.stderr)
         return 1
-    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     colours = model_colours([r.model for r in results] + list(traces))
     out = Path(args.out)
     written = []

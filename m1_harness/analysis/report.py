@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m1_harness.paths import atomic_write_text, ensure_writable_dir
+
 from .results import TaskResult, display_name, load_results, _sortable
 from .stats import mcnemar_exact, proportion_interval
 
@@ -70,6 +72,7 @@ class TableRow:
     cells: dict = field(default_factory=dict)  # column -> Cell
     avg: float | None = None
     reference: bool = False
+    ran_budget: int | None = None  # the largest budget that really ran, where the context clamped requests
 
     @property
     def missing(self) -> list[str]:
@@ -101,6 +104,9 @@ def build_table(
             continue
         key = r.setting
         row = rows.setdefault(key, TableRow(setting_label(*key), r.model, r.budget, r.forcing))
+        if r.ran_budget is not None:  # label the row by what really ran where the context clamped it
+            row.ran_budget = max(row.ran_budget or 0, r.ran_budget)
+            row.label = setting_label(r.model, f"{r.budget} (ran <={row.ran_budget})", r.forcing)
         prev = row.cells.get(col)
         if prev is not None and COLUMN_TASKS[col].index(prev.task) <= COLUMN_TASKS[col].index(r.task):
             continue
@@ -252,6 +258,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.out:
+        ensure_writable_dir(args.out, "--out")
     results = load_results(args.results)
     if not results:
         print(f"no lm-eval results found under: {' '.join(args.results)}", file=sys.stderr)
@@ -272,10 +280,9 @@ def run(args) -> int:
     print(text, end="")
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "table1.md").write_text(md, encoding="utf-8")
-        (out / "table1.csv").write_text(to_csv(rows), encoding="utf-8")
+        atomic_write_text(out / "table1.md", md)
+        atomic_write_text(out / "table1.csv", to_csv(rows))
         if pairs_md is not None:
-            (out / "paired.md").write_text(pairs_md, encoding="utf-8")
+            atomic_write_text(out / "paired.md", pairs_md)
         print(f"\nwrote {out / 'table1.md'} and {out / 'table1.csv'}", file=sys.stderr)
     return 0

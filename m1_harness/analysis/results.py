@@ -26,12 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from m1_harness.errors import UserError
+
 log = logging.getLogger(__name__)
 
 BUDGET_KEYS = ("thinking_budget", "max_tokens_thinking")
 FORCING_KEYS = ("forcing", "thinking_n_ignore")
 NAME_KEYS = ("peft", "delta", "pretrained", "model", "path", "engine")  # lm-eval's order
 _RESULTS_RE = re.compile(r"^(?:results|.+)_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)\.json$")
+
+
+class ResultsError(UserError, ValueError):
+    """A results file that cannot be read; the message names it and says what is wrong."""
 
 
 @dataclass
@@ -50,6 +56,14 @@ class TaskResult:
     model_type: str = ""  # lm-eval model class name: m1_budget, hf, vllm ...
     stderr: float | None = None
     items: dict = field(default_factory=dict, repr=False)  # doc_id -> 0/1 from samples (may be empty)
+    ran_budget: int | None = None  # the largest budget that really ran, when the context clamped some requests
+
+    @property
+    def budget_label(self) -> str:
+        """The budget as asked, and what ran when the context clamped it: ``4096 (ran <=225)``."""
+        if self.ran_budget is not None and as_int(self.budget) != self.ran_budget:
+            return f"{self.budget} (ran <={self.ran_budget})"
+        return str(self.budget)
 
     @property
     def setting(self) -> tuple:
@@ -72,7 +86,7 @@ def parse_arg_string(args) -> dict:
     return out
 
 
-def _as_int(value):
+def as_int(value):
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -101,10 +115,10 @@ def budget_and_forcing(config: dict) -> tuple:
     for src in (gargs, margs):  # model_args win
         for k in BUDGET_KEYS:
             if k in src:
-                budget, has = _as_int(src[k]), True
+                budget, has = as_int(src[k]), True
         for k in FORCING_KEYS:
             if k in src:
-                forcing, has = _as_int(src[k]), True
+                forcing, has = as_int(src[k]), True
     if config.get("model") == "m1_budget":
         has = True
     if has and forcing is None:
@@ -126,7 +140,8 @@ def find_results_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
             elif c.is_file():
                 found.add(c.resolve())
             else:
-                raise FileNotFoundError(f"no such results path: {p}")
+                raise ResultsError(f"no such results path: {p} (give lm-eval output folders, results_*.json files "
+                                   "or quoted globs)")
     return sorted(found)
 
 
@@ -172,7 +187,11 @@ def read_samples(results_file: Path, task: str, metric_key: str) -> dict:
             line = line.strip()
             if not line:
                 continue
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("skipping a malformed line in %s (a run interrupted while writing it?)", candidates[0])
+                continue
             if flt and rec.get("filter", flt) != flt:
                 continue
             if metric in rec:
@@ -183,7 +202,16 @@ def read_samples(results_file: Path, task: str, metric_key: str) -> dict:
 def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples: bool = True) -> list[TaskResult]:
     """The per-task results of one lm-eval results file (leaf tasks only, groups skipped)."""
     path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a UTF-8 text file, so not an lm-eval results file") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not a complete lm-eval results file (invalid JSON at line {exc.lineno}, "
+                           f"column {exc.colno}: {exc.msg}); a run interrupted while writing it, or a full disk? "
+                           "Rerun that setting") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected an lm-eval results object, got a JSON {type(data).__name__}")
     config = data.get("config") or {}
     model = model_name_of(config, data.get("model_name"))
     budget, forcing = budget_and_forcing(config)
@@ -220,16 +248,45 @@ def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples
                 model_type=str(config.get("model") or ""),
                 stderr=stderr if isinstance(stderr, (int, float)) else None,
                 items=items,
+                ran_budget=ran_budget(path, task, budget, forcing),
             )
         )
     return out
+
+
+def _trace_files_beside(results_file: Path) -> list[Path]:
+    """Trace files of the run that wrote ``results_file``: a sweep's ``<setting>/traces.jsonl`` or
+    m1_budget's default ``<output>/m1_traces/*.jsonl`` (both one folder above the results)."""
+    run = results_file.parent.parent
+    return [f for f in [run / "traces.jsonl", *sorted((run / "m1_traces").glob("*.jsonl"))] if f.is_file()]
+
+
+def ran_budget(results_file: Path, task: str, budget, forcing) -> int | None:
+    """The largest thinking budget that really ran for ``task`` at this setting, when the context clamped
+    any request below the asked one (trace records: ``budget_clamped``); None when none was clamped."""
+    clamped = [
+        int(rec["thinking_budget"])
+        for f in _trace_files_beside(results_file)
+        for rec in iter_trace_records(f)
+        if rec.get("task") in (task, None) and rec.get("budget_clamped")
+        and as_int(rec.get("requested_thinking_budget")) == budget and (rec.get("forcing") or 0) == (forcing or 0)
+    ]
+    if not clamped:
+        return None
+    return max(int(r["thinking_budget"]) for f in _trace_files_beside(results_file) for r in iter_trace_records(f)
+               if r.get("task") in (task, None) and as_int(r.get("requested_thinking_budget")) == budget)
 
 
 def load_results(paths: Iterable[str | os.PathLike], metric: str = "acc", with_samples: bool = True) -> list[TaskResult]:
     """All task results under ``paths``; for repeated (model, task, budget, forcing) the newest run wins."""
     latest: dict[tuple, TaskResult] = {}
     for f in find_results_files(paths):
-        for r in read_results_file(f, metric, with_samples):
+        try:
+            found = read_results_file(f, metric, with_samples)
+        except ResultsError as exc:
+            log.warning("skipping %s", exc)
+            continue
+        for r in found:
             key = (r.model, r.task, r.budget, r.forcing)
             if key not in latest or (r.date, r.source) > (latest[key].date, latest[key].source):
                 latest[key] = r

@@ -30,7 +30,9 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # the interval always holds p: at p = 1 (or 0) rounding put the bound a hair inside it, which made
+    # a perfect score's error bar negative (and matplotlib refuse the figure)
+    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def bootstrap_interval(

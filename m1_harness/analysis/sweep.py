@@ -16,36 +16,54 @@ Each setting is an ordinary lm-eval output folder, written by lm-eval's own Eval
 
 plus ``OUT/sweep.csv`` and ``OUT/sweep.json``: one row per (model, task, budget, forcing) with n, acc,
 its 95% Wilson interval, the mean thinking tokens and the share of requests that hit the budget (the
-last two from the trace records). Resumable: a setting whose results file already holds every
-requested task is skipped, and a killed run resumes from the trace cache.
+last two from the trace records), and ``ran_budget`` / ``budget_clamped_share`` where the context
+clamped requests below the asked budget.
+
+Resumable: a setting is done when its results cover every requested task AND its
+``sweep_setting.json`` (written when the setting finished) records the same model, model_args, tasks,
+limit, data and decoding arguments as asked; a folder holding another run is refused with what
+differs (``--force`` moves it aside and redoes it), so a table never mixes two runs. A killed run
+resumes from the trace cache.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
-from .results import iter_trace_records, load_results
+from m1_harness.errors import UserError
+from m1_harness.paths import DATA_ENV, atomic_write_text, ensure_writable_dir
+
+from .results import as_int, iter_trace_records, load_results, parse_arg_string
 from .stats import wilson_interval
 
 log = logging.getLogger(__name__)
 
 SETTING_KEYS = ("thinking_budget", "forcing", "trace_path", "max_tokens_thinking", "thinking_n_ignore")
 FIELDS = ["model", "task", "budget", "forcing", "n", "acc", "ci_low", "ci_high",
-          "mean_thinking_tokens", "hit_budget_share", "trace_records", "results_file"]
+          "mean_thinking_tokens", "hit_budget_share", "ran_budget", "budget_clamped_share", "trace_records",
+          "results_file"]
+MANIFEST = "sweep_setting.json"
+
+
+class SweepError(UserError):
+    """A sweep folder that holds another run's results, or sweep arguments that cannot work."""
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(v) for v in str(text).split(",") if v.strip() != ""]
     except ValueError:
-        raise SystemExit(f"--{what} takes comma-separated integers, got {text!r}") from None
+        raise SweepError(f"--{what} takes comma-separated integers, got {text!r}") from None
     if not values or any(v < 0 for v in values):
-        raise SystemExit(f"--{what} needs at least one non-negative integer, got {text!r}")
+        raise SweepError(f"--{what} needs at least one non-negative integer, got {text!r}")
     return sorted(set(values))
 
 
@@ -77,6 +95,26 @@ def setting_model_args(base: str, budget: int, forcing: int, trace_path: Path | 
     if trace_path is not None:
         extra += f",trace_path={trace_path}"
     return f"{base},{extra}" if base else extra
+
+
+def setting_identity(model: str, model_args: str, tasks: list[str], **run_args) -> dict:
+    """What makes two runs of one setting the same: compared before a finished setting is reused."""
+    margs = {k: v for k, v in parse_arg_string(model_args).items() if k != "trace_path"}
+    data = os.environ.get(DATA_ENV)
+    return {"model": model, "model_args": dict(sorted(margs.items())), "tasks": list(tasks),
+            "data": str(Path(data).expanduser().resolve()) if data else None,
+            **{k: run_args.get(k) for k in sorted(run_args)}}
+
+
+def identity_differences(folder: Path, wanted: dict) -> list[str]:
+    """How the run recorded in ``folder`` differs from ``wanted`` (empty: the same run)."""
+    try:
+        have = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [f"it has no {MANIFEST} (written when a setting finishes), so what made these results is unknown"]
+    except (OSError, ValueError) as exc:
+        return [f"its {MANIFEST} cannot be read ({exc})"]
+    return [f"{k}: {have.get(k)!r} there, {wanted[k]!r} asked" for k in wanted if have.get(k) != wanted[k]]
 
 
 def _requested_done(folder: Path, tasks: list[str]) -> bool:
@@ -140,6 +178,7 @@ def run_sweep(
     seed: int | None = None,
     include_path: str | None = None,
     write_traces: bool = True,
+    force: bool = False,
     evaluate: Callable | None = None,
     echo=print,
 ) -> list[dict]:
@@ -149,26 +188,34 @@ def run_sweep(
     (tests inject their own evaluate, which then gets ``task_manager=None``)."""
     from lm_eval.loggers import EvaluationTracker
 
-    out = Path(output_path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(output_path, "--output_path")
     base = base_model_args(model_args)
+    order = settings_order(budgets, forcings)
+    run_args = dict(limit=limit, gen_kwargs=gen_kwargs, num_fewshot=num_fewshot,
+                    apply_chat_template=apply_chat_template, seed=seed, include_path=include_path)
+    identities = {(b, f): setting_identity(model, setting_model_args(base, b, f, None), tasks, **run_args)
+                  for b, f in order}
+    done = _check_finished(out, order, tasks, identities, force, echo)
     real_lm_eval = evaluate is None
     if evaluate is None:
         _load_lm_eval_extensions()
         from lm_eval import simple_evaluate as evaluate
-    order = settings_order(budgets, forcings)
     task_manager = loaded = None
-    if real_lm_eval and not all(_requested_done(setting_dir(out, b, f), tasks) for b, f in order):
+    if real_lm_eval and not all(s in done for s in order):
         from lm_eval.tasks import TaskManager
 
         task_manager = TaskManager(include_path=include_path)  # indexed once, shared by every setting
+        unknown = [t for t in tasks if not task_manager.match_tasks([t])]
+        if unknown:  # before the model loads (lm-eval would say so only after)
+            raise SweepError(f"--tasks: unknown task or group {', '.join(map(repr, unknown))}; "
+                             "`lm_eval ls tasks` lists them (add folders with --include_path)")
         if model == "m1_budget":  # loaded once, reconfigured per setting (a vLLM start-up costs minutes)
             loaded = load_m1_budget(base, batch_size)
     for i, (budget, forcing) in enumerate(order, 1):
         folder = setting_dir(out, budget, forcing)
         tag = f"[{i}/{len(order)}] budget={budget} forcing={forcing}"
-        if _requested_done(folder, tasks):
-            echo(f"{tag}: results exist in {folder}, skipped")
+        if (budget, forcing) in done:
+            echo(f"{tag}: results of this run exist in {folder}, skipped")
             continue
         folder.mkdir(parents=True, exist_ok=True)
         trace_path = folder / "traces.jsonl" if write_traces else None
@@ -192,9 +239,34 @@ def run_sweep(
             continue
         results["config"]["model"] = model  # lm-eval records a loaded model by its class name
         save_like_lm_eval(tracker, results)
+        atomic_write_text(folder / MANIFEST, json.dumps(identities[(budget, forcing)], indent=2) + "\n")
     rows = sweep_table(out, [setting_dir(out, b, f) for b, f in order])
     write_table(out, rows)
     return rows
+
+
+def _check_finished(out: Path, order, tasks, identities: dict, force: bool, echo) -> set:
+    """The settings already finished by this same run; a folder with another run's results is refused
+    (with what differs) or, with ``force``, moved aside to be redone."""
+    done, other = set(), []
+    for setting in order:
+        folder = setting_dir(out, *setting)
+        if not _requested_done(folder, tasks):
+            continue
+        diffs = identity_differences(folder, identities[setting])
+        if not diffs:
+            done.add(setting)
+        else:
+            other.append((folder, diffs))
+    if other and not force:
+        lines = [f"  {folder}: " + "; ".join(diffs) for folder, diffs in other]
+        raise SweepError(f"{out} holds results of another run for {len(other)} setting(s):\n" + "\n".join(lines) +
+                         "\nUse another --output_path, or --force to move those folders aside and redo them.")
+    for folder, _ in other:
+        aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+        folder.rename(aside)
+        echo(f"--force: moved {folder} (another run) to {aside}")
+    return done
 
 
 def trace_summary(trace_file: Path) -> dict[str | None, dict]:
@@ -208,10 +280,13 @@ def trace_summary(trace_file: Path) -> dict[str | None, dict]:
     out = {}
     for key, recs in by.items():
         hits = [bool(r["hit_budget"]) for r in recs if "hit_budget" in r]
+        clamped = [r for r in recs if r.get("budget_clamped")]
         out[key] = {
             "records": len(recs),
             "mean_thinking_tokens": sum(float(r["thinking_tokens"]) for r in recs) / len(recs),
             "hit_budget_share": sum(hits) / len(hits) if hits else None,
+            "ran_budget": max(as_int(r["thinking_budget"]) for r in recs) if clamped else None,
+            "budget_clamped_share": len(clamped) / len(recs),
         }
     return out
 
@@ -231,6 +306,8 @@ def sweep_table(out: Path, folders: list[Path]) -> list[dict]:
                 "acc": r.acc, "ci_low": lo, "ci_high": hi,
                 "mean_thinking_tokens": t.get("mean_thinking_tokens"),
                 "hit_budget_share": t.get("hit_budget_share"),
+                "ran_budget": t.get("ran_budget"),
+                "budget_clamped_share": t.get("budget_clamped_share"),
                 "trace_records": t.get("records", 0),
                 "results_file": str(Path(r.source).relative_to(out.resolve())) if Path(r.source).is_relative_to(out.resolve()) else r.source,
             })
@@ -239,12 +316,14 @@ def sweep_table(out: Path, folders: list[Path]) -> list[dict]:
 
 
 def write_table(out: Path, rows: list[dict]) -> None:
-    with open(out / "sweep.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS, lineterminator="\n")
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in FIELDS})
-    (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    """sweep.csv and sweep.json, each written whole or not at all."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in FIELDS})
+    atomic_write_text(out / "sweep.csv", buf.getvalue())
+    atomic_write_text(out / "sweep.json", json.dumps(rows, indent=2) + "\n")
 
 
 def add_arguments(parser) -> None:
@@ -264,6 +343,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no_log_samples", action="store_true",
                         help="skip per-item samples files (then no paired tests or item bootstrap later)")
     parser.add_argument("--no_traces", action="store_true", help="do not pass trace_path (models other than m1_budget)")
+    parser.add_argument("--force", action="store_true",
+                        help="redo settings whose folder holds another run's results (moved aside, not deleted)")
 
 
 def run(args) -> int:
@@ -281,7 +362,7 @@ def run(args) -> int:
         args.model_args, tasks, budgets, forcings, args.output_path, model=args.model, limit=limit,
         batch_size=batch, log_samples=not args.no_log_samples, gen_kwargs=args.gen_kwargs,
         apply_chat_template=args.apply_chat_template, num_fewshot=args.num_fewshot, seed=args.seed,
-        include_path=args.include_path, write_traces=not args.no_traces,
+        include_path=args.include_path, write_traces=not args.no_traces, force=args.force,
     )
     out = Path(args.output_path)
     print(f"\n{len(rows)} rows -> {out / 'sweep.csv'} and {out / 'sweep.json'}")
@@ -291,7 +372,8 @@ def run(args) -> int:
             extra = f"  thinking {row['mean_thinking_tokens']:.0f} tok"
             if row["hit_budget_share"] is not None:
                 extra += f", {100 * row['hit_budget_share']:.0f}% hit budget"
-        print(f"{row['task']:<18} budget={row['budget']!s:<6} forcing={row['forcing']!s:<3} "
+        budget = str(row["budget"]) + (f" (ran <={row['ran_budget']})" if row.get("ran_budget") is not None else "")
+        print(f"{row['task']:<18} budget={budget:<6} forcing={row['forcing']!s:<3} "
               f"acc={100 * row['acc']:.2f} [{100 * row['ci_low']:.2f}, {100 * row['ci_high']:.2f}] n={row['n']}{extra}",
               file=sys.stdout)
     return 0

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from m1_harness.errors import UserError
+
 
 class Drop(Exception):
     """Raised by ``Stage.process``: the item is filtered out on purpose (``dropped.jsonl``)."""
@@ -39,7 +41,7 @@ class Reject(Exception):
         self.info = info
 
 
-class StageError(RuntimeError):
+class StageError(UserError, RuntimeError):
     """A stage could not run (bad parameters, unreachable data, items that failed)."""
 
 

@@ -139,8 +139,17 @@ def load_recipe(recipe: str | Path | dict, *, workdir: str | Path | None = None)
     source = None
     if not isinstance(recipe, dict):
         source = str(recipe)
-        with open(recipe, encoding="utf-8") as fh:
-            recipe = yaml.safe_load(fh) or {}
+        try:
+            with open(recipe, encoding="utf-8") as fh:
+                recipe = yaml.safe_load(fh) or {}
+        except FileNotFoundError:
+            raise StageError(f"recipe {source}: no such file") from None
+        except UnicodeDecodeError as exc:
+            raise StageError(f"recipe {source}: not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark is not None else source
+            raise StageError(f"recipe {where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(recipe, dict) or not isinstance(recipe.get("stages"), list) or not recipe["stages"]:
         raise StageError(f"recipe {source or ''}: needs a non-empty 'stages' list")
     unknown = set(recipe) - {"workdir", "cache", "stages", "description", "name"}

@@ -10,6 +10,11 @@ from __future__ import annotations
 import importlib.util
 
 from m1_harness.engines.base import Engine, GenRequest, GenResult
+from m1_harness.errors import UserError
+
+
+class EngineError(UserError, ValueError):
+    """An engine setting that cannot work (unknown engine, unsupported parallelism)."""
 
 __all__ = ["Engine", "GenRequest", "GenResult", "load_engine", "resolve_engine_name", "ENGINES"]
 
@@ -19,7 +24,7 @@ ENGINES = ("auto", "hf", "vllm")
 def resolve_engine_name(name: str) -> str:
     """``auto`` means vLLM when it is importable and a GPU is present, else transformers."""
     if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+        raise EngineError(f"engine={name!r} is not an engine; choose one of {', '.join(ENGINES)}")
     if name != "auto":
         return name
     import torch

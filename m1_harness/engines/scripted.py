@@ -56,14 +56,16 @@ class Script:
 class ScriptedEngine:
     def __init__(self, scripts: dict[str, Script], *, think_start="<|im_start|>think\n",
                  answer_markers=("<|im_start|>answer\n", "Final Answer:", "</think>\n"),
-                 forcing_str="Wait", filler="x", max_model_len=4096, round_size=None):
-        self.tokenizer, self.round_size = CharTokenizer(), round_size
+                 forcing_str="Wait", filler="x", max_model_len=4096, round_size=None, tokenizer=None):
+        # any tokenizer that round-trips text (tests/families.py mimics each model family's)
+        self.tokenizer, self.round_size = tokenizer or CharTokenizer(), round_size
         self.scripts, self.think_start, self.answer_markers = scripts, think_start, answer_markers
         self.forcing_str, self.filler, self.max_model_len = forcing_str, filler, max_model_len
         self.calls: list[list[GenRequest]] = []  # every generate() batch, for assertions
 
     def _continuation(self, context: str) -> str:
-        prompt, _, thinking = context.partition(self.think_start)
+        # the last think_start is the one the budget loop appended (a system prompt may name it too)
+        prompt, _, thinking = context.rpartition(self.think_start) if self.think_start in context else (context, "", "")
         script = self.scripts.get(prompt, Script())
         if context.endswith(self.answer_markers):
             return script.answer

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from m1_harness.engines import EngineError
 from m1_harness.engines.base import GenRequest, GenResult
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class VLLMEngine:
         dp = int(data_parallel_size or 1)
         if dp > 1:
             if llm_kwargs.get("distributed_executor_backend") != "external_launcher":
-                raise ValueError(
+                raise EngineError(
                     f"data_parallel_size={dp}: vLLM {self.vllm_version}'s offline LLM does not run data "
                     "parallel inside one process. Run one lm_eval process per GPU group "
                     "(CUDA_VISIBLE_DEVICES) over disjoint shards of the tasks, use "

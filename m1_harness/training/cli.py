@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from m1_harness.training.config import (
     FORMAT_CHOICES,
@@ -72,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (peft) instead of all weights")
     parser.add_argument("--report-to", choices=REPORT_CHOICES, help="experiment tracking (default none)")
     parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint in --output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again in an --output that holds an earlier run (its checkpoints are deleted)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--limit", type=int, help="use the first N records only")
     parser.add_argument("--format", dest="data_format", choices=FORMAT_CHOICES, help="data layout (default auto)")
@@ -92,6 +95,30 @@ def resolve(args: argparse.Namespace):
     return build_config(args.preset, overrides)
 
 
+from m1_harness.training.sft import SUMMARY_FILE  # noqa: E402  (light: no torch or TRL at import)
+
+
+def _check_earlier_run(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start at step 0 over an earlier run's checkpoints (they used to be overwritten silently)."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the earlier run, or start again")
+    checkpoints = sorted((d for d in out.glob("checkpoint-*") if d.is_dir() and d.name[11:].isdigit()),
+                         key=lambda d: int(d.name[11:]))
+    if resume or not (checkpoints or (out / SUMMARY_FILE).is_file()):
+        return
+    if not overwrite:
+        held = f"checkpoints up to {checkpoints[-1].name}" if checkpoints else f"a finished run ({SUMMARY_FILE})"
+        raise ConfigError(f"--output {str(out)!r} already holds {held}: pass --resume to continue from its last "
+                          "checkpoint, --overwrite to start again (its checkpoints are deleted), or another --output")
+    if _is_main_process():
+        import shutil
+
+        for d in checkpoints:
+            shutil.rmtree(d)
+        (out / SUMMARY_FILE).unlink(missing_ok=True)
+        print(f"m1-harness train: --overwrite: deleted {len(checkpoints)} checkpoint(s) of the earlier run in {out}")
+
+
 def _is_main_process() -> bool:
     import os
 
@@ -110,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.validate()
         if not cfg.data:
             raise ConfigError("no training data: pass --data PATH_OR_HUB_ID")
+        _check_earlier_run(Path(cfg.output_dir), bool(cfg.resume), args.overwrite)
     except ConfigError as exc:
         print(f"m1-harness train: {exc}", file=sys.stderr)
         return 2
@@ -128,8 +156,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"m1-harness train: {exc}", file=sys.stderr)
         return 2
     if _is_main_process():
-        from m1_harness.training.sft import SUMMARY_FILE
-
         summary_path = out / SUMMARY_FILE if out is not None else None
         print(f"m1-harness train: model saved in {out}")
         if summary_path is not None and summary_path.is_file():

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m1_harness.errors import UserError
 from m1_harness.paths import shipped_dir
 
 DATA_ENV = "M1_HARNESS_TRAIN_DATA"
@@ -18,7 +19,7 @@ REPORT_CHOICES = ("none", "wandb", "tensorboard")
 FORMAT_CHOICES = ("auto", "sft_sample", "m1_hub", "prompt_completion")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Bad training options: unknown preset or key, a value of the wrong type, an impossible batch."""
 
 

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m1_harness.errors import UserError
 from m1_harness.markers import PRESETS as MARKER_PRESETS
 from m1_harness.prompts import END_OF_TURN, chat_prompt, sft_completion, sft_prompt
 
@@ -36,7 +37,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 HUB_DATASETS = ("UCSC-VLAA/m1k-tokenized", "UCSC-VLAA/m23k-tokenized")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Training data that cannot be used: missing file or field, bad JSON, nothing left to train on."""
 
 
@@ -74,26 +75,32 @@ class DataStats:
 # ----------------------------------------------------------------------------- loading
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {n}: a record must be a JSON object, got {type(row).__name__}")
-            row["__line__"] = n
-            rows.append(row)
+    for n, line in enumerate(_read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, line {n}: a record must be a JSON object, got {type(row).__name__}")
+        row["__line__"] = n
+        rows.append(row)
     return rows
 
 
 def _read_json(path: Path) -> list[dict]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
