@@ -46,7 +46,7 @@ class _ChatTemplateNote:
             "(lm-eval's --apply_chat_template is not needed)")
 
     def filter(self, record):
-        if self.TEXT in str(record.msg) and _evaluating("m1_budget"):
+        if self.TEXT in " ".join(str(record.msg).split()) and _evaluating("m1_budget"):  # lm-eval wraps it
             record.msg, record.args, record.levelno, record.levelname = self.NOTE, (), 20, "INFO"
         return True
 
