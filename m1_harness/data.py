@@ -7,13 +7,18 @@ Where items come from, in order:
 2. otherwise the Hugging Face dataset ``UCSC-VLAA/m1_eval_data`` (downloaded with
    ``huggingface_hub.snapshot_download`` and read with the same two layouts).
 
-Every item is validated; a bad one is an error naming the file, the line (or item index) and
-what is wrong, so a broken data file never turns into a silently lower score.
+Every item is validated. One that cannot be scored (no question, the answer key not among the
+options, the answer's text not that option's) is an error naming the file, the line (or item index)
+and what is wrong, so a broken data file never turns into a silently lower score; ``bad_items="skip"``
+(task metadata) leaves such items out instead, each with the same message, and counts them. One that
+can be scored despite a cosmetic defect (an empty option that is not the answer, option letters that
+skip) is kept, with one warning naming where and what is odd: real benchmark files have these.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -21,6 +26,8 @@ from pathlib import Path
 
 from m1_harness.errors import UserError
 from m1_harness.paths import DATA_ENV, PACKAGE_DIR
+
+log = logging.getLogger(__name__)
 
 HUB_DATASET = "UCSC-VLAA/m1_eval_data"
 HUB_COMBINED_FILES = ("eval_data.json", "m1_eval_data.json")
@@ -57,38 +64,98 @@ class DataError(UserError, ValueError):
     """Benchmark data that is missing or malformed; the message names where and what."""
 
 
+class BadItem(DataError):
+    """One item that cannot be scored: an error, or left out under ``bad_items="skip"``."""
+
+
+BAD_ITEMS = ("error", "skip")
+SKIP_HINT = """fix the item, or leave out the items that cannot be scored with --metadata '{"bad_items": "skip"}'"""
+
+
+class Items(list):
+    """The items of one benchmark in file order; ``skipped`` holds the message of each item left out."""
+
+    skipped: tuple[str, ...] = ()
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def _letter_runs(letters: list[str]) -> str:
+    """``A-J, P`` for the letters A to J then P: consecutive runs joined."""
+    runs: list[list[str]] = []
+    for letter in letters:
+        if runs and len(letter) == 1 == len(runs[-1][-1]) and ord(letter) == ord(runs[-1][-1]) + 1:
+            runs[-1].append(letter)
+        else:
+            runs.append([letter])
+    return ", ".join(r[0] if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
 def validate_item(item: object, where: str) -> dict:
-    """Check one item and return it normalised (whitespace stripped, as m1 strips it)."""
+    """Check one item and return it normalised (whitespace stripped, as m1 strips it).
+
+    Raises ``BadItem`` when the item cannot be scored; logs one warning when it can but something
+    about it is odd (the option texts and letters are kept as the file has them)."""
     if not isinstance(item, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(item).__name__}")
+        raise BadItem(f"{where}: expected a JSON object, got {type(item).__name__}")
     question = item.get("question")
     if not isinstance(question, str) or not question.strip():
-        raise DataError(f"{where}: 'question' is missing or empty")
+        raise BadItem(f"{where}: 'question' is missing or empty")
     options = item.get("options")
     if not isinstance(options, dict) or len(options) < 2:
-        raise DataError(f"{where}: 'options' must be an object with at least two options, got {options!r}")
-    clean_options = {}
+        raise BadItem(f"{where}: 'options' must be an object with at least two options, got {options!r}")
+    clean_options, odd = {}, []
     for letter, text in options.items():
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: option {letter!r} is empty")
-        clean_options[str(letter).strip()] = text.strip()
+        key = str(letter).strip()
+        if key in clean_options:
+            raise BadItem(f"{where}: option letter {key!r} appears twice")
+        if text is not None and not isinstance(text, str):
+            odd.append(f"option {key!r} is not text ({type(text).__name__}), read as {str(text)!r}")
+            text = str(text)
+        clean_options[key] = (text or "").strip()
     answer_idx = item.get("answer_idx")
-    if answer_idx not in clean_options:
-        raise DataError(
-            f"{where}: 'answer_idx' {answer_idx!r} is not one of the options {sorted(clean_options)}"
-        )
+    if not isinstance(answer_idx, str) or answer_idx not in clean_options:
+        raise BadItem(f"{where}: 'answer_idx' {answer_idx!r} is not one of the options {sorted(clean_options)}")
+    if not clean_options[answer_idx]:
+        raise BadItem(f"{where}: option {answer_idx!r}, the answer, is empty")
     answer = item.get("answer")
     if not isinstance(answer, str) or answer.strip() != clean_options[answer_idx]:
-        raise DataError(
-            f"{where}: 'answer' {answer!r} differs from option {answer_idx} {clean_options[answer_idx]!r}"
-        )
+        raise BadItem(f"{where}: 'answer' {answer!r} differs from option {answer_idx} {clean_options[answer_idx]!r}")
+    odd += [f"option {k!r} is empty" for k, text in clean_options.items() if not text]
+    letters = list(clean_options)
+    expected = [chr(ord("A") + i) for i in range(len(letters))]
+    if letters != expected:
+        odd.append(f"its option letters are {_letter_runs(letters)}, not {_letter_runs(expected)}")
+    if odd:
+        log.warning("%s: kept (its answer can be scored), though %s", where, "; ".join(odd))
     out = dict(item)
     out.update(question=question.strip(), options=clean_options, answer=answer.strip())
     return out
+
+
+def _gather(records, benchmark: str, bad_items: str) -> Items:
+    """Validated items from ``(where, index, raw item, problem reading it)`` records.
+
+    ``index`` is the item's place in its file, skipped items included: an item's default id never
+    depends on which other items were left out."""
+    items, skipped = Items(), []
+    for where, index, raw, problem in records:
+        try:
+            if problem:
+                raise BadItem(f"{where}: {problem}")
+            item = validate_item(raw, where)
+        except BadItem as exc:
+            if bad_items != "skip":
+                raise BadItem(f"{exc}. To go on: {SKIP_HINT}") from None
+            log.warning("%s; skipped (bad_items=skip)", exc)
+            skipped.append(str(exc))
+            continue
+        item.setdefault("id", f"{benchmark}-{index:05d}")
+        items.append(item)
+    items.skipped = tuple(skipped)
+    return items
 
 
 def _read_text(path: Path) -> str:
@@ -99,25 +166,29 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None
 
 
-def read_jsonl(path: Path, benchmark: str) -> list[dict]:
-    items = []
+def _jsonl_records(path: Path):
+    index = 0
     for lineno, line in enumerate(_read_text(path).split("\n"), 1):  # not splitlines: JSON may hold U+2028
         if not line.strip():
             continue
-        where = f"{path}:{lineno}"
+        raw, problem = None, None
         try:
             raw = json.loads(line.rstrip("\r"))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        item = validate_item(raw, where)
-        item.setdefault("id", f"{benchmark}-{len(items):05d}")
-        items.append(item)
+            problem = f"not valid JSON ({exc.msg} at column {exc.colno})"
+        yield f"{path}:{lineno}", index, raw, problem
+        index += 1
+
+
+def read_jsonl(path: Path, benchmark: str, bad_items: str = "error") -> Items:
+    items = _gather(_jsonl_records(path), benchmark, bad_items)
     if not items:
-        raise DataError(f"{path}: no items")
+        left_out = f" ({len(items.skipped)} left out: they cannot be scored)" if items.skipped else ""
+        raise DataError(f"{path}: no items{left_out}")
     return items
 
 
-def read_combined(path: Path, benchmark: str) -> list[dict] | None:
+def read_combined(path: Path, benchmark: str, bad_items: str = "error") -> Items | None:
     """Items of ``benchmark`` from a combined ``{source_name: [items]}`` file; None if absent."""
     try:
         combined = json.loads(_read_text(path))
@@ -132,12 +203,7 @@ def read_combined(path: Path, benchmark: str) -> list[dict] | None:
             continue
         if not isinstance(raw_items, list):
             raise DataError(f"{path}: source {source!r} must be a list of items")
-        items = []
-        for i, raw in enumerate(raw_items):
-            item = validate_item(raw, f"{path}: {source}[{i}]")
-            item.setdefault("id", f"{benchmark}-{i:05d}")
-            items.append(item)
-        return items
+        return _gather(((f"{path}: {source}[{i}]", i, raw, None) for i, raw in enumerate(raw_items)), benchmark, bad_items)
     return None
 
 
@@ -148,7 +214,8 @@ def _names_benchmark(path: Path, benchmark: str) -> bool:
     return _norm(path.stem) in {_norm(n) for n in names}
 
 
-def _from_location(location: Path, benchmark: str, setting: str = DATA_ENV, shared: bool = True) -> list[dict] | None:
+def _from_location(location: Path, benchmark: str, setting: str = DATA_ENV, shared: bool = True,
+                   bad_items: str = "error") -> Items | None:
     """Items of ``benchmark`` at ``location``; None when the location does not hold it.
 
     ``shared``: the location serves every benchmark of a run (``$M1_HARNESS_DATA``, ``--metadata
@@ -157,10 +224,10 @@ def _from_location(location: Path, benchmark: str, setting: str = DATA_ENV, shar
     if location.is_dir():
         path = location / f"{benchmark}.jsonl"
         if path.is_file():
-            return read_jsonl(path, benchmark)
+            return read_jsonl(path, benchmark, bad_items)
         for name in HUB_COMBINED_FILES:
             if (location / name).is_file():
-                found = read_combined(location / name, benchmark)
+                found = read_combined(location / name, benchmark, bad_items)
                 if found is not None:
                     return found
         return None
@@ -173,8 +240,8 @@ def _from_location(location: Path, benchmark: str, setting: str = DATA_ENV, shar
                     f"({benchmark}.jsonl). Point {setting} at the folder of <benchmark>.jsonl files "
                     f"(e.g. {str(location.parent)!r}), or at a combined {{source_name: [items]}} JSON file."
                 )
-            return read_jsonl(location, benchmark)
-        return read_combined(location, benchmark)
+            return read_jsonl(location, benchmark, bad_items)
+        return read_combined(location, benchmark, bad_items)
     raise DataError(f"{setting}={str(location)!r} does not exist")
 
 
@@ -185,22 +252,36 @@ def hub_snapshot(repo_id: str = HUB_DATASET) -> Path:
     return Path(snapshot_download(repo_id=repo_id, repo_type="dataset"))
 
 
-def load_items(benchmark: str, data: str | os.PathLike | None = None, source: str | os.PathLike | None = None) -> list[dict]:
+def load_items(benchmark: str, data: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
+               *, bad_items: str = "error") -> Items:
     """All items of one benchmark, validated, in file order.
 
     ``data``: a location shared by every benchmark of the run (task metadata ``data``), else
-    ``$M1_HARNESS_DATA``; ``source``: the one file a plugin registered for this benchmark."""
+    ``$M1_HARNESS_DATA``; ``source``: the one file a plugin registered for this benchmark.
+    ``bad_items``: ``error`` (an item that cannot be scored stops the load) or ``skip`` (it is left
+    out with a warning and counted in ``Items.skipped``; the other items and their ids are unchanged)."""
+    if bad_items not in BAD_ITEMS:
+        raise DataError(f"bad_items={bad_items!r}: use 'error' (the default: an item that cannot be scored is an "
+                        f"error) or 'skip' (leave such items out, each with a warning, and count them)")
+    items = _load(benchmark, data, source, bad_items)
+    if items.skipped:
+        log.warning("%s: %d item(s) left out because they cannot be scored (bad_items=skip); %d evaluated",
+                    benchmark, len(items.skipped), len(items))
+    return items
+
+
+def _load(benchmark: str, data, source, bad_items: str) -> Items:
     if source is not None and data is None:
-        found = _from_location(Path(source).expanduser(), benchmark, "source", shared=False)
+        found = _from_location(Path(source).expanduser(), benchmark, "source", shared=False, bad_items=bad_items)
         if found is None:
             raise DataError(f"benchmark {benchmark!r} not found in its registered source {str(source)!r}")
         return found
     if benchmark == DEMO_BENCHMARK and data is None:
-        return read_jsonl(DEMO_FILE, benchmark)
+        return read_jsonl(DEMO_FILE, benchmark, bad_items)
     setting = "data" if data is not None else DATA_ENV
     location = data if data is not None else os.environ.get(DATA_ENV)
     if location:
-        found = _from_location(Path(location).expanduser(), benchmark, setting)
+        found = _from_location(Path(location).expanduser(), benchmark, setting, bad_items=bad_items)
         if found is None:
             names = BENCHMARKS[benchmark].aliases if benchmark in BENCHMARKS else (benchmark,)
             raise DataError(
@@ -216,20 +297,20 @@ def load_items(benchmark: str, data: str | os.PathLike | None = None, source: st
             f"could not be loaded ({type(exc).__name__}: {exc}). Set {DATA_ENV} to a directory of "
             f"<benchmark>.jsonl files or a combined eval JSON file."
         ) from exc
-    found = _from_location(snapshot, benchmark)
+    found = _from_location(snapshot, benchmark, bad_items=bad_items)
     if found is None:
-        found = _search_snapshot(snapshot, benchmark)
+        found = _search_snapshot(snapshot, benchmark, bad_items)
     if found is None:
         raise DataError(f"benchmark {benchmark!r} not found in the Hugging Face dataset {HUB_DATASET} ({snapshot})")
     return found
 
 
-def _search_snapshot(snapshot: Path, benchmark: str) -> list[dict] | None:
+def _search_snapshot(snapshot: Path, benchmark: str, bad_items: str) -> Items | None:
     """Hub repos may nest files in folders: try every JSONL named for the benchmark, then every JSON."""
     for path in sorted(snapshot.rglob(f"{benchmark}.jsonl")):
-        return read_jsonl(path, benchmark)
+        return read_jsonl(path, benchmark, bad_items)
     for path in sorted(snapshot.rglob("*.json")):
-        found = read_combined(path, benchmark)
+        found = read_combined(path, benchmark, bad_items)
         if found is not None:
             return found
     return None

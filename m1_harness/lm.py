@@ -28,6 +28,7 @@ from m1_harness.errors import UserError
 from m1_harness.markers import PRESETS, detect
 from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
 from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
+from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,18 @@ def _model_identity(engine: str, pretrained: str, dtype: str) -> str | None:
     return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
 
 
+def _check_pretrained(pretrained: str) -> None:
+    """A path that names no folder is an error saying so, before any load (transformers would call it a bad
+    Hub repo id). Hub ids (``name`` or ``org/name``) that are not local folders go on to the Hub."""
+    path = Path(pretrained).expanduser()
+    looks_like_path = (path.is_absolute() or pretrained.startswith(("~", ".")) or pretrained.endswith("/")
+                       or pretrained.count("/") > 1)
+    if looks_like_path and not path.is_dir():
+        what = "it is a file, not a model directory" if path.is_file() else "no model directory exists at that path"
+        raise ModelArgError(f"m1_budget: pretrained={pretrained!r}: {what} ({path.resolve()}). Pass the folder that "
+                         "holds the model's config.json, or a Hugging Face id such as org/name.")
+
+
 @register_model("m1_budget")
 class M1BudgetLM(LM):
     """Thinking budgets and budget forcing for any chat model, on vLLM or transformers."""
@@ -208,6 +221,7 @@ class M1BudgetLM(LM):
         a = {k: _check(k, kwargs.get(k, d), t) for k, (t, d, _) in MODEL_ARGS.items()}
         if not a["pretrained"]:
             raise ModelArgError(f"m1_budget: pretrained=PATH_OR_HUB_ID is required.\n{_usage()}")
+        _check_pretrained(a["pretrained"])
         if a["markers"] != AUTO and a["markers"] not in PRESETS:
             raise ModelArgError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}, or auto")
         if a["dtype"] not in DTYPES:
@@ -277,6 +291,15 @@ class M1BudgetLM(LM):
     def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
         return cls(**arg_dict, **extra)
+
+    def get_model_info(self) -> dict:
+        """Recorded in the results file's ``config`` by lm-eval: library versions, the engine and its settings."""
+        other = VLLM_ONLY if self.engine_name == "hf" else HF_ONLY
+        settings = {k: v for k, v in self.args.items() if k not in (*other, "engine", "max_batch_size")}
+        settings.update(markers=self.markers_name, max_model_len=self.engine.max_model_len)  # as resolved
+        if self.engine_name == "hf":
+            settings.update(device=str(self.engine.device), batch_size=self.engine.batch_size)
+        return {"m1_budget": {"engine": self.engine_name, "settings": settings, "versions": library_versions()}}
 
     # -- lm-eval chat-template support: lm-eval may template the prompt itself ------------------
     @property

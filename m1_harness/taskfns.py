@@ -26,16 +26,19 @@ SHARE_METRICS = ("boxed_share", "regex_share", "guess_share", "none_share")
 
 
 def load_dataset(
-    benchmark: str, data: str | None = None, prompt: str = "m1", source: str | None = None, **_ignored
+    benchmark: str, data: str | None = None, prompt: str = "m1", source: str | None = None,
+    bad_items: str = "error", **_ignored
 ) -> datasets.DatasetDict:
     """lm-eval ``custom_dataset``: validated items with their prompt, as a one-split DatasetDict.
 
-    ``benchmark`` comes from the YAML's dataset_kwargs; ``data`` and ``prompt`` from task
-    metadata (``--metadata '{"prompt": "cot", "data": "/path"}'``); ``source`` is the file a plugin
-    registered for its benchmark (``data`` still overrides it). Options are stored as two
-    parallel lists because Arrow would pad per-item option dicts to a common set of letters.
+    ``benchmark`` comes from the YAML's dataset_kwargs; ``data``, ``prompt`` and ``bad_items`` from
+    task metadata (``--metadata '{"prompt": "cot", "data": "/path", "bad_items": "skip"}'``); ``source``
+    is the file a plugin registered for its benchmark (``data`` still overrides it). Options are
+    stored as two parallel lists because Arrow would pad per-item option dicts to a common set of
+    letters. Every row carries the count of items left out, which the ``bad_items_skipped`` metric
+    puts in the results.
     """
-    items = m1_data.load_items(benchmark, data, source)
+    items = m1_data.load_items(benchmark, data, source, bad_items=bad_items)
     rows = [
         {
             "id": str(item["id"]),
@@ -45,6 +48,7 @@ def load_dataset(
             "choices": list(item["options"].values()),
             "answer_idx": item["answer_idx"],
             "answer": item["answer"],
+            "bad_items_skipped": len(items.skipped),
         }
         for item in items
     ]
@@ -60,4 +64,10 @@ def process_results(doc: dict, results: list[str]) -> dict:
     out = {"acc": int(verdict.correct)}
     out.update({name: 0 for name in SHARE_METRICS})
     out[METHOD_GROUPS[verdict.method]] = 1
+    out["bad_items_skipped"] = doc.get("bad_items_skipped", 0)
     return out
+
+
+def per_file(counts: list[int]) -> int:
+    """Aggregation of a count every doc of a task carries once for the whole file (all equal)."""
+    return max(counts, default=0)

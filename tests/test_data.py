@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
 
+from conftest import FIXTURES
 from m1_harness import data
 from m1_harness.data import DataError, load_items
 
@@ -77,7 +79,7 @@ def _write(tmp_path, *lines):
         (json.dumps({**GOOD, "options": {"A": "x"}}), "'options' must be an object with at least two options, got {'A': 'x'}"),
         (json.dumps({**GOOD, "answer_idx": "C"}), "'answer_idx' 'C' is not one of the options ['A', 'B']"),
         (json.dumps({**GOOD, "answer": "x"}), "'answer' 'x' differs from option B 'y'"),
-        (json.dumps({**GOOD, "options": {"A": "x", "B": ""}}), "option 'B' is empty"),
+        (json.dumps({**GOOD, "options": {"A": "x", "B": ""}}), "option 'B', the answer, is empty"),
         ("[1, 2]", "expected a JSON object, got list"),
     ],
 )
@@ -85,7 +87,7 @@ def test_bad_items_name_file_line_and_problem(tmp_path, bad, message):
     path = _write(tmp_path, json.dumps(GOOD), json.dumps(GOOD), bad)
     with pytest.raises(DataError) as err:
         load_items("medqa", tmp_path)
-    assert str(err.value) == f"{path}:3: {message}"
+    assert str(err.value) == f"{path}:3: {message}. To go on: {data.SKIP_HINT}"
 
 
 def test_whitespace_is_stripped_as_m1_strips_it(tmp_path):
@@ -189,3 +191,118 @@ def test_every_benchmark_has_a_task_yaml():
 
     names = {p.stem for p in (shipped_dir("tasks") / "m1").glob("*.yaml")}
     assert {b.task for b in data.BENCHMARKS.values()} <= names
+
+
+# A real biomedical benchmark (102 items) was refused whole for one empty option text. This fixture
+# mimics it: options A-J plus a stray P (line 2, and line 8 where P is the answer), an empty option
+# that is not the answer (line 3), 22 options (line 4), and two items that cannot be scored: an answer
+# key that is not an option (line 5) and an answer whose text is another option's (line 7).
+MESSY = FIXTURES / "messy" / "biobench.jsonl"
+KEPT_WARNINGS = [
+    f"{MESSY}:2: kept (its answer can be scored), though its option letters are A-J, P, not A-K",
+    f"{MESSY}:3: kept (its answer can be scored), though option 'D' is empty",
+    f"{MESSY}:8: kept (its answer can be scored), though its option letters are A-J, P, not A-K",
+]
+BAD_LINES = [
+    f"{MESSY}:5: 'answer_idx' 'K' is not one of the options ['A', 'B', 'C', 'D']",
+    f"{MESSY}:7: 'answer' 'Hyperkalemia' differs from option A 'Hypokalemia'",
+]
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "m1_harness.data" and r.levelname == "WARNING"]
+
+
+def test_a_messy_file_is_an_error_at_the_first_item_that_cannot_be_scored(caplog):
+    with pytest.raises(DataError) as err:
+        load_items("biobench", source=MESSY)
+    assert str(err.value) == f"{BAD_LINES[0]}. To go on: {data.SKIP_HINT}"
+    assert data.SKIP_HINT == """fix the item, or leave out the items that cannot be scored with --metadata '{"bad_items": "skip"}'"""
+    assert _warnings(caplog) == KEPT_WARNINGS[:2]  # read up to line 5
+
+
+def test_skip_leaves_out_only_the_items_that_cannot_be_scored(caplog):
+    items = load_items("biobench", source=MESSY, bad_items="skip")
+    assert [i["id"] for i in items] == ["biobench-00000", "biobench-00001", "biobench-00002", "biobench-00003",
+                                        "biobench-00005", "biobench-00007"]
+    assert items.skipped == tuple(BAD_LINES)
+    assert _warnings(caplog) == [
+        KEPT_WARNINGS[0], KEPT_WARNINGS[1], f"{BAD_LINES[0]}; skipped (bad_items=skip)",
+        f"{BAD_LINES[1]}; skipped (bad_items=skip)", KEPT_WARNINGS[2],
+        "biobench: 2 item(s) left out because they cannot be scored (bad_items=skip); 6 evaluated",
+    ]
+    stray, empty, many = items[1], items[2], items[3]
+    assert list(stray["options"]) == [*"ABCDEFGHIJ", "P"] and stray["answer_idx"] == "C"
+    assert empty["options"] == {"A": "Liver", "B": "Pancreas", "C": "Spleen", "D": "", "E": "Kidney"}
+    assert len(many["options"]) == 22 and many["options"]["T"] == many["answer"] == "Methionine"
+    assert items[5]["options"]["P"] == items[5]["answer"] == "Parathyroid hormone"
+
+
+def test_skipping_never_changes_the_other_items(tmp_path):
+    """The kept items, ids and order are those of the same file with the bad items repaired."""
+    lines = MESSY.read_text().splitlines()
+    fixed = [json.loads(line) for line in lines]
+    fixed[4]["answer_idx"] = "B"
+    fixed[6]["answer_idx"] = "B"
+    path = tmp_path / "biobench.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in fixed))
+    repaired = load_items("biobench", source=path)
+    skipped = load_items("biobench", source=MESSY, bad_items="skip")
+    assert len(repaired) == 8 and not repaired.skipped
+    assert skipped == [item for item in repaired if item["id"] not in ("biobench-00004", "biobench-00006")]
+
+
+def test_skip_in_a_combined_file_names_source_and_index(tmp_path):
+    path = tmp_path / "eval_data.json"
+    path.write_text(json.dumps({"MedQA": [GOOD, {**GOOD, "answer_idx": "Z"}, GOOD]}))
+    items = load_items("medqa", path, bad_items="skip")
+    assert [i["id"] for i in items] == ["medqa-00000", "medqa-00002"]
+    assert items.skipped == (f"{path}: MedQA[1]: 'answer_idx' 'Z' is not one of the options ['A', 'B']",)
+
+
+def test_a_file_with_no_item_that_can_be_scored_is_an_error(tmp_path):
+    path = _write(tmp_path, json.dumps({**GOOD, "answer_idx": "Z"}), "not json")
+    with pytest.raises(DataError) as err:
+        load_items("medqa", tmp_path, bad_items="skip")
+    assert str(err.value) == f"{path}: no items (2 left out: they cannot be scored)"
+
+
+def test_odd_option_texts_are_read_as_the_file_has_them(tmp_path, caplog):
+    path = _write(tmp_path, json.dumps({**GOOD, "options": {"A": 7, "B": "y", "C": None}}),
+                  json.dumps({**GOOD, "answer_idx": ["B"]}))
+    with pytest.raises(DataError, match=re.escape(f"{path}:2: 'answer_idx' ['B'] is not one of the options ['A', 'B']")):
+        load_items("medqa", tmp_path)
+    assert _warnings(caplog) == [f"{path}:1: kept (its answer can be scored), though option 'A' is not text (int), "
+                                 "read as '7'; option 'C' is empty"]
+
+
+def test_bad_items_setting_is_checked():
+    with pytest.raises(DataError) as err:
+        load_items("m1_demo", bad_items="drop")
+    assert str(err.value) == ("bad_items='drop': use 'error' (the default: an item that cannot be scored is an error) "
+                              "or 'skip' (leave such items out, each with a warning, and count them)")
+
+
+def test_lm_eval_run_skips_bad_items_and_counts_them_in_the_results(python_env, tmp_path):
+    """A real lm_eval run (model dummy: only the data path matters) over the messy file as medqa."""
+    import subprocess
+    import sys
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(MESSY, tmp_path / "data" / "medqa.jsonl")
+    metadata = json.dumps({"data": str(tmp_path / "data"), "bad_items": "skip"})
+    proc = subprocess.run([sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", "medqa", "--metadata", metadata,
+                           "--output_path", str(tmp_path / "out"), "--log_samples"],
+                          env=python_env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    where = str(tmp_path / "data" / "medqa.jsonl")
+    assert f"{where}:5: 'answer_idx' 'K' is not one of the options ['A', 'B', 'C', 'D']; skipped (bad_items=skip)" in proc.stderr
+    assert f"{where}:3: kept (its answer can be scored), though option 'D' is empty" in proc.stderr
+    (results,) = (tmp_path / "out").rglob("results_*.json")
+    out = json.loads(results.read_text())
+    assert out["results"]["medqa"]["bad_items_skipped,none"] == 2
+    assert out["n-samples"]["medqa"] == {"original": 6, "effective": 6}
+    (samples,) = (tmp_path / "out").rglob("samples_medqa_*.jsonl")
+    docs = sorted((json.loads(line) for line in samples.read_text().splitlines()), key=lambda s: s["doc_id"])
+    assert [s["doc"]["id"] for s in docs] == ["medqa-00000", "medqa-00001", "medqa-00002", "medqa-00003",
+                                              "medqa-00005", "medqa-00007"]

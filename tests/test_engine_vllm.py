@@ -277,6 +277,10 @@ def test_lm_eval_cli_m1_budget_on_vllm_medqa(tmp_path):
     res = json.loads(results[-1].read_text())
     assert res["n-samples"]["medqa"]["effective"] == 5
     assert "acc,none" in res["results"]["medqa"]
+    info = res["config"]["m1_budget"]  # what the results file records about the engine
+    assert (info["engine"], info["versions"]["vllm"]) == ("vllm", pytest.importorskip("vllm").__version__)
+    assert (info["settings"]["enforce_eager"], info["settings"]["max_model_len"]) == (True, 2048)
+    assert "prefix_cache" not in info["settings"]  # a transformers-engine setting
     rows = [json.loads(line) for line in samples[-1].read_text().splitlines() if line.strip()]
     assert len(rows) == 5
     for row in rows:

@@ -47,6 +47,57 @@ def test_unknown_and_ill_typed_args_list_the_valid_ones():
         M1BudgetLM(pretrained="x", prefix_cache="maybe")
 
 
+def test_a_model_path_that_does_not_exist_says_so(tmp_path, monkeypatch):
+    """Before any load: transformers would call it an invalid Hugging Face repo id."""
+    missing = tmp_path / "models" / "m1-7b"
+    with pytest.raises(ValueError) as err:
+        M1BudgetLM(pretrained=str(missing))
+    assert str(err.value) == (f"m1_budget: pretrained={str(missing)!r}: no model directory exists at that path ({missing}). "
+                              "Pass the folder that holds the model's config.json, or a Hugging Face id such as org/name.")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights.gguf").write_text("")
+    with pytest.raises(ValueError) as err:
+        M1BudgetLM(pretrained="./weights.gguf")
+    assert str(err.value).startswith(f"m1_budget: pretrained='./weights.gguf': it is a file, not a model directory "
+                                     f"({tmp_path / 'weights.gguf'}).")
+    with pytest.raises(ValueError, match="^m1_budget: pretrained='runs/ckpt/final': no model directory exists at that path"):
+        M1BudgetLM(pretrained="runs/ckpt/final")
+    # org/name that is no local folder stays a Hub id: the check lets it through to the next argument check
+    with pytest.raises(ValueError, match="^m1_budget: markers='x'"):
+        M1BudgetLM(pretrained="UCSC-VLAA/m1-7B-23K", markers="x")
+
+
+@pytest.mark.parametrize("model,expected", [
+    ("m1_budget", "m1_budget applies the model's chat template to every prompt itself "
+                  "(lm-eval's --apply_chat_template is not needed)"),
+    ("hf", "appears to be an instruct or chat variant but chat template is not applied."),
+])
+def test_chat_template_note_is_true_for_m1_budget_only(model, expected):
+    """lm-eval logs its chat-template warning, then refuses the empty task list: no model is loaded."""
+    import logging
+
+    import lm_eval.evaluator
+
+    from m1_harness import _autoload
+
+    _autoload.note_chat_template()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("lm_eval.evaluator")
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(ValueError, match="No tasks specified"):
+            # this length makes lm-eval wrap its warning inside "chat template is not applied"
+            lm_eval.evaluator.simple_evaluate(model=model, model_args=f"pretrained=org/{'x' * 30}-instruct", tasks=[])
+    finally:
+        logger.removeHandler(handler)
+    notes = [(r.levelname, " ".join(r.getMessage().split())) for r in records if "chat template" in " ".join(r.getMessage().split())]
+    assert len(notes) == 1 and expected in notes[0][1]
+    assert model == "m1_budget" or "is not\n" in records[0].getMessage()
+    assert notes[0][0] == ("INFO" if model == "m1_budget" else "WARNING")
+
+
 def test_loglikelihood_is_a_clear_error():
     with pytest.raises(NotImplementedError, match="generative"):
         M1BudgetLM.loglikelihood(None, [])

@@ -47,3 +47,34 @@ def test_lm_eval_command_runs_m1_budget_on_smollm2(python_env, tmp_path):
         # "Final Answer:" if and only if the budget cut the thinking
         assert ("<|im_start|>answer\nFinal Answer:" in text) == rec["hit_budget"]
     assert "m1_budget:" in run.stderr and "mean_thinking_tokens" in run.stderr
+
+
+def test_results_file_records_versions_engine_settings_and_the_chat_template_truth(tiny_model, python_env, tmp_path):
+    """lm-eval says an "-instruct"/"chat" model's chat template "is not applied"; m1_budget applies it."""
+    from m1_harness.versions import library_versions
+
+    model = tmp_path / "tiny-chat-instruct"
+    model.symlink_to(tiny_model, target_is_directory=True)
+    out_dir = tmp_path / "out"
+    cmd = [
+        str(Path(sys.executable).parent / "lm_eval"), "--model", "m1_budget",
+        "--model_args", f"pretrained={model},engine=hf,thinking_budget=8,answer_budget=4,cache=off",
+        "--tasks", "m1_demo", "--limit", "2", "--output_path", str(out_dir),
+    ]
+    run = subprocess.run(cmd, env=python_env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    stderr = " ".join(run.stderr.split())  # lm-eval wraps long lines
+    assert "chat template is not applied" not in stderr
+    assert ("m1_budget applies the model's chat template to every prompt itself "
+            "(lm-eval's --apply_chat_template is not needed)") in stderr
+
+    (results,) = out_dir.rglob("results_*.json")
+    info = json.loads(results.read_text())["config"]["m1_budget"]
+    assert info["engine"] == "hf"
+    assert info["versions"] == library_versions()
+    assert set(info["versions"]) == {"m1_harness", "lm_eval", "torch", "transformers", "vllm", "python"}
+    settings = info["settings"]
+    assert (settings["pretrained"], settings["thinking_budget"], settings["answer_budget"], settings["forcing"]) == (
+        str(model), 8, 4, 0)
+    assert (settings["device"], settings["batch_size"], settings["max_model_len"], settings["cache"]) == ("cpu", 1, 4096, "off")
+    assert "gpu_memory_utilization" not in settings  # vLLM-only settings are not this engine's

@@ -31,6 +31,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from m1_harness.engines.base import GenRequest, GenResult
 
 _TF_VERSION = tuple(int(p) for p in transformers.__version__.split(".")[:2])
+# transformers 5.24 renamed the KV cache argument of forward/generate and the output field from
+# ``past_key_values`` to ``cache`` (the old name warns, and goes in 5.40); older releases know only the old name.
+_CACHE = "cache" if _TF_VERSION >= (5, 24) else "past_key_values"
 
 
 class _RowStopper(StoppingCriteria):
@@ -193,9 +196,9 @@ class HFEngine:
             past = DynamicCache()
             if key is not None:
                 past = DynamicCache([(k[None, :, :n], v[None, :, :n]) for k, v in self.prefix_cache.entries[key][1]])
-            out = self.model(input_ids=p[None, n:-1].to(self.device), past_key_values=past, use_cache=True,
+            out = self.model(input_ids=p[None, n:-1].to(self.device), **{_CACHE: past}, use_cache=True,
                              logits_to_keep=1)
-            layers = out.past_key_values.layers  # plain DynamicLayers: ``past`` was built without a config
+            layers = getattr(out, _CACHE).layers  # plain DynamicLayers: ``past`` was built without a config
             self.prefix_cache.supersede(key, n)
             self.prefix_cache.add(p[:-1], [(layer.keys[0], layer.values[0]) for layer in layers])
             computed[row] = len(p) - 1 - n
@@ -298,7 +301,7 @@ class HFEngine:
         )
         out = self.model.generate(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config,
-            stopping_criteria=[stopper], past_key_values=cache,
+            stopping_criteria=[stopper], **{_CACHE: cache},
         )
         seqs = out.sequences.cpu()
         gen = seqs[:, plen:].tolist()
@@ -310,7 +313,7 @@ class HFEngine:
             results.append(GenResult(token_ids, reason, stop, self.tokenizer.decode(token_ids, skip_special_tokens=False),
                                      len(prompts[row]), cached[row], stopper.steps[row] or len(gen[row])))
         if any(r.continued for r in reqs):
-            self._keep_rows(reqs, out.past_key_values, seqs, [plen - len(p) for p in prompts], kept)
+            self._keep_rows(reqs, getattr(out, _CACHE), seqs, [plen - len(p) for p in prompts], kept)
         elif self.prefix_cache is not None:
             self.prefix_cache.clear()  # all final: nothing continues from here
         return results
