@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m1_harness.errors import UserError
-from m1_harness.paths import DATA_ENV, PACKAGE_DIR
+from m1_harness.paths import DATA_ENV, PACKAGE_DIR, read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +158,9 @@ def _gather(records, benchmark: str, bad_items: str) -> Items:
     return items
 
 
-def _read_text(path: Path) -> str:
-    """A data file's text, or a DataError when it is not UTF-8 (e.g. a binary or Latin-1 file)."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None
-
-
 def _jsonl_records(path: Path):
     index = 0
-    for lineno, line in enumerate(_read_text(path).split("\n"), 1):  # not splitlines: JSON may hold U+2028
+    for lineno, line in enumerate(read_utf8(path, DataError).split("\n"), 1):  # not splitlines: JSON may hold U+2028
         if not line.strip():
             continue
         raw, problem = None, None
@@ -191,7 +183,7 @@ def read_jsonl(path: Path, benchmark: str, bad_items: str = "error") -> Items:
 def read_combined(path: Path, benchmark: str, bad_items: str = "error") -> Items | None:
     """Items of ``benchmark`` from a combined ``{source_name: [items]}`` file; None if absent."""
     try:
-        combined = json.loads(_read_text(path))
+        combined = json.loads(read_utf8(path, DataError))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(combined, dict):

@@ -65,3 +65,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def read_utf8(path: str | os.PathLike, error: type[Exception] = OutputError) -> str:
+    """A data file's text, or ``error`` naming the file when it is not UTF-8 (a binary or Latin-1 file)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from m1_harness.errors import UserError
 from m1_harness.markers import PRESETS as MARKER_PRESETS
+from m1_harness.paths import read_utf8
 from m1_harness.prompts import END_OF_TURN, chat_prompt, sft_completion, sft_prompt
 
 log = logging.getLogger("m1_harness.training")
@@ -75,16 +76,9 @@ class DataStats:
 # ----------------------------------------------------------------------------- loading
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None
-
-
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    for n, line in enumerate(_read_text(path).split("\n"), 1):
+    for n, line in enumerate(read_utf8(path, DataError).split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -100,7 +94,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _read_json(path: Path) -> list[dict]:
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(read_utf8(path, DataError))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
