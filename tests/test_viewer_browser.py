@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from m1_harness.analysis import explain, viewer
 
@@ -24,6 +23,10 @@ def html(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pw():
+    try:  # imported here, not at collection: the vLLM environment collects this file and deselects it
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail(f"playwright is needed for the viewer's browser tests ({exc}): make test installs it (dev extra)")
     with sync_playwright() as p:
         yield p
 
