@@ -39,7 +39,8 @@ BUDGET = "int|auto"
 # name: (type, default, meaning)
 MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "pretrained": (str, None, "model path or Hugging Face id (required)"),
-    "engine": (str, "auto", "vllm, hf, or auto (vLLM if installed and a GPU is present, else hf)"),
+    "engine": (str, "auto", "vllm, hf, server (a running OpenAI-compatible server: base_url), or auto (vLLM if "
+               "installed and a GPU is present, else hf)"),
     "thinking_budget": (BUDGET, AUTO, "most thinking tokens per request (generated + forced); 0 skips "
                         "thinking; auto = context length - prompt - answer budget"),
     "forcing": (int, 0, "times to replace an early end of thinking by the forcing string"),
@@ -71,6 +72,14 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "data_parallel_size": (int, 1, "vLLM data parallel replicas"),
     "gpu_memory_utilization": (float, 0.9, "vLLM share of GPU memory"),
     "enforce_eager": (bool, False, "vLLM: skip CUDA graphs / torch.compile (faster start)"),
+    "base_url": (str, None, "server engine: the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1; "
+                 "several replicas separated by commas or spaces"),
+    "served_model": (str, None, "server engine: the served model name (default: the one named pretrained, or the "
+                     "only one served)"),
+    "api_key_env": (str, None, "server engine: name of the environment variable holding the API key"),
+    "max_concurrency": (int, 16, "server engine: requests in flight per replica"),
+    "timeout": (float, 600.0, "server engine: seconds to wait for one response before retrying"),
+    "max_retries": (int, 6, "server engine: retries per request (429, 5xx, timeouts, dropped connections)"),
     "trust_remote_code": (bool, False, "passed to transformers / vLLM"),
     "trace_path": (str, None, "JSONL file or folder for trace records (default: m1_traces/ beside "
                    "--output_path, else in the current folder)"),
@@ -81,6 +90,7 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager"}
+SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries"}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
 GEN_ALIASES = {"max_tokens_thinking": "thinking_budget", "thinking_n_ignore": "forcing",
                "thinking_n_ignore_str": "forcing_str", "thinking_budget": "thinking_budget",
@@ -218,7 +228,8 @@ class M1BudgetLM(LM):
             self.template_args["enable_thinking"] = a["enable_thinking"]
         self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
-        ignored = sorted(k for k in (VLLM_ONLY if self.engine_name == "hf" else HF_ONLY) if k in kwargs)
+        other = {"hf": VLLM_ONLY | SERVER_ONLY, "vllm": HF_ONLY | SERVER_ONLY, "server": HF_ONLY | VLLM_ONLY}
+        ignored = sorted(k for k in other[self.engine_name] if k in kwargs)
         if ignored:
             log.warning("m1_budget: %s do not apply to the %s engine and are ignored", ignored, self.engine_name)
         common = dict(pretrained=a["pretrained"], dtype=a["dtype"], seed=a["seed"],
@@ -232,6 +243,11 @@ class M1BudgetLM(LM):
                     a["device"] = "cpu"
             bs = 16 if a["batch_size"] == AUTO else a["batch_size"]
             self.engine = load_engine("hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"], **common)
+        elif self.engine_name == "server":
+            if not a["base_url"]:
+                raise ModelArgError("m1_budget: engine=server needs base_url=http://HOST:PORT/v1 (several: separated by "
+                                    "commas or spaces)")
+            self.engine = load_engine("server", **common, **{k: a[k] for k in SERVER_ONLY})
         else:
             self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY})
         self.tokenizer = self.engine.tokenizer
@@ -462,6 +478,8 @@ class M1BudgetLM(LM):
                 "m1_budget: %d of %d prompts leave no room for an answer in max_model_len=%d: they got no "
                 "thinking and an empty answer, scored as wrong (trace records: prompt_too_long).",
                 len(too_long), len(recs), limit)
+        if hasattr(self.engine, "run_summary"):  # the server engine: replicas, and what moved between them
+            summary["server"] = self.engine.run_summary()
         self.summary = summary
         print(f"m1_budget: {json.dumps(summary)}; trace records in {self.trace_file}", file=sys.stderr)
 

@@ -39,3 +39,15 @@ class Engine(Protocol):
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         """Generate every request; results in request order."""
         ...
+
+
+def eos_token_ids(pretrained: str, tokenizer) -> list[int]:
+    """The ids that end a turn: the generation config's EOS ids (often several) and the tokenizer's."""
+    from transformers import GenerationConfig
+
+    try:
+        gen_eos = GenerationConfig.from_pretrained(pretrained).eos_token_id
+    except Exception:  # no generation_config.json
+        gen_eos = None
+    gen_eos = gen_eos if isinstance(gen_eos, list) else [gen_eos]
+    return sorted({i for i in [*gen_eos, tokenizer.eos_token_id] if i is not None})
