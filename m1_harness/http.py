@@ -103,15 +103,16 @@ class JsonClient:
         with self._lock:
             self.stats[what] += n
 
-    def get(self, path: str) -> dict:
-        return self.request("GET", path)
+    def get(self, path: str, retries: int | None = None) -> dict:
+        return self.request("GET", path, retries=retries)
 
     def post(self, path: str, body: dict, check: Callable[[dict], None] | None = None) -> dict:
         return self.request("POST", path, body, check)
 
     def request(self, method: str, path: str, body: dict | None = None,
-                check: Callable[[dict], None] | None = None) -> dict:
-        """One JSON request, retried per the policy; returns the decoded body."""
+                check: Callable[[dict], None] | None = None, retries: int | None = None) -> dict:
+        """One JSON request, retried per the policy (``retries`` overrides ``max_retries``); the decoded body."""
+        retries = self.max_retries if retries is None else int(retries)
         url = self.base_url + path
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         start, attempt = time.monotonic(), 0
@@ -124,7 +125,7 @@ class JsonClient:
                 if exc.retry_after is not None:
                     delay = min(self.max_backoff, max(delay, exc.retry_after))
                 late = self.deadline is not None and time.monotonic() - start + delay > self.deadline
-                if attempt >= self.max_retries or late:
+                if attempt >= retries or late:
                     self.count("failed")
                     why = f"deadline of {self.deadline:g}s" if late else f"{attempt + 1} attempts"
                     raise ApiError(self.redact(f"{url}: giving up after {why}: {exc}"), exc.kind) from None

@@ -125,13 +125,20 @@ class ServerEngine:
         self._owner: dict[int, tuple[int, int]] = {}  # context hash -> (replica index, request number)
         self._requests = 0
         self.moves: list[dict] = []
+        self.placements: dict[int, list[str]] = {}  # request number -> the replica of each round it finished
 
     # -- setup ----------------------------------------------------------------------------------
     def _describe(self, rep: Replica, pretrained: str, served_model: str | None) -> None:
         """Read ``/models``: the model name to send, and its context length; say what mismatches."""
         try:
-            cards = rep.client.get("/models").get("data") or []
+            cards = rep.client.get("/models", retries=2).get("data") or []  # a wrong URL fails fast
         except ApiError as exc:
+            if exc.status in (401, 403):
+                raise EngineError(f"base_url={rep.url} refused the API key (HTTP {exc.status}): set api_key_env to the "
+                                  "name of the environment variable that holds the server's key") from None
+            if exc.kind not in UNREACHABLE:
+                raise EngineError(f"base_url={rep.url}: GET /models failed ({exc}): is this an OpenAI-compatible "
+                                  "API root (it usually ends in /v1)?") from None
             raise EngineError(f"base_url={rep.url}: the server does not answer GET /models ({exc}); start it first "
                               "(README, 'Served models') or fix base_url") from None
         names = {c.get("id"): c for c in cards if isinstance(c, dict) and c.get("id")}
@@ -218,6 +225,7 @@ class ServerEngine:
                 rep.rounds += 1
                 if hashes:
                     self._owner[hashes[-1]] = (self.replicas.index(rep), number)
+                self.placements.setdefault(number, []).append(rep.url)
             choice = raw["choices"][0]
             o = SimpleNamespace(token_ids=choice["token_ids"], finish_reason=choice.get("finish_reason"),
                                 stop_reason=choice.get("stop_reason"), text=choice.get("text") or "")
@@ -251,7 +259,8 @@ class ServerEngine:
         """Per replica: rounds served and whether it still answers; which requests moved where."""
         moved = sorted({m["request"] for m in self.moves})
         return {
-            "replicas": [{"url": r.url, "model": r.model, "alive": r.alive, "rounds": r.rounds} for r in self.replicas],
+            "replicas": [{"url": r.url, "model": r.model, "alive": r.alive, "rounds": r.rounds,
+                          "requests": sum(r.url in urls for urls in self.placements.values())} for r in self.replicas],
             "requests_moved": len(moved), "moves": list(self.moves),
             "http": {r.url: dict(r.client.stats) for r in self.replicas},
         }
