@@ -205,7 +205,7 @@ def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(servers,
     assert [p for p in files if MARKER.encode() in p.read_bytes()] == []
 
 
-def test_wrong_or_missing_key_is_a_clear_error(servers, tiny_dir, monkeypatch):
+def test_wrong_key_model_name_or_unset_key_is_a_clear_error(servers, tiny_dir, monkeypatch):
     from m1_harness.engines import EngineError
     from m1_harness.http import ApiKeyMissing
 
@@ -214,6 +214,11 @@ def test_wrong_or_missing_key_is_a_clear_error(servers, tiny_dir, monkeypatch):
 
         ServerEngine(str(tiny_dir), servers["a"][1])
     assert MARKER not in str(err.value)
+    monkeypatch.setenv(KEY_ENV, MARKER)
+    with pytest.raises(EngineError) as err:
+        _engine(tiny_dir, servers["a"][1], served_model="m1-7b")
+    assert str(err.value) == (f"served_model='m1-7b' is not served at {servers['a'][1]} (it serves ['tiny']): pass one "
+                              "of those names")
     monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(ApiKeyMissing, match=f"api_key_env='{KEY_ENV}': the environment variable {KEY_ENV} is not set"):
         _engine(tiny_dir, servers["a"][1])
