@@ -246,7 +246,10 @@ class ServerEngine:
                 results[i] = GenResult([], "length", None, "")
             else:
                 todo.append((i, room))
-        if todo:
+        if len(todo) == 1:  # one request (the streaming driver's call): no thread pool
+            i, room = todo[0]
+            results[i] = self._one(requests[i], room)
+        elif todo:
             workers = min(len(todo), self.max_concurrency * len(self.replicas))
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [(i, pool.submit(self._one, requests[i], room)) for i, room in todo]
