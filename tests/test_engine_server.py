@@ -47,9 +47,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(model: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def _start(model: Path, log: Path, core: int) -> tuple[subprocess.Popen, str]:
+    """One server; its engine pinned to ``core`` (by default every vLLM CPU engine binds core 0, and two
+    engines polling one core can starve each other's start-up on a busy machine)."""
     port = _free_port()
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "VLLM_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))}
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name",
@@ -71,7 +74,7 @@ def _wait(proc: subprocess.Popen, url: str, log: Path, deadline: float) -> None:
         except OSError:
             pass
         if time.time() > deadline:
-            pytest.fail(f"vLLM server not ready after 400 s:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"vLLM server not ready after 600 s:\n{log.read_text()[-3000:]}")
         time.sleep(1)
 
 
@@ -98,9 +101,10 @@ def tiny_dir(tmp_path_factory):
 def servers(tiny_dir, tmp_path_factory):
     """Two replicas of the tiny model, started together: {"a": (proc, url), "b": (proc, url)}."""
     logs = tmp_path_factory.mktemp("server-logs")
-    started = {name: (*_start(tiny_dir, logs / f"{name}.log"), logs / f"{name}.log") for name in ("a", "b")}
+    started = {name: (*_start(tiny_dir, logs / f"{name}.log", core), logs / f"{name}.log")
+               for core, name in enumerate(("a", "b"))}
     try:
-        deadline = time.time() + 400
+        deadline = time.time() + 600
         for proc, url, log in started.values():
             _wait(proc, url, log, deadline)
         yield {name: (proc, url) for name, (proc, url, _) in started.items()}
