@@ -256,7 +256,9 @@ def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished
     spread = ServerEngine(str(tiny_dir), f"{url_a}, {url_b}", api_key_env=KEY_ENV)
     assert [_key(t) for t in _run(spread)] == reference[0]
     summary = spread.run_summary()
-    assert all(r["requests"] == len(QUESTIONS) // 2 for r in summary["replicas"]), summary
+    # least loaded, not round robin: a replica that answers faster takes more; both take some, none twice
+    assert sum(r["requests"] for r in summary["replicas"]) == len(QUESTIONS), summary
+    assert all(r["requests"] >= 1 for r in summary["replicas"]), summary
     assert all(len(set(urls)) == 1 for urls in spread.placements.values()), spread.placements
     assert summary["requests_moved"] == 0
 
@@ -271,7 +273,7 @@ def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished
     assert a["alive"] and not b["alive"]
     first_on_b = {n for n, urls in eng.engine.placements.items() if urls[0] == url_b}
     unfinished_on_b = {n for n in first_on_b if len(eng.engine.placements[n]) > 1}
-    assert b["rounds"] == len(first_on_b) == len(QUESTIONS) // 2  # B served round 1 of its share, nothing more
+    assert b["rounds"] == len(first_on_b) >= 1  # B served round 1 of its share, nothing more
     assert {m["request"] for m in summary["moves"]} == unfinished_on_b and unfinished_on_b
     assert all(m["from"] == url_b and m["to"] == url_a for m in summary["moves"])
     assert summary["requests_moved"] == len(unfinished_on_b)
