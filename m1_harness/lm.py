@@ -40,7 +40,8 @@ BUDGET = "int|auto"
 # name: (type, default, meaning)
 MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "pretrained": (str, None, "model path or Hugging Face id (required)"),
-    "engine": (str, "auto", "vllm, hf, or auto (vLLM if installed and a GPU is present, else hf)"),
+    "engine": (str, "auto", "vllm, hf, server (a running OpenAI-compatible server: base_url), or auto (vLLM if "
+               "installed and a GPU is present, else hf)"),
     "thinking_budget": (BUDGET, AUTO, "most thinking tokens per request (generated + forced); 0 skips "
                         "thinking; auto = context length - prompt - answer budget"),
     "forcing": (int, 0, "times to replace an early end of thinking by the forcing string"),
@@ -74,6 +75,14 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "enforce_eager": (bool, False, "vLLM: skip CUDA graphs / torch.compile (faster start)"),
     "streaming": (bool, True, "vLLM: each request starts its next round (forcing, answer) as soon as its last "
                   "one ends, while its KV blocks are cached; false: rounds wait for every request"),
+    "base_url": (str, None, "server engine: the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1; "
+                 "several replicas separated by commas or spaces"),
+    "served_model": (str, None, "server engine: the served model name (default: the one named pretrained, or the "
+                     "only one served)"),
+    "api_key_env": (str, None, "server engine: name of the environment variable holding the API key"),
+    "max_concurrency": (int, 16, "server engine: requests in flight per replica"),
+    "timeout": (float, 600.0, "server engine: seconds to wait for one response before retrying"),
+    "max_retries": (int, 6, "server engine: retries per request (429, 5xx, timeouts, dropped connections)"),
     "trust_remote_code": (bool, False, "passed to transformers / vLLM"),
     "trace_path": (str, None, "JSONL file or folder for trace records (default: m1_traces/ beside "
                    "--output_path, else in the current folder)"),
@@ -84,6 +93,8 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager", "streaming"}
+SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries"}
+OTHER_ENGINES_ARGS = {"hf": VLLM_ONLY | SERVER_ONLY, "vllm": HF_ONLY | SERVER_ONLY, "server": HF_ONLY | VLLM_ONLY}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
 GEN_ALIASES = {"max_tokens_thinking": "thinking_budget", "thinking_n_ignore": "forcing",
                "thinking_n_ignore_str": "forcing_str", "thinking_budget": "thinking_budget",
@@ -234,7 +245,7 @@ class M1BudgetLM(LM):
             self.template_args["enable_thinking"] = a["enable_thinking"]
         self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
-        ignored = sorted(k for k in (VLLM_ONLY if self.engine_name == "hf" else HF_ONLY) if k in kwargs)
+        ignored = sorted(k for k in OTHER_ENGINES_ARGS[self.engine_name] if k in kwargs)
         if ignored:
             log.warning("m1_budget: %s do not apply to the %s engine and are ignored", ignored, self.engine_name)
         common = dict(pretrained=a["pretrained"], dtype=a["dtype"], seed=a["seed"],
@@ -248,6 +259,11 @@ class M1BudgetLM(LM):
                     a["device"] = "cpu"
             bs = 16 if a["batch_size"] == AUTO else a["batch_size"]
             self.engine = load_engine("hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"], **common)
+        elif self.engine_name == "server":
+            if not a["base_url"]:
+                raise ModelArgError("m1_budget: engine=server needs base_url=http://HOST:PORT/v1 (several: separated by "
+                                    "commas or spaces)")
+            self.engine = load_engine("server", **common, **{k: a[k] for k in SERVER_ONLY})
         else:
             self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY})
         self.tokenizer = self.engine.tokenizer
@@ -294,7 +310,7 @@ class M1BudgetLM(LM):
 
     def get_model_info(self) -> dict:
         """Recorded in the results file's ``config`` by lm-eval: library versions, the engine and its settings."""
-        other = VLLM_ONLY if self.engine_name == "hf" else HF_ONLY
+        other = OTHER_ENGINES_ARGS[self.engine_name]
         settings = {k: v for k, v in self.args.items() if k not in (*other, "engine", "max_batch_size")}
         settings.update(markers=self.markers_name, max_model_len=self.engine.max_model_len)  # as resolved
         if self.engine_name == "hf":
@@ -497,6 +513,8 @@ class M1BudgetLM(LM):
                 "m1_budget: %d of %d prompts leave no room for an answer in max_model_len=%d: they got no "
                 "thinking and an empty answer, scored as wrong (trace records: prompt_too_long).",
                 len(too_long), len(recs), limit)
+        if hasattr(self.engine, "run_summary"):  # the server engine: replicas, and what moved between them
+            summary["server"] = self.engine.run_summary()
         self.summary = summary
         print(f"m1_budget: {json.dumps(summary)}; trace records in {self.trace_file}", file=sys.stderr)
 

@@ -18,7 +18,7 @@ class EngineError(UserError, ValueError):
 
 __all__ = ["Engine", "GenRequest", "GenResult", "load_engine", "resolve_engine_name", "ENGINES"]
 
-ENGINES = ("auto", "hf", "vllm")
+ENGINES = ("auto", "hf", "vllm", "server")
 
 
 def resolve_engine_name(name: str) -> str:
@@ -33,8 +33,12 @@ def resolve_engine_name(name: str) -> str:
 
 
 def load_engine(name: str, **kwargs) -> Engine:
-    """Build the engine ``name`` (``hf``, ``vllm`` or ``auto``) with engine-specific keyword args."""
+    """Build the engine ``name`` (``hf``, ``vllm``, ``server`` or ``auto``) with engine-specific keyword args."""
     name = resolve_engine_name(name)
+    if name == "server":
+        from m1_harness.engines.server import ServerEngine
+
+        return ServerEngine(**kwargs)
     if name == "vllm":
         from m1_harness.engines.vllm import VLLMEngine
 

@@ -46,6 +46,18 @@ class Engine(Protocol):
         ...
 
 
+def eos_token_ids(pretrained: str, tokenizer) -> list[int]:
+    """The ids that end a turn: the generation config's EOS ids (often several) and the tokenizer's."""
+    from transformers import GenerationConfig
+
+    try:
+        gen_eos = GenerationConfig.from_pretrained(pretrained).eos_token_id
+    except Exception:  # no generation_config.json
+        gen_eos = None
+    gen_eos = gen_eos if isinstance(gen_eos, list) else [gen_eos]
+    return sorted({i for i in [*gen_eos, tokenizer.eos_token_id] if i is not None})
+
+
 class StreamingEngine(Engine, Protocol):
     """An engine that takes requests one at a time and returns each as soon as it is done, so the
     budget loop can send a request's next round while its KV blocks are still cached (budget.py,

@@ -35,7 +35,7 @@ import logging
 from typing import Any
 
 from m1_harness.engines import EngineError
-from m1_harness.engines.base import GenRequest, GenResult
+from m1_harness.engines.base import GenRequest, GenResult, eos_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class VLLMEngine:
                     "distributed_executor_backend=external_launcher."
                 )
             llm_kwargs["data_parallel_size"] = dp
-        from transformers import AutoTokenizer, GenerationConfig
+        from transformers import AutoTokenizer
 
         if "block_size" not in llm_kwargs and _on_cpu():
             # Budget forcing resubmits prompt + thinking each round; prefix caching reuses whole
@@ -118,12 +118,7 @@ class VLLMEngine:
         engine = self.llm.llm_engine
         model_config = getattr(engine, "model_config", None) or engine.vllm_config.model_config
         self.max_model_len = int(model_config.max_model_len)
-        try:
-            gen_eos = GenerationConfig.from_pretrained(pretrained).eos_token_id
-        except Exception:  # no generation_config.json
-            gen_eos = None
-        gen_eos = gen_eos if isinstance(gen_eos, list) else [gen_eos]
-        self.eos_token_ids = sorted({i for i in [*gen_eos, self.tokenizer.eos_token_id] if i is not None})
+        self.eos_token_ids = eos_token_ids(pretrained, self.tokenizer)
         self.seed, self.progress = seed, progress
         cache_config = engine.vllm_config.cache_config
         self.block_size = int(cache_config.block_size)

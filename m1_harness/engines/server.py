@@ -1,0 +1,282 @@
+"""The server engine: budget forcing over running OpenAI-compatible completion servers (vLLM, SGLang).
+
+Token ids in, token ids out, so the budget algorithm stays exact in tokens: each ``GenRequest`` is one
+``POST {base_url}/completions`` with ``prompt`` as a list of ids and ``return_token_ids: true`` (vLLM
+>= 0.10; the choice's ``token_ids``), ``stop_token_ids``, ``stop``, ``ignore_eos: true``,
+``skip_special_tokens: false``, ``include_stop_str_in_output: false``, and every sampling knob
+spelled out (temperature, top_p, top_k=-1, min_p, penalties), so a server's generation-config
+defaults change nothing. Results are normalised by the vLLM engine's own code (stop id kept last,
+stop string cut from ids and text): a served model gives the in-process engine's traces token for
+token. The tokenizer is loaded here from ``pretrained`` (the same model as served; ``/v1/models``
+is checked for its name).
+
+Replicas: ``base_url`` may list several servers (comma- or space-separated). A request's later rounds
+go to the replica that served its earlier rounds (found by the longest earlier context that prefixes
+the new prompt, so the replica's prefix cache holds it); new requests go to the least loaded replica.
+A replica that stops answering (connection refused/reset or timeouts after the retries) is dropped
+for the rest of the run; its unfinished requests move to the others, finished ones are kept, and
+``run_summary()`` says what moved. HTTP, retries and the API key are m1_harness.http's.
+
+A request is independent of its batch: the streaming driver may call ``generate([req])`` per request
+from many threads (the replica choice and bookkeeping are locked).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+from m1_harness.engines import EngineError
+from m1_harness.engines.base import GenRequest, GenResult, eos_token_ids
+from m1_harness.engines.vllm import VLLMEngine
+from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
+
+log = logging.getLogger(__name__)
+
+_MOD = (1 << 61) - 1
+_BASE = 1_000_003
+
+
+def split_urls(base_url: str) -> list[str]:
+    """``base_url`` as given in model_args: one URL, or several separated by commas or spaces."""
+    urls = [u.rstrip("/") for u in re.split(r"[,\s]+", str(base_url or "")) if u]
+    bad = [u for u in urls if not re.match(r"^https?://[^/]+", u)]
+    if not urls or bad:
+        raise EngineError(f"base_url={base_url!r}: give the server's OpenAI API root, e.g. "
+                          "base_url=http://127.0.0.1:8000/v1 (several: separate them by commas or spaces)")
+    return list(dict.fromkeys(urls))
+
+
+def _prefix_hashes(ids) -> list[int]:
+    """Rolling hashes of every prefix of ``ids`` (one pass), to find a request's earlier context."""
+    out, h = [], 0
+    for t in ids:
+        h = (h * _BASE + int(t) + 1) % _MOD
+        out.append(h)
+    return out
+
+
+def _check_completion(raw: dict) -> None:
+    try:
+        choice = raw["choices"][0]
+        if not isinstance(choice.get("token_ids"), list):
+            raise TypeError
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise Malformed(f"no choices[0].token_ids in the response: {str(raw)[:160]} (the server must return "
+                        "token ids: vLLM >= 0.10 with return_token_ids)") from None
+
+
+class Replica:
+    def __init__(self, url: str, client: JsonClient, limit: int):
+        self.url, self.client = url, client
+        self.slots = threading.Semaphore(limit)
+        self.alive, self.load, self.rounds = True, 0, 0
+        self.model: str | None = None
+        self.max_model_len: int | None = None
+
+
+class ServerEngine:
+    """``generate`` token-id prompts on one or several OpenAI-compatible completion servers."""
+
+    # the vLLM engine's normalisation, shared rather than copied (one home for what a result means)
+    decode = VLLMEngine.decode
+    _cut_at_string = VLLMEngine._cut_at_string
+    _result = VLLMEngine._result
+    set_sampling = VLLMEngine.set_sampling
+
+    def __init__(self, pretrained: str, base_url: str, *, served_model: str | None = None,
+                 api_key_env: str | None = None, max_concurrency: int = 16, timeout: float = 600.0,
+                 max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 30.0, seed: int = 42,
+                 max_model_len: int | None = None, trust_remote_code: bool = False, temperature: float = 0.0,
+                 top_p: float = 1.0, **ignored):
+        from transformers import AutoTokenizer
+
+        if int(max_concurrency) < 1:
+            raise EngineError(f"max_concurrency={max_concurrency}: must be at least 1 (requests in flight per replica)")
+        self.urls = split_urls(base_url)
+        self.max_concurrency = int(max_concurrency)
+        self.replicas = [
+            Replica(u, JsonClient(u, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
+                                  backoff=backoff, max_backoff=max_backoff, max_connections=self.max_concurrency),
+                    self.max_concurrency)
+            for u in self.urls
+        ]
+        self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
+        self.eos_token_ids = eos_token_ids(pretrained, self.tokenizer)
+        for rep in self.replicas:
+            self._describe(rep, pretrained, served_model)
+        lens = {r.max_model_len for r in self.replicas} - {None}
+        if max_model_len:
+            if lens and int(max_model_len) > min(lens):
+                raise EngineError(f"max_model_len={max_model_len} exceeds the server's context of {min(lens)} tokens "
+                                  f"({', '.join(self.urls)}): lower it or restart the server with a larger --max-model-len")
+            self.max_model_len = int(max_model_len)
+        elif lens:
+            self.max_model_len = min(lens)
+        else:
+            raise EngineError(f"{self.urls[0]}/models does not report max_model_len (not a vLLM server?): pass "
+                              "max_model_len=<the server's context length> in model_args")
+        self.seed = seed
+        self.set_sampling(temperature, top_p)
+        self._lock = threading.Lock()
+        self._owner: dict[int, tuple[int, int]] = {}  # context hash -> (replica index, request number)
+        self._requests = 0
+        self.moves: list[dict] = []
+        self.placements: dict[int, list[str]] = {}  # request number -> the replica of each round it finished
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _describe(self, rep: Replica, pretrained: str, served_model: str | None) -> None:
+        """Read ``/models``: the model name to send, and its context length; say what mismatches."""
+        try:
+            cards = rep.client.get("/models", retries=2).get("data") or []  # a wrong URL fails fast
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise EngineError(f"base_url={rep.url} refused the API key (HTTP {exc.status}): set api_key_env to the "
+                                  "name of the environment variable that holds the server's key") from None
+            if exc.kind not in UNREACHABLE:
+                raise EngineError(f"base_url={rep.url}: GET /models failed ({exc}): is this an OpenAI-compatible "
+                                  "API root (it usually ends in /v1)?") from None
+            raise EngineError(f"base_url={rep.url}: the server does not answer GET /models ({exc}); start it first "
+                              "(README, 'Served models') or fix base_url") from None
+        names = {c.get("id"): c for c in cards if isinstance(c, dict) and c.get("id")}
+        if served_model:
+            card = names.get(served_model)
+            if card is None:
+                raise EngineError(f"served_model={served_model!r} is not served at {rep.url} (it serves "
+                                  f"{sorted(names) or 'nothing'}): pass one of those names")
+        else:
+            card = names.get(pretrained) or next(
+                (c for c in names.values() if c.get("root") in (pretrained, str(pretrained).rstrip("/"))), None)
+            if card is None and len(names) == 1:
+                card = next(iter(names.values()))
+                log.warning("m1_budget: %s serves %r (from %r), not pretrained=%r by name: the local tokenizer of "
+                            "pretrained must be that model's, or the token ids mean other words", rep.url,
+                            card["id"], card.get("root"), pretrained)
+            if card is None:
+                raise EngineError(f"{rep.url} serves {sorted(names) or 'no model'}, none named pretrained={pretrained!r}: "
+                                  "pass served_model=<one of those names>")
+        rep.model = card["id"]
+        rep.max_model_len = int(card["max_model_len"]) if card.get("max_model_len") else None
+
+    # -- replicas -------------------------------------------------------------------------------
+    def _pick(self, hashes: list[int], avoid: Replica | None) -> tuple[Replica, int, Replica | None]:
+        """(replica, request number, the earlier replica when the request moves). Locked by the caller."""
+        owner = None
+        for h in reversed(hashes):
+            if h in self._owner:
+                owner = self._owner[h]
+                break
+        alive = [r for r in self.replicas if r.alive and r is not avoid]
+        if not alive:
+            down = ", ".join(r.url for r in self.replicas)
+            raise EngineError(f"every server stopped answering ({down}); finished rounds are in the trace cache: "
+                              "restart the servers and rerun to resume")
+        if owner is None:
+            self._requests += 1
+            number = self._requests
+        else:
+            number = owner[1]
+            prev = self.replicas[owner[0]]
+            if prev.alive and prev is not avoid:
+                return prev, number, None
+        rep = min(alive, key=lambda r: (r.load, r.rounds, self.replicas.index(r)))
+        return rep, number, (self.replicas[owner[0]] if owner is not None else None)
+
+    def _body(self, rep: Replica, r: GenRequest, room: int) -> dict:
+        return {
+            "model": rep.model, "prompt": [int(t) for t in r.prompt_ids], "max_tokens": min(int(r.max_tokens), room),
+            "temperature": self.temperature, "top_p": self.top_p if self.temperature > 0 else 1.0, "top_k": -1,
+            "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+            "stop_token_ids": [int(i) for i in r.stop_token_ids], "stop": list(r.stop_strings),
+            "ignore_eos": True, "skip_special_tokens": False, "spaces_between_special_tokens": False,
+            "include_stop_str_in_output": False, "return_token_ids": True, "n": 1, "stream": False,
+        }
+
+    def _one(self, r: GenRequest, room: int) -> GenResult:
+        hashes = _prefix_hashes(r.prompt_ids)
+        avoid = None
+        while True:
+            with self._lock:
+                rep, number, moved_from = self._pick(hashes, avoid)
+                rep.load += 1
+                if moved_from is not None:
+                    self.moves.append({"request": number, "from": moved_from.url, "to": rep.url})
+            try:
+                with rep.slots:
+                    raw = rep.client.post("/completions", self._body(rep, r, room), check=_check_completion)
+            except ApiError as exc:
+                if exc.kind not in UNREACHABLE:
+                    raise EngineError(f"{rep.url} refused a completion request: {exc}") from None
+                with self._lock:
+                    rep.load -= 1
+                    if rep.alive:
+                        rep.alive = False
+                        log.warning("m1_budget: replica %s stopped answering (%s); its unfinished requests move "
+                                    "to the others", rep.url, exc)
+                    # this request's context is owned by the dead replica: the pick above moves it
+                    self._owner.setdefault(hashes[-1] if hashes else 0, (self.replicas.index(rep), number))
+                avoid = rep
+                continue
+            with self._lock:
+                rep.load -= 1
+                rep.rounds += 1
+                if hashes:
+                    self._owner[hashes[-1]] = (self.replicas.index(rep), number)
+                self.placements.setdefault(number, []).append(rep.url)
+            choice = raw["choices"][0]
+            o = SimpleNamespace(token_ids=choice["token_ids"], finish_reason=choice.get("finish_reason"),
+                                stop_reason=choice.get("stop_reason"), text=choice.get("text") or "")
+            if o.finish_reason not in ("stop", "length"):
+                raise EngineError(f"{rep.url} ended a completion with finish_reason={o.finish_reason!r} "
+                                  "(expected stop or length)")
+            return self._result(r, o)
+
+    def generate(self, requests: list[GenRequest]) -> list[GenResult]:
+        results: list[GenResult | None] = [None] * len(requests)
+        todo = []
+        for i, r in enumerate(requests):
+            room = self.max_model_len - len(r.prompt_ids)
+            if room <= 0 and r.max_tokens > 0:
+                raise ValueError(f"request {i}: prompt of {len(r.prompt_ids)} tokens leaves no room in max_model_len="
+                                 f"{self.max_model_len}")
+            if r.max_tokens <= 0:
+                results[i] = GenResult([], "length", None, "")
+            else:
+                todo.append((i, room))
+        if len(todo) == 1:  # one request (the streaming driver's call): no thread pool
+            i, room = todo[0]
+            results[i] = self._one(requests[i], room)
+        elif todo:
+            workers = min(len(todo), self.max_concurrency * len(self.replicas))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [(i, pool.submit(self._one, requests[i], room)) for i, room in todo]
+                for i, fut in futures:
+                    results[i] = fut.result()
+        return results  # type: ignore[return-value]
+
+    # -- reporting ------------------------------------------------------------------------------
+    def run_summary(self) -> dict:
+        """Per replica: rounds served and whether it still answers; which requests moved where."""
+        moved = sorted({m["request"] for m in self.moves})
+        return {
+            "replicas": [{"url": r.url, "model": r.model, "alive": r.alive, "rounds": r.rounds,
+                          "requests": sum(r.url in urls for urls in self.placements.values())} for r in self.replicas],
+            "requests_moved": len(moved), "moves": list(self.moves),
+            "http": {r.url: dict(r.client.stats) for r in self.replicas},
+        }
+
+    def request_number(self, prompt_ids) -> int | None:
+        """The number ``run_summary`` names the request whose context prefixes ``prompt_ids`` by (None: unseen)."""
+        with self._lock:
+            for h in reversed(_prefix_hashes(prompt_ids)):
+                if h in self._owner:
+                    return self._owner[h][1]
+        return None
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.client.close()
+

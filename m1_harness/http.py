@@ -1,0 +1,166 @@
+"""The one HTTP path to model servers: JSON POSTs over httpx with one retry policy.
+
+Used by the server engine (engines/server.py) and the curation stages' chat client
+(curation/client.py), so both retry the same faults the same way:
+- retried with jittered exponential backoff (``Retry-After`` honoured, capped at ``max_backoff``):
+  HTTP 408/409/425/429/5xx-class (``RETRY_STATUS``), timeouts, refused/reset/dropped connections,
+  and bodies that are not the JSON the caller expects (``check`` raises ``Malformed``);
+- any other status fails at once (``ApiError``); so does a request past ``max_retries`` retries or
+  past its ``deadline`` (seconds over all attempts).
+- The API key is read from the environment variable *named* by ``api_key_env`` and goes only into
+  the ``Authorization`` header; every error message is redacted, and ``repr`` never shows it.
+- ``stats`` counts ``requests``, ``retry_<kind>`` (``http_500``, ``timeout``, ``connection``,
+  ``malformed_json``) and ``failed``; ``ApiError.kind`` says what the last fault was, so a caller
+  can tell a server that stopped answering (``timeout`` / ``connection``) from a refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from typing import Callable
+
+import httpx
+
+from m1_harness.errors import UserError
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+UNREACHABLE = ("timeout", "connection")  # ApiError kinds meaning "the server stopped answering"
+
+
+class ApiError(RuntimeError):
+    """A request that failed for good (a non-retryable status, or retries exhausted)."""
+
+    def __init__(self, message: str, kind: str = "refused", status: int | None = None):
+        super().__init__(message)
+        self.kind, self.status = kind, status
+
+
+class ApiKeyMissing(UserError, ValueError):
+    """``api_key_env`` names an environment variable that is not set."""
+
+
+class Malformed(Exception):
+    """Raised by a ``check`` callback: the body is not what the caller expects (retried)."""
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind, self.retry_after = kind, retry_after
+
+
+def _is_local(url: str) -> bool:
+    return (urllib.parse.urlparse(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
+
+
+def read_api_key(api_key_env: str | None) -> str | None:
+    """The key in the environment variable named ``api_key_env`` (None when no name is given)."""
+    if not api_key_env:
+        return None
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise ApiKeyMissing(f"api_key_env={api_key_env!r}: the environment variable {api_key_env} is not set; "
+                            f"export it (export {api_key_env}=...) or drop api_key_env for a server without a key")
+    return key
+
+
+class JsonClient:
+    """POST/GET JSON to one server, with the retry policy above; thread-safe (one httpx pool)."""
+
+    def __init__(self, base_url: str, *, api_key_env: str | None = None, timeout: float = 600.0,
+                 max_retries: int = 8, backoff: float = 1.0, max_backoff: float = 60.0,
+                 deadline: float | None = None, max_connections: int = 64):
+        self.base_url = base_url.rstrip("/")
+        self.timeout, self.max_retries = float(timeout), int(max_retries)
+        self.backoff, self.max_backoff = float(backoff), float(max_backoff)
+        self.deadline = float(deadline) if deadline else None
+        self.api_key_env = api_key_env
+        self.__key = read_api_key(api_key_env)
+        headers = {"Accept": "application/json"}
+        if self.__key:
+            headers["Authorization"] = f"Bearer {self.__key}"
+        self._http = httpx.Client(
+            headers=headers, timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            trust_env=not _is_local(self.base_url),  # no proxy settings for a server on this machine
+        )
+        self._lock = threading.Lock()
+        self.stats: Counter = Counter()
+
+    def __repr__(self) -> str:
+        return f"JsonClient(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+
+    def redact(self, text: str) -> str:
+        return text.replace(self.__key, "***") if self.__key else text
+
+    def count(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats[what] += n
+
+    def get(self, path: str, retries: int | None = None) -> dict:
+        return self.request("GET", path, retries=retries)
+
+    def post(self, path: str, body: dict, check: Callable[[dict], None] | None = None) -> dict:
+        return self.request("POST", path, body, check)
+
+    def request(self, method: str, path: str, body: dict | None = None,
+                check: Callable[[dict], None] | None = None, retries: int | None = None) -> dict:
+        """One JSON request, retried per the policy (``retries`` overrides ``max_retries``); the decoded body."""
+        retries = self.max_retries if retries is None else int(retries)
+        url = self.base_url + path
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        start, attempt = time.monotonic(), 0
+        while True:
+            try:
+                return self._once(method, url, data, check)
+            except _Retryable as exc:
+                self.count(f"retry_{exc.kind}")
+                delay = min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + random.random() / 2)
+                if exc.retry_after is not None:
+                    delay = min(self.max_backoff, max(delay, exc.retry_after))
+                late = self.deadline is not None and time.monotonic() - start + delay > self.deadline
+                if attempt >= retries or late:
+                    self.count("failed")
+                    why = f"deadline of {self.deadline:g}s" if late else f"{attempt + 1} attempts"
+                    raise ApiError(self.redact(f"{url}: giving up after {why}: {exc}"), exc.kind) from None
+                time.sleep(delay)
+                attempt += 1
+
+    def _once(self, method: str, url: str, data: bytes | None, check) -> dict:
+        self.count("requests")
+        try:
+            resp = self._http.request(method, url, content=data,
+                                      headers={"Content-Type": "application/json"} if data is not None else None)
+        except httpx.TimeoutException as exc:
+            raise _Retryable("timeout", f"timed out after {self.timeout:g}s ({type(exc).__name__})") from None
+        except (httpx.TransportError, OSError) as exc:  # refused, reset, dropped mid-response
+            raise _Retryable("connection", f"{type(exc).__name__}: {exc}") from None
+        if resp.status_code >= 400:
+            detail = resp.text[:300]
+            if resp.status_code in RETRY_STATUS:
+                try:
+                    retry_after = float(resp.headers["Retry-After"]) if resp.headers.get("Retry-After") else None
+                except ValueError:
+                    retry_after = None
+                raise _Retryable(f"http_{resp.status_code}", f"HTTP {resp.status_code}: {detail}", retry_after)
+            self.count("failed")
+            raise ApiError(self.redact(f"{url}: HTTP {resp.status_code}: {detail}"), "refused", resp.status_code)
+        try:
+            raw = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _Retryable("malformed_json", f"response is not JSON: {resp.content[:120]!r}") from None
+        if check is not None:
+            try:
+                check(raw)
+            except Malformed as exc:
+                raise _Retryable("malformed_json", str(exc)) from None
+        return raw
+
+    def close(self) -> None:
+        self._http.close()

