@@ -232,7 +232,10 @@ class ServerEngine:
             if o.finish_reason not in ("stop", "length"):
                 raise EngineError(f"{rep.url} ended a completion with finish_reason={o.finish_reason!r} "
                                   "(expected stop or length)")
-            return self._result(r, o)
+            # the server reports cached prompt tokens only when it is started with
+            # --enable-prompt-tokens-details; otherwise 0 is recorded
+            details = (raw.get("usage") or {}).get("prompt_tokens_details") or {}
+            return self._result(r, SimpleNamespace(outputs=[o], num_cached_tokens=details.get("cached_tokens") or 0))
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
