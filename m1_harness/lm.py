@@ -366,7 +366,7 @@ class M1BudgetLM(LM):
         bad = sorted(set(args) - set(RECONFIGURABLE))
         if bad:
             raise ModelArgError(f"m1_budget: {bad} cannot change without reloading the model; "
-                             f"reconfigure takes {', '.join(RECONFIGURABLE)}")
+                                f"reconfigure takes {', '.join(RECONFIGURABLE)}")
         for k, v in args.items():
             self.args[k] = _check(k, v, MODEL_ARGS[k][0])
         if "trace_path" in args:
