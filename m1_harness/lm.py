@@ -538,8 +538,8 @@ class _TraceFile:
 
     def finish(self, records: list[dict]) -> None:
         self.fh.close()
-        with self.path.open("r", encoding="utf-8") as fh:
-            before = fh.read(self.start)
+        with self.path.open("rb") as fh:  # ``start`` is a byte offset (tell() of the append handle)
+            before = fh.read(self.start).decode("utf-8")
         atomic_write_text(self.path, before + "".join(json.dumps(r) + "\n" for r in records))
 
     def __exit__(self, *exc) -> None:
