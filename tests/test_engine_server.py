@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ import pytest
 from m1_harness.devmodels import tiny_qwen2_vllm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vllm_server  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -41,53 +39,6 @@ QUESTIONS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(model: Path, log: Path, core: int) -> tuple[subprocess.Popen, str]:
-    """One server; its engine pinned to ``core`` (by default every vLLM CPU engine binds core 0, and two
-    engines polling one core can starve each other's start-up on a busy machine)."""
-    port = _free_port()
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "VLLM_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))}
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name",
-             "tiny", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
-             "--dtype", "float32", "--api-key", MARKER],
-            stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}/v1"
-
-
-def _wait(proc: subprocess.Popen, url: str, log: Path, deadline: float) -> None:
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"vLLM server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            req = urllib.request.Request(url + "/models", headers={"Authorization": f"Bearer {MARKER}"})
-            with urllib.request.urlopen(req, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.time() > deadline:
-            pytest.fail(f"vLLM server not ready after 600 s:\n{log.read_text()[-3000:]}")
-        time.sleep(1)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its engine-core child
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     try:
@@ -101,16 +52,17 @@ def tiny_dir(tmp_path_factory):
 def servers(tiny_dir, tmp_path_factory):
     """Two replicas of the tiny model, started together: {"a": (proc, url), "b": (proc, url)}."""
     logs = tmp_path_factory.mktemp("server-logs")
-    started = {name: (*_start(tiny_dir, logs / f"{name}.log", core), logs / f"{name}.log")
+    started = {name: (*vllm_server.start(tiny_dir, logs / f"{name}.log", max_model_len=2048, api_key=MARKER, core=core),
+                      logs / f"{name}.log")
                for core, name in enumerate(("a", "b"))}
     try:
         deadline = time.time() + 600
         for proc, url, log in started.values():
-            _wait(proc, url, log, deadline)
+            vllm_server.wait_ready(proc, url, log, deadline, api_key=MARKER)
         yield {name: (proc, url) for name, (proc, url, _) in started.items()}
     finally:
         for proc, _, _ in started.values():
-            _stop(proc)
+            vllm_server.stop(proc)
 
 
 @pytest.fixture
@@ -264,7 +216,7 @@ def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished
 
     killed = []
     eng = Counting(_engine(tiny_dir, f"{url_a},{url_b}", backoff=0.05, max_backoff=0.2, max_retries=3),
-                   after_first=lambda: killed.append(_stop(servers["b"][0])))
+                   after_first=lambda: killed.append(vllm_server.stop(servers["b"][0])))
     traces = _run(eng)
     assert killed and servers["b"][0].poll() is not None
     assert [_key(t) for t in traces] == reference[0]

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
+from vllm_server import free_port
 
 from m1_harness.engines import EngineError
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_server_engine_needs_base_url(tiny_model):
@@ -43,7 +36,7 @@ def test_split_urls_takes_commas_and_spaces():
 def test_no_server_listening_is_named(tiny_model):
     from m1_harness.engines.server import ServerEngine
 
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(EngineError) as err:
         ServerEngine(str(tiny_model), url, backoff=0.01)
     msg = str(err.value)
