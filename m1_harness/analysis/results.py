@@ -277,17 +277,12 @@ def _trace_files_beside(results_file: Path) -> list[Path]:
 def ran_budget(results_file: Path, task: str, budget, forcing) -> int | None:
     """The largest thinking budget that really ran for ``task`` at this setting, when the context clamped
     any request below the asked one (trace records: ``budget_clamped``); None when none was clamped."""
-    clamped = [
-        int(rec["thinking_budget"])
-        for f in _trace_files_beside(results_file)
-        for rec in iter_trace_records(f)
-        if rec.get("task") in (task, None) and rec.get("budget_clamped")
-        and as_int(rec.get("requested_thinking_budget")) == budget and (rec.get("forcing") or 0) == (forcing or 0)
-    ]
-    if not clamped:
+    recs = [rec for f in _trace_files_beside(results_file) for rec in iter_trace_records(f)
+            if rec.get("task") in (task, None) and as_int(rec.get("requested_thinking_budget")) == budget
+            and (rec.get("forcing") or 0) == (forcing or 0)]
+    if not any(rec.get("budget_clamped") for rec in recs):
         return None
-    return max(int(r["thinking_budget"]) for f in _trace_files_beside(results_file) for r in iter_trace_records(f)
-               if r.get("task") in (task, None) and as_int(r.get("requested_thinking_budget")) == budget)
+    return max(int(rec["thinking_budget"]) for rec in recs)
 
 
 def load_results(paths: Iterable[str | os.PathLike], metric: str = "acc", with_samples: bool = True) -> list[TaskResult]:
