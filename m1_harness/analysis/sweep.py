@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from m1_harness.budget import TOKEN_COUNTS
 from m1_harness.errors import UserError
 from m1_harness.paths import DATA_ENV, atomic_write_text, ensure_writable_dir
 
@@ -52,8 +53,7 @@ SETTING_KEYS = ("thinking_budget", "forcing", "trace_path", "max_tokens_thinking
 FIELDS = ["model", "task", "budget", "forcing", "n", "acc", "ci_low", "ci_high",
           "mean_thinking_tokens", "hit_budget_share", "ran_budget", "budget_clamped_share", "trace_records",
           "results_file",
-          "context_tokens", "cached_tokens", "generated_tokens"]  # engine work of the setting's run (+ its probes)
-TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")
+          *TOKEN_COUNTS]  # engine work of the setting's run (+ its probes)
 MANIFEST = "sweep_setting.json"
 
 
