@@ -44,7 +44,7 @@ from m1_harness.errors import UserError
 from m1_harness.scoring import answer_part, extract_choice
 from m1_harness.taskfns import METHOD_GROUPS
 
-from .results import _sortable, display_name, iter_trace_records, load_results, read_sample_records
+from .results import _sortable, display_name, iter_trace_records, load_results, read_sample_records, trace_files_near
 from .stats import holm, mcnemar_exact
 
 CLASSES = ("always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable")  # in the viewer too
@@ -153,15 +153,6 @@ def _response(rec: dict) -> str:
         return resps
     filtered = rec.get("filtered_resps")
     return str(filtered[0] if isinstance(filtered, list) and filtered else filtered or "")
-
-
-def trace_files_near(results_file: Path) -> list[Path]:
-    """Where m1_budget's records for a results file lie: a sweep's ``<setting>/traces.jsonl`` or the
-    ``m1_traces/`` folder m1_budget writes beside lm-eval's output."""
-    found = []
-    for folder in (results_file.parent, results_file.parent.parent):
-        found += sorted(folder.glob("traces*.jsonl")) + sorted(folder.glob("m1_traces/*.jsonl"))
-    return found
 
 
 def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dict | None = None) -> dict:

@@ -267,17 +267,19 @@ def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples
     return out
 
 
-def _trace_files_beside(results_file: Path) -> list[Path]:
-    """Trace files of the run that wrote ``results_file``: a sweep's ``<setting>/traces.jsonl`` or
-    m1_budget's default ``<output>/m1_traces/*.jsonl`` (both one folder above the results)."""
-    run = results_file.parent.parent
-    return [f for f in [run / "traces.jsonl", *sorted((run / "m1_traces").glob("*.jsonl"))] if f.is_file()]
+def trace_files_near(results_file: Path) -> list[Path]:
+    """Where m1_budget's records for a results file lie: a sweep's ``<setting>/traces.jsonl`` or the
+    ``m1_traces/`` folder m1_budget writes beside lm-eval's output."""
+    found = []
+    for folder in (results_file.parent, results_file.parent.parent):
+        found += sorted(folder.glob("traces*.jsonl")) + sorted(folder.glob("m1_traces/*.jsonl"))
+    return found
 
 
 def ran_budget(results_file: Path, task: str, budget, forcing) -> int | None:
     """The largest thinking budget that really ran for ``task`` at this setting, when the context clamped
     any request below the asked one (trace records: ``budget_clamped``); None when none was clamped."""
-    recs = [rec for f in _trace_files_beside(results_file) for rec in iter_trace_records(f)
+    recs = [rec for f in trace_files_near(results_file) for rec in iter_trace_records(f)
             if rec.get("task") in (task, None) and as_int(rec.get("requested_thinking_budget")) == budget
             and (rec.get("forcing") or 0) == (forcing or 0)]
     if not any(rec.get("budget_clamped") for rec in recs):
