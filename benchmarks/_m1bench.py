@@ -229,7 +229,7 @@ def evaluate(lm, task: str, limit: int, gen_kwargs: dict | None = None, apply_ch
 
 def warm_up(engine) -> None:
     """One short generate call straight on an engine (no lm-eval, no trace cache)."""
-    from m1_harness.engines.base import GenRequest
+    from m1_harness.thinking.engines.base import GenRequest
 
     ids = list(engine.tokenizer.encode("The patient presents with fever.", add_special_tokens=False))
     engine.generate([GenRequest(ids, 8), GenRequest(ids[:3], 8)])

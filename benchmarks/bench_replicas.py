@@ -68,10 +68,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
 
-    from m1_harness.budget import BudgetForcer, BudgetRequest
+    from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
     from m1_harness.data import load_items
-    from m1_harness.engines.server import ServerEngine
-    from m1_harness.markers import PRESETS
+    from m1_harness.thinking.engines.server import ServerEngine
+    from m1_harness.thinking.markers import PRESETS
 
     model = mb.models([args.model])[args.model]
     mb.WORK.mkdir(parents=True, exist_ok=True)

@@ -52,19 +52,19 @@ def main() -> None:
     args = ap.parse_args()
     if args.engine == "hf":
         B.single_thread()
-    from m1_harness.engines.base import GenRequest
+    from m1_harness.thinking.engines.base import GenRequest
 
     rows = []
     for name, path in B.models(args.models).items():
         print(f"== {name} on {args.engine}", flush=True)
         if args.engine == "hf":
-            from m1_harness.engines.hf import HFEngine
+            from m1_harness.thinking.engines.hf import HFEngine
 
             pids = set()
             kw = dict(dtype="float32", device="cpu", progress=False)
             engines = {1: HFEngine(str(path), batch_size=1, **kw), 8: HFEngine(str(path), batch_size=8, **kw)}
         else:
-            from m1_harness.engines.vllm import VLLMEngine
+            from m1_harness.thinking.engines.vllm import VLLMEngine
 
             before = B.child_pids()
             eng = VLLMEngine(str(path), dtype="float32", enforce_eager=True, max_model_len=2048, progress=False,

@@ -11,4 +11,4 @@ def m1_register_tasks(register):
 
 @hookimpl
 def m1_register_models(register):
-    register("m1_budget", "m1_harness.lm:M1BudgetLM")
+    register("m1_budget", "m1_harness.thinking.lm:M1BudgetLM")

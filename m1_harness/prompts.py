@@ -6,7 +6,7 @@ so they are built here and nowhere else.
 
 from __future__ import annotations
 
-from m1_harness.markers import PRESETS
+from m1_harness.thinking.markers import PRESETS
 
 INSTRUCTIONS = {
     # the paper's default and chain-of-thought baseline instructions

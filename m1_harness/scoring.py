@@ -3,7 +3,7 @@
 What it does (the m1 paper's answer matching, see ``shared/design/M1_REFERENCE.md``):
 
 1. ``answer_part``: only the text after the last end-of-thinking marker
-   (``m1_harness.markers.ANSWER_SPLITS``) is looked at, so boxes and letters written while
+   (``m1_harness.thinking.markers.ANSWER_SPLITS``) is looked at, so boxes and letters written while
    thinking do not count.
 2. ``last_boxed``: the content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces
    balanced), unwrapped from ``\\text{}``-style commands, ``$``, ``(B)``, ``[B]`` and a final period.
@@ -60,7 +60,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from m1_harness.markers import ANSWER_SPLITS
+from m1_harness.thinking.markers import ANSWER_SPLITS
 
 __all__ = ["Score", "answer_part", "extract_choice", "last_boxed", "score", "METHODS", "MATCH_MODES"]
 

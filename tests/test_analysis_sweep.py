@@ -247,7 +247,7 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
     monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
     from m1_harness import cli
 
-    from m1_harness.lm import M1BudgetLM
+    from m1_harness.thinking.lm import M1BudgetLM
 
     loads = []
     real_init = M1BudgetLM.__init__

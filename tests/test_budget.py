@@ -2,9 +2,9 @@
 
 import pytest
 
-from m1_harness.budget import BudgetForcer, BudgetRequest
-from m1_harness.engines.scripted import Script, ScriptedEngine, StreamingScriptedEngine
-from m1_harness.markers import PRESETS
+from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.engines.scripted import Script, ScriptedEngine, StreamingScriptedEngine
+from m1_harness.thinking.markers import PRESETS
 
 M1 = PRESETS["m1"]
 END, START = "<|im_end|>", "<|im_start|>"

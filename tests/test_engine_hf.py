@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from m1_harness.budget import BudgetForcer, BudgetRequest
-from m1_harness.engines import load_engine
-from m1_harness.engines.base import GenRequest
-from m1_harness.markers import PRESETS
-from m1_harness.tracecache import CachingEngine, TraceCache
+from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.engines import load_engine
+from m1_harness.thinking.engines.base import GenRequest
+from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 from m1tiny import QUESTIONS, chatty_tiny_qwen2
 
 
@@ -171,7 +171,7 @@ def test_models_whose_cache_cannot_be_cut_per_row_prefill_instead(tmp_path):
 
 
 def test_load_engine_names():
-    from m1_harness.engines import resolve_engine_name
+    from m1_harness.thinking.engines import resolve_engine_name
 
     assert resolve_engine_name("hf") == "hf"
     assert resolve_engine_name("auto") == ("vllm" if torch.cuda.is_available() and _has_vllm() else "hf")

@@ -71,13 +71,13 @@ def key_env(monkeypatch):
 
 
 def _engine(tiny_dir, base_url, **kw):
-    from m1_harness.engines.server import ServerEngine
+    from m1_harness.thinking.engines.server import ServerEngine
 
     return ServerEngine(str(tiny_dir), base_url, api_key_env=KEY_ENV, **kw)
 
 
 def _budget_requests(tok):
-    from m1_harness.budget import BudgetRequest
+    from m1_harness.thinking.budget import BudgetRequest
 
     prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
                for q in QUESTIONS]
@@ -101,8 +101,8 @@ class Counting:
 
 
 def _run(engine):
-    from m1_harness.budget import BudgetForcer
-    from m1_harness.markers import PRESETS
+    from m1_harness.thinking.budget import BudgetForcer
+    from m1_harness.thinking.markers import PRESETS
 
     forcer = BudgetForcer(engine, PRESETS["m1"].with_overrides(think_end=("ism",)), "Wait")
     return forcer.run(_budget_requests(engine.tokenizer))
@@ -162,11 +162,11 @@ def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(servers,
 
 
 def test_wrong_key_model_name_or_unset_key_is_a_clear_error(servers, tiny_dir, monkeypatch):
-    from m1_harness.engines import EngineError
+    from m1_harness.thinking.engines import EngineError
     from m1_harness.http import ApiKeyMissing
 
     with pytest.raises(EngineError, match=r"refused the API key \(HTTP 401\): set api_key_env") as err:
-        from m1_harness.engines.server import ServerEngine
+        from m1_harness.thinking.engines.server import ServerEngine
 
         ServerEngine(str(tiny_dir), servers["a"][1])
     assert MARKER not in str(err.value)
@@ -202,7 +202,7 @@ def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished
     """Requests spread over A and B, each request's rounds stay on its replica; B is killed (by PID) after
     the first round: the run finishes on A, B's finished rounds are not sent again, the summary names
     the requests that moved. Runs last: it kills B."""
-    from m1_harness.engines.server import ServerEngine
+    from m1_harness.thinking.engines.server import ServerEngine
 
     url_a, url_b = servers["a"][1], servers["b"][1]
     spread = ServerEngine(str(tiny_dir), f"{url_a}, {url_b}", api_key_env=KEY_ENV)

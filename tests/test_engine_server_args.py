@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from vllm_server import free_port
 
-from m1_harness.engines import EngineError
+from m1_harness.thinking.engines import EngineError
 
 
 def test_server_engine_needs_base_url(tiny_model):
-    from m1_harness.lm import M1BudgetLM, ModelArgError
+    from m1_harness.thinking.lm import M1BudgetLM, ModelArgError
 
     with pytest.raises(ModelArgError) as err:
         M1BudgetLM(pretrained=str(tiny_model), engine="server", cache="off")
@@ -19,7 +19,7 @@ def test_server_engine_needs_base_url(tiny_model):
 
 @pytest.mark.parametrize("base_url", ["127.0.0.1:8000/v1", "http://a:1/v1, ftp://b/v1"])
 def test_base_url_must_be_http_urls(tiny_model, base_url):
-    from m1_harness.engines.server import ServerEngine
+    from m1_harness.thinking.engines.server import ServerEngine
 
     with pytest.raises(EngineError) as err:
         ServerEngine(str(tiny_model), base_url)
@@ -28,13 +28,13 @@ def test_base_url_must_be_http_urls(tiny_model, base_url):
 
 
 def test_split_urls_takes_commas_and_spaces():
-    from m1_harness.engines.server import split_urls
+    from m1_harness.thinking.engines.server import split_urls
 
     assert split_urls("http://a:1/v1/, http://b:2/v1 http://a:1/v1") == ["http://a:1/v1", "http://b:2/v1"]
 
 
 def test_no_server_listening_is_named(tiny_model):
-    from m1_harness.engines.server import ServerEngine
+    from m1_harness.thinking.engines.server import ServerEngine
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(EngineError) as err:
@@ -46,7 +46,7 @@ def test_no_server_listening_is_named(tiny_model):
 
 
 def test_max_concurrency_must_be_positive(tiny_model):
-    from m1_harness.engines.server import ServerEngine
+    from m1_harness.thinking.engines.server import ServerEngine
 
     with pytest.raises(EngineError, match=r"^max_concurrency=0: must be at least 1 \(requests in flight per replica\)$"):
         ServerEngine(str(tiny_model), "http://127.0.0.1:1/v1", max_concurrency=0)

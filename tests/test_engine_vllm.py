@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from m1_harness.devmodels import tiny_qwen2_vllm
-from m1_harness.engines.base import GenRequest, GenResult
+from m1_harness.thinking.engines.base import GenRequest, GenResult
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 N_NEW = 48
@@ -48,7 +48,7 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(tiny_dir):
-    from m1_harness.engines.vllm import VLLMEngine
+    from m1_harness.thinking.engines.vllm import VLLMEngine
 
     eng = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
     yield eng
@@ -119,7 +119,7 @@ def test_eos_stops_only_when_listed(tiny_dir, prompts, reference, tmp_path):
 
     from transformers import AutoTokenizer
 
-    from m1_harness.engines.vllm import VLLMEngine
+    from m1_harness.thinking.engines.vllm import VLLMEngine
 
     ref = reference[0]
     eos = ref[N_NEW // 2]
@@ -147,9 +147,9 @@ def test_the_trace_cache_around_vllm_cuts_a_longer_run_exactly(engine, prompts, 
     """m1_budget's default path on a GPU: the caching engine around the vLLM engine. A smaller budget with
     fewer forcing rounds (and a non-default forcing string) from the cache equals a fresh run, and only its
     answer round reaches vLLM."""
-    from m1_harness.budget import BudgetForcer, BudgetRequest
-    from m1_harness.markers import PRESETS
-    from m1_harness.tracecache import CachingEngine, TraceCache
+    from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+    from m1_harness.thinking.markers import PRESETS
+    from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
     cache = TraceCache(tmp_path / "c.sqlite", "vllm-tiny")
 
@@ -215,7 +215,7 @@ def test_resubmitting_a_prefix_continues_the_same_trace(engine, prompts, referen
 @vllm_test
 def test_same_results_as_the_transformers_engine(engine, tiny_dir, prompts, reference):
     """Both engines honour one contract: identical GenResults for stop ids, strings and lengths."""
-    from m1_harness.engines import hf
+    from m1_harness.thinking.engines import hf
     other = hf.HFEngine(str(tiny_dir), dtype="float32", device="cpu", batch_size=4, progress=False)
     tok = engine.tokenizer
     reqs = []
@@ -228,7 +228,7 @@ def test_same_results_as_the_transformers_engine(engine, tiny_dir, prompts, refe
 
 @vllm_test
 def test_data_parallel_needs_external_launcher(tiny_dir):
-    from m1_harness.engines.vllm import VLLMEngine
+    from m1_harness.thinking.engines.vllm import VLLMEngine
 
     with pytest.raises(ValueError, match="data_parallel_size=2"):
         VLLMEngine(str(tiny_dir), data_parallel_size=2)
@@ -236,7 +236,7 @@ def test_data_parallel_needs_external_launcher(tiny_dir):
 
 def test_missing_vllm_says_how_to_install(monkeypatch):
     """Runs everywhere: with vLLM hidden, the engine names both wheels."""
-    from m1_harness.engines import vllm as engine_mod
+    from m1_harness.thinking.engines import vllm as engine_mod
 
     for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
         monkeypatch.delitem(sys.modules, name)

@@ -14,9 +14,9 @@ import torch
 from transformers import AutoTokenizer
 
 from families import FAMILIES, family_model
-from m1_harness.budget import BudgetForcer, BudgetRequest
-from m1_harness.engines.scripted import Script, ScriptedEngine
-from m1_harness.markers import PRESETS, Markers, detect
+from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.engines.scripted import Script, ScriptedEngine
+from m1_harness.thinking.markers import PRESETS, Markers, detect
 from m1_harness.scoring import Score, score
 
 ANSWER = "The answer is \\boxed{A}."
@@ -158,7 +158,7 @@ def test_auto_on_an_unknown_template_is_an_error_listing_presets_and_overrides(m
 def test_m1_budget_auto_enable_thinking_and_template_args(models, tmp_path, caplog, capsys):
     from lm_eval.api.instance import Instance
 
-    from m1_harness.lm import M1BudgetLM
+    from m1_harness.thinking.lm import M1BudgetLM
 
     def lm(family, **kw):
         return M1BudgetLM(pretrained=str(models[family]), markers="auto", trace_path=str(tmp_path / "t.jsonl"),
@@ -167,7 +167,7 @@ def test_m1_budget_auto_enable_thinking_and_template_args(models, tmp_path, capl
     req = Instance("generate_until", {}, ("Q?", {"until": ["\n\n"]}), 0, ("medqa", 0, 1))
     qwen = lm("qwen3", enable_thinking="false")
     assert "m1_budget: markers=auto chose qwen3: ChatML template with <think>" in capsys.readouterr().err
-    with caplog.at_level(logging.WARNING, logger="m1_harness.lm"):
+    with caplog.at_level(logging.WARNING, logger="m1_harness.thinking.lm"):
         (text,) = qwen.generate_until([req])
     assert text.startswith("<think>\n\n</think>\n\n") and qwen.traces[0]["thinking_tokens"] == 0
     assert qwen.traces[0]["markers"] == "qwen3" and "closed thinking itself ({'enable_thinking': False})" in caplog.text
@@ -183,7 +183,7 @@ def test_m1_budget_auto_enable_thinking_and_template_args(models, tmp_path, capl
     oss = lm("gpt_oss", chat_template_args="reasoning_effort=high")
     assert "\nReasoning: high\n" in oss.tokenizer.decode(oss._prompt_ids("Q?")[0])
     assert "\nReasoning: high\n" in oss.apply_chat_template([{"role": "user", "content": "Q?"}])
-    from m1_harness.lm import _check
+    from m1_harness.thinking.lm import _check
 
     parsed = {"reasoning_effort": "high", "enable_thinking": False}
     for given in ("reasoning_effort=high;enable_thinking=false", '{"reasoning_effort": "high", "enable_thinking": false}',
@@ -264,8 +264,8 @@ def test_vllm_gives_the_transformers_traces_for_harmony(models):
 
     from m1tiny import QUESTIONS
 
-    from m1_harness.engines.hf import HFEngine
-    from m1_harness.engines.vllm import VLLMEngine
+    from m1_harness.thinking.engines.hf import HFEngine
+    from m1_harness.thinking.engines.vllm import VLLMEngine
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     m, path = PRESETS["gpt_oss"], str(models["gpt_oss"])

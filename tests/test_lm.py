@@ -8,7 +8,7 @@ import pytest
 import torch
 from lm_eval.api.instance import Instance
 
-from m1_harness.lm import M1BudgetLM
+from m1_harness.thinking.lm import M1BudgetLM
 from m1tiny import QUESTIONS, chatty_tiny_qwen2
 
 FAST = dict(engine="hf", dtype="float32", batch_size=4)
@@ -239,7 +239,7 @@ def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
         (repo / "snapshots" / commit).mkdir(parents=True)
         (repo / "snapshots" / commit / "config.json").write_text("{}")
     (repo / "refs").mkdir()
-    script = ("from m1_harness.lm import _model_identity as m; print(m('hf', 'org/tiny', 'auto')); "
+    script = ("from m1_harness.thinking.lm import _model_identity as m; print(m('hf', 'org/tiny', 'auto')); "
               "print(m('hf', 'org/absent', 'auto'))")
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"))
     ids = []
@@ -251,7 +251,7 @@ def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
 
 
 def test_default_trace_dir_is_beside_output_path(monkeypatch, tmp_path):
-    from m1_harness.lm import _default_trace_dir
+    from m1_harness.thinking.lm import _default_trace_dir
 
     monkeypatch.setattr("sys.argv", ["lm_eval", "--output_path", str(tmp_path / "res.json")])
     assert _default_trace_dir() == tmp_path / "m1_traces"
@@ -263,7 +263,7 @@ def test_default_trace_dir_is_beside_output_path(monkeypatch, tmp_path):
 
 def test_a_bad_output_location_fails_before_the_model_loads(tiny, tmp_path, monkeypatch):
     """A bad trace_path was found only after every request had been generated."""
-    from m1_harness import lm as lm_module
+    from m1_harness.thinking import lm as lm_module
     from m1_harness.paths import OutputError
 
     def no_load(*a, **k):
@@ -311,7 +311,7 @@ def test_clamped_budgets_and_overlong_prompts_are_recorded_and_said(tiny, tmp_pa
     lm2 = M1BudgetLM(pretrained=tiny, thinking_budget=4096, answer_budget=8, max_model_len=64,
                      trace_path=str(tmp_path / "t.jsonl"), cache="off", **FAST)
     long_prompt = " ".join(["fever"] * 80)
-    with caplog.at_level("WARNING", logger="m1_harness.lm"):
+    with caplog.at_level("WARNING", logger="m1_harness.thinking.lm"):
         lm2.generate_until([inst(QUESTIONS[0], 0, max_gen_toks=8), inst(long_prompt, 1, max_gen_toks=8)])
     short, long = lm2.traces
     prompt = short["prompt_tokens"]

@@ -76,7 +76,7 @@ def test_hook_m1_register_benchmarks(isolated_plugins, tmp_path):
 
 def test_hook_m1_register_models(isolated_plugins):
     _install_extra(isolated_plugins, _plugin("model_plugin", m1_register_models=lambda register: register("scripted", "scripted_lm:ScriptedLM")))
-    assert isolated_plugins.models() == {"m1_budget": "m1_harness.lm:M1BudgetLM", "scripted": "scripted_lm:ScriptedLM"}
+    assert isolated_plugins.models() == {"m1_budget": "m1_harness.thinking.lm:M1BudgetLM", "scripted": "scripted_lm:ScriptedLM"}
     from lm_eval.api.registry import get_model, model_registry
 
     from m1_harness import _autoload

@@ -12,9 +12,9 @@ import os
 
 import pytest
 
-from m1_harness.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
 from m1_harness.devmodels import tiny_qwen2_vllm
-from m1_harness.markers import PRESETS
+from m1_harness.thinking.markers import PRESETS
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 pytestmark = pytest.mark.vllm
@@ -34,7 +34,7 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(tiny_dir):
-    from m1_harness.engines.vllm import VLLMEngine
+    from m1_harness.thinking.engines.vllm import VLLMEngine
 
     eng = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
     yield eng
@@ -44,7 +44,7 @@ def engine(tiny_dir):
 @pytest.fixture(scope="module")
 def setup(engine):
     """Markers whose think end is a token the model writes, and requests that force and get cut."""
-    from m1_harness.engines.base import GenRequest
+    from m1_harness.thinking.engines.base import GenRequest
 
     tok = engine.tokenizer
     prompts = [list(tok.apply_chat_template([{"role": "user", "content": u}], add_generation_prompt=True,
@@ -76,7 +76,7 @@ def key(t):
 
 
 def test_streaming_traces_equal_barrier_rounds_and_transformers(engine, tiny_dir, setup):
-    from m1_harness.engines.hf import HFEngine
+    from m1_harness.thinking.engines.hf import HFEngine
 
     markers, reqs = setup
     streamed = run(engine, markers, reqs, True)
@@ -115,7 +115,7 @@ def test_every_later_round_reuses_the_blocks_of_the_one_before(engine, setup):
 def test_sweep_probes_make_the_other_settings_pure_replays(engine, setup, tmp_path, grid):
     """Streaming with probes: the largest setting equals its plain run, and every other setting is
     then served whole by the trace cache (no engine call) and equals a fresh run token for token."""
-    from m1_harness.tracecache import CachingEngine, TraceCache
+    from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
     markers, base = setup
     cache = TraceCache(tmp_path / "c.sqlite", "tiny")
@@ -142,10 +142,10 @@ def test_sweep_probes_make_the_other_settings_pure_replays(engine, setup, tmp_pa
 
 CHILD = r"""
 import json, sys
-from m1_harness.budget import BudgetForcer, BudgetRequest
-from m1_harness.engines.vllm import VLLMEngine
-from m1_harness.markers import PRESETS
-from m1_harness.tracecache import CachingEngine, TraceCache
+from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.engines.vllm import VLLMEngine
+from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
 a = json.loads(sys.argv[1])
 eng = VLLMEngine(a["model"], dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
@@ -172,7 +172,7 @@ def test_killed_streaming_run_resumes_without_regenerating_a_finished_request(en
     import sys
     import time
 
-    from m1_harness.tracecache import CachingEngine, TraceCache
+    from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
     markers, base = setup
     reqs = [BudgetRequest(r.prompt_ids, b, f, 12) for r in base for b, f in [(120, 2), (60, 1), (90, 0)]]

@@ -2,11 +2,11 @@
 
 import pytest
 
-from m1_harness.budget import BudgetForcer, BudgetRequest
-from m1_harness.engines.base import GenRequest, GenResult
-from m1_harness.engines.scripted import Script, ScriptedEngine
-from m1_harness.markers import PRESETS
-from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
+from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.engines.base import GenRequest, GenResult
+from m1_harness.thinking.engines.scripted import Script, ScriptedEngine
+from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.tracecache import CacheRefused, CachingEngine, TraceCache
 
 END = "<|im_end|>"
 SCRIPTS = {
@@ -100,7 +100,7 @@ def test_a_longer_result_replaces_a_shorter_one_and_a_stop_is_never_replaced(tmp
 def test_a_corrupt_cache_file_is_moved_aside_and_a_fresh_one_started(tmp_path, caplog):
     path = tmp_path / "traces.sqlite"
     path.write_bytes(b"this is not a database, it was half-copied" * 100)
-    with caplog.at_level("WARNING", logger="m1_harness.tracecache"):
+    with caplog.at_level("WARNING", logger="m1_harness.thinking.tracecache"):
         cache = TraceCache(path, "m")
     (aside,) = tmp_path.glob("traces.sqlite.corrupt-*")
     assert aside.read_bytes().startswith(b"this is not a database")
@@ -147,7 +147,7 @@ def probe_traces(engine, grid, probes=True):
 @pytest.mark.parametrize("streaming", [False, True])
 @pytest.mark.parametrize("grid", GRIDS)
 def test_probes_make_every_other_setting_a_pure_replay(tmp_path, grid, streaming):
-    from m1_harness.engines.scripted import StreamingScriptedEngine
+    from m1_harness.thinking.engines.scripted import StreamingScriptedEngine
 
     base = (StreamingScriptedEngine(SCRIPTS, kv_cache_tokens=400, block_size=8) if streaming
             else ScriptedEngine(SCRIPTS, round_size=2))

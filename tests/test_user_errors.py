@@ -29,7 +29,7 @@ def test_lm_eval_prints_an_m1_budget_mistake_as_one_sentence(tmp_path, python_en
 
 def test_model_args_win_over_lm_eval_flags_instead_of_a_type_error():
     """device= in --model_args beside lm-eval's own --device was 'got multiple values for keyword argument'."""
-    from m1_harness.lm import M1BudgetLM, ModelArgError
+    from m1_harness.thinking.lm import M1BudgetLM, ModelArgError
 
     with pytest.raises(ModelArgError, match="dtype='float99'"):  # reached the argument checks: no TypeError
         M1BudgetLM.create_from_arg_string("pretrained=org/x,device=cpu,batch_size=2,dtype=float99",

@@ -4,7 +4,7 @@
 (rendered with ``tokenizer``'s chat template, generation prompt included, when ``tokenizer`` is set;
 plain text otherwise, which ``m1-harness train`` renders with the model's own template).
 ``completion`` is ``<|im_start|>think\\n{reasoning}\\n<|im_start|>answer\\nAnswer: {answer}<|im_end|>``
-(markers from ``m1_harness.markers``), with the teacher's reasoning and final response
+(markers from ``m1_harness.thinking.markers``), with the teacher's reasoning and final response
 (``answer: teacher``, m1's ``distilled_answer_string``) or the gold option (``answer: gold``).
 Items without reasoning are rejected with their ids.
 """
@@ -12,7 +12,7 @@ Items without reasoning are rejected with their ids.
 from __future__ import annotations
 
 from m1_harness.curation import Reject, Stage, StageError
-from m1_harness.markers import PRESETS
+from m1_harness.thinking.markers import PRESETS
 from m1_harness.prompts import chat_prompt, require_chat_template, sft_completion, sft_prompt
 
 class Format(Stage):

@@ -82,12 +82,12 @@ class ApiStage(Stage):
 
 
 class LocalModel:
-    """A base model run in this process through ``m1_harness.lm.M1BudgetLM`` (any engine), with the
+    """A base model run in this process through ``m1_harness.thinking.lm.M1BudgetLM`` (any engine), with the
     client's ``chat`` interface. Calls are serialised (one model, one lock); its own trace cache
     (``cache=auto``) makes reruns free."""
 
     def __init__(self, name: str, model_args: dict, max_tokens: int, trace_path: str):
-        from m1_harness.lm import M1BudgetLM
+        from m1_harness.thinking.lm import M1BudgetLM
 
         args = {"thinking_budget": 0, **model_args}
         args.setdefault("trace_path", trace_path)
@@ -116,7 +116,7 @@ class Difficulty(ApiStage):
 
     ``models``: a list of ``{base_url, model, ...}`` (each may override the shared API parameters)
     or ``{name: ..., m1_budget: {pretrained: PATH, engine: hf|vllm, thinking_budget: 0, ...}}`` for a
-    model run in this process through ``m1_harness.lm.M1BudgetLM`` (its model_args); with a single
+    model run in this process through ``m1_harness.thinking.lm.M1BudgetLM`` (its model_args); with a single
     API model, ``base_url`` / ``model`` at the top level work too. ``drop: false`` keeps every item
     and writes ``hard`` (no model was right) instead, for the sampling ablations. Answers are scored
     with ``m1_harness.scoring.score`` (``match``: last / first).

@@ -34,7 +34,7 @@ class TrainConfig:
     data_split: str = "train"
     data_format: str = "auto"  # auto | sft_sample | m1_hub | prompt_completion
     limit: int | None = None  # first N records only (smoke runs)
-    markers: str = "m1"  # m1_harness.markers preset used to build the completion
+    markers: str = "m1"  # m1_harness.thinking.markers preset used to build the completion
     # optimisation (the m1 release: 5 epochs, global batch 16, lr 1e-5, 5% warm-up, cosine)
     epochs: float = 5.0
     max_steps: int = -1  # > 0 overrides epochs

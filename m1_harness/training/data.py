@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m1_harness.errors import UserError
-from m1_harness.markers import PRESETS as MARKER_PRESETS
+from m1_harness.thinking.markers import PRESETS as MARKER_PRESETS
 from m1_harness.paths import read_utf8
 from m1_harness.prompts import END_OF_TURN, chat_prompt, sft_completion, sft_prompt
 

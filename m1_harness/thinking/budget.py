@@ -47,8 +47,8 @@ from dataclasses import dataclass, field, fields
 
 from tqdm.auto import tqdm
 
-from m1_harness.engines.base import Engine, GenRequest, GenResult
-from m1_harness.markers import Markers
+from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
+from m1_harness.thinking.markers import Markers
 
 AUTO = "auto"
 TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")  # engine work per call (GenResult)

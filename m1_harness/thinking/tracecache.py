@@ -36,7 +36,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from m1_harness.engines.base import Engine, GenRequest, GenResult
+from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
 from m1_harness.errors import UserError
 from m1_harness.versions import library_versions
 

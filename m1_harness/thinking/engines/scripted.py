@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from m1_harness.engines.base import GenRequest, GenResult
+from m1_harness.thinking.engines.base import GenRequest, GenResult
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 _SPLIT = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")

@@ -1,6 +1,6 @@
 """Generation engines: "generate these token prompts with these limits", nothing more.
 
-The budget algorithm (m1_harness.budget) drives any object with this interface; engines know
+The budget algorithm (m1_harness.thinking.budget) drives any object with this interface; engines know
 nothing about thinking, forcing or markers. Engines are imported lazily by ``load_engine`` so that
 importing m1_harness never imports torch-heavy or CUDA-only packages.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from m1_harness.engines.base import Engine, GenRequest, GenResult
+from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
 from m1_harness.errors import UserError
 
 
@@ -36,13 +36,13 @@ def load_engine(name: str, **kwargs) -> Engine:
     """Build the engine ``name`` (``hf``, ``vllm``, ``server`` or ``auto``) with engine-specific keyword args."""
     name = resolve_engine_name(name)
     if name == "server":
-        from m1_harness.engines.server import ServerEngine
+        from m1_harness.thinking.engines.server import ServerEngine
 
         return ServerEngine(**kwargs)
     if name == "vllm":
-        from m1_harness.engines.vllm import VLLMEngine
+        from m1_harness.thinking.engines.vllm import VLLMEngine
 
         return VLLMEngine(**kwargs)
-    from m1_harness.engines.hf import HFEngine
+    from m1_harness.thinking.engines.hf import HFEngine
 
     return HFEngine(**kwargs)

@@ -28,7 +28,7 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
 
-from m1_harness.engines.base import GenRequest, GenResult
+from m1_harness.thinking.engines.base import GenRequest, GenResult
 
 _TF_VERSION = tuple(int(p) for p in transformers.__version__.split(".")[:2])
 # transformers 5.24 renamed the KV cache argument of forward/generate and the output field from

@@ -29,9 +29,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-from m1_harness.engines import EngineError
-from m1_harness.engines.base import GenRequest, GenResult, eos_token_ids
-from m1_harness.engines.vllm import VLLMEngine
+from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines.base import GenRequest, GenResult, eos_token_ids
+from m1_harness.thinking.engines.vllm import VLLMEngine
 from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ import itertools
 import logging
 from typing import Any
 
-from m1_harness.engines import EngineError
-from m1_harness.engines.base import GenRequest, GenResult, eos_token_ids
+from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines.base import GenRequest, GenResult, eos_token_ids
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import handle_arg_string
 
-from m1_harness.budget import AUTO, TOKEN_COUNTS, BudgetForcer, BudgetRequest
-from m1_harness.engines import load_engine, resolve_engine_name
+from m1_harness.thinking.budget import AUTO, TOKEN_COUNTS, BudgetForcer, BudgetRequest
+from m1_harness.thinking.engines import load_engine, resolve_engine_name
 from m1_harness.errors import UserError
-from m1_harness.markers import PRESETS, detect
+from m1_harness.thinking.markers import PRESETS, detect
 from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
-from m1_harness.tracecache import CacheRefused, CachingEngine, TraceCache
+from m1_harness.thinking.tracecache import CacheRefused, CachingEngine, TraceCache
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
