@@ -116,6 +116,9 @@ def test_k_samples_differ_replay_exactly_and_each_gets_a_record(tiny, tmp_path, 
     again = m1(tiny, tmp_path / "again", samples=3, cache="off")
     assert again.generate_until(reqs[::-1]) == out[::-1]
     assert [r["text"] for r in again.traces] == [r["text"] for r in recs[3:] + recs[:3]]
+    again.reconfigure(samples=2)  # a sample's seed does not depend on K: samples=2 are the first two of 3
+    again.generate_until(reqs)
+    assert [r["text"] for r in again.traces] == [r["text"] for r in recs if r["sample"] < 2]
 
 
 def test_samples_need_sampling_and_a_positive_count(tiny, tmp_path):
@@ -128,6 +131,8 @@ def test_samples_need_sampling_and_a_positive_count(tiny, tmp_path):
         "sweep --temperature 0.6), or samples=1.")
     with pytest.raises(ValueError, match=r"^m1_budget: samples=0: give at least 1 trace per request$"):
         m1(tiny, tmp_path, samples=0)
+    with pytest.raises(ValueError, match=r"^m1_budget: samples=0: give at least 1 trace per request$"):
+        lm.reconfigure(samples=0)
 
 
 def test_greedy_records_sample_0_without_a_seed(tiny, tmp_path):

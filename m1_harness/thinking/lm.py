@@ -96,7 +96,7 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "cache_dir": (str, None, "trace cache folder (default: $M1_HARNESS_CACHE/traces)"),
 }
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
+RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path", "samples")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager", "streaming"}
 SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries"}
@@ -165,6 +165,11 @@ def _template_args(value) -> dict:
             raise ValueError
         out[key.strip()] = handle_arg_string(val)
     return out
+
+
+def _check_samples(k: int) -> None:
+    if k < 1:
+        raise ModelArgError(f"m1_budget: samples={k}: give at least 1 trace per request")
 
 
 def _unescape(s: str | None) -> str | None:
@@ -247,8 +252,7 @@ class M1BudgetLM(LM):
             raise ModelArgError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}, or auto")
         if a["dtype"] not in DTYPES:
             raise ModelArgError(f"m1_budget: dtype={a['dtype']!r}; choose one of {', '.join(DTYPES)}")
-        if a["samples"] < 1:
-            raise ModelArgError(f"m1_budget: samples={a['samples']}: give at least 1 trace per request")
+        _check_samples(a["samples"])
         if a["cache"] not in ("on", "off", "auto"):
             raise ModelArgError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
         self.args = a
@@ -385,6 +389,7 @@ class M1BudgetLM(LM):
                                 f"reconfigure takes {', '.join(RECONFIGURABLE)}")
         for k, v in args.items():
             self.args[k] = _check(k, v, MODEL_ARGS[k][0])
+        _check_samples(self.args["samples"])
         if "trace_path" in args:
             self._check_outputs()
 
