@@ -28,15 +28,19 @@ SEEDS = [derive(7, "t", i, 0) for i in range(len(USERS))]
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
+def tiny_dir(tmp_path_factory):
     try:
         import vllm  # noqa: F401
     except ImportError as exc:
         pytest.fail(f"vLLM cannot be imported ({exc}): run vllm-marked tests in .venv-vllm (make test-vllm)")
+    return tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_dir):
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
-    path = tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")
-    eng = VLLMEngine(str(path), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
+    eng = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
                      temperature=TEMP, top_p=TOP_P)
     yield eng
     eng.llm.llm_engine.engine_core.shutdown()
@@ -99,3 +103,20 @@ def test_a_seeded_sampled_sweep_through_the_cache_equals_independent_runs(engine
         assert cached == fresh
         if forcing == 0:  # the prefix property: budget 30's thinking is budget 48's, cut
             assert [f[0][: len(c[0])] for f, c in zip(full, fresh)] == [c[0] for c in fresh]
+
+
+@pytest.mark.slow
+def test_the_server_engine_sends_each_calls_seed(engine, prompts, tiny_dir, tmp_path):
+    """engine=server against vLLM's OpenAI server: seeded sampled traces equal the in-process engine's."""
+    import time
+
+    import vllm_server
+    from m1_harness.thinking.engines.server import ServerEngine
+
+    proc, url = vllm_server.start(tiny_dir, tmp_path / "server.log", max_model_len=512, core=1)
+    try:
+        vllm_server.wait_ready(proc, url, tmp_path / "server.log", time.time() + 600)
+        server = ServerEngine(str(tiny_dir), url, max_model_len=512, temperature=TEMP, top_p=TOP_P)
+        assert budget_run(server, prompts, 48, 2, SEEDS) == budget_run(engine, prompts, 48, 2, SEEDS)
+    finally:
+        vllm_server.stop(proc)
