@@ -126,9 +126,9 @@ def test_samples_need_sampling_and_a_positive_count(tiny, tmp_path):
     with pytest.raises(ValueError) as err:
         lm.generate_until([inst(QUESTIONS[0], 0, temperature=0.0)])
     assert str(err.value) == (
-        "m1_budget: samples=2 needs sampling: under greedy decoding (temperature 0) the 2 samples would be one "
-        "trace 2 times. Pass a temperature > 0 (lm_eval --gen_kwargs temperature=0.6,top_p=0.95, or m1-harness "
-        "sweep --temperature 0.6), or samples=1.")
+        "m1_budget: samples=2 needs sampling: under greedy decoding (do_sample=false or temperature 0) the 2 samples "
+        "would be one trace 2 times. Pass do_sample=true and a temperature > 0 (lm_eval --gen_kwargs "
+        "do_sample=true,temperature=0.6,top_p=0.95; the m1 tasks set do_sample=false), or samples=1.")
     with pytest.raises(ValueError, match=r"^m1_budget: samples=0: give at least 1 trace per request$"):
         m1(tiny, tmp_path, samples=0)
     with pytest.raises(ValueError, match=r"^m1_budget: samples=0: give at least 1 trace per request$"):
@@ -162,3 +162,28 @@ def test_the_sample_seed_formula():
     no_ids = sample_seed(7, None, None, 1, [1, 2])
     assert no_ids == derive(7, "prompt", hashlib.sha256(b"[1, 2]").hexdigest(), 1)
     assert no_ids != sample_seed(7, None, None, 1, [1, 3]) and no_ids != sample_seed(7, None, None, 0, [1, 2])
+
+
+@pytest.mark.slow
+def test_lm_eval_scores_sample_0_and_records_the_sampling_settings(tiny, tmp_path, monkeypatch, eval_data_dir):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from m1_harness.paths import shipped_dir
+
+    monkeypatch.setenv("M1_HARNESS_DATA", str(eval_data_dir))
+    res = lm_eval.simple_evaluate(
+        model="m1_budget",
+        model_args=f"pretrained={tiny},engine=hf,dtype=float32,thinking_budget=24,answer_budget=16,samples=2,seed=3,"
+                   f"trace_path={tmp_path / 'tr.jsonl'},cache_dir={tmp_path / 'c'}",
+        tasks=["medqa"], limit=2, log_samples=True, gen_kwargs="do_sample=true,temperature=0.7,top_p=0.9",
+        task_manager=TaskManager(include_path=str(shipped_dir("tasks"))),
+    )
+    settings = res["config"]["m1_budget"]["settings"]
+    assert {k: settings[k] for k in ("samples", "seed", "temperature", "top_p")} == {
+        "samples": 2, "seed": 3, "temperature": 0.7, "top_p": 0.9}
+    recs = [json.loads(line) for line in (tmp_path / "tr.jsonl").read_text().splitlines()]
+    assert sorted((r["doc_id"], r["sample"]) for r in recs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(r["sample_seed"] == derive(3, "medqa", r["doc_id"], r["sample"]) for r in recs)
+    by_doc = {s["doc_id"]: s["resps"][0][0] for s in res["samples"]["medqa"]}
+    assert by_doc == {r["doc_id"]: r["text"] for r in recs if r["sample"] == 0}  # lm-eval scored sample 0

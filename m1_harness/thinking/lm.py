@@ -440,9 +440,10 @@ class M1BudgetLM(LM):
             groups.setdefault(group, []).append(i)
         if k_samples > 1 and any(temp <= 0 for (temp, _), _ in groups):
             raise ModelArgError(
-                f"m1_budget: samples={k_samples} needs sampling: under greedy decoding (temperature 0) the "
-                f"{k_samples} samples would be one trace {k_samples} times. Pass a temperature > 0 (lm_eval "
-                "--gen_kwargs temperature=0.6,top_p=0.95, or m1-harness sweep --temperature 0.6), or samples=1.")
+                f"m1_budget: samples={k_samples} needs sampling: under greedy decoding (do_sample=false or "
+                f"temperature 0) the {k_samples} samples would be one trace {k_samples} times. Pass do_sample=true and "
+                "a temperature > 0 (lm_eval --gen_kwargs do_sample=true,temperature=0.6,top_p=0.95; the m1 tasks set "
+                "do_sample=false), or samples=1.")
         out: list[str] = [""] * len(requests)
         self.traces = [None] * (len(requests) * k_samples)  # type: ignore[list-item]  # request i, sample j: i*K + j
         self.decodings = sorted({decoding for decoding, _ in groups})
