@@ -71,8 +71,9 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "seed": ("int|none", 42, "sampling seed S: sample j of doc d of task t is seeded by a hash of (S, t, d, j) "
              "and each of its generate calls by a hash of that and the call's context length (README, "
              "'Sampling'); none = unseeded (one shared stream; no trace cache). Greedy ignores it"),
-    "samples": (int, 1, "traces per request (K >= 1; K > 1 needs temperature > 0): lm-eval scores sample 0, "
-                "every sample's trace record is written (m1-harness sweep --samples reports maj@k/pass@k)"),
+    "samples": (int, 1, "traces per request (K >= 1; K > 1 needs sampling: gen_kwargs do_sample=true and a "
+                "temperature > 0): lm-eval scores sample 0, every sample gets a trace record (m1-harness sweep "
+                "--samples reports maj@k/pass@k)"),
     "max_model_len": (int, None, "context length (default: the model's)"),
     "tensor_parallel_size": (int, 1, "vLLM tensor parallel GPUs"),
     "data_parallel_size": (int, 1, "vLLM data parallel replicas"),
