@@ -260,9 +260,9 @@ class BudgetForcer:
         ``probes``: other (thinking budget, forcing) settings of a sweep grid, each at most this run's
         budget and forcing. When a request's thinking has ended, the loop runs again for it at every
         probe setting: behind a trace cache each of those thinking calls is served as a cut of this
-        request's (greedy decoding, or seeded sampling: a call's seed is a function of its context), and
-        the answer call it asks for goes to the engine at once, from
-        the context just computed. Only their cost is kept (``Trace.probe_tokens``); their value is
+        request's (greedy decoding, or seeded sampling: a call's seed is a function of its context),
+        and the answer call it asks for goes to the engine at once, from the context just computed.
+        Only their cost is kept (``Trace.probe_tokens``); their value is
         the trace cache, from which a later run at that setting is a pure replay.
 
         A streaming engine (vLLM) gets each request's next round as soon as its previous one ends
