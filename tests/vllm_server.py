@@ -58,9 +58,10 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, deadline: float, api
         time.sleep(1)
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop the server and its engine processes (SIGKILL: a crash, nothing finishes gracefully)."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its engine-core child
+        os.killpg(proc.pid, sig)  # its own session: the server and its engine-core child
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

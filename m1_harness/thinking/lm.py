@@ -73,8 +73,8 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "data_parallel_size": (int, 1, "vLLM data parallel replicas"),
     "gpu_memory_utilization": (float, 0.9, "vLLM share of GPU memory"),
     "enforce_eager": (bool, False, "vLLM: skip CUDA graphs / torch.compile (faster start)"),
-    "streaming": (bool, True, "vLLM: each request starts its next round (forcing, answer) as soon as its last "
-                  "one ends, while its KV blocks are cached; false: rounds wait for every request"),
+    "streaming": (bool, True, "vLLM and server engines: each request starts its next round (forcing, answer) as "
+                  "soon as its last one ends, while its KV blocks are cached; false: rounds wait for every request"),
     "base_url": (str, None, "server engine: the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1; "
                  "several replicas separated by commas or spaces"),
     "served_model": (str, None, "server engine: the served model name (default: the one named pretrained, or the "
@@ -93,8 +93,9 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager", "streaming"}
-SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries"}
-OTHER_ENGINES_ARGS = {"hf": VLLM_ONLY | SERVER_ONLY, "vllm": HF_ONLY | SERVER_ONLY, "server": HF_ONLY | VLLM_ONLY}
+SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries", "streaming"}
+OTHER_ENGINES_ARGS = {"hf": VLLM_ONLY | SERVER_ONLY, "vllm": (HF_ONLY | SERVER_ONLY) - VLLM_ONLY,
+                      "server": (HF_ONLY | VLLM_ONLY) - SERVER_ONLY}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
 GEN_ALIASES = {"max_tokens_thinking": "thinking_budget", "thinking_n_ignore": "forcing",
                "thinking_n_ignore_str": "forcing_str", "thinking_budget": "thinking_budget",

@@ -17,13 +17,21 @@ A replica that stops answering (connection refused/reset or timeouts after the r
 for the rest of the run; its unfinished requests move to the others, finished ones are kept, and
 ``run_summary()`` says what moved. HTTP, retries and the API key are m1_harness.http's.
 
-A request is independent of its batch: the streaming driver may call ``generate([req])`` per request
-from many threads (the replica choice and bookkeeping are locked).
+Streaming (``streaming=True``, the default; base.StreamingEngine): ``submit`` hands each request to a
+thread pool of ``max_concurrency`` x replicas workers and ``poll`` returns whatever finished, so the
+budget loop sends a request's next round the moment its previous one ends (to the same replica, whose
+prefix cache holds it). Threads, not an asyncio loop: a worker spends its life waiting on a socket
+(the GIL is free), and the one blocking request path (``_one``: replica choice, retries, failover)
+serves both drivers unchanged. A server's KV capacity is not known here, so admission control bounds
+requests in flight instead (``max_in_flight``: ``max_concurrency`` per replica that still answers).
+``generate`` (``streaming=false``) sends a whole round at once through the same path.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -91,7 +99,7 @@ class ServerEngine:
                  api_key_env: str | None = None, max_concurrency: int = 16, timeout: float = 600.0,
                  max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 30.0, seed: int = 42,
                  max_model_len: int | None = None, trust_remote_code: bool = False, temperature: float = 0.0,
-                 top_p: float = 1.0, **ignored):
+                 top_p: float = 1.0, streaming: bool = True, **ignored):
         from transformers import AutoTokenizer
 
         if int(max_concurrency) < 1:
@@ -126,6 +134,12 @@ class ServerEngine:
         self._requests = 0
         self.moves: list[dict] = []
         self.placements: dict[int, list[str]] = {}  # request number -> the replica of each round it finished
+        self.streaming = bool(streaming)
+        self._pool: ThreadPoolExecutor | None = None
+        self._done: queue.Queue = queue.Queue()  # (epoch, key, future or result) as each request ends
+        self._epoch = itertools.count()
+        self._now = next(self._epoch)
+        self._pending: dict[object, object] = {}  # key -> its future, while in flight
 
     # -- setup ----------------------------------------------------------------------------------
     def _describe(self, rep: Replica, pretrained: str, served_model: str | None) -> None:
@@ -237,19 +251,18 @@ class ServerEngine:
             details = (raw.get("usage") or {}).get("prompt_tokens_details") or {}
             return self._result(r, SimpleNamespace(outputs=[o], num_cached_tokens=details.get("cached_tokens") or 0))
 
+    _room = VLLMEngine._room
+
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
         todo = []
         for i, r in enumerate(requests):
-            room = self.max_model_len - len(r.prompt_ids)
-            if room <= 0 and r.max_tokens > 0:
-                raise ValueError(f"request {i}: prompt of {len(r.prompt_ids)} tokens leaves no room in max_model_len="
-                                 f"{self.max_model_len}")
+            room = self._room(i, r)
             if r.max_tokens <= 0:
                 results[i] = GenResult([], "length", None, "")
             else:
                 todo.append((i, room))
-        if len(todo) == 1:  # one request (the streaming driver's call): no thread pool
+        if len(todo) == 1:  # one request: no thread pool
             i, room = todo[0]
             results[i] = self._one(requests[i], room)
         elif todo:
@@ -259,6 +272,61 @@ class ServerEngine:
                 for i, fut in futures:
                     results[i] = fut.result()
         return results  # type: ignore[return-value]
+
+    # -- streaming (base.StreamingEngine) ---------------------------------------------------------
+    @property
+    def max_in_flight(self) -> int:
+        """Requests the streaming driver may hold at once: ``max_concurrency`` per replica still answering,
+        so every admitted request's next round goes out at once instead of queueing behind newcomers."""
+        return self.max_concurrency * max(1, sum(r.alive for r in self.replicas))
+
+    def submit(self, key: object, request: GenRequest) -> None:
+        """Send one request now (a worker thread); ``poll`` returns its result under ``key``."""
+        room = self._room(key, request)
+        if request.max_tokens <= 0:
+            self._done.put((self._now, key, GenResult([], "length", None, "")))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency * len(self.replicas),
+                                            thread_name_prefix="m1-server")
+        epoch = self._now
+        fut = self._pool.submit(self._one, request, room)
+        self._pending[key] = fut
+        fut.add_done_callback(lambda f: self._done.put((epoch, key, f)))
+
+    def poll(self) -> list[tuple[object, GenResult]]:
+        """Wait until at least one submitted request has ended; every one ended since the last poll.
+        A request that failed for good (every replica down, a refusal) raises its error here."""
+        ready: list[tuple[object, GenResult]] = []
+        while not ready:
+            if self._done.empty() and not self._pending:
+                return ready
+            try:
+                item = self._done.get(timeout=1.0)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            items = [item]
+            while True:
+                try:
+                    items.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            for epoch, key, out in items:
+                if epoch != self._now:  # ended after a cancel: nobody waits for it
+                    continue
+                if not isinstance(out, GenResult):
+                    self._pending.pop(key, None)
+                    out = out.result()  # raises the request's error
+                ready.append((key, out))
+        return ready
+
+    def cancel(self) -> None:
+        """Forget every request in flight: queued ones never start; the few already on a server (at most
+        ``max_in_flight``) finish there and their results are dropped (HTTP cannot recall them)."""
+        self._now = next(self._epoch)
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
 
     # -- reporting ------------------------------------------------------------------------------
     def run_summary(self) -> dict:
@@ -280,6 +348,9 @@ class ServerEngine:
         return None
 
     def close(self) -> None:
+        self.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         for r in self.replicas:
             r.client.close()
 
