@@ -50,3 +50,25 @@ def test_max_concurrency_must_be_positive(tiny_model):
 
     with pytest.raises(EngineError, match=r"^max_concurrency=0: must be at least 1 \(requests in flight per replica\)$"):
         ServerEngine(str(tiny_model), "http://127.0.0.1:1/v1", max_concurrency=0)
+
+
+def test_server_api_and_data_parallel_size_are_checked_before_any_request(tiny_model):
+    from m1_harness.thinking.engines.server import ServerEngine
+
+    with pytest.raises(EngineError) as err:
+        ServerEngine(str(tiny_model), "http://127.0.0.1:1/v1", server_api="tgi")
+    assert str(err.value) == "server_api='tgi': choose vllm or sglang (the server's completion dialect)"
+    with pytest.raises(EngineError) as err:
+        ServerEngine(str(tiny_model), "http://127.0.0.1:1/v1", data_parallel_size=0)
+    assert str(err.value) == "data_parallel_size=0: must be at least 1 (engine ranks per server)"
+
+
+def test_streaming_and_data_parallel_size_reach_the_server_engine_without_an_ignored_warning(tiny_model, caplog):
+    """Both apply to engine=server now (they were vLLM-only): no "do not apply" warning; a bad value of
+    either reaches the engine's check."""
+    from m1_harness.thinking.lm import M1BudgetLM
+
+    with pytest.raises(EngineError, match=r"^data_parallel_size=0: must be at least 1"):
+        M1BudgetLM(pretrained=str(tiny_model), engine="server", base_url="http://127.0.0.1:1/v1", cache="off",
+                   streaming=False, data_parallel_size=0, server_api="vllm")
+    assert "do not apply" not in caplog.text

@@ -70,7 +70,9 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "seed": (int, 42, "random seed (sampling only; greedy is deterministic)"),
     "max_model_len": (int, None, "context length (default: the model's)"),
     "tensor_parallel_size": (int, 1, "vLLM tensor parallel GPUs"),
-    "data_parallel_size": (int, 1, "vLLM data parallel replicas"),
+    "data_parallel_size": (int, 1, "vLLM data parallel ranks: engine=vllm starts vLLM's own data-parallel server "
+                           "(one engine per GPU group) and drives it; engine=server: the server's ranks, each request "
+                           "pinned to one"),
     "gpu_memory_utilization": (float, 0.9, "vLLM share of GPU memory"),
     "enforce_eager": (bool, False, "vLLM: skip CUDA graphs / torch.compile (faster start)"),
     "streaming": (bool, True, "vLLM and server engines: each request starts its next round (forcing, answer) as "
@@ -83,6 +85,7 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "max_concurrency": (int, 16, "server engine: requests in flight per replica"),
     "timeout": (float, 600.0, "server engine: seconds to wait for one response before retrying"),
     "max_retries": (int, 6, "server engine: retries per request (429, 5xx, timeouts, dropped connections)"),
+    "server_api": (str, "vllm", "server engine: the server's completion dialect, vllm or sglang"),
     "trust_remote_code": (bool, False, "passed to transformers / vLLM"),
     "trace_path": (str, None, "JSONL file or folder for trace records (default: m1_traces/ beside "
                    "--output_path, else in the current folder)"),
@@ -93,7 +96,8 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager", "streaming"}
-SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries", "streaming"}
+SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries", "streaming",
+               "data_parallel_size", "server_api"}
 OTHER_ENGINES_ARGS = {"hf": VLLM_ONLY | SERVER_ONLY, "vllm": (HF_ONLY | SERVER_ONLY) - VLLM_ONLY,
                       "server": (HF_ONLY | VLLM_ONLY) - SERVER_ONLY}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
