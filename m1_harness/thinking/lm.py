@@ -82,7 +82,8 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "served_model": (str, None, "server engine: the served model name (default: the one named pretrained, or the "
                      "only one served)"),
     "api_key_env": (str, None, "server engine: name of the environment variable holding the API key"),
-    "max_concurrency": (int, 16, "server engine: requests in flight per replica"),
+    "max_concurrency": (int, 16, "server engine (and vLLM with data_parallel_size > 1): requests in flight per "
+                        "replica or rank"),
     "timeout": (float, 600.0, "server engine: seconds to wait for one response before retrying"),
     "max_retries": (int, 6, "server engine: retries per request (429, 5xx, timeouts, dropped connections)"),
     "server_api": (str, "vllm", "server engine: the server's completion dialect, vllm or sglang"),
@@ -250,7 +251,9 @@ class M1BudgetLM(LM):
             self.template_args["enable_thinking"] = a["enable_thinking"]
         self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
-        ignored = sorted(k for k in OTHER_ENGINES_ARGS[self.engine_name] if k in kwargs)
+        owned_server = self.engine_name == "vllm" and a["data_parallel_size"] > 1  # engines/owned.py
+        ignored = sorted(k for k in OTHER_ENGINES_ARGS[self.engine_name] if k in kwargs
+                         and not (owned_server and k == "max_concurrency"))
         if ignored:
             log.warning("m1_budget: %s do not apply to the %s engine and are ignored", ignored, self.engine_name)
         common = dict(pretrained=a["pretrained"], dtype=a["dtype"], seed=a["seed"],
@@ -270,7 +273,8 @@ class M1BudgetLM(LM):
                                     "commas or spaces)")
             self.engine = load_engine("server", **common, **{k: a[k] for k in SERVER_ONLY})
         else:
-            self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY})
+            extra = {"max_concurrency": a["max_concurrency"]} if owned_server else {}
+            self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY}, **extra)
         self.tokenizer = self.engine.tokenizer
         self.markers_name = a["markers"]
         if self.markers_name == AUTO:

@@ -137,7 +137,8 @@ class OwnedServer:
 
 
 def data_parallel_engine(pretrained: str, *, data_parallel_size: int, streaming: bool = True,
-                         temperature: float = 0.0, top_p: float = 1.0, startup_timeout: float = 1800.0, **vllm_args):
+                         temperature: float = 0.0, top_p: float = 1.0, max_concurrency: int = 16,
+                         startup_timeout: float = 1800.0, **vllm_args):
     """A server engine over a vLLM server with ``data_parallel_size`` ranks that it starts and owns."""
     from m1_harness.paths import cache_dir
     from m1_harness.thinking.engines.server import ServerEngine
@@ -158,6 +159,7 @@ def data_parallel_engine(pretrained: str, *, data_parallel_size: int, streaming:
         server.wait_ready(startup_timeout)
         engine = ServerEngine(pretrained, server.url, api_key_env=KEY_ENV, data_parallel_size=data_parallel_size,
                               streaming=streaming, temperature=temperature, top_p=top_p,
+                              max_concurrency=max_concurrency,
                               seed=vllm_args.get("seed", 42), trust_remote_code=vllm_args.get("trust_remote_code", False),
                               max_model_len=vllm_args.get("max_model_len"))
     except BaseException:
