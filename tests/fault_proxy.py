@@ -16,10 +16,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from background_http import BackgroundHTTP
 
 
-class FaultProxy:
+class FaultProxy(BackgroundHTTP):
     def __init__(self, upstream: str, faults: dict[int, str], hang_s: float = 3.0):
         self.upstream, self.faults, self.hang_s = upstream.rstrip("/"), dict(faults), hang_s
         self.log: list[tuple[int, str, str]] = []
@@ -91,19 +93,8 @@ class FaultProxy:
                         proxy._record(n, digest, "ok" if status == 200 else f"upstream_{status}")
                         self._reply(status, payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(Handler)
 
     def _record(self, n: int, digest: str, outcome: str) -> None:
         with self._lock:
             self.log.append((n, digest, outcome))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

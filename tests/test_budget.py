@@ -229,6 +229,17 @@ def test_streaming_admits_only_what_the_kv_cache_holds():
     assert engine6.peak == 6 and [t.text for t in unlimited] == [t.text for t in traces]
 
 
+def test_streaming_admits_at_most_max_in_flight_requests_when_the_kv_cache_is_unknown():
+    """A server engine (engines/server.py) knows how many requests it takes at once, not its KV size."""
+    engine = StreamingScriptedEngine({"A": Script(["a" * 50 + END], ANSWER)})
+    engine.max_in_flight = 2
+    reqs = [BudgetRequest(engine.tokenizer.encode("A"), thinking_budget=20, answer_budget=8)] * 6
+    traces = BudgetForcer(engine, M1).run(reqs)
+    assert engine.peak == 2
+    unlimited, engine6, _ = run_stream({"A": ["a" * 50 + END]}, [("A", dict(thinking_budget=20, answer_budget=8))] * 6)
+    assert engine6.peak == 6 and [t.text for t in unlimited] == [t.text for t in traces]
+
+
 def test_on_done_gets_each_final_trace_once_the_moment_it_is_final():
     traces, engine, done = run_stream(STREAM_SCRIPTS, STREAM_REQS)
     assert sorted(i for i, _, _ in done) == list(range(len(STREAM_REQS)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,11 +17,7 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from m1_harness.thinking.engines.owned import free_port
 
 
 def start(model: Path, log: Path, *, max_model_len: int, api_key: str | None = None,
@@ -58,9 +53,10 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, deadline: float, api
         time.sleep(1)
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop the server and its engine processes (SIGKILL: a crash, nothing finishes gracefully)."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its engine-core child
+        os.killpg(proc.pid, sig)  # its own session: the server and its engine-core child
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

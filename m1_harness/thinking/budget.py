@@ -342,10 +342,12 @@ class BudgetForcer:
         included) fit in the engine's KV cache; otherwise newcomers would evict the blocks of
         requests between rounds and their next round would prefill everything again (measured:
         2-30% of the answer context cached without this, 95% with it; ARCHITECTURE.md). At least
-        one request is always in flight. A request is final (``on_done``) when it and its probes are."""
+        one request is always in flight. An engine whose KV cache is not known (a server) may bound
+        admitted requests by ``max_in_flight`` instead. A request is final (``on_done``) when it and its probes are."""
         eng = self.engine
         block = max(1, int(getattr(eng, "block_size", 1) or 1))
         capacity = int(getattr(eng, "kv_cache_tokens", 0) or 0) // block  # in blocks; 0 = unknown: no limit
+        bound = lambda: int(getattr(eng, "max_in_flight", 0) or 0)  # noqa: E731  (a server: requests, not blocks)
         t0 = time.perf_counter()
         traces: list[Trace | None] = [None] * len(requests)
         loops: dict[object, RequestLoop] = {}  # key i: request i; (i, k): its k-th probe
@@ -398,7 +400,7 @@ class BudgetForcer:
                         lp = nxt if nxt is not None else RequestLoop(self, requests[i])
                         need = -(-lp.footprint() // block) + 1  # + the partial block of a finished round
                         need += len(self.probes) * answer_blocks
-                        if loops and capacity and used + need > capacity:
+                        if loops and ((capacity and used + need > capacity) or (bound() and len(held) >= bound())):
                             nxt = lp
                             break
                         pending.pop()

@@ -76,19 +76,23 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
                 "--samples reports maj@k/pass@k)"),
     "max_model_len": (int, None, "context length (default: the model's)"),
     "tensor_parallel_size": (int, 1, "vLLM tensor parallel GPUs"),
-    "data_parallel_size": (int, 1, "vLLM data parallel replicas"),
+    "data_parallel_size": (int, 1, "vLLM data parallel ranks: engine=vllm starts vLLM's own data-parallel server "
+                           "(one engine per GPU group) and drives it; engine=server: the server's ranks, each request "
+                           "pinned to one"),
     "gpu_memory_utilization": (float, 0.9, "vLLM share of GPU memory"),
     "enforce_eager": (bool, False, "vLLM: skip CUDA graphs / torch.compile (faster start)"),
-    "streaming": (bool, True, "vLLM: each request starts its next round (forcing, answer) as soon as its last "
-                  "one ends, while its KV blocks are cached; false: rounds wait for every request"),
+    "streaming": (bool, True, "vLLM and server engines: each request starts its next round (forcing, answer) as "
+                  "soon as its last one ends, while its KV blocks are cached; false: rounds wait for every request"),
     "base_url": (str, None, "server engine: the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1; "
                  "several replicas separated by commas or spaces"),
     "served_model": (str, None, "server engine: the served model name (default: the one named pretrained, or the "
                      "only one served)"),
     "api_key_env": (str, None, "server engine: name of the environment variable holding the API key"),
-    "max_concurrency": (int, 16, "server engine: requests in flight per replica"),
+    "max_concurrency": (int, 16, "server engine (and vLLM with data_parallel_size > 1): requests in flight per "
+                        "replica or rank"),
     "timeout": (float, 600.0, "server engine: seconds to wait for one response before retrying"),
     "max_retries": (int, 6, "server engine: retries per request (429, 5xx, timeouts, dropped connections)"),
+    "server_api": (str, "vllm", "server engine: the server's completion dialect, vllm or sglang"),
     "trust_remote_code": (bool, False, "passed to transformers / vLLM"),
     "trace_path": (str, None, "JSONL file or folder for trace records (default: m1_traces/ beside "
                    "--output_path, else in the current folder)"),
@@ -100,8 +104,10 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path", "samples")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager", "streaming"}
-SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries"}
-OTHER_ENGINES_ARGS = {"hf": VLLM_ONLY | SERVER_ONLY, "vllm": HF_ONLY | SERVER_ONLY, "server": HF_ONLY | VLLM_ONLY}
+SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries", "streaming",
+               "data_parallel_size", "server_api"}
+OTHER_ENGINES_ARGS = {"hf": VLLM_ONLY | SERVER_ONLY, "vllm": (HF_ONLY | SERVER_ONLY) - VLLM_ONLY,
+                      "server": (HF_ONLY | VLLM_ONLY) - SERVER_ONLY}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
 GEN_ALIASES = {"max_tokens_thinking": "thinking_budget", "thinking_n_ignore": "forcing",
                "thinking_n_ignore_str": "forcing_str", "thinking_budget": "thinking_budget",
@@ -262,7 +268,9 @@ class M1BudgetLM(LM):
             self.template_args["enable_thinking"] = a["enable_thinking"]
         self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
-        ignored = sorted(k for k in OTHER_ENGINES_ARGS[self.engine_name] if k in kwargs)
+        owned_server = self.engine_name == "vllm" and a["data_parallel_size"] > 1  # engines/owned.py
+        ignored = sorted(k for k in OTHER_ENGINES_ARGS[self.engine_name] if k in kwargs
+                         and not (owned_server and k == "max_concurrency"))
         if ignored:
             log.warning("m1_budget: %s do not apply to the %s engine and are ignored", ignored, self.engine_name)
         common = dict(pretrained=a["pretrained"], dtype=a["dtype"], seed=a["seed"],
@@ -282,7 +290,8 @@ class M1BudgetLM(LM):
                                     "commas or spaces)")
             self.engine = load_engine("server", **common, **{k: a[k] for k in SERVER_ONLY})
         else:
-            self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY})
+            extra = {"max_concurrency": a["max_concurrency"]} if owned_server else {}
+            self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY}, **extra)
         self.tokenizer = self.engine.tokenizer
         self.markers_name = a["markers"]
         if self.markers_name == AUTO:

@@ -201,6 +201,10 @@ class CachingEngine:
     def block_size(self) -> int:
         return int(getattr(self.engine, "block_size", 1) or 1)
 
+    @property
+    def max_in_flight(self) -> int:
+        return int(getattr(self.engine, "max_in_flight", 0) or 0)
+
     def _hit(self, req: GenRequest) -> GenResult | None:
         hit = self.cache.lookup(req, self.tokenizer, self.decoding)
         if hit is None:

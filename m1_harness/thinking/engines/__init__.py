@@ -40,6 +40,11 @@ def load_engine(name: str, **kwargs) -> Engine:
 
         return ServerEngine(**kwargs)
     if name == "vllm":
+        dp = int(kwargs.get("data_parallel_size") or 1)
+        if dp > 1 and kwargs.get("distributed_executor_backend") != "external_launcher":
+            from m1_harness.thinking.engines.owned import data_parallel_engine  # vLLM's DP lives in its server
+
+            return data_parallel_engine(**kwargs)
         from m1_harness.thinking.engines.vllm import VLLMEngine
 
         return VLLMEngine(**kwargs)

@@ -70,6 +70,8 @@ class StreamingEngine(Engine, Protocol):
     streaming: bool
     kv_cache_tokens: int  # what the engine's KV cache holds, in tokens (admission control)
     block_size: int  # KV block size in tokens
+    # Optional ``max_in_flight``: admit at most this many requests at once (a server, whose KV cache
+    # size is not known here: engines/server.py); absent or 0 means only the KV cache bounds them.
 
     def submit(self, key: object, request: GenRequest) -> None:
         """Queue one request; its result comes back from ``poll`` under ``key``."""

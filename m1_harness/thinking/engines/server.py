@@ -17,13 +17,34 @@ A replica that stops answering (connection refused/reset or timeouts after the r
 for the rest of the run; its unfinished requests move to the others, finished ones are kept, and
 ``run_summary()`` says what moved. HTTP, retries and the API key are m1_harness.http's.
 
-A request is independent of its batch: the streaming driver may call ``generate([req])`` per request
-from many threads (the replica choice and bookkeeping are locked).
+Data-parallel servers (``data_parallel_size=N``: ``vllm serve --data-parallel-size N``, one front end
+over N engine ranks): every URL counts as N replicas, one per rank, each pinned by vLLM's
+``X-data-parallel-rank`` request header, so a request's rounds stay on the rank whose prefix cache
+holds them (vLLM's own balancer would place each round anew). ``data_parallel_size=N`` with the vLLM
+engine starts such a server itself (engines/owned.py) and drives it through this engine.
+
+SGLang (``server_api=sglang``): its ``/v1/completions`` takes the same token-id prompt and
+``return_token_ids`` (read from SGLang's ``CompletionRequest`` / ``CompletionResponseChoice``); the
+dialect differs in three fields only: the stop that fired is ``matched_stop`` (vLLM:
+``stop_reason``), a DP rank is the body field ``routed_dp_rank`` (vLLM: a header), and vLLM-only
+fields are not sent (``no_stop_trim: false`` is SGLang's name for not returning the stop string).
+Checked against a stand-in server of that shape (tests), not against SGLang itself.
+
+Streaming (``streaming=True``, the default; base.StreamingEngine): ``submit`` hands each request to a
+thread pool of ``max_concurrency`` x replicas workers and ``poll`` returns whatever finished, so the
+budget loop sends a request's next round the moment its previous one ends (to the same replica, whose
+prefix cache holds it). Threads, not an asyncio loop: a worker spends its life waiting on a socket
+(the GIL is free), and the one blocking request path (``_one``: replica choice, retries, failover)
+serves both drivers unchanged. A server's KV capacity is not known here, so admission control bounds
+requests in flight instead (``max_in_flight``: ``max_concurrency`` per replica that still answers).
+``generate`` (``streaming=false``) sends a whole round at once through the same path.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +57,8 @@ from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
 
 log = logging.getLogger(__name__)
 
+# the dialects: name -> the choice field that names the stop id or string that ended a completion
+SERVER_APIS = {"vllm": "stop_reason", "sglang": "matched_stop"}
 _MOD = (1 << 61) - 1
 _BASE = 1_000_003
 
@@ -70,8 +93,9 @@ def _check_completion(raw: dict) -> None:
 
 
 class Replica:
-    def __init__(self, url: str, client: JsonClient, limit: int):
-        self.url, self.client = url, client
+    def __init__(self, url: str, client: JsonClient, limit: int, rank: int | None = None):
+        self.url, self.client, self.rank = url, client, rank
+        self.name = url if rank is None else f"{url}#rank{rank}"  # how summaries and placements name it
         self.slots = threading.Semaphore(limit)
         self.alive, self.load, self.rounds = True, 0, 0
         self.model: str | None = None
@@ -91,19 +115,31 @@ class ServerEngine:
                  api_key_env: str | None = None, max_concurrency: int = 16, timeout: float = 600.0,
                  max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 30.0, seed: int = 42,
                  max_model_len: int | None = None, trust_remote_code: bool = False, temperature: float = 0.0,
-                 top_p: float = 1.0, **ignored):
+                 top_p: float = 1.0, streaming: bool = True, data_parallel_size: int = 1, server_api: str = "vllm",
+                 **ignored):
         from transformers import AutoTokenizer
 
         if int(max_concurrency) < 1:
             raise EngineError(f"max_concurrency={max_concurrency}: must be at least 1 (requests in flight per replica)")
+        dp = 1 if data_parallel_size is None else int(data_parallel_size)
+        if dp < 1:
+            raise EngineError(f"data_parallel_size={data_parallel_size}: must be at least 1 (engine ranks per server)")
+        if server_api not in SERVER_APIS:
+            raise EngineError(f"server_api={server_api!r}: choose {' or '.join(SERVER_APIS)} (the server's completion dialect)")
+        self.server_api = server_api
+        self._stop_field = SERVER_APIS[server_api]
         self.urls = split_urls(base_url)
         self.max_concurrency = int(max_concurrency)
+        ranks = [None] if dp == 1 else list(range(dp))
         self.replicas = [
             Replica(u, JsonClient(u, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
-                                  backoff=backoff, max_backoff=max_backoff, max_connections=self.max_concurrency),
-                    self.max_concurrency)
-            for u in self.urls
+                                  backoff=backoff, max_backoff=max_backoff, max_connections=self.max_concurrency,
+                                  headers=None if rank is None or server_api != "vllm" else
+                                  {"X-data-parallel-rank": str(rank)}),
+                    self.max_concurrency, rank)
+            for u in self.urls for rank in ranks
         ]
+        self.owned = None  # a server this engine started and stops (engines/owned.py)
         self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
         self.eos_token_ids = eos_token_ids(pretrained, self.tokenizer)
         for rep in self.replicas:
@@ -126,6 +162,12 @@ class ServerEngine:
         self._requests = 0
         self.moves: list[dict] = []
         self.placements: dict[int, list[str]] = {}  # request number -> the replica of each round it finished
+        self.streaming = bool(streaming)
+        self._pool: ThreadPoolExecutor | None = None
+        self._done: queue.Queue = queue.Queue()  # (epoch, key, future or result) as each request ends
+        self._epoch = itertools.count()
+        self._now = next(self._epoch)
+        self._pending: dict[object, object] = {}  # key -> its future, while in flight
 
     # -- setup ----------------------------------------------------------------------------------
     def _describe(self, rep: Replica, pretrained: str, served_model: str | None) -> None:
@@ -171,7 +213,7 @@ class ServerEngine:
                 break
         alive = [r for r in self.replicas if r.alive and r is not avoid]
         if not alive:
-            down = ", ".join(r.url for r in self.replicas)
+            down = ", ".join(self.urls)
             raise EngineError(f"every server stopped answering ({down}); finished rounds are in the trace cache: "
                               "restart the servers and rerun to resume")
         if owner is None:
@@ -186,15 +228,23 @@ class ServerEngine:
         return rep, number, (self.replicas[owner[0]] if owner is not None else None)
 
     def _body(self, rep: Replica, r: GenRequest, room: int) -> dict:
-        return {
+        body = {
             "model": rep.model, "prompt": [int(t) for t in r.prompt_ids], "max_tokens": min(int(r.max_tokens), room),
             "temperature": self.temperature, "top_p": self.top_p if self.temperature > 0 else 1.0, "top_k": -1,
             "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
             "stop_token_ids": [int(i) for i in r.stop_token_ids], "stop": list(r.stop_strings),
-            "ignore_eos": True, "skip_special_tokens": False, "spaces_between_special_tokens": False,
-            "include_stop_str_in_output": False, "return_token_ids": True, "n": 1, "stream": False,
-            **({"seed": int(r.seed)} if self.temperature > 0 and getattr(r, "seed", None) is not None else {}),
+            "ignore_eos": True, "skip_special_tokens": False, "return_token_ids": True, "n": 1, "stream": False,
         }
+        seed = getattr(r, "seed", None)  # a per-request seed (sampling), when the request carries one
+        if seed is not None and self.temperature > 0:
+            body["seed"] = int(seed)
+        if self.server_api == "sglang":  # only fields of SGLang's CompletionRequest
+            body["no_stop_trim"] = False
+            if rep.rank is not None:
+                body["routed_dp_rank"] = rep.rank
+        else:
+            body.update(spaces_between_special_tokens=False, include_stop_str_in_output=False)
+        return body
 
     def _one(self, r: GenRequest, room: int) -> GenResult:
         hashes = _prefix_hashes(r.prompt_ids)
@@ -204,19 +254,19 @@ class ServerEngine:
                 rep, number, moved_from = self._pick(hashes, avoid)
                 rep.load += 1
                 if moved_from is not None:
-                    self.moves.append({"request": number, "from": moved_from.url, "to": rep.url})
+                    self.moves.append({"request": number, "from": moved_from.name, "to": rep.name})
             try:
                 with rep.slots:
                     raw = rep.client.post("/completions", self._body(rep, r, room), check=_check_completion)
             except ApiError as exc:
                 if exc.kind not in UNREACHABLE:
-                    raise EngineError(f"{rep.url} refused a completion request: {exc}") from None
+                    raise EngineError(f"{rep.name} refused a completion request: {exc}") from None
                 with self._lock:
                     rep.load -= 1
                     if rep.alive:
                         rep.alive = False
                         log.warning("m1_budget: replica %s stopped answering (%s); its unfinished requests move "
-                                    "to the others", rep.url, exc)
+                                    "to the others", rep.name, exc)
                     # this request's context is owned by the dead replica: the pick above moves it
                     self._owner.setdefault(hashes[-1] if hashes else 0, (self.replicas.index(rep), number))
                 avoid = rep
@@ -226,31 +276,30 @@ class ServerEngine:
                 rep.rounds += 1
                 if hashes:
                     self._owner[hashes[-1]] = (self.replicas.index(rep), number)
-                self.placements.setdefault(number, []).append(rep.url)
+                self.placements.setdefault(number, []).append(rep.name)
             choice = raw["choices"][0]
             o = SimpleNamespace(token_ids=choice["token_ids"], finish_reason=choice.get("finish_reason"),
-                                stop_reason=choice.get("stop_reason"), text=choice.get("text") or "")
+                                stop_reason=choice.get(self._stop_field), text=choice.get("text") or "")
             if o.finish_reason not in ("stop", "length"):
-                raise EngineError(f"{rep.url} ended a completion with finish_reason={o.finish_reason!r} "
+                raise EngineError(f"{rep.name} ended a completion with finish_reason={o.finish_reason!r} "
                                   "(expected stop or length)")
             # the server reports cached prompt tokens only when it is started with
             # --enable-prompt-tokens-details; otherwise 0 is recorded
             details = (raw.get("usage") or {}).get("prompt_tokens_details") or {}
             return self._result(r, SimpleNamespace(outputs=[o], num_cached_tokens=details.get("cached_tokens") or 0))
 
+    _room = VLLMEngine._room
+
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
         todo = []
         for i, r in enumerate(requests):
-            room = self.max_model_len - len(r.prompt_ids)
-            if room <= 0 and r.max_tokens > 0:
-                raise ValueError(f"request {i}: prompt of {len(r.prompt_ids)} tokens leaves no room in max_model_len="
-                                 f"{self.max_model_len}")
+            room = self._room(i, r)
             if r.max_tokens <= 0:
                 results[i] = GenResult([], "length", None, "")
             else:
                 todo.append((i, room))
-        if len(todo) == 1:  # one request (the streaming driver's call): no thread pool
+        if len(todo) == 1:  # one request: no thread pool
             i, room = todo[0]
             results[i] = self._one(requests[i], room)
         elif todo:
@@ -261,15 +310,72 @@ class ServerEngine:
                     results[i] = fut.result()
         return results  # type: ignore[return-value]
 
+    # -- streaming (base.StreamingEngine) ---------------------------------------------------------
+    @property
+    def max_in_flight(self) -> int:
+        """Requests the streaming driver may hold at once: ``max_concurrency`` per replica still answering,
+        so every admitted request's next round goes out at once instead of queueing behind newcomers."""
+        return self.max_concurrency * max(1, sum(r.alive for r in self.replicas))
+
+    def submit(self, key: object, request: GenRequest) -> None:
+        """Send one request now (a worker thread); ``poll`` returns its result under ``key``."""
+        room = self._room(key, request)
+        if request.max_tokens <= 0:
+            self._done.put((self._now, key, GenResult([], "length", None, "")))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency * len(self.replicas),
+                                            thread_name_prefix="m1-server")
+        epoch = self._now
+        fut = self._pool.submit(self._one, request, room)
+        self._pending[key] = fut
+        fut.add_done_callback(lambda f: self._done.put((epoch, key, f)))
+
+    def poll(self) -> list[tuple[object, GenResult]]:
+        """Wait until at least one submitted request has ended; every one ended since the last poll.
+        A request that failed for good (every replica down, a refusal) raises its error here."""
+        ready: list[tuple[object, GenResult]] = []
+        while not ready:
+            if self._done.empty() and not self._pending:
+                return ready
+            try:
+                item = self._done.get(timeout=1.0)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            items = [item]
+            while True:
+                try:
+                    items.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            for epoch, key, out in items:
+                if epoch != self._now:  # ended after a cancel: nobody waits for it
+                    continue
+                if not isinstance(out, GenResult):
+                    self._pending.pop(key, None)
+                    out = out.result()  # raises the request's error
+                ready.append((key, out))
+        return ready
+
+    def cancel(self) -> None:
+        """Forget every request in flight: queued ones never start; the few already on a server (at most
+        ``max_in_flight``) finish there and their results are dropped (HTTP cannot recall them)."""
+        self._now = next(self._epoch)
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
+
     # -- reporting ------------------------------------------------------------------------------
     def run_summary(self) -> dict:
         """Per replica: rounds served and whether it still answers; which requests moved where."""
         moved = sorted({m["request"] for m in self.moves})
         return {
-            "replicas": [{"url": r.url, "model": r.model, "alive": r.alive, "rounds": r.rounds,
-                          "requests": sum(r.url in urls for urls in self.placements.values())} for r in self.replicas],
+            "replicas": [{"url": r.url, **({} if r.rank is None else {"rank": r.rank}), "model": r.model,
+                          "alive": r.alive, "rounds": r.rounds,
+                          "requests": sum(r.name in names for names in self.placements.values())} for r in self.replicas],
             "requests_moved": len(moved), "moves": list(self.moves),
-            "http": {r.url: dict(r.client.stats) for r in self.replicas},
+            "http": {r.name: dict(r.client.stats) for r in self.replicas},
+            **({"owned_server": self.owned.describe()} if self.owned is not None else {}),
         }
 
     def request_number(self, prompt_ids) -> int | None:
@@ -281,6 +387,11 @@ class ServerEngine:
         return None
 
     def close(self) -> None:
+        self.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         for r in self.replicas:
             r.client.close()
+        if self.owned is not None:
+            self.owned.stop()
 

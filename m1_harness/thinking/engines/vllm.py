@@ -75,9 +75,9 @@ class VLLMEngine:
     """``generate`` token-id prompts with ``vllm.LLM``; greedy unless ``temperature > 0``.
 
     ``data_parallel_size > 1``: vLLM's offline ``LLM`` refuses data parallelism inside one process
-    (0.32 raises); it is passed through only with ``distributed_executor_backend="external_launcher"``
-    (one process per rank, e.g. under ``torchrun``). Otherwise run one lm_eval process per GPU
-    group over disjoint shards, or use ``tensor_parallel_size``.
+    (0.32 raises); ``load_engine`` gives such runs vLLM's own data-parallel server instead
+    (engines/owned.py). Here it is passed through only with
+    ``distributed_executor_backend="external_launcher"`` (one process per rank, under ``torchrun``).
     """
 
     def __init__(self, pretrained: str, *, dtype: str = "auto", seed: int | None = 42,
@@ -93,10 +93,9 @@ class VLLMEngine:
             if llm_kwargs.get("distributed_executor_backend") != "external_launcher":
                 raise EngineError(
                     f"data_parallel_size={dp}: vLLM {self.vllm_version}'s offline LLM does not run data "
-                    "parallel inside one process. Run one lm_eval process per GPU group "
-                    "(CUDA_VISIBLE_DEVICES) over disjoint shards of the tasks, use "
-                    "tensor_parallel_size instead, or launch one process per rank with torchrun and "
-                    "distributed_executor_backend=external_launcher."
+                    "parallel inside one process; build the engine with load_engine('vllm', ...), which "
+                    "starts vLLM's data-parallel server (engines/owned.py), or launch one process per rank "
+                    "with torchrun and distributed_executor_backend=external_launcher."
                 )
             llm_kwargs["data_parallel_size"] = dp
         from transformers import AutoTokenizer

@@ -1,0 +1,169 @@
+"""``data_parallel_size=N`` with the vLLM engine: vLLM's own data-parallel server, owned by this process.
+
+Why a server: vLLM 0.32's offline ``LLM`` (the sync engine the in-process engine steps) refuses
+``data_parallel_size > 1`` in one process ("not supported for single-process usage and may hang");
+vLLM's data parallelism (N engine-core processes, a DP coordinator, ``--data-parallel-backend mp`` or
+``ray``) is built for its async engine, which its OpenAI server runs. So m1_budget starts that server
+(``python -m vllm.entrypoints.openai.api_server --data-parallel-size N``, the same interpreter and
+vLLM) on 127.0.0.1 as a child process it owns, and drives it with the server engine, one replica per
+rank (``X-data-parallel-rank``), so each request's rounds stay on the rank that holds its prefix.
+
+The child is stopped by its PID (its own process group: the server and its engine cores) when the
+engine closes, at interpreter exit, and by the kernel if this process dies without running either
+(``PR_SET_PDEATHSIG``). Its key is random, passed in the environment (``VLLM_API_KEY``), never on a
+command line; its log is a file named in errors and in the run summary.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from m1_harness.thinking.engines import EngineError
+
+KEY_ENV = "M1_BUDGET_OWNED_SERVER_KEY"  # the env var that holds the child's key (read by http.JsonClient)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not glibc Linux: atexit still stops it
+        pass
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_command(pretrained: str, port: int, *, data_parallel_size: int, tensor_parallel_size: int = 1,
+                   dtype: str = "auto", seed: int = 42, max_model_len: int | None = None,
+                   gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
+                   enable_prefix_caching: bool = True, trust_remote_code: bool = False, **llm_kwargs) -> list[str]:
+    """The server's command line: the in-process engine's settings as vLLM CLI flags (``llm_kwargs``
+    such as ``block_size`` or ``data_parallel_backend`` become ``--block-size`` ...)."""
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(pretrained),
+           "--host", "127.0.0.1", "--port", str(port), "--data-parallel-size", str(int(data_parallel_size)),
+           "--tensor-parallel-size", str(int(tensor_parallel_size)), "--dtype", dtype, "--seed", str(seed),
+           "--gpu-memory-utilization", str(gpu_memory_utilization),
+           "--enable-prefix-caching" if enable_prefix_caching else "--no-enable-prefix-caching",
+           "--enable-prompt-tokens-details"]  # cached prompt tokens in usage, as the in-process engine records
+    if max_model_len:
+        cmd += ["--max-model-len", str(int(max_model_len))]
+    if enforce_eager:
+        cmd.append("--enforce-eager")
+    if trust_remote_code:
+        cmd.append("--trust-remote-code")
+    for key, value in llm_kwargs.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        elif value not in (None, False):
+            cmd += [flag, str(value)]
+    return cmd
+
+
+class OwnedServer:
+    """One vLLM OpenAI server this process started, and will stop."""
+
+    def __init__(self, cmd: list[str], port: int, log_path: Path):
+        self.cmd, self.port, self.log_path = cmd, port, log_path
+        self.url = f"http://127.0.0.1:{port}/v1"
+        self.key = secrets.token_urlsafe(24)
+        os.environ[KEY_ENV] = self.key  # the server engine's client reads it by name
+        env = {**os.environ, "VLLM_API_KEY": self.key}
+        with open(log_path, "wb") as fh:
+            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
+        atexit.register(self.stop)
+
+    def describe(self) -> dict:
+        return {"pid": self.proc.pid, "url": self.url, "log": str(self.log_path),
+                "command": " ".join(self.cmd[1:]), "running": self.proc.poll() is None}
+
+    def _log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until ``/models`` answers; a server that exits or misses ``timeout`` is an EngineError with its log."""
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(trust_env=False, timeout=5.0) as http:
+            while True:
+                if self.proc.poll() is not None:
+                    raise EngineError(f"data_parallel_size: vLLM's server exited with code {self.proc.returncode} "
+                                      f"before it was ready (command: {' '.join(self.cmd[1:])}; log {self.log_path}):\n"
+                                      f"{self._log_tail()}")
+                try:
+                    if http.get(self.url + "/models", headers=headers).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EngineError(f"data_parallel_size: vLLM's server was not ready after {timeout:g} s "
+                                      f"(log {self.log_path}):\n{self._log_tail()}")
+                time.sleep(1.0)
+
+    def stop(self) -> None:
+        """Stop the server and its engine cores (its process group), by PID; idempotent."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        atexit.unregister(self.stop)
+
+
+def data_parallel_engine(pretrained: str, *, data_parallel_size: int, streaming: bool = True,
+                         temperature: float = 0.0, top_p: float = 1.0, max_concurrency: int = 16,
+                         startup_timeout: float = 1800.0, **vllm_args):
+    """A server engine over a vLLM server with ``data_parallel_size`` ranks that it starts and owns."""
+    from m1_harness.paths import cache_dir
+    from m1_harness.thinking.engines.server import ServerEngine
+    from m1_harness.thinking.engines.vllm import CPU_BLOCK_SIZE, _on_cpu, import_vllm
+
+    import_vllm()  # the install hint, before a child fails the same way
+    if "block_size" not in vllm_args and _on_cpu():
+        vllm_args["block_size"] = CPU_BLOCK_SIZE  # as the in-process engine (engines/vllm.py says why)
+    port = free_port()
+    try:
+        logs = cache_dir("servers")
+    except Exception:
+        logs = Path(tempfile.gettempdir())
+    log_path = Path(logs) / f"vllm-dp{int(data_parallel_size)}-{os.getpid()}-{port}.log"
+    server = OwnedServer(server_command(pretrained, port, data_parallel_size=data_parallel_size, **vllm_args),
+                         port, log_path)
+    try:
+        server.wait_ready(startup_timeout)
+        engine = ServerEngine(pretrained, server.url, api_key_env=KEY_ENV, data_parallel_size=data_parallel_size,
+                              streaming=streaming, temperature=temperature, top_p=top_p,
+                              max_concurrency=max_concurrency,
+                              seed=vllm_args.get("seed", 42), trust_remote_code=vllm_args.get("trust_remote_code", False),
+                              max_model_len=vllm_args.get("max_model_len"))
+    except BaseException:
+        server.stop()
+        raise
+    engine.owned = server
+    return engine
