@@ -221,3 +221,54 @@ def test_bad_sampling_arguments(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("m1-harness sweep: error: " + message)
     assert not (tmp_path / "o").exists()
+
+
+# -- the compute-matched figure and table ----------------------------------------------------------------
+def test_compute_matched_points_frontier_figure_and_table(tmp_path, capsys):
+    from m1_harness import cli
+    from m1_harness.analysis import compute_matched, plots
+
+    out = tmp_path / "sw"
+    sweep.run_sweep("pretrained=m", ["medqa"], [512, 1024], [0, 1], out, samples=[1, 2, 4], temperature=0.7,
+                    evaluate=SampledEvaluate(), echo=lambda *a: None)
+    points = compute_matched.compute_points(results.load_results([out]))
+    got = [(p["budget"], p["forcing"], p["k"], p["mean_generated_tokens_per_item"], p["accuracy"], p["series"], p["pareto"])
+           for p in points]
+    # tokens: sum over the first k samples of scale * (10 (j+1) + d) + 5, averaged over the 4 items
+    assert got == [
+        (512, 0, 1, 16.5, 0.25, "budget forcing@512 vote@512", True),
+        (512, 0, 2, 43.0, 0.25, "vote@512", False),
+        (512, 0, 4, 126.0, 0.75, "vote@512", True),
+        (512, 1, 1, 16.5, 0.25, "forcing@512", True),  # ties (512, 0): neither dominates the other
+        (1024, 0, 1, 28.0, 0.25, "budget forcing@1024 vote@1024", False),
+        (1024, 0, 2, 76.0, 0.25, "vote@1024", False),
+        (1024, 0, 4, 232.0, 0.75, "vote@1024", False),
+        (1024, 1, 1, 28.0, 0.25, "forcing@1024", False),
+    ]
+    assert all((p["ci_low"], p["ci_high"]) == stats.wilson_interval(4 * p["accuracy"], 4) for p in points)
+    fig = compute_matched.figure_compute_matched(points, plots.model_colours(["m"]))
+    lines = {ln.get_gid(): ln.get_xydata().tolist() for ln in fig.axes[0].lines if ln.get_gid()}
+    assert lines["budget:m"] == [[16.5, 25.0], [28.0, 25.0]]
+    assert lines["vote@512:m"] == [[16.5, 25.0], [43.0, 25.0], [126.0, 75.0]]
+    assert lines["forcing@1024:m"] == [[28.0, 25.0], [28.0, 25.0]]
+    assert lines["pareto:m"] == [[16.5, 25.0], [16.5, 25.0], [126.0, 75.0]]
+    # `m1-harness plot` writes the figure and its table
+    assert cli.main(["plot", str(out), "--out", str(tmp_path / "fig"), "--format", "png"]) == 0
+    assert {"compute_matched.png", "compute_matched.csv", "compute_matched.md"} <= {p.name for p in (tmp_path / "fig").iterdir()}
+    table = list(csv.DictReader(open(tmp_path / "fig" / "compute_matched.csv")))
+    assert list(table[0]) == compute_matched.POINT_FIELDS
+    assert [(r["budget"], r["k"], r["pareto"]) for r in table][:3] == [("512", "1", "True"), ("512", "2", "False"), ("512", "4", "True")]
+    md = (tmp_path / "fig" / "compute_matched.md").read_text()
+    assert "| 512 | 0 | 4 | 126.0 | **75.0** | [30.1, 95.4] | vote@512 | yes |" in md
+    assert "| 1024 | 0 | 4 | 232.0 | 75.0 | [30.1, 95.4] | vote@1024 |  |" in md
+
+
+def test_compute_matched_leaves_out_runs_without_traces(tmp_path, capsys):
+    from m1_harness import cli
+
+    out = tmp_path / "sw"
+    sweep.run_sweep("pretrained=m", ["medqa"], [512], [0], out, evaluate=SampledEvaluate(), echo=lambda *a: None)
+    (out / "budget512_forcing0" / "traces.jsonl").unlink()
+    assert cli.main(["plot", str(out), "--out", str(tmp_path / "fig"), "--format", "png"]) == 0
+    assert "compute-matched figure skipped: no m1_budget runs with trace records" in capsys.readouterr().err
+    assert not (tmp_path / "fig" / "compute_matched.csv").exists()

@@ -38,6 +38,10 @@ class SampledError(UserError):
     """Sample records that cannot be joined with lm-eval's results; the message says which and why."""
 
 
+class NoTraceRecords(SampledError):
+    """A run with no trace records at all (not m1_budget, or run without trace_path)."""
+
+
 @dataclass(frozen=True)
 class Sample:
     letter: str | None  # the extracted answer (None: none found)
@@ -58,6 +62,9 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
         raise SampledError(f"{source}: no samples_{result.task}_*.jsonl beside it; rerun with --log_samples "
                            "(the gold answers of each item come from it)")
     traces = trace_records_for(source, result.task, result.budget, result.forcing, cache)
+    if not traces:
+        raise NoTraceRecords(f"{source}: no trace records of task {result.task} at budget {result.budget}, forcing "
+                             f"{result.forcing} beside it (a sweep's traces.jsonl or m1_budget's m1_traces/)")
     metric = result.metric_key.partition(",")[0]
     match = os.environ.get(MATCH_ENV, "last")
     out: dict = {}
