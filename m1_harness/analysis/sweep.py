@@ -69,11 +69,15 @@ class SweepError(UserError):
     """A sweep folder that holds another run's results, or sweep arguments that cannot work."""
 
 
-def parse_int_list(text: str, what: str) -> list[int]:
+def _ints(text: str, what: str) -> list[int]:
     try:
-        values = [int(v) for v in str(text).split(",") if v.strip() != ""]
+        return [int(v) for v in str(text).split(",") if v.strip() != ""]
     except ValueError:
         raise SweepError(f"--{what} takes comma-separated integers, got {text!r}") from None
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    values = _ints(text, what)
     if not values or any(v < 0 for v in values):
         raise SweepError(f"--{what} needs at least one non-negative integer, got {text!r}")
     return sorted(set(values))
@@ -81,10 +85,7 @@ def parse_int_list(text: str, what: str) -> list[int]:
 
 def parse_samples(text: str) -> list[int]:
     """--samples: the k to report, positive and increasing (the run draws the last of them)."""
-    try:
-        ks = [int(v) for v in str(text).split(",") if v.strip() != ""]
-    except ValueError:
-        raise SweepError(f"--samples takes comma-separated integers, got {text!r}") from None
+    ks = _ints(text, "samples")
     if not ks or any(k < 1 for k in ks):
         raise SweepError(f"--samples needs positive integers (samples per item), got {text!r}")
     if any(b <= a for a, b in zip(ks, ks[1:])):
