@@ -162,7 +162,7 @@ def test_sampled_sweep_runs_the_largest_k_once_per_setting_and_tables_every_k(tm
     rows = sweep.run_sweep("pretrained=m,engine=hf", ["medqa"], [512, 1024], [0], out, samples=[1, 2, 4],
                            temperature=0.7, top_p=0.9, seed=5, evaluate=fake, echo=lambda *a: None)
     assert [(c["budget"], c["samples"], c["seed"], c["gen_kwargs"]) for c in fake.calls] == [
-        (1024, 4, 5, "temperature=0.7,top_p=0.9"), (512, 4, 5, "temperature=0.7,top_p=0.9")]
+        (1024, 4, 5, "do_sample=True,temperature=0.7,top_p=0.9"), (512, 4, 5, "do_sample=True,temperature=0.7,top_p=0.9")]
     assert [(r["budget"], r["k"]) for r in rows] == [(512, 1), (512, 2), (512, 4), (1024, 1), (1024, 2), (1024, 4)]
     for r in rows:
         k, scale = r["k"], r["budget"] // 512
@@ -178,14 +178,14 @@ def test_sampled_sweep_runs_the_largest_k_once_per_setting_and_tables_every_k(tm
     manifest = json.loads((out / "budget512_forcing0" / sweep.MANIFEST).read_text())
     assert manifest["model_args"] == {"engine": "hf", "forcing": "0", "pretrained": "m", "samples": "4", "seed": "5",
                                       "thinking_budget": "512"}
-    assert manifest["gen_kwargs"] == "temperature=0.7,top_p=0.9"
+    assert manifest["gen_kwargs"] == "do_sample=True,temperature=0.7,top_p=0.9"
     # other k of the same run: no new run, only the table
     again = SampledEvaluate()
     rows = sweep.run_sweep("pretrained=m,engine=hf", ["medqa"], [512, 1024], [0], out, samples=[1, 2, 4], temperature=0.7,
                            top_p=0.9, seed=5, evaluate=again, echo=lambda *a: None)
     assert again.calls == []
     # another temperature is another run: refused with what differs
-    with pytest.raises(sweep.SweepError, match="gen_kwargs: 'temperature=0.7,top_p=0.9' there, 'temperature=1.0,top_p=0.9' asked"):
+    with pytest.raises(sweep.SweepError, match="gen_kwargs: 'do_sample=True,temperature=0.7,top_p=0.9' there, 'do_sample=True,temperature=1.0,top_p=0.9' asked"):
         sweep.run_sweep("pretrained=m,engine=hf", ["medqa"], [512], [0], out, samples=[1, 2, 4], temperature=1.0,
                         top_p=0.9, seed=5, evaluate=SampledEvaluate(), echo=lambda *a: None)
 
@@ -272,3 +272,46 @@ def test_compute_matched_leaves_out_runs_without_traces(tmp_path, capsys):
     assert cli.main(["plot", str(out), "--out", str(tmp_path / "fig"), "--format", "png"]) == 0
     assert "compute-matched figure skipped: no m1_budget runs with trace records" in capsys.readouterr().err
     assert not (tmp_path / "fig" / "compute_matched.csv").exists()
+
+
+# -- end to end on the tiny model ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_sampled_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkeypatch, capfd):
+    """m1_budget on the tiny Qwen2, medqa --limit 3, budgets 16 and 32, --samples 1,3 at temperature 0.8:
+    one run per budget drawing 3 samples, every sample scored (sample 0 checked against lm-eval's own
+    score), the budget-16 setting a pure replay of the cache, and the table equal to a recomputation
+    from the trace records."""
+    monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
+    from m1_harness import cli
+    from m1_harness.scoring import score
+
+    out = tmp_path / "sw"
+    argv = ["sweep", "--model_args", f"pretrained={tiny_model},engine=hf,answer_budget=8", "--tasks", "medqa",
+            "--budgets", "16,32", "--output_path", str(out), "--limit", "3", "--batch_size", "3",
+            "--samples", "1,3", "--temperature", "0.8", "--seed", "7"]
+    assert cli.main(argv) == 0
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [(r["budget"], r["k"], r["samples"], r["n"]) for r in rows] == [(16, 1, 3, 3), (16, 3, 3, 3), (32, 1, 3, 3), (32, 3, 3, 3)]
+    assert rows[0]["generated_tokens"] == 0 < rows[2]["generated_tokens"]  # budget 16: a pure replay
+    docs = {json.loads(x)["doc_id"]: json.loads(x) for f in (out / "budget32_forcing0").rglob("samples_medqa_*.jsonl")
+            for x in f.read_text().splitlines()}
+    for r in rows:
+        recs = [json.loads(x) for x in (out / f"budget{r['budget']}_forcing0" / "traces.jsonl").read_text().splitlines()]
+        assert sorted((x["doc_id"], x["sample"]) for x in recs) == [(d, j) for d in range(3) for j in range(3)]
+        assert len({x["sample_seed"] for x in recs}) == 9  # every sample its own seed
+        items = []
+        for d in range(3):
+            doc = docs[d]["doc"]
+            options = dict(zip(doc["letters"], doc["choices"]))
+            mine = sorted((x for x in recs if x["doc_id"] == d), key=lambda x: x["sample"])
+            items.append([(s.letter, s.correct) for s in (score(x["text"], options, doc["answer_idx"]) for x in mine)])
+        expect = stats.sample_metrics(items, r["k"])
+        assert {m: r[m] for m in stats.SAMPLE_METRICS} == expect
+        tokens = [sum(x["generated_tokens"] + x["answer_tokens"] for x in recs if x["doc_id"] == d and x["sample"] < r["k"])
+                  for d in range(3)]
+        assert r["mean_generated_tokens_per_item"] == sum(tokens) / 3
+        if r["k"] == 1:
+            assert r["mean_at_k"] == r["acc"]  # lm-eval scored sample 0
+    assert "k=3" in capfd.readouterr().out
+    assert cli.main(argv) == 0  # resumes: nothing to run
+    assert len(list(out.rglob("results_*.json"))) == 2

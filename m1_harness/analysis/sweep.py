@@ -96,7 +96,7 @@ def parse_samples(text: str) -> list[int]:
 def sampling_args(model_args: str, gen_kwargs: str | None, ks: list[int], temperature: float | None,
                   top_p: float | None, seed: int | None) -> tuple[str, str]:
     """(model_args, gen_kwargs) of a sampled sweep: samples=max(ks) and seed in the model_args,
-    temperature / top_p in the gen_kwargs; clear errors for what cannot be meant."""
+    do_sample / temperature / top_p in the gen_kwargs; clear errors for what cannot be meant."""
     if temperature is None or temperature <= 0:
         raise SweepError(f"--samples {','.join(map(str, ks))} needs --temperature above 0 (got {temperature}): "
                          "greedy samples of one item are all the same")
@@ -109,7 +109,8 @@ def sampling_args(model_args: str, gen_kwargs: str | None, ks: list[int], temper
     if taken:
         raise SweepError(f"--gen_kwargs sets {', '.join(taken)}: give sampling as --temperature / --top_p")
     margs = ",".join(p for p in (model_args, f"samples={ks[-1]},seed={0 if seed is None else seed}") if p)
-    sampling = f"temperature={temperature}" + (f",top_p={top_p}" if top_p is not None else "")
+    # do_sample: the m1 task YAMLs say do_sample: false, which a temperature alone would not override
+    sampling = f"do_sample=True,temperature={temperature}" + (f",top_p={top_p}" if top_p is not None else "")
     return margs, ",".join(p for p in (gen_kwargs, sampling) if p)
 
 
