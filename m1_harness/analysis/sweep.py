@@ -25,7 +25,9 @@ Sampling (``--samples 1,2,4,8 --temperature 0.7 [--top_p P] [--seed S]``): each 
 with ``samples=8`` (the largest k) and ``seed=S`` (0 unless given) in its model_args, so every sample
 has its own seed and the trace cache shares them across settings as under greedy decoding; the rows
 are then one per (model, task, budget, forcing, k) with maj@k, pass@k, mean@k, their 95% intervals
-and the mean tokens the first k samples decoded per item (``sampled.py``, ``stats.sample_metrics``).
+and the mean tokens the first k samples decoded per item (``sampled.py``, ``stats.sample_metrics``);
+the setting's own columns repeat on each of its k rows (``acc``: lm-eval's, of sample 0; the trace
+statistics and engine work: over all samples of the run).
 
 Resumable: a setting is done when its results cover every requested task AND its
 ``sweep_setting.json`` (written when the setting finished) records the same model, model_args, tasks,
