@@ -166,8 +166,11 @@ def test_cache_serves_a_smaller_budget_and_refuses_sampling_when_on(tiny, tmp_pa
     assert small._cache.misses <= len(reqs)  # only answers were generated
     fresh = M1BudgetLM(thinking_budget=20, forcing=1, cache="off", **args).generate_until(reqs)
     assert cached == fresh
-    with pytest.raises(ValueError, match="greedy"):
-        M1BudgetLM(thinking_budget=20, cache="on", **args).generate_until([inst("hi", temperature=0.7)])
+    with pytest.raises(ValueError) as err:
+        M1BudgetLM(thinking_budget=20, cache="on", seed="none", **args).generate_until([inst("hi", temperature=0.7)])
+    assert str(err.value) == (
+        "m1_budget: cache=on with seed=none (unseeded sampling, temperature=0.7): the trace cache holds sampled "
+        "traces only when each has its own seed. Pass seed=S, or cache=off (or cache=auto) to sample unseeded.")
 
 
 @pytest.mark.slow
@@ -191,11 +194,15 @@ def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch, eval_data_dir):
     assert len((tmp_path / "tr.jsonl").read_text().splitlines()) == 3
 
 
-def test_sampling_bypasses_the_cache_when_auto(lm):
+def test_unseeded_sampling_bypasses_the_cache_when_auto(tiny, tmp_path):
+    lm = M1BudgetLM(pretrained=tiny, thinking_budget=40, forcing=1, trace_path=str(tmp_path / "t.jsonl"),
+                    cache_dir=str(tmp_path / "cache"), seed="none", **FAST)
+    lm.generate_until([inst(QUESTIONS[1])])
     rows = lambda: lm._cache.db.execute("SELECT count(*) FROM gen").fetchone()[0]  # noqa: E731
     before = (rows(), lm._cache.hits, lm._cache.misses)
     (o,) = lm.generate_until([inst(QUESTIONS[2], do_sample=True, temperature=0.8)])
     assert o.startswith("<|im_start|>think\n") and lm.traces[0]["temperature"] == 0.8
+    assert (lm.traces[0]["sample"], lm.traces[0]["sample_seed"]) == (0, None)  # unseeded: no seed to record
     assert (rows(), lm._cache.hits, lm._cache.misses) == before  # neither read nor written
     lm.generate_until([inst(QUESTIONS[2])])
     assert lm.engine.temperature == 0.0  # greedy again for greedy requests

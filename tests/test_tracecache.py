@@ -76,9 +76,34 @@ def test_serving_rules(tmp_path):
     assert cache.lookup(req(4, stop_strings=["ab"]), tok).finish_reason == "stop"
 
 
-def test_refuses_sampling(tmp_path):
-    with pytest.raises(CacheRefused, match="greedy"):
-        TraceCache(tmp_path / "c.sqlite", "m", {"temperature": 0.7})
+SAMPLED = {"temperature": 0.7, "top_p": 0.9}
+
+
+def test_refuses_unseeded_sampling(tmp_path):
+    tok = ScriptedEngine({}).tokenizer
+    cache = TraceCache(tmp_path / "c.sqlite", "m")
+    with pytest.raises(CacheRefused) as err:
+        cache.lookup(GenRequest([5, 6], 3), tok, SAMPLED)
+    assert str(err.value) == (
+        "the trace cache holds sampled calls only when each has its own seed (decoding {'temperature': 0.7, "
+        "'top_p': 0.9}): unseeded sampled traces are not prefixes of one another. Pass a seed (seed=S) or cache=off.")
+    with pytest.raises(CacheRefused):
+        cache.store([GenRequest([5, 6], 3)], [GenResult([107], "length")], tok, SAMPLED)
+
+
+def test_seeded_sampled_calls_hit_only_with_the_same_seed_and_decoding(tmp_path):
+    tok = ScriptedEngine({}).tokenizer
+    cache = TraceCache(tmp_path / "c.sqlite", "m")
+    req = lambda n, seed=7, **kw: GenRequest([5, 6], n, stop_token_ids=[2], seed=seed, **kw)  # noqa: E731
+    cache.store([req(4)], [GenResult([107, 108, 109, 110], "length")], tok, SAMPLED)
+    assert cache.lookup(req(2), tok, SAMPLED).token_ids == [107, 108]  # a cut of the same sample
+    assert cache.lookup(req(4), tok, SAMPLED).token_ids == [107, 108, 109, 110]
+    assert cache.lookup(req(5), tok, SAMPLED) is None  # longer than stored: the engine must go on
+    assert cache.lookup(req(2, seed=8), tok, SAMPLED) is None  # another sample
+    assert cache.lookup(req(2), tok, {**SAMPLED, "top_p": 1.0}) is None  # another decoding
+    assert cache.lookup(req(2), tok) is None  # greedy is not that sample
+    cache.store([req(4, seed=None)], [GenResult([120, 121, 122, 123], "length")], tok)
+    assert cache.lookup(req(3, seed=99), tok).token_ids == [120, 121, 122]  # greedy: the seed plays no part
 
 
 def test_a_longer_result_replaces_a_shorter_one_and_a_stop_is_never_replaced(tmp_path):

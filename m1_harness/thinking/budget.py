@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
 from m1_harness.thinking.markers import Markers
+from m1_harness.thinking.seeds import call_seed
 
 AUTO = "auto"
 TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")  # engine work per call (GenResult)
@@ -63,6 +64,7 @@ class BudgetRequest:
     forcing: int = 0  # how many times to force thinking to continue
     answer_budget: int = 256
     until: list[str] = field(default_factory=list)  # task stop strings: answer phase only
+    seed: int | None = None  # sampling: this sample's seed; each call gets seeds.call_seed(seed, context length)
 
 
 @dataclass
@@ -150,8 +152,9 @@ class RequestLoop:
 
     def _think_call(self) -> None:
         t, f = self.trace, self.forcer
-        self.call = GenRequest(t.prompt_ids + t.thinking_ids, t.thinking_budget - len(t.thinking_ids),
-                               f.end_ids, f.end_strings)
+        context = t.prompt_ids + t.thinking_ids
+        self.call = GenRequest(context, t.thinking_budget - len(t.thinking_ids), f.end_ids, f.end_strings,
+                               seed=call_seed(self.req.seed, len(context)))
 
     def _answer_call(self) -> None:
         t, f, r = self.trace, self.forcer, self.req
@@ -164,7 +167,8 @@ class RequestLoop:
             self._finish()
             return
         stop_ids, stop_strings = f.answer_stops(r.until)
-        self.call = GenRequest(context, t.answer_budget, stop_ids, stop_strings, continued=False)
+        self.call = GenRequest(context, t.answer_budget, stop_ids, stop_strings, continued=False,
+                               seed=call_seed(r.seed, len(context)))
 
     def feed(self, res: GenResult) -> None:
         t = self.trace
@@ -256,7 +260,8 @@ class BudgetForcer:
         ``probes``: other (thinking budget, forcing) settings of a sweep grid, each at most this run's
         budget and forcing. When a request's thinking has ended, the loop runs again for it at every
         probe setting: behind a trace cache each of those thinking calls is served as a cut of this
-        request's (greedy decoding), and the answer call it asks for goes to the engine at once, from
+        request's (greedy decoding, or seeded sampling: a call's seed is a function of its context), and
+        the answer call it asks for goes to the engine at once, from
         the context just computed. Only their cost is kept (``Trace.probe_tokens``); their value is
         the trace cache, from which a later run at that setting is a pure replay.
 

@@ -26,6 +26,7 @@ from m1_harness.thinking.budget import AUTO, TOKEN_COUNTS, BudgetForcer, BudgetR
 from m1_harness.thinking.engines import load_engine, resolve_engine_name
 from m1_harness.errors import UserError
 from m1_harness.thinking.markers import PRESETS, detect
+from m1_harness.thinking.seeds import sample_seed
 from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
 from m1_harness.thinking.tracecache import CacheRefused, CachingEngine, TraceCache
 from m1_harness.versions import library_versions
@@ -67,7 +68,11 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "device": (str, None, "hf engine device (default cuda if available, else cpu)"),
     "prefix_cache": (bool, True, "hf engine: keep each row's KV cache between rounds, so forcing and answer "
                      "rounds prefill only their new ids (about one batch's KV cache more memory)"),
-    "seed": (int, 42, "random seed (sampling only; greedy is deterministic)"),
+    "seed": ("int|none", 42, "sampling seed S: sample j of doc d of task t is seeded by a hash of (S, t, d, j) "
+             "and each of its generate calls by a hash of that and the call's context length (README, "
+             "'Sampling'); none = unseeded (one shared stream; no trace cache). Greedy ignores it"),
+    "samples": (int, 1, "traces per request (K >= 1; K > 1 needs temperature > 0): lm-eval scores sample 0, "
+                "every sample's trace record is written (m1-harness sweep --samples reports maj@k/pass@k)"),
     "max_model_len": (int, None, "context length (default: the model's)"),
     "tensor_parallel_size": (int, 1, "vLLM tensor parallel GPUs"),
     "data_parallel_size": (int, 1, "vLLM data parallel replicas"),
@@ -86,7 +91,8 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "trust_remote_code": (bool, False, "passed to transformers / vLLM"),
     "trace_path": (str, None, "JSONL file or folder for trace records (default: m1_traces/ beside "
                    "--output_path, else in the current folder)"),
-    "cache": (str, "auto", "trace cache: on, off, or auto (on for greedy decoding, off when sampling)"),
+    "cache": (str, "auto", "trace cache: on, off, or auto (on for greedy decoding and seeded sampling, off for "
+              "unseeded sampling, seed=none)"),
     "cache_dir": (str, None, "trace cache folder (default: $M1_HARNESS_CACHE/traces)"),
 }
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -115,6 +121,10 @@ def _check(name: str, value, kind):
             return None
         if kind == "dict":
             return _template_args(value)
+        if kind == "int|none":
+            if isinstance(value, str) and value.lower() == "none":
+                return None
+            kind = int
         if kind in (BUDGET, "int|auto"):
             if isinstance(value, str) and value.lower() == AUTO:
                 return AUTO
@@ -237,6 +247,8 @@ class M1BudgetLM(LM):
             raise ModelArgError(f"m1_budget: markers={a['markers']!r}; presets: {', '.join(PRESETS)}, or auto")
         if a["dtype"] not in DTYPES:
             raise ModelArgError(f"m1_budget: dtype={a['dtype']!r}; choose one of {', '.join(DTYPES)}")
+        if a["samples"] < 1:
+            raise ModelArgError(f"m1_budget: samples={a['samples']}: give at least 1 trace per request")
         if a["cache"] not in ("on", "off", "auto"):
             raise ModelArgError(f"m1_budget: cache={a['cache']!r}; use on, off or auto")
         self.args = a
@@ -294,6 +306,7 @@ class M1BudgetLM(LM):
             self._cache = TraceCache(root / "traces.sqlite", identity)
         self.traces: list[dict] = []  # records of the last generate_until call
         self.probes: list[tuple[int, int]] = []  # set by reconfigure (m1-harness sweep)
+        self.decodings: list[tuple[float, float]] = []  # (temperature, top_p) of the last generate_until call
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
@@ -313,6 +326,9 @@ class M1BudgetLM(LM):
         other = OTHER_ENGINES_ARGS[self.engine_name]
         settings = {k: v for k, v in self.args.items() if k not in (*other, "engine", "max_batch_size")}
         settings.update(markers=self.markers_name, max_model_len=self.engine.max_model_len)  # as resolved
+        temps, top_ps = [t for t, _ in self.decodings], [p for _, p in self.decodings]  # from gen_kwargs
+        settings.update(temperature=temps[0] if len(temps) == 1 else temps or None,
+                        top_p=top_ps[0] if len(top_ps) == 1 else top_ps or None)
         if self.engine_name == "hf":
             settings.update(device=str(self.engine.device), batch_size=self.engine.batch_size)
         return {"m1_budget": {"engine": self.engine_name, "settings": settings, "versions": library_versions()}}
@@ -408,40 +424,64 @@ class M1BudgetLM(LM):
         return s, (decoding, _unescape(s["forcing_str"]))
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """K = ``samples`` traces per request, all through one driver run (the samples of a prompt share its
+        prefix cache); lm-eval gets sample 0's text, every sample gets a trace record."""
+        k_samples = self.args["samples"]
         groups: dict[tuple, list[int]] = {}
         settings = []
         for i, req in enumerate(requests):
             s, group = self._settings(req.args[1])
             settings.append(s)
             groups.setdefault(group, []).append(i)
+        if k_samples > 1 and any(temp <= 0 for (temp, _), _ in groups):
+            raise ModelArgError(
+                f"m1_budget: samples={k_samples} needs sampling: under greedy decoding (temperature 0) the "
+                f"{k_samples} samples would be one trace {k_samples} times. Pass a temperature > 0 (lm_eval "
+                "--gen_kwargs temperature=0.6,top_p=0.95, or m1-harness sweep --temperature 0.6), or samples=1.")
         out: list[str] = [""] * len(requests)
-        self.traces = [None] * len(requests)  # type: ignore[list-item]
+        self.traces = [None] * (len(requests) * k_samples)  # type: ignore[list-item]  # request i, sample j: i*K + j
+        self.decodings = sorted({decoding for decoding, _ in groups})
         self.trace_file = self._trace_file()
         with _TraceFile(self.trace_file) as records:
             for ((temp, top_p), forcing_str), idx in groups.items():
                 engine = self._engine_for(temp, top_p)
                 forcer = BudgetForcer(engine, self.markers, forcing_str)
-                breqs = []
+                breqs, seeds = [], []
                 for i in idx:
                     ids, closed = self._prompt_ids(requests[i].args[0])
                     s = settings[i]
-                    breqs.append(BudgetRequest(ids, 0 if closed else s["thinking_budget"], 0 if closed else s["forcing"],
-                                               s["answer_budget"], s["until"]))
+                    for j in range(k_samples):
+                        seed = self._sample_seed(requests[i], j, ids) if temp > 0 else None
+                        seeds.append(seed)
+                        breqs.append(BudgetRequest(ids, 0 if closed else s["thinking_budget"],
+                                                   0 if closed else s["forcing"], s["answer_budget"], s["until"],
+                                                   seed=seed))
                 probes = self.probes if isinstance(engine, CachingEngine) else []
                 if self.probes and not probes:
-                    log.warning("m1_budget: sweep probes need the trace cache (greedy decoding, cache on); not probing")
+                    log.warning("m1_budget: sweep probes need the trace cache (greedy decoding or seeded sampling, "
+                                "cache on); not probing")
 
-                def done(j: int, trace, idx=idx, temp=temp, forcing_str=forcing_str) -> None:
-                    i = idx[j]
-                    out[i] = trace.text
-                    self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
-                    self.traces[i] = self._record(requests[i], settings[i], trace, forcing_str, temp)
-                    records.append(self.traces[i])
+                def done(n: int, trace, idx=idx, seeds=seeds, temp=temp, top_p=top_p, forcing_str=forcing_str) -> None:
+                    i, j = idx[n // k_samples], n % k_samples
+                    if j == 0:
+                        out[i] = trace.text
+                        self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
+                    rec = self._record(requests[i], settings[i], trace, forcing_str, temp)
+                    rec.update(sample=j, sample_seed=seeds[n], top_p=top_p)
+                    self.traces[i * k_samples + j] = rec
+                    records.append(rec)
 
                 forcer.run(breqs, progress=not disable_tqdm, on_done=done, probes=probes)
             records.finish(self.traces)
         self._summarise()
         return out
+
+    def _sample_seed(self, req, j: int, prompt_ids: list[int]) -> int | None:
+        """Sample j's seed (seeds.sample_seed); None under seed=none (unseeded sampling)."""
+        if self.args["seed"] is None:
+            return None
+        return sample_seed(self.args["seed"], getattr(req, "task_name", None), getattr(req, "doc_id", None), j,
+                           prompt_ids)
 
     def _record(self, req, s: dict, trace, forcing_str: str, temperature: float) -> dict:
         """One trace record; says when the context, not the user, decided a budget."""
@@ -466,14 +506,17 @@ class M1BudgetLM(LM):
         self.engine.set_sampling(temp, top_p)
         if self._cache is None:
             return self.engine
-        if temp > 0:
+        if temp > 0 and self.args["seed"] is None:
             if self.args["cache"] == "on":
-                raise CacheRefused(f"m1_budget: cache=on with temperature={temp}: the trace cache is valid only "
-                                   "under greedy decoding. Pass cache=off (or cache=auto) to sample.")
-            log.warning("m1_budget: sampling (temperature=%s): the trace cache is off for these requests", temp)
+                raise CacheRefused(f"m1_budget: cache=on with seed=none (unseeded sampling, temperature={temp}): "
+                                   "the trace cache holds sampled traces only when each has its own seed. Pass "
+                                   "seed=S, or cache=off (or cache=auto) to sample unseeded.")
+            log.warning("m1_budget: unseeded sampling (seed=none, temperature=%s): the trace cache is off for "
+                        "these requests", temp)
             return self.engine
         chunk = 4 * self.engine.batch_size if self.engine_name == "hf" else 256
-        return CachingEngine(self.engine, self._cache, chunk_size=chunk)
+        decoding = {"temperature": temp, "top_p": top_p} if temp > 0 else None  # greedy: the cache's own
+        return CachingEngine(self.engine, self._cache, chunk_size=chunk, decoding=decoding)
 
     def _summarise(self) -> None:
         """Print the run summary, and say once, with counts, where the context overrode a budget."""
@@ -481,8 +524,10 @@ class M1BudgetLM(LM):
         n = max(1, len(recs))
         clamped = [r for r in recs if r["budget_clamped"]]
         too_long = [r for r in recs if r["prompt_too_long"]]
+        k_samples = self.args["samples"]
         summary = {
-            "requests": len(recs),
+            "requests": len(recs) // k_samples,
+            "samples": k_samples,  # traces per request; the means below are over all of them
             "mean_thinking_tokens": round(sum(r["thinking_tokens"] for r in recs) / n, 1),
             "hit_budget_share": round(sum(r["hit_budget"] for r in recs) / n, 3),
             "mean_forcing_rounds": round(sum(r["forcing_rounds"] for r in recs) / n, 2),
@@ -517,6 +562,9 @@ class M1BudgetLM(LM):
             summary["server"] = self.engine.run_summary()
         self.summary = summary
         print(f"m1_budget: {json.dumps(summary)}; trace records in {self.trace_file}", file=sys.stderr)
+        if k_samples > 1:
+            print(f"m1_budget: lm-eval's table scores sample 0 of {k_samples}; maj@k / pass@k / mean@k: "
+                  "m1-harness sweep --samples / report", file=sys.stderr)
 
 
 class _TraceFile:

@@ -1,4 +1,4 @@
-"""A persistent greedy-generation cache: budget sweeps for the price of one run, and resumable runs.
+"""A persistent generation cache, greedy or seeded: budget sweeps for the price of one run, resumable runs.
 
 Why at the engine level: under greedy decoding, what an engine writes from a context depends only on
 (model, context ids, stop set); a shorter ``max_tokens`` gives a prefix of a longer run. So each
@@ -19,7 +19,13 @@ Serving rules for a stored result of n ids (exact under greedy decoding):
   len(ids of the stop string)`` gets it whole; in between is a miss (the engine may or may not have
   completed the string), so it is regenerated.
 
-Sampling breaks the prefix property: the cache refuses any decoding but greedy.
+Seeded sampling keeps these rules: a call with a seed (``GenRequest.seed``) is sampled from its own
+generator by every engine, so its tokens are a function of (context, seed, temperature, top_p) and a
+smaller ``max_tokens`` gives a cut of the same tokens. Its key adds the decoding (temperature, top_p)
+and the seed, so a sampled call is served only by a call with the same context, seed and decoding,
+cut as above: the only kind of hit this cache serves (it never serves a context that extends an
+earlier generation, which would hold under greedy decoding only). Unseeded sampling (one shared
+stream) has no prefix property: the cache refuses it (``CacheRefused``).
 
 Each row also records the library versions it was generated under (``versions.library_versions``):
 a hit generated under other versions is served (same model, same greedy rule) but counted in
@@ -47,21 +53,29 @@ class CacheRefused(UserError, ValueError):
     pass
 
 
+def _sampled(decoding: dict) -> bool:
+    return float(decoding.get("temperature") or 0.0) > 0 or bool(decoding.get("do_sample"))
+
+
 def _key(model_id: str, decoding: dict, req: GenRequest) -> str:
+    """Greedy: the seed plays no part (engines ignore it), so greedy keys are what they always were."""
+    if _sampled(decoding):
+        if req.seed is None:
+            raise CacheRefused(
+                f"the trace cache holds sampled calls only when each has its own seed (decoding {decoding}): "
+                "unseeded sampled traces are not prefixes of one another. Pass a seed (seed=S) or cache=off.")
+        decoding = {**decoding, "seed": int(req.seed)}
     payload = [model_id, decoding, list(req.prompt_ids), sorted(req.stop_token_ids), sorted(req.stop_strings)]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 class TraceCache:
-    """SQLite file of generation results, one row per (model, decoding, context, stop set)."""
+    """SQLite file of generation results, one row per (model, decoding, seed, context, stop set).
+
+    ``decoding``: the default for ``lookup`` / ``store`` (greedy); a ``CachingEngine`` passes its own."""
 
     def __init__(self, path: str | Path, model_id: str, decoding: dict | None = None):
         decoding = dict(decoding or {"temperature": 0.0})
-        if float(decoding.get("temperature") or 0.0) > 0 or decoding.get("do_sample"):
-            raise CacheRefused(
-                "the trace cache is valid only under greedy decoding (temperature 0): sampled traces are "
-                "not prefixes of one another. Pass cache=off to sample."
-            )
         self.path, self.model_id, self.decoding = Path(path), model_id, decoding
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -101,8 +115,8 @@ class TraceCache:
         row = self.db.execute("SELECT ids, finish, stop, stop_len, versions FROM gen WHERE key=?", (key,)).fetchone()
         return None if row is None else (json.loads(row[0]), row[1], json.loads(row[2]), row[3], row[4])
 
-    def lookup(self, req: GenRequest, tokenizer) -> GenResult | None:
-        rec = self._get(_key(self.model_id, self.decoding, req))
+    def lookup(self, req: GenRequest, tokenizer, decoding: dict | None = None) -> GenResult | None:
+        rec = self._get(_key(self.model_id, self.decoding if decoding is None else decoding, req))
         if rec is None:
             return None
         ids, finish, stop, stop_len, versions = rec
@@ -130,10 +144,10 @@ class TraceCache:
         return (f"{self.other_version_hits} of {self.hits} trace-cache hits were generated under other library "
                 f"versions ({'; '.join(sorted(changed))}); pass cache=off or a fresh cache_dir to regenerate them")
 
-    def store(self, reqs: list[GenRequest], results: list[GenResult], tokenizer) -> None:
+    def store(self, reqs: list[GenRequest], results: list[GenResult], tokenizer, decoding: dict | None = None) -> None:
         """Keep the most informative result per key: a stop beats a length, a longer length a shorter."""
         for req, res in zip(reqs, results):
-            key = _key(self.model_id, self.decoding, req)
+            key = _key(self.model_id, self.decoding if decoding is None else decoding, req)
             old = self._get(key)
             if old is not None and (old[1] == "stop" or (res.finish_reason == "length" and len(old[0]) >= len(res.token_ids))):
                 continue
@@ -152,10 +166,13 @@ class TraceCache:
 
 
 class CachingEngine:
-    """Wraps an engine: serve from the cache what it can, generate the rest in chunks, store at once."""
+    """Wraps an engine: serve from the cache what it can, generate the rest in chunks, store at once.
 
-    def __init__(self, engine: Engine, cache: TraceCache, chunk_size: int | None = None):
+    ``decoding``: the engine's sampling settings as a dict (default the cache's: greedy), part of every key."""
+
+    def __init__(self, engine: Engine, cache: TraceCache, chunk_size: int | None = None, decoding: dict | None = None):
         self.engine, self.cache, self.chunk_size = engine, cache, chunk_size
+        self.decoding = dict(cache.decoding if decoding is None else decoding)
         self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
         self.eos_token_ids = getattr(engine, "eos_token_ids", None)
         self._asked: dict[object, GenRequest] = {}  # streaming: key -> request sent to the engine
@@ -164,7 +181,7 @@ class CachingEngine:
 
     def _call(self, req: GenRequest) -> tuple:
         """What makes two requests the same call: key and max_tokens (e.g. a probe's answer and the run's own)."""
-        return _key(self.cache.model_id, self.cache.decoding, req), req.max_tokens
+        return _key(self.cache.model_id, self.decoding, req), req.max_tokens
 
     @property
     def round_size(self) -> int | None:
@@ -185,7 +202,7 @@ class CachingEngine:
         return int(getattr(self.engine, "block_size", 1) or 1)
 
     def _hit(self, req: GenRequest) -> GenResult | None:
-        hit = self.cache.lookup(req, self.tokenizer)
+        hit = self.cache.lookup(req, self.tokenizer, self.decoding)
         if hit is None:
             self.cache.misses += 1
         else:
@@ -218,7 +235,7 @@ class CachingEngine:
             return ready
         for key, res in self.engine.poll():
             req = self._asked.pop(key)
-            self.cache.store([req], [res], self.tokenizer)
+            self.cache.store([req], [res], self.tokenizer, self.decoding)
             first, *twins = self._twins.pop(self._call(req))
             ready.append((key, res))
             ready += [(k, _free(res)) for k in twins]
@@ -242,7 +259,7 @@ class CachingEngine:
             chunk = misses[start: start + step]
             reqs = [requests[i] for i in chunk]
             out = self.engine.generate(reqs)
-            self.cache.store(reqs, out, self.tokenizer)
+            self.cache.store(reqs, out, self.tokenizer, self.decoding)
             for i, res in zip(chunk, out):
                 results[i] = res
         for i, j in twins:

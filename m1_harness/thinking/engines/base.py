@@ -20,6 +20,10 @@ class GenRequest:
     stop_token_ids: Sequence[int] = ()
     stop_strings: Sequence[str] = ()
     continued: bool = True  # a later request may continue this one (engines with a prefix cache keep its KV)
+    # Sampling only: the call's own random stream. Its tokens are then a function of (context, seed,
+    # temperature, top_p) alone, whatever else is batched with it, and a smaller max_tokens gives a cut
+    # of the same tokens (the prefix property). None: the engine's shared, once-seeded stream.
+    seed: int | None = None
 
 
 @dataclass

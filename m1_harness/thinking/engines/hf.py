@@ -26,7 +26,7 @@ from collections import OrderedDict
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, StoppingCriteria
 
 from m1_harness.thinking.engines.base import GenRequest, GenResult
 
@@ -80,6 +80,36 @@ class _RowStopper(StoppingCriteria):
         return torch.tensor(done, device=input_ids.device)
 
 
+class _RowSampler(LogitsProcessor):
+    """Samples each row from its own ``torch.Generator`` (seeded by ``GenRequest.seed``; the global
+    stream for rows without one) and leaves only the chosen id finite, so ``generate`` run greedy
+    emits the sample. Why not ``do_sample``: it draws every row from one shared stream, so a row's
+    tokens would depend on the rows batched with it and on how long the call runs; here row i's step t
+    uses draw t of its own generator (one uniform per step, on the CPU), so its tokens depend on its
+    context and seed only, and a shorter call gives a cut of a longer one.
+
+    Per step: softmax(logits / temperature); top_p keeps the most probable ids, in order, until their
+    mass reaches top_p (the first always); then the id where the cumulative mass, in id order, first
+    exceeds u x total, for one uniform u.
+    """
+
+    def __init__(self, requests: list[GenRequest], temperature: float, top_p: float):
+        self.gens = [None if r.seed is None else torch.Generator().manual_seed(int(r.seed)) for r in requests]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.double() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            desc, order = probs.sort(dim=-1, descending=True, stable=True)
+            drop = (desc.cumsum(-1) - desc) >= self.top_p
+            probs = probs.masked_fill(drop.scatter(-1, order, drop), 0.0)
+        u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.gens]).to(probs.device)
+        cum = probs.cumsum(-1)
+        pick = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1), right=True).clamp_(max=probs.shape[-1] - 1)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(-1, pick, 0.0)
+
+
 class _PrefixCache:
     """The KV caches of the most recent rows: ids (1-D tensor) and per layer (keys, values) [heads, len, dim].
 
@@ -129,7 +159,7 @@ class HFEngine:
     """``generate`` token-id prompts with transformers; greedy unless ``temperature > 0``."""
 
     def __init__(self, pretrained: str, *, dtype: str = "auto", device: str | None = None,
-                 batch_size: int = 8, max_model_len: int | None = None, seed: int = 42,
+                 batch_size: int = 8, max_model_len: int | None = None, seed: int | None = 42,
                  temperature: float = 0.0, top_p: float = 1.0, progress: bool = True,
                  trust_remote_code: bool = False, prefix_cache: bool = True, **unused):
         if unused:
@@ -161,9 +191,11 @@ class HFEngine:
         return self.batch_size if self.prefix_cache is not None else None
 
     def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0) -> None:
-        """Greedy when temperature is 0 (the default); sampling is seeded once here."""
+        """Greedy when temperature is 0 (the default); the shared stream (requests without a seed) is
+        seeded once here, unless ``seed`` is None."""
         self.temperature, self.top_p = float(temperature or 0.0), float(top_p)
-        torch.manual_seed(self.seed)
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
@@ -292,16 +324,15 @@ class HFEngine:
         self.prompt_ids_prefilled += sum(computed)
         self.prompt_ids_cached += sum(cached)
         stopper = _RowStopper(reqs, plen, self.tokenizer)
-        sampling = self.temperature > 0
-        config = GenerationConfig(
-            max_new_tokens=max(r.max_tokens for r in reqs), do_sample=sampling,
-            temperature=self.temperature if sampling else None, top_p=self.top_p if sampling else None,
+        config = GenerationConfig(  # greedy; sampling is _RowSampler's
+            max_new_tokens=max(r.max_tokens for r in reqs), do_sample=False, temperature=None, top_p=None,
             top_k=None, pad_token_id=self.pad_id, eos_token_id=None, bos_token_id=None, use_cache=True,
             return_dict_in_generate=True,
         )
+        sampler = [_RowSampler(reqs, self.temperature, self.top_p)] if self.temperature > 0 else []
         out = self.model.generate(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config,
-            stopping_criteria=[stopper], **{_CACHE: cache},
+            stopping_criteria=[stopper], logits_processor=sampler, **{_CACHE: cache},
         )
         seqs = out.sequences.cpu()
         gen = seqs[:, plen:].tolist()

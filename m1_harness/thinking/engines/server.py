@@ -193,6 +193,7 @@ class ServerEngine:
             "stop_token_ids": [int(i) for i in r.stop_token_ids], "stop": list(r.stop_strings),
             "ignore_eos": True, "skip_special_tokens": False, "spaces_between_special_tokens": False,
             "include_stop_str_in_output": False, "return_token_ids": True, "n": 1, "stream": False,
+            **({"seed": int(r.seed)} if self.temperature > 0 and getattr(r, "seed", None) is not None else {}),
         }
 
     def _one(self, r: GenRequest, room: int) -> GenResult:

@@ -80,7 +80,7 @@ class VLLMEngine:
     group over disjoint shards, or use ``tensor_parallel_size``.
     """
 
-    def __init__(self, pretrained: str, *, dtype: str = "auto", seed: int = 42,
+    def __init__(self, pretrained: str, *, dtype: str = "auto", seed: int | None = 42,
                  max_model_len: int | None = None, tensor_parallel_size: int = 1,
                  data_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                  enforce_eager: bool = False, enable_prefix_caching: bool = True,
@@ -110,7 +110,7 @@ class VLLMEngine:
 
         self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
         self.llm = LLM(
-            model=str(pretrained), dtype=dtype, seed=seed, max_model_len=max_model_len,
+            model=str(pretrained), dtype=dtype, seed=0 if seed is None else seed, max_model_len=max_model_len,
             tensor_parallel_size=int(tensor_parallel_size), gpu_memory_utilization=float(gpu_memory_utilization),
             enforce_eager=bool(enforce_eager), enable_prefix_caching=bool(enable_prefix_caching),
             trust_remote_code=trust_remote_code, **llm_kwargs,
@@ -142,8 +142,9 @@ class VLLMEngine:
             max_tokens=min(int(r.max_tokens), room),
             temperature=self.temperature,
             top_p=self.top_p if self.temperature > 0 else 1.0,
-            # no per-request seed: one fixed seed would give identical samples to identical prompts;
-            # the LLM is seeded once (``seed``), so a run is reproducible as a whole
+            # the call's own seed (vLLM gives the request its own generator: batch-independent, and a
+            # smaller max_tokens cuts the same tokens); None: the LLM's stream, seeded once (``seed``)
+            seed=None if self.temperature <= 0 or r.seed is None else int(r.seed),
             stop_token_ids=[int(i) for i in r.stop_token_ids] or None,
             stop=list(r.stop_strings) or None,
             ignore_eos=True,  # EOS stops only when listed in stop_token_ids (as in the HF engine)
