@@ -6,6 +6,9 @@
   a log2 axis and fits the regression against log2(budget), so the fitted line stays straight.
 - ``figure3_forcing.{png,pdf}``: one panel per benchmark, accuracy against budget-forcing rounds
   (0 = the first answer taken), one line per (model, budget) with more than one forcing setting.
+- ``compute_matched.{png,pdf}`` with ``compute_matched.md`` / ``.csv``: accuracy against mean generated
+  tokens per item for the budget sweep, the forcing sweep and majority voting over k samples, the
+  Pareto frontier marked (``compute_matched.py``; runs with m1_budget's trace records).
 - ``thinking_lengths.{png,pdf}``: a histogram of thinking tokens per model, from trace JSONL files
   (``--traces 'runs/**/traces*.jsonl'``), the budget-hit share in the legend.
 
@@ -29,9 +32,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from m1_harness.errors import UserError  # noqa: E402
-from m1_harness.paths import ensure_writable_dir  # noqa: E402
+from m1_harness.paths import atomic_write_text, ensure_writable_dir  # noqa: E402
 
 from .report import COLUMNS, TASK_COLUMN  # noqa: E402
+from .compute_matched import compute_points, figure_compute_matched, to_csv, to_markdown  # noqa: E402
 from .results import TaskResult, display_name, load_results, load_traces  # noqa: E402
 from .stats import ols_fit, proportion_interval  # noqa: E402
 
@@ -107,7 +111,7 @@ def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regressio
     return line
 
 
-def _finish(fig, axes, handles_from, title):
+def _finish(fig, axes, handles_from, title, ncol: int = 4):
     handles, labels = [], []
     for ax in handles_from:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -115,7 +119,7 @@ def _finish(fig, axes, handles_from, title):
                 handles.append(h)
                 labels.append(lab)
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False,
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), ncol), frameon=False,
                    fontsize=9)
     fig.suptitle(title, fontsize=11)
 
@@ -305,6 +309,14 @@ def run(args) -> int:
         written += save(fig, out, "figure3_forcing", formats)
     else:
         print("Figure 3 skipped: no model has runs at two or more forcing settings of one budget", file=sys.stderr)
+    points = compute_points(results)
+    if points:
+        written += save(figure_compute_matched(points, colours), out, "compute_matched", formats)
+        for name, text in (("compute_matched.csv", to_csv(points)), ("compute_matched.md", to_markdown(points))):
+            atomic_write_text(out / name, text)
+            written.append(out / name)
+    else:
+        print("compute-matched figure skipped: no m1_budget runs with trace records", file=sys.stderr)
     if args.traces:
         fig = figure_thinking_lengths(traces, colours)
         if fig is not None:

@@ -185,3 +185,83 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * float(p_values[i])))
         adjusted[i] = running
     return adjusted
+
+
+# -- several samples per item: pass@k, maj@k, mean@k ------------------------------------------------
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k of one item (Chen et al. 2021): ``1 - C(n-c, k) / C(n, k)``, the chance that
+    k of the n samples drawn, taken without replacement, hold at least one of the c correct ones."""
+    if not 0 < k <= n or not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 0 < k <= n and 0 <= c <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_vote(answers: Sequence) -> object | None:
+    """The most frequent answer; None stands for an unextractable one, which does not vote (None when
+    no answer voted). Ties go to the tied answer that occurs first in sample order, so the vote is
+    the same on every run: ``[B, A, A, B]`` gives B."""
+    counts: dict = {}
+    for a in answers:
+        if a is not None:
+            counts[a] = counts.get(a, 0) + 1
+    if not counts:
+        return None
+    top = max(counts.values())
+    return next(a for a in answers if a is not None and counts[a] == top)
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """95% interval of the mean of per-item values in [0, 1] (pass@k, mean@k of each item).
+
+    Items are independent draws and the values are bounded, so the mean is close to normal: a t
+    interval (mean +- t(n-1) * s / sqrt(n), lm-eval's own stderr, clipped to [0, 1]) uses the spread
+    the values really have, which shrinks as mean@k averages more samples per item; Wilson's
+    interval would assume 0/1 outcomes and overstate it. When every item has the same value (s = 0)
+    the t interval says "no uncertainty"; there the Wilson interval over the items is used instead,
+    which bounds it (values in [0, 1] with mean p have variance at most p(1 - p)). Deterministic
+    and instant, unlike a bootstrap, for tables of many (setting, k) rows."""
+    x = np.asarray(values, dtype=float)
+    n = int(x.size)
+    if n == 0:
+        return (math.nan, math.nan)
+    m = float(x.mean())
+    s = float(x.std(ddof=1)) if n > 1 else 0.0
+    if s == 0.0:
+        return wilson_interval(m * n, n, confidence)
+    half = float(_st.t.ppf(0.5 + confidence / 2.0, n - 1)) * s / math.sqrt(n)
+    return (max(0.0, m - half), min(1.0, m + half))
+
+
+SAMPLE_METRICS = ("maj_at_k", "maj_ci_low", "maj_ci_high", "pass_at_k", "pass_ci_low", "pass_ci_high",
+                  "mean_at_k", "mean_ci_low", "mean_ci_high")
+
+
+def sample_metrics(items: Sequence[Sequence[tuple]], k: int, confidence: float = 0.95) -> dict:
+    """maj@k, pass@k and mean@k over items, each with its 95% interval (keys ``SAMPLE_METRICS``).
+
+    ``items``: per item, its samples in sample order as ``(answer, correct)`` (answer None when none
+    could be extracted). maj@k votes over the first k samples (``majority_vote``; an item whose k
+    samples all lack an answer counts as wrong) and gets Wilson's interval over the items (it is
+    0/1 per item); mean@k is the mean correctness of the first k samples; pass@k uses all n
+    samples drawn for the item (the unbiased estimator needs them); both get ``mean_interval``."""
+    if not items:
+        raise ValueError("sample_metrics needs at least one item")
+    short = min(len(s) for s in items)
+    if not 0 < k <= short:
+        raise ValueError(f"k={k} needs 1 <= k <= the samples of every item (fewest: {short})")
+    maj, pas, mean = [], [], []
+    for samples in items:
+        first = samples[:k]
+        voted = majority_vote([a for a, _ in first])
+        maj.append(float(voted is not None and next(bool(c) for a, c in first if a == voted)))
+        pas.append(pass_at_k(len(samples), sum(bool(c) for _, c in samples), k))
+        mean.append(sum(bool(c) for _, c in first) / k)
+    n = len(items)
+    out = {"maj_at_k": sum(maj) / n}
+    out["maj_ci_low"], out["maj_ci_high"] = wilson_interval(sum(maj), n, confidence)
+    for name, values in (("pass", pas), ("mean", mean)):
+        out[f"{name}_at_k"] = sum(values) / n
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = mean_interval(values, confidence)
+    return out

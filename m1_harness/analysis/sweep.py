@@ -21,6 +21,14 @@ its 95% Wilson interval, the mean thinking tokens and the share of requests that
 last two from the trace records), and ``ran_budget`` / ``budget_clamped_share`` where the context
 clamped requests below the asked budget.
 
+Sampling (``--samples 1,2,4,8 --temperature 0.7 [--top_p P] [--seed S]``): each setting runs once
+with ``samples=8`` (the largest k) and ``seed=S`` (0 unless given) in its model_args, so every sample
+has its own seed and the trace cache shares them across settings as under greedy decoding; the rows
+are then one per (model, task, budget, forcing, k) with maj@k, pass@k, mean@k, their 95% intervals
+and the mean tokens the first k samples decoded per item (``sampled.py``, ``stats.sample_metrics``);
+the setting's own columns repeat on each of its k rows (``acc``: lm-eval's, of sample 0; the trace
+statistics and engine work: over all samples of the run).
+
 Resumable: a setting is done when its results cover every requested task AND its
 ``sweep_setting.json`` (written when the setting finished) records the same model, model_args, tasks,
 limit, data and decoding arguments as asked; a folder holding another run is refused with what
@@ -45,6 +53,7 @@ from m1_harness.errors import UserError
 from m1_harness.paths import DATA_ENV, atomic_write_text, ensure_writable_dir
 
 from .results import as_int, iter_trace_records, load_results, parse_arg_string
+from .sampled import K_FIELDS, k_rows, sampled_outcomes
 from .stats import wilson_interval
 
 log = logging.getLogger(__name__)
@@ -55,20 +64,56 @@ FIELDS = ["model", "task", "budget", "forcing", "n", "acc", "ci_low", "ci_high",
           "results_file",
           *TOKEN_COUNTS]  # engine work of the setting's run (+ its probes)
 MANIFEST = "sweep_setting.json"
+SAMPLING_GEN_KWARGS = ("temperature", "top_p", "do_sample")  # set by --temperature / --top_p under --samples
 
 
 class SweepError(UserError):
     """A sweep folder that holds another run's results, or sweep arguments that cannot work."""
 
 
-def parse_int_list(text: str, what: str) -> list[int]:
+def _ints(text: str, what: str) -> list[int]:
     try:
-        values = [int(v) for v in str(text).split(",") if v.strip() != ""]
+        return [int(v) for v in str(text).split(",") if v.strip() != ""]
     except ValueError:
         raise SweepError(f"--{what} takes comma-separated integers, got {text!r}") from None
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    values = _ints(text, what)
     if not values or any(v < 0 for v in values):
         raise SweepError(f"--{what} needs at least one non-negative integer, got {text!r}")
     return sorted(set(values))
+
+
+def parse_samples(text: str) -> list[int]:
+    """--samples: the k to report, positive and increasing (the run draws the last of them)."""
+    ks = _ints(text, "samples")
+    if not ks or any(k < 1 for k in ks):
+        raise SweepError(f"--samples needs positive integers (samples per item), got {text!r}")
+    if any(b <= a for a, b in zip(ks, ks[1:])):
+        raise SweepError(f"--samples must increase (e.g. 1,2,4,8), got {text!r}")
+    return ks
+
+
+def sampling_args(model_args: str, gen_kwargs: str | None, ks: list[int], temperature: float | None,
+                  top_p: float | None, seed: int | None) -> tuple[str, str]:
+    """(model_args, gen_kwargs) of a sampled sweep: samples=max(ks) and seed in the model_args,
+    do_sample / temperature / top_p in the gen_kwargs; clear errors for what cannot be meant."""
+    if temperature is None or temperature <= 0:
+        raise SweepError(f"--samples {','.join(map(str, ks))} needs --temperature above 0 (got {temperature}): "
+                         "greedy samples of one item are all the same")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise SweepError(f"--top_p must be in (0, 1], got {top_p}")
+    taken = [k for k in ("samples", "seed") if k in parse_arg_string(model_args)]
+    if taken:
+        raise SweepError(f"--model_args sets {', '.join(taken)}: a sampled sweep sets them from --samples and --seed")
+    taken = [k for k in SAMPLING_GEN_KWARGS if k in parse_arg_string(gen_kwargs)]
+    if taken:
+        raise SweepError(f"--gen_kwargs sets {', '.join(taken)}: give sampling as --temperature / --top_p")
+    margs = ",".join(p for p in (model_args, f"samples={ks[-1]},seed={0 if seed is None else seed}") if p)
+    # do_sample: the m1 task YAMLs say do_sample: false, which a temperature alone would not override
+    sampling = f"do_sample=True,temperature={temperature}" + (f",top_p={top_p}" if top_p is not None else "")
+    return margs, ",".join(p for p in (gen_kwargs, sampling) if p)
 
 
 def settings_order(budgets, forcings) -> list[tuple[int, int]]:
@@ -183,17 +228,25 @@ def run_sweep(
     include_path: str | None = None,
     write_traces: bool = True,
     force: bool = False,
+    samples: list[int] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
     evaluate: Callable | None = None,
     echo=print,
 ) -> list[dict]:
     """Run every setting not yet done, then write sweep.csv / sweep.json; returns the table rows.
 
+    ``samples``: the k of a sampled sweep (see the module docstring), with ``temperature`` / ``top_p``.
     ``evaluate`` defaults to ``lm_eval.simple_evaluate``, with one TaskManager indexed for all settings
     (tests inject their own evaluate, which then gets ``task_manager=None``)."""
     from lm_eval.loggers import EvaluationTracker
 
-    out = ensure_writable_dir(output_path, "--output_path")
+    if samples is None and (temperature is not None or top_p is not None):
+        raise SweepError("--temperature / --top_p sample several answers per item: give --samples too (e.g. --samples 1,4)")
     base = base_model_args(model_args)
+    if samples is not None:
+        base, gen_kwargs = sampling_args(base, gen_kwargs, samples, temperature, top_p, seed)
+    out = ensure_writable_dir(output_path, "--output_path")
     order = settings_order(budgets, forcings)
     run_args = dict(limit=limit, gen_kwargs=gen_kwargs, num_fewshot=num_fewshot,
                     apply_chat_template=apply_chat_template, seed=seed, include_path=include_path)
@@ -247,8 +300,8 @@ def run_sweep(
         results["config"]["model"] = model  # lm-eval records a loaded model by its class name
         save_like_lm_eval(tracker, results)
         atomic_write_text(folder / MANIFEST, json.dumps(identities[(budget, forcing)], indent=2) + "\n")
-    rows = sweep_table(out, [setting_dir(out, b, f) for b, f in order])
-    write_table(out, rows)
+    rows = sweep_table(out, [setting_dir(out, b, f) for b, f in order], samples)
+    write_table(out, rows, samples is not None)
     return rows
 
 
@@ -300,8 +353,9 @@ def trace_summary(trace_file: Path) -> dict[str | None, dict]:
     return out
 
 
-def sweep_table(out: Path, folders: list[Path]) -> list[dict]:
-    rows = []
+def sweep_table(out: Path, folders: list[Path], ks: list[int] | None = None) -> list[dict]:
+    """One row per (model, task, budget, forcing); with ``ks`` (a sampled sweep), one per k of each."""
+    rows, cache = [], {}
     for folder in folders:
         if not folder.is_dir() or not any(folder.rglob("results_*.json")):
             continue
@@ -321,17 +375,22 @@ def sweep_table(out: Path, folders: list[Path]) -> list[dict]:
                 "results_file": str(Path(r.source).relative_to(out.resolve())) if Path(r.source).is_relative_to(out.resolve()) else r.source,
                 **{k: t.get(k) for k in TOKEN_COUNTS},
             })
-    rows.sort(key=lambda d: (d["model"], d["task"], d["budget"] if isinstance(d["budget"], int) else -1, d["forcing"] or 0))
+            if ks:
+                base = rows.pop()
+                rows += [base | row for row in k_rows(sampled_outcomes(r, cache), ks)]
+    rows.sort(key=lambda d: (d["model"], d["task"], d["budget"] if isinstance(d["budget"], int) else -1, d["forcing"] or 0,
+                             d.get("k", 0)))
     return rows
 
 
-def write_table(out: Path, rows: list[dict]) -> None:
-    """sweep.csv and sweep.json, each written whole or not at all."""
+def write_table(out: Path, rows: list[dict], sampled: bool = False) -> None:
+    """sweep.csv and sweep.json, each written whole or not at all (a sampled sweep adds ``K_FIELDS``)."""
+    fields = FIELDS + K_FIELDS if sampled else FIELDS
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for row in rows:
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in FIELDS})
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
     atomic_write_text(out / "sweep.csv", buf.getvalue())
     atomic_write_text(out / "sweep.json", json.dumps(rows, indent=2) + "\n")
 
@@ -349,7 +408,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num_fewshot", type=int, default=None)
     parser.add_argument("--apply_chat_template", action="store_true")
     parser.add_argument("--include_path", default=None, help="extra task folder, as lm-eval's --include_path")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="lm-eval's seeds; with --samples also the samples' seed (default 0)")
+    parser.add_argument("--samples", default=None, metavar="K1,K2,...",
+                        help="sample answers per item and report maj@k, pass@k, mean@k at each k (e.g. 1,2,4,8); "
+                             "each setting runs once with the largest k; needs --temperature")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature of --samples (above 0)")
+    parser.add_argument("--top_p", type=float, default=None, help="nucleus sampling of --samples (0 < top_p <= 1)")
     parser.add_argument("--no_log_samples", action="store_true",
                         help="skip per-item samples files (then no paired tests or item bootstrap later)")
     parser.add_argument("--no_traces", action="store_true", help="do not pass trace_path (models other than m1_budget)")
@@ -373,6 +438,8 @@ def run(args) -> int:
         batch_size=batch, log_samples=not args.no_log_samples, gen_kwargs=args.gen_kwargs,
         apply_chat_template=args.apply_chat_template, num_fewshot=args.num_fewshot, seed=args.seed,
         include_path=args.include_path, write_traces=not args.no_traces, force=args.force,
+        samples=parse_samples(args.samples) if args.samples is not None else None,
+        temperature=args.temperature, top_p=args.top_p,
     )
     out = Path(args.output_path)
     print(f"\n{len(rows)} rows -> {out / 'sweep.csv'} and {out / 'sweep.json'}")
@@ -383,6 +450,10 @@ def run(args) -> int:
             if row["hit_budget_share"] is not None:
                 extra += f", {100 * row['hit_budget_share']:.0f}% hit budget"
         budget = str(row["budget"]) + (f" (ran <={row['ran_budget']})" if row.get("ran_budget") is not None else "")
+        if "k" in row:  # a sampled sweep: one line per k
+            extra = (f"  maj@k={100 * row['maj_at_k']:.2f} pass@k={100 * row['pass_at_k']:.2f} "
+                     f"mean@k={100 * row['mean_at_k']:.2f}  {row['mean_generated_tokens_per_item']:.0f} tok/item")
+            budget += f" k={row['k']}"
         print(f"{row['task']:<18} budget={budget:<6} forcing={row['forcing']!s:<3} "
               f"acc={100 * row['acc']:.2f} [{100 * row['ci_low']:.2f}, {100 * row['ci_high']:.2f}] n={row['n']}{extra}",
               file=sys.stdout)
