@@ -20,6 +20,7 @@ class GenRequest:
     stop_token_ids: Sequence[int] = ()
     stop_strings: Sequence[str] = ()
     continued: bool = True  # a later request may continue this one (engines with a prefix cache keep its KV)
+    priority: int = 0  # lower goes first (vLLM priority scheduling); the streaming driver sends new prompts at 1
 
 
 @dataclass
