@@ -34,11 +34,17 @@ def test_admission_counts_what_a_request_holds_and_the_thinking_seen_so_far():
     assert not lp.thinking and len(lp.call.prompt_ids) == PROMPT + 4 + PLAIN
     assert adm.request_blocks(lp, 0, probes_due=False) == 4 + 1  # answer round: 21 + 8 ids
     adm.observe(lp)
-    assert adm.expected_thinking(40) == 4 and adm.expected_thinking(1000) == 100
+    # expected: the mean of the finished requests that thought longer (shares of the budget), or
+    # the rest of the budget when none did
+    assert [adm.thinking_left(40, 0), adm.thinking_left(40, 3), adm.thinking_left(40, 4), adm.thinking_left(1000, 0)] == [4, 1, 36, 100]
+    adm.observe(RequestLoop(forcer, BudgetRequest(req.prompt_ids, thinking_budget=5)))  # 0 of 5: thought nothing
+    adm.thought.append(0.3)  # another thought 30% of its budget
+    assert [adm.thinking_left(40, 0), adm.thinking_left(40, 4), adm.thinking_left(40, 12)] == [8, 8, 28]
+    del adm.thought[1:]
     fresh = RequestLoop(forcer, req)
     assert adm.request_blocks(fresh, 0, probes_due=False) == 6 + 1  # 8 + 4 + 22 + 8 = 42 ids
-    # past the estimate, what it holds counts: 8 + 20 thought + 22 + 8 = 58 ids
-    assert adm.request_blocks(fresh, 20, probes_due=False) == 8 + 1
+    # past every finished request: the whole budget again, 8 + 40 + 22 + 8 = 78 ids
+    assert adm.request_blocks(fresh, 20, probes_due=False) == 10 + 1
     assert adm.fits(used=15, need=7, anyone_in_flight=True) and not adm.fits(16, 7, True)
     assert adm.fits(100, 7, anyone_in_flight=False)  # at least one request always runs
     assert Admission(forcer, 0, 8, 0, 8).fits(10**6, 7, True)  # KV size unknown: no limit

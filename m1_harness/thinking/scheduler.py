@@ -11,10 +11,11 @@ its thinking ends. Two rules keep those blocks alive until the next round reads 
   request between rounds that an older one would have evicted.
 - Admission by what requests hold: a new request is admitted while the KV blocks the admitted ones
   hold now plus their expected growth fit the engine's KV cache (``Admission``). Expected growth is
-  the thinking the run has seen so far, as a share of the budget (the whole budget until a first
-  request has finished thinking), then the answer and the probe answers. Reserving each request's
-  worst case instead (the whole budget) ran 8-17 requests at once where 64 fit (README,
-  Performance); a request that thinks past the estimate is what vLLM's priority preemption is for.
+  learnt from the run: the mean thinking of the finished requests that thought longer than this
+  one has so far (the whole budget while none has), then the answer and the probe answers.
+  Reserving each request's worst case instead (the whole budget) ran 8-17 requests at once where
+  64 fit (README, Performance); when the estimate falls short, vLLM's priority preemption takes
+  the newest new prompt.
 """
 
 from __future__ import annotations
@@ -51,10 +52,15 @@ class Admission:
         if t.thinking_budget > 0:
             self.thought.append(len(t.thinking_ids) / t.thinking_budget)
 
-    def expected_thinking(self, budget: int) -> int:
-        """Thinking ids a request of this budget is expected to write in all: the mean share seen so far."""
-        share = sum(self.thought) / len(self.thought) if self.thought else 1.0
-        return min(budget, -(-int(share * budget * 1000) // 1000))
+    def thinking_left(self, budget: int, thought: int) -> int:
+        """Thinking ids a request that has written ``thought`` of ``budget`` is expected to add: the
+        mean over the finished requests that thought longer (shares of their budgets), or the whole
+        rest of its budget when none did (at the start, and for the longest thinkers: the first
+        requests to finish are the short ones, so a plain mean would count every long one short)."""
+        longer = [f * budget for f in self.thought if f * budget > thought]
+        if not longer:
+            return budget - thought
+        return min(budget, -(-int(sum(longer) * 1000 / len(longer)) // 1000)) - thought
 
     def request_blocks(self, lp: RequestLoop, grown: int, probes_due: bool) -> int:
         """Blocks request ``lp`` holds now plus its expected growth (``grown``: ids of its call in flight)."""
@@ -65,7 +71,7 @@ class Admission:
         now = len(lp.call.prompt_ids) + grown
         if lp.thinking:
             thought = len(t.thinking_ids) + grown
-            rest = max(0, self.expected_thinking(t.thinking_budget) - thought)
+            rest = max(0, self.thinking_left(t.thinking_budget, thought))
             rest += len(f.answer_cut) + lp.req.answer_budget
         else:
             rest = lp.call.max_tokens - grown
