@@ -61,8 +61,8 @@ def eos_token_ids(pretrained: str, tokenizer) -> list[int]:
 
 class StreamingEngine(Engine, Protocol):
     """An engine that takes requests one at a time and returns each as soon as it is done, so the
-    budget loop can send a request's next round while its KV blocks are still cached (budget.py,
-    ``BudgetForcer._run_stream``). ``streaming`` True selects that driver."""
+    budget loop can send a request's next round while its KV blocks are still cached (scheduler.py,
+    ``StreamDriver``). ``streaming`` True selects that driver."""
 
     streaming: bool
     kv_cache_tokens: int  # what the engine's KV cache holds, in tokens (admission control)

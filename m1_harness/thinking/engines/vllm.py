@@ -19,7 +19,7 @@ What is normalised so that results mean the same as the transformers engine's (e
 - ``max_tokens <= 0`` gives an empty ``length`` result without calling vLLM.
 - Streaming (``streaming=True``, the default): besides ``generate``, the engine takes requests one at a
   time (``submit``) and hands each back as soon as it is finished (``poll``: one ``LLMEngine.step``),
-  so the budget loop (budget.py, ``_run_stream``) sends a request's next round while its blocks are
+  so the streaming driver (scheduler.py) sends a request's next round while its blocks are
   still cached. ``kv_cache_tokens`` (vLLM's KV blocks x block size) sizes its admission control;
   ``GenRequest.priority`` goes to vLLM's priority scheduler (``scheduling_policy="priority"``, the
   default when streaming), so continuing rounds go before new prompts.
