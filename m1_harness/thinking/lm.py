@@ -438,7 +438,8 @@ class M1BudgetLM(LM):
                     self.traces[i] = self._record(requests[i], settings[i], trace, forcing_str, temp)
                     records.append(self.traces[i])
 
-                forcer.run(breqs, progress=not disable_tqdm, on_done=done, probes=probes)
+                for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm, on_done=done, probes=probes)):
+                    self.traces[i]["wall_time"] = trace.wall_time  # amortised: known once the whole group ran
             records.finish(self.traces)
         self._summarise()
         return out
