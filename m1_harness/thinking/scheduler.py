@@ -21,6 +21,7 @@ its thinking ends. Two rules keep those blocks alive until the next round reads 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 from tqdm.auto import tqdm
@@ -60,7 +61,7 @@ class Admission:
         longer = [f * budget for f in self.thought if f * budget > thought]
         if not longer:
             return budget - thought
-        return min(budget, -(-int(sum(longer) * 1000 / len(longer)) // 1000)) - thought
+        return min(budget, math.ceil(round(sum(longer) / len(longer), 6))) - thought  # round: float shares
 
     def request_blocks(self, lp: RequestLoop, grown: int, probes_due: bool) -> int:
         """Blocks request ``lp`` holds now plus its expected growth (``grown``: ids of its call in flight)."""
@@ -77,8 +78,9 @@ class Admission:
             rest = lp.call.max_tokens - grown
         return min(_blocks(f.engine.max_model_len, b), _blocks(now + rest, b)) + 1 + (self.probe_blocks if probes_due else 0)
 
-    def probe_blocks_held(self, lp: RequestLoop, grown: int, shared: int) -> int:
-        """An in-flight probe: its context past the ``shared`` ids (whole blocks) it has in common with the request."""
+    def probe_blocks_held(self, lp: RequestLoop, shared: int) -> int:
+        """An in-flight probe answer: its context past the ``shared`` ids (whole blocks) it has in
+        common with the request, and its answer budget."""
         if lp.done:
             return 0
         return _blocks(len(lp.call.prompt_ids) - shared + lp.call.max_tokens, self.block) + 1
@@ -127,7 +129,7 @@ class StreamDriver:
             total += adm.request_blocks(lp, self._grown(i), bool(self.forcer.probes) and i not in self.probed)
         for key, lp in self.loops.items():
             if not isinstance(key, int):
-                total += adm.probe_blocks_held(lp, self._grown(key), self.sent[key][1])
+                total += adm.probe_blocks_held(lp, self.sent[key][1])
         return total
 
     # -- the loop -------------------------------------------------------------------------------
