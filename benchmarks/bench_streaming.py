@@ -140,6 +140,32 @@ def run_sweep(model: Path, budgets: list[int], forcings: list[int], kv_gib: int,
             "prefilled_tokens": totals["context_tokens"] - totals["cached_tokens"], "per_setting": per_setting}
 
 
+def probe_floor(out: Path, model: Path, largest: str, blocks=(32, 16, 1)) -> dict:
+    """What the probe answers of a sweep must prefill, from the per-setting trace records.
+
+    Each distinct answer context of the grid but the largest setting's own (equal calls are sent
+    once) continues a prefix vLLM has computed: prompt + thinking up to the cut, ``p`` ids. vLLM
+    caches whole KV blocks only, so such a call prefills (a) its answer marker (new ids: no cache
+    can serve them, the floor) and (b) the ``p mod block`` ids of the partial block at the cut. (b)
+    is given for the block sizes in ``blocks`` (1: a cache of single ids)."""
+    from transformers import AutoTokenizer
+
+    from m1_harness.thinking.markers import PRESETS
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    prefix = {cut: len(tok.encode(PRESETS["m1"].answer_prefix(cut=cut), add_special_tokens=False)) for cut in (False, True)}
+    own, seen = set(), set()
+    for f in sorted(out.glob("budget*_forcing*/traces.jsonl")):
+        for n, line in enumerate(x for x in f.read_text().splitlines() if x.strip()):
+            r = json.loads(line)
+            call = (n, r["prompt_tokens"] + r["thinking_tokens"], bool(r["hit_budget"]))
+            (own if f.parent.name == largest else seen).add(call)
+    probes = sorted(seen - own)
+    markers = sum(prefix[cut] for _, _, cut in probes)
+    return {"distinct_probe_answers": len(probes), "answer_marker_tokens": markers,
+            "partial_block_tokens": {str(b): sum(p % b for _, p, _ in probes) for b in blocks}}
+
+
 def _digest(texts: list[str]) -> str:
     import hashlib
 
@@ -188,14 +214,28 @@ def sweep_main(a, model: Path, work: Path) -> None:
     rows = [run_sweep(model, budgets, forcings, kv, a.limit, work, "this", 8)]
     if a.today:
         rows.append(run_sweep(model, budgets, forcings, kv, a.limit, work, a.today, 8))
+    else:  # keep the last measured per-setting sweep (the code before issue 16), dated
+        path = B.RESULTS / f"sweep_streaming_vllm_kv{kv}.json"
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        rows += [dict(r, run_utc=r.get("run_utc", old["utc"]), largest_alone_then=old["largest_alone"])
+                 for r in old.get("sweeps", []) if r["sweep_code"] != "this" and r["requests"] == a.limit]
     for r in rows:
+        if "largest_alone_then" in r:  # measured against its own run of the largest setting
+            continue
         r["vs_largest_alone"] = {
             "generated_tokens": round(r["generated_tokens"] / alone["generated_tokens"], 3),
             "prefilled_tokens": round(r["prefilled_tokens"] / (alone["context_tokens"] - alone["cached_tokens"]), 3)
             if r["context_tokens"] else None,
             "cpu_s": round(r["sweep_cpu_s"] / alone["cli_cpu_s"], 3), "wall_s": round(r["sweep_wall_s"] / alone["cli_wall_s"], 3)}
         print(json.dumps({k: v for k, v in r.items() if k != "per_setting"}), flush=True)
-    B.write_result(f"sweep_streaming_vllm_kv{kv}", {"largest_alone": alone, "sweeps": rows})
+    alone_prefilled = alone["context_tokens"] - alone["cached_tokens"]
+    floor = probe_floor(work / f"sweep-this-kv{kv}-{a.limit}", model, f"budget{max(budgets)}_forcing{max(forcings)}")
+    floor["prefilled_floor_vs_largest_alone"] = round((alone_prefilled + floor["answer_marker_tokens"]) / alone_prefilled, 3)
+    floor["prefilled_at_block_vs_largest_alone"] = {
+        b: round((alone_prefilled + floor["answer_marker_tokens"] + n) / alone_prefilled, 3)
+        for b, n in floor["partial_block_tokens"].items()}
+    print(json.dumps(floor), flush=True)
+    B.write_result(f"sweep_streaming_vllm_kv{kv}", {"largest_alone": alone, "sweeps": rows, "probe_prefill": floor})
 
 
 if __name__ == "__main__":

@@ -288,6 +288,7 @@ def test_lm_eval_cli_m1_budget_on_vllm_medqa(tmp_path):
         assert trace.startswith("<|im_start|>think\n") and "<|im_start|>answer\n" in trace
     recs = [json.loads(line) for line in traces.read_text().splitlines()]
     assert len(recs) == 5 and all(r["thinking_tokens"] <= 32 for r in recs)
+    assert all(r["wall_time"] > 0 for r in recs)  # the streaming driver's amortised time reaches the records
 
 
 @vllm_test

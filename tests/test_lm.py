@@ -113,6 +113,7 @@ def test_generate_until_returns_whole_traces_and_writes_records(lm):
         assert r["thinking_tokens"] == r["generated_tokens"] + r["forced_tokens"] <= 40
         assert ("Final Answer:" in o) == r["hit_budget"] and r["answer_tokens"] <= 16
         assert {"forcing_rounds", "finish_reasons", "wall_time", "answer_finish_reason"} <= set(r)
+        assert r["wall_time"] > 0
     assert any(r["forcing_rounds"] for r in recs)
     for r in recs:  # engine work per call: thinking rounds, then the answer
         rt = r["round_tokens"]

@@ -140,6 +140,44 @@ def test_sweep_probes_make_the_other_settings_pure_replays(engine, setup, tmp_pa
         assert [key(t) for t in replay] == [key(t) for t in run(engine, markers, reqs(b, f), True)]
 
 
+def test_a_kv_cache_too_small_for_the_batch_still_serves_every_later_round(engine, tiny_dir, setup):
+    """A real KV cache of 24 blocks, which holds 3 of these 18 requests at their largest context:
+    admission by what requests hold lets more run at once, and continuing rounds going first keeps
+    each one's blocks until its next round (every whole block of what the previous round computed
+    comes from the cache), with the traces of the roomy engine. Each prompt runs at 3 settings, so
+    a round may find more cached than its own previous round computed, never less."""
+    from m1_harness.thinking.engines.vllm import VLLMEngine
+
+    markers, base = setup
+    reqs = [BudgetRequest(r.prompt_ids, b, f, 12) for r in base for b, f in [(100, 2), (60, 1), (120, 0)]]
+    small = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
+                       num_gpu_blocks_override=24)
+    try:
+        block, forcer = small.block_size, BudgetForcer(small, markers)
+        assert small.kv_cache_tokens == 24 * block
+        worst = [-(-(len(r.prompt_ids) + len(forcer.think_start_ids) + r.thinking_budget + len(forcer.answer_cut)
+                     + 12) // block) + 1 for r in reqs]
+        assert max(worst) * 3 <= 24 < max(worst) * 4
+        peak, submit = [0], small.submit
+
+        def counted(key, request):
+            submit(key, request)
+            peak[0] = max(peak[0], len({k for k, _ in small._in_flight.values()} | {k for k, _ in small._ready}))
+
+        small.submit = counted
+        traces = forcer.run(reqs)
+    finally:
+        small.llm.llm_engine.engine_core.shutdown()
+    assert peak[0] > 3
+    assert [key(t) for t in traces] == [key(t) for t in run(engine, markers, reqs, True)]
+    for t in traces:
+        rt = t.round_tokens
+        for k in range(1, len(rt["context_tokens"])):
+            computed = rt["context_tokens"][k - 1] + rt["generated_tokens"][k - 1] - 1
+            # at least: a copy of the same prompt at another setting may have computed further
+            assert rt["cached_tokens"][k] >= block * (min(computed, rt["context_tokens"][k] - 1) // block), (k, rt)
+
+
 CHILD = r"""
 import json, sys
 from m1_harness.thinking.budget import BudgetForcer, BudgetRequest

@@ -21,9 +21,9 @@ the calls to an engine, and only they schedule:
   then one answer call for the group (a group is all requests, or ``engine.round_size`` of them for
   an engine whose prefix cache is small: transformers);
 - streaming (an engine with ``streaming = True``, vLLM: ``submit`` / ``poll``): each request moves to
-  its next round the moment its previous one ends, while its KV blocks are still cached, and new
-  requests are admitted only while the KV cache can hold every admitted request whole (prompt,
-  thinking budget, answer), so no block a request will continue from is evicted by a newcomer.
+  its next round the moment its previous one ends, while its KV blocks are still cached; continuing
+  rounds go before new prompts, and new requests are admitted while what the admitted ones hold and
+  are expected to grow fits the KV cache (scheduler.py, the one home of that scheduling).
 
 Every budget is counted per request in token ids across rounds: ``generated + forced ==
 len(thinking_ids) <= thinking_budget``, always.
@@ -144,11 +144,6 @@ class RequestLoop:
     @property
     def done(self) -> bool:
         return self.call is None
-
-    def footprint(self) -> int:
-        """The most context this request can ever hold, in tokens (for admission control)."""
-        t, f = self.trace, self.forcer
-        return min(f.engine.max_model_len, len(t.prompt_ids) + t.thinking_budget + len(f.answer_cut) + self.req.answer_budget)
 
     def _think_call(self) -> None:
         t, f = self.trace, self.forcer
@@ -334,91 +329,10 @@ class BudgetForcer:
         return out
 
     def _run_stream(self, requests: list[BudgetRequest], progress: bool, on_done) -> list[Trace]:
-        """Per-request rounds with admission control.
+        """Per-request rounds; when each call is sent (priorities, admission control) is scheduler.py's."""
+        from m1_harness.thinking.scheduler import run_stream
 
-        A request's next round is submitted the moment its previous round ends (and its probes the
-        moment its thinking ends). A new request is admitted only while the KV blocks of every
-        admitted, unfinished request (each counted at its largest possible context, probe answers
-        included) fit in the engine's KV cache; otherwise newcomers would evict the blocks of
-        requests between rounds and their next round would prefill everything again (measured:
-        2-30% of the answer context cached without this, 95% with it; ARCHITECTURE.md). At least
-        one request is always in flight. An engine whose KV cache is not known (a server) may bound
-        admitted requests by ``max_in_flight`` instead. A request is final (``on_done``) when it and its probes are."""
-        eng = self.engine
-        block = max(1, int(getattr(eng, "block_size", 1) or 1))
-        capacity = int(getattr(eng, "kv_cache_tokens", 0) or 0) // block  # in blocks; 0 = unknown: no limit
-        bound = lambda: int(getattr(eng, "max_in_flight", 0) or 0)  # noqa: E731  (a server: requests, not blocks)
-        t0 = time.perf_counter()
-        traces: list[Trace | None] = [None] * len(requests)
-        loops: dict[object, RequestLoop] = {}  # key i: request i; (i, k): its k-th probe
-        held: dict[int, int] = {}  # blocks reserved per admitted request
-        left: dict[int, int] = {}  # its loops not done yet (itself, then its probes)
-        pending = list(range(len(requests)))[::-1]  # pop() admits in request order
-        used, nxt, probed = 0, None, set()
-
-        def start(key, lp: RequestLoop) -> None:
-            loops[key] = lp
-            if isinstance(key, int):
-                traces[key] = lp.trace
-            advance(key, lp)
-
-        def advance(key, lp: RequestLoop) -> None:
-            if isinstance(key, int) and not lp.thinking:
-                probe(key)  # before ``done``: the request is final only once its probes are
-            if lp.done:
-                done(key)
-            else:
-                eng.submit(key, lp.call)
-
-        def probe(i: int) -> None:
-            """Its thinking has ended: every probe setting's answer, now, from the hot prefix."""
-            if self.probes and i not in probed:
-                probed.add(i)
-                for k, lp in enumerate(self._probe_loops(requests[i])):
-                    left[i] += 1
-                    start((i, k), lp)
-
-        def done(key) -> None:
-            nonlocal used
-            lp = loops.pop(key)
-            i = key if isinstance(key, int) else key[0]
-            if not isinstance(key, int):
-                _add_probe(traces[i], lp)
-            left[i] -= 1
-            if left[i] == 0:
-                used -= held.pop(i)
-                bar.update(1)
-                if on_done is not None:
-                    on_done(i, traces[i])
-
-        answer_blocks = -(-(len(self.answer_cut) + max((r.answer_budget for r in requests), default=0)) // block) + 1
-        with tqdm(total=len(requests), desc="m1_budget", disable=not progress) as bar:
-            try:
-                while pending or loops:
-                    while pending:
-                        i = pending[-1]
-                        lp = nxt if nxt is not None else RequestLoop(self, requests[i])
-                        need = -(-lp.footprint() // block) + 1  # + the partial block of a finished round
-                        need += len(self.probes) * answer_blocks
-                        if loops and ((capacity and used + need > capacity) or (bound() and len(held) >= bound())):
-                            nxt = lp
-                            break
-                        pending.pop()
-                        nxt = None
-                        held[i], left[i] = need, 1
-                        used += need
-                        start(i, lp)
-                    for key, res in eng.poll():
-                        lp = loops[key]
-                        lp.feed(res)
-                        advance(key, lp)
-            except BaseException:
-                eng.cancel()  # an error or interrupt part-way: leave nothing in flight for the next run
-                raise
-        wall = (time.perf_counter() - t0) / max(1, len(requests))
-        for t in traces:
-            t.wall_time = wall
-        return traces  # type: ignore[return-value]
+        return run_stream(self, requests, progress, on_done)
 
     def _think_step(self, t: Trace, res: GenResult, may_force: bool) -> bool:
         """Apply one round's result; True when thinking was forced to continue."""

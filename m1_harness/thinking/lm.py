@@ -487,7 +487,8 @@ class M1BudgetLM(LM):
                     self.traces[i * k_samples + j] = rec
                     records.append(rec)
 
-                forcer.run(breqs, progress=not disable_tqdm, on_done=done, probes=probes)
+                for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm, on_done=done, probes=probes)):
+                    self.traces[i]["wall_time"] = trace.wall_time  # amortised: known once the whole group ran
             records.finish(self.traces)
         self._summarise()
         return out

@@ -24,6 +24,7 @@ class GenRequest:
     # temperature, top_p) alone, whatever else is batched with it, and a smaller max_tokens gives a cut
     # of the same tokens (the prefix property). None: the engine's shared, once-seeded stream.
     seed: int | None = None
+    priority: int = 0  # lower goes first (vLLM priority scheduling); the streaming driver sends new prompts at 1
 
 
 @dataclass
@@ -64,8 +65,8 @@ def eos_token_ids(pretrained: str, tokenizer) -> list[int]:
 
 class StreamingEngine(Engine, Protocol):
     """An engine that takes requests one at a time and returns each as soon as it is done, so the
-    budget loop can send a request's next round while its KV blocks are still cached (budget.py,
-    ``BudgetForcer._run_stream``). ``streaming`` True selects that driver."""
+    budget loop can send a request's next round while its KV blocks are still cached (scheduler.py,
+    ``StreamDriver``). ``streaming`` True selects that driver."""
 
     streaming: bool
     kv_cache_tokens: int  # what the engine's KV cache holds, in tokens (admission control)

@@ -19,8 +19,10 @@ What is normalised so that results mean the same as the transformers engine's (e
 - ``max_tokens <= 0`` gives an empty ``length`` result without calling vLLM.
 - Streaming (``streaming=True``, the default): besides ``generate``, the engine takes requests one at a
   time (``submit``) and hands each back as soon as it is finished (``poll``: one ``LLMEngine.step``),
-  so the budget loop (budget.py, ``_run_stream``) sends a request's next round while its blocks are
-  still cached. ``kv_cache_tokens`` (vLLM's KV blocks x block size) sizes its admission control.
+  so the streaming driver (scheduler.py) sends a request's next round while its blocks are
+  still cached. ``kv_cache_tokens`` (vLLM's KV blocks x block size) sizes its admission control;
+  ``GenRequest.priority`` goes to vLLM's priority scheduler (``scheduling_policy="priority"``, the
+  default when streaming), so continuing rounds go before new prompts.
 - Every result carries the call's cost: ``context_tokens``, ``cached_tokens`` (vLLM's
   ``num_cached_tokens``) and ``generated_tokens`` (ids vLLM generated, before any stop-string cut).
 - On the CPU platform the KV block size defaults to 32 instead of vLLM's 128, so that prefix caching
@@ -107,6 +109,10 @@ class VLLMEngine:
             # or faster on a single round too (benchmarks/README.md).
             llm_kwargs["block_size"] = CPU_BLOCK_SIZE
 
+        if streaming:
+            # The streaming driver sends new prompts at priority 1 and continuing rounds at 0: they are
+            # served first, and a full KV cache preempts the newest new prompt (scheduler.py).
+            llm_kwargs.setdefault("scheduling_policy", "priority")
         self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
         self._LLM = LLM
         self._llm_args = dict(
@@ -231,7 +237,7 @@ class VLLMEngine:
         params.output_kind = self._final_only
         rid = f"m1-{next(self._ids)}"
         self._in_flight[rid] = (key, request)
-        self.llm.llm_engine.add_request(rid, self._prompt(request), params)
+        self.llm.llm_engine.add_request(rid, self._prompt(request), params, priority=int(request.priority))
 
     def poll(self) -> list[tuple[object, GenResult]]:
         """One engine step unless results are already waiting; the requests finished since the last poll."""
