@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from m1_harness.devmodels import tiny_qwen2_vllm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vllm_server  # noqa: E402
@@ -40,19 +39,10 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    try:
-        import vllm  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"vLLM cannot be imported ({exc}): run vllm-marked tests in .venv-vllm (make test-vllm)")
-    return tiny_qwen2_vllm(tmp_path_factory.mktemp("server-tiny") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def servers(tiny_dir, tmp_path_factory):
+def servers(vllm_tiny, tmp_path_factory):
     """Two replicas of the tiny model, started together: {"a": (proc, url), "b": (proc, url)}."""
     logs = tmp_path_factory.mktemp("server-logs")
-    started = {name: (*vllm_server.start(tiny_dir, logs / f"{name}.log", max_model_len=2048, api_key=MARKER, core=core),
+    started = {name: (*vllm_server.start(vllm_tiny, logs / f"{name}.log", max_model_len=2048, api_key=MARKER, core=core),
                       logs / f"{name}.log")
                for core, name in enumerate(("a", "b"))}
     try:
@@ -70,10 +60,10 @@ def key_env(monkeypatch):
     monkeypatch.setenv(KEY_ENV, MARKER)
 
 
-def _engine(tiny_dir, base_url, **kw):
+def _engine(vllm_tiny, base_url, **kw):
     from m1_harness.thinking.engines.server import ServerEngine
 
-    return ServerEngine(str(tiny_dir), base_url, api_key_env=KEY_ENV, **kw)
+    return ServerEngine(str(vllm_tiny), base_url, api_key_env=KEY_ENV, **kw)
 
 
 def _budget_requests(tok):
@@ -136,11 +126,11 @@ def _key(trace):
 
 
 @pytest.fixture(scope="module")
-def reference(servers, tiny_dir):
+def reference(servers, vllm_tiny):
     """The budget loop on replica A alone (the other tests must give exactly this)."""
     os.environ[KEY_ENV] = MARKER
     try:
-        eng = Counting(_engine(tiny_dir, servers["a"][1]))
+        eng = Counting(_engine(vllm_tiny, servers["a"][1]))
         traces = _run(eng)
     finally:
         del os.environ[KEY_ENV]
@@ -158,14 +148,14 @@ def _same(records) -> list[dict]:
     return [{f: r[f] for f in TRACE_FIELDS} for r in records]
 
 
-def _lm_eval(out: Path, tiny_dir, extra: str, eval_data_dir) -> tuple[list[dict], str]:
+def _lm_eval(out: Path, vllm_tiny, extra: str, eval_data_dir) -> tuple[list[dict], str]:
     """``lm_eval`` on medqa --limit 8 with forcing (``MODEL_ARGS`` + ``extra``) into ``out``: the trace
     records and the captured log."""
     env = dict(os.environ, M1_HARNESS_DATA=str(eval_data_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false", M1_HARNESS_CACHE=str(out / "cache"),
                **{KEY_ENV: MARKER})
     cmd = [sys.executable, "-m", "lm_eval", "--model", "m1_budget", "--model_args",
-           f"pretrained={tiny_dir},{MODEL_ARGS},{extra},cache=on,trace_path={out / 'traces.jsonl'}",
+           f"pretrained={vllm_tiny},{MODEL_ARGS},{extra},cache=on,trace_path={out / 'traces.jsonl'}",
            "--tasks", "medqa", "--limit", "8", "--output_path", str(out / "results"), "--log_samples"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -175,19 +165,19 @@ def _lm_eval(out: Path, tiny_dir, extra: str, eval_data_dir) -> tuple[list[dict]
 
 
 @pytest.fixture(scope="module")
-def in_process(tiny_dir, tmp_path_factory, eval_data_dir):
+def in_process(vllm_tiny, tmp_path_factory, eval_data_dir):
     """``lm_eval`` with the in-process vLLM engine: the records every served run must equal."""
-    records, _ = _lm_eval(tmp_path_factory.mktemp("in-process"), tiny_dir, "engine=vllm,enforce_eager=true",
+    records, _ = _lm_eval(tmp_path_factory.mktemp("in-process"), vllm_tiny, "engine=vllm,enforce_eager=true",
                           eval_data_dir)
     assert sum(r["forcing_rounds"] for r in records) >= 2  # forcing really ran
     return records
 
 
-def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(servers, tiny_dir, tmp_path, in_process,
+def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(servers, vllm_tiny, tmp_path, in_process,
                                                                        eval_data_dir):
     """``lm_eval`` on medqa --limit 8 with forcing: engine=server's traces (streaming rounds) equal
     engine=vllm's token for token; the API key (a marker) is in no output, trace, cache file nor captured log."""
-    records, log = _lm_eval(tmp_path, tiny_dir, f"engine=server,base_url={servers['a'][1]},api_key_env={KEY_ENV}",
+    records, log = _lm_eval(tmp_path, vllm_tiny, f"engine=server,base_url={servers['a'][1]},api_key_env={KEY_ENV}",
                             eval_data_dir)
     assert _same(records) == _same(in_process)
     summary, = _summaries(log)
@@ -199,12 +189,12 @@ def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(servers,
     assert [p for p in files if MARKER.encode() in p.read_bytes()] == []
 
 
-def test_data_parallel_size_2_runs_vllms_own_dp_server_and_equals_in_process(tiny_dir, tmp_path, in_process,
+def test_data_parallel_size_2_runs_vllms_own_dp_server_and_equals_in_process(vllm_tiny, tmp_path, in_process,
                                                                               eval_data_dir):
     """engine=vllm,data_parallel_size=2: m1_budget starts vLLM's own server with --data-parallel-size 2 (two
     engine processes under vLLM's DP coordinator), pins each request to one rank, gives the in-process
     engine's traces token for token, and stops the server (by PID) when lm_eval ends."""
-    records, log = _lm_eval(tmp_path, tiny_dir, "engine=vllm,enforce_eager=true,data_parallel_size=2", eval_data_dir)
+    records, log = _lm_eval(tmp_path, vllm_tiny, "engine=vllm,enforce_eager=true,data_parallel_size=2", eval_data_dir)
     assert _same(records) == _same(in_process)
     summary, = _summaries(log)
     served = summary["server"]
@@ -224,7 +214,7 @@ def _summaries(log: str) -> list[dict]:
             for x in log.splitlines() if x.startswith("m1_budget: {")]
 
 
-def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays(servers, tiny_dir, tmp_path,
+def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays(servers, vllm_tiny, tmp_path,
                                                                                  eval_data_dir):
     """``m1-harness sweep`` (2 budgets x 2 forcings, medqa --limit 8) over engine=server (streaming, trace
     cache, in-flight probes) gives in-process vLLM's per-setting trace records token for token and the same
@@ -241,7 +231,7 @@ def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays
                         ("vllm", "engine=vllm,enforce_eager=true")):
         out = tmp_path / name
         cmd = [sys.executable, "-m", "m1_harness", "sweep", "--model_args",
-               f"pretrained={tiny_dir},{base},{extra},cache_dir={out / 'cache'}", "--tasks", "medqa",
+               f"pretrained={vllm_tiny},{base},{extra},cache_dir={out / 'cache'}", "--tasks", "medqa",
                "--budgets", "48,96", "--forcing", "0,2", "--limit", "8", "--output_path", str(out / "sweep")]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -270,32 +260,32 @@ def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays
     assert sum(r["rounds"] for r in runs["server"][1][0]["server"]["replicas"]) == http[0]["requests"] - 1
 
 
-def test_wrong_key_model_name_or_unset_key_is_a_clear_error(servers, tiny_dir, monkeypatch):
+def test_wrong_key_model_name_or_unset_key_is_a_clear_error(servers, vllm_tiny, monkeypatch):
     from m1_harness.thinking.engines import EngineError
     from m1_harness.http import ApiKeyMissing
 
     with pytest.raises(EngineError, match=r"refused the API key \(HTTP 401\): set api_key_env") as err:
         from m1_harness.thinking.engines.server import ServerEngine
 
-        ServerEngine(str(tiny_dir), servers["a"][1])
+        ServerEngine(str(vllm_tiny), servers["a"][1])
     assert MARKER not in str(err.value)
     monkeypatch.setenv(KEY_ENV, MARKER)
     with pytest.raises(EngineError) as err:
-        _engine(tiny_dir, servers["a"][1], served_model="m1-7b")
+        _engine(vllm_tiny, servers["a"][1], served_model="m1-7b")
     assert str(err.value) == (f"served_model='m1-7b' is not served at {servers['a'][1]} (it serves ['tiny']): pass one "
                               "of those names")
     monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(ApiKeyMissing, match=f"api_key_env='{KEY_ENV}': the environment variable {KEY_ENV} is not set"):
-        _engine(tiny_dir, servers["a"][1])
+        _engine(vllm_tiny, servers["a"][1])
 
 
-def test_fault_proxy_run_completes_each_round_answered_once(servers, tiny_dir, reference, key_env):
+def test_fault_proxy_run_completes_each_round_answered_once(servers, vllm_tiny, reference, key_env):
     """500s, a 429, a hung request, dropped connections (before and after the server answered) in front
     of a real server: the run equals the clean one and every round got exactly one delivered answer."""
     faults = {1: "500", 2: "hang", 3: "drop", 5: "429", 7: "drop_after", 8: "500", 12: "drop"}
     # the client's timeout must sit well above a real answer's time on a busy shared CPU (1 s was too tight)
     with FaultProxy(servers["a"][1], faults, hang_s=10.0) as proxy:
-        eng = Counting(_engine(tiny_dir, proxy.base_url, timeout=8.0, backoff=0.05, max_backoff=0.2))
+        eng = Counting(_engine(vllm_tiny, proxy.base_url, timeout=8.0, backoff=0.05, max_backoff=0.2))
         traces = _run(eng)
     assert [_key(t) for t in traces] == reference[0]
     ok = [digest for _, digest, outcome in proxy.log if outcome == "ok"]
@@ -306,7 +296,7 @@ def test_fault_proxy_run_completes_each_round_answered_once(servers, tiny_dir, r
     assert stats["retry_connection"] == 3 and stats.get("failed", 0) == 0
 
 
-def test_sglang_dialect_against_a_stand_in_of_its_api_shape(servers, tiny_dir, reference, key_env):
+def test_sglang_dialect_against_a_stand_in_of_its_api_shape(servers, vllm_tiny, reference, key_env):
     """server_api=sglang, data_parallel_size=2, against a STAND-IN for SGLang (tests/sglang_standin.py: SGLang's
     completion request/response shape, generating with vLLM server A): the same traces as the reference,
     only fields SGLang's CompletionRequest has, each request pinned to one rank by ``routed_dp_rank``.
@@ -315,19 +305,19 @@ def test_sglang_dialect_against_a_stand_in_of_its_api_shape(servers, tiny_dir, r
     from sglang_standin import SGLangStandIn
 
     with SGLangStandIn(servers["a"][1]) as standin:
-        eng = Counting(_engine(tiny_dir, standin.base_url, server_api="sglang", data_parallel_size=2))
+        eng = Counting(_engine(vllm_tiny, standin.base_url, server_api="sglang", data_parallel_size=2))
         assert [_key(t) for t in _run(eng)] == reference[0]
         assert standin.rejected == [] and sorted(set(standin.ranks)) == [0, 1] and len(standin.ranks) == eng.sent
         placements = eng.engine.placements
         assert len(placements) == len(QUESTIONS) and all(len(set(names)) == 1 for names in placements.values())
         assert {names[0].rsplit("#", 1)[1] for names in placements.values()} == {"rank0", "rank1"}
         with pytest.raises(EngineError) as err:
-            _run(_engine(tiny_dir, standin.base_url))
+            _run(_engine(vllm_tiny, standin.base_url))
     assert "refused a completion request" in str(err.value) and "HTTP 400" in str(err.value)
     assert "['include_stop_str_in_output', 'spaces_between_special_tokens']" in str(err.value)
 
 
-def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished_work(servers, tiny_dir, reference,
+def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished_work(servers, vllm_tiny, reference,
                                                                                   key_env):
     """Requests spread over A and B, each request's rounds stay on its replica (barrier rounds). Then
     streaming rounds, and B is killed (SIGKILL, by PID) as soon as the first round came back, with
@@ -338,7 +328,7 @@ def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished
     from m1_harness.thinking.engines.server import ServerEngine
 
     url_a, url_b = servers["a"][1], servers["b"][1]
-    spread = ServerEngine(str(tiny_dir), f"{url_a}, {url_b}", api_key_env=KEY_ENV, streaming=False)
+    spread = ServerEngine(str(vllm_tiny), f"{url_a}, {url_b}", api_key_env=KEY_ENV, streaming=False)
     assert [_key(t) for t in _run(spread)] == reference[0]  # barrier rounds == streaming rounds (the reference)
     summary = spread.run_summary()
     # least loaded, not round robin: a replica that answers faster takes more; both take some, none twice
@@ -348,7 +338,7 @@ def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished
     assert summary["requests_moved"] == 0
 
     killed = []
-    eng = Counting(_engine(tiny_dir, f"{url_a},{url_b}", backoff=0.05, max_backoff=0.2, max_retries=3),
+    eng = Counting(_engine(vllm_tiny, f"{url_a},{url_b}", backoff=0.05, max_backoff=0.2, max_retries=3),
                    after_first=lambda: killed.append(vllm_server.stop(servers["b"][0], signal.SIGKILL)))
     assert eng.streaming
     traces = _run(eng)

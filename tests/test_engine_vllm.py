@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from m1_harness.devmodels import tiny_qwen2_vllm
 from m1_harness.thinking.engines.base import GenRequest, GenResult
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -41,16 +40,10 @@ def require_vllm() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    require_vllm()
-    return tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_dir):
+def engine(vllm_tiny):
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
-    eng = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
+    eng = VLLMEngine(str(vllm_tiny), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
     yield eng
     eng.llm.llm_engine.engine_core.shutdown()  # now, not at exit (vLLM then logs to closed streams)
 
@@ -66,12 +59,12 @@ def prompts(engine):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_dir, prompts):
+def reference(vllm_tiny, prompts):
     """Plain transformers greedy generate, one prompt at a time (no padding), fp32, no EOS stop."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(vllm_tiny, dtype=torch.float32).eval()
     out = []
     with torch.inference_mode():
         for p in prompts:
@@ -109,7 +102,7 @@ def test_stop_token_id_is_kept_and_reported(engine, prompts, reference):
 
 
 @vllm_test
-def test_eos_stops_only_when_listed(tiny_dir, prompts, reference, tmp_path):
+def test_eos_stops_only_when_listed(vllm_tiny, prompts, reference, tmp_path):
     """EOS is an ordinary token unless the caller lists it (as in the transformers engine).
 
     The tiny model never writes its own EOS (the reference holds none, so a check on it passes whatever EOS
@@ -126,7 +119,7 @@ def test_eos_stops_only_when_listed(tiny_dir, prompts, reference, tmp_path):
     first = ref.index(eos)
     assert first < N_NEW - 1  # written before the end: an unlisted EOS must be run past
     eos_dir = tmp_path / "eos"
-    shutil.copytree(tiny_dir, eos_dir)
+    shutil.copytree(vllm_tiny, eos_dir)
     tok = AutoTokenizer.from_pretrained(eos_dir)
     tok.eos_token = tok.convert_ids_to_tokens(eos)
     tok.save_pretrained(eos_dir)
@@ -213,10 +206,10 @@ def test_resubmitting_a_prefix_continues_the_same_trace(engine, prompts, referen
 
 
 @vllm_test
-def test_same_results_as_the_transformers_engine(engine, tiny_dir, prompts, reference):
+def test_same_results_as_the_transformers_engine(engine, vllm_tiny, prompts, reference):
     """Both engines honour one contract: identical GenResults for stop ids, strings and lengths."""
     from m1_harness.thinking.engines import hf
-    other = hf.HFEngine(str(tiny_dir), dtype="float32", device="cpu", batch_size=4, progress=False)
+    other = hf.HFEngine(str(vllm_tiny), dtype="float32", device="cpu", batch_size=4, progress=False)
     tok = engine.tokenizer
     reqs = []
     for i, (p, ref) in enumerate(zip(prompts, reference)):
@@ -227,11 +220,11 @@ def test_same_results_as_the_transformers_engine(engine, tiny_dir, prompts, refe
 
 
 @vllm_test
-def test_data_parallel_needs_external_launcher(tiny_dir):
+def test_data_parallel_needs_external_launcher(vllm_tiny):
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
     with pytest.raises(ValueError, match="data_parallel_size=2"):
-        VLLMEngine(str(tiny_dir), data_parallel_size=2)
+        VLLMEngine(str(vllm_tiny), data_parallel_size=2)
 
 
 def test_missing_vllm_says_how_to_install(monkeypatch):

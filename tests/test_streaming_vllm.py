@@ -13,7 +13,6 @@ import os
 import pytest
 
 from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
-from m1_harness.devmodels import tiny_qwen2_vllm
 from m1_harness.thinking.markers import PRESETS
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -27,16 +26,10 @@ USERS = ["The patient presents with fever, cough and shortness of breath.",
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    pytest.importorskip("vllm", reason="vLLM is not installed (make test runs this file in .venv-vllm)")
-    return tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_dir):
+def engine(vllm_tiny):
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
-    eng = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
+    eng = VLLMEngine(str(vllm_tiny), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
     yield eng
     eng.llm.llm_engine.engine_core.shutdown()
 
@@ -75,7 +68,7 @@ def key(t):
     return (t.thinking_ids, t.forced_positions, t.finish_reasons, t.hit_budget, t.answer_ids, t.text)
 
 
-def test_streaming_traces_equal_barrier_rounds_and_transformers(engine, tiny_dir, setup):
+def test_streaming_traces_equal_barrier_rounds_and_transformers(engine, vllm_tiny, setup):
     from m1_harness.thinking.engines.hf import HFEngine
 
     markers, reqs = setup
@@ -83,7 +76,7 @@ def test_streaming_traces_equal_barrier_rounds_and_transformers(engine, tiny_dir
     assert any(t.forcing_rounds for t in streamed) and any(t.hit_budget for t in streamed)
     assert any(not t.hit_budget and t.rounds for t in streamed)
     assert [key(t) for t in run(engine, markers, reqs, False)] == [key(t) for t in streamed]
-    hf = HFEngine(str(tiny_dir), dtype="float32", device="cpu", batch_size=4, progress=False)
+    hf = HFEngine(str(vllm_tiny), dtype="float32", device="cpu", batch_size=4, progress=False)
     assert [key(t) for t in BudgetForcer(hf, markers).run(reqs)] == [key(t) for t in streamed]
 
 
@@ -140,7 +133,7 @@ def test_sweep_probes_make_the_other_settings_pure_replays(engine, setup, tmp_pa
         assert [key(t) for t in replay] == [key(t) for t in run(engine, markers, reqs(b, f), True)]
 
 
-def test_a_kv_cache_too_small_for_the_batch_still_serves_every_later_round(engine, tiny_dir, setup):
+def test_a_kv_cache_too_small_for_the_batch_still_serves_every_later_round(engine, vllm_tiny, setup):
     """A real KV cache of 24 blocks, which holds 3 of these 18 requests at their largest context:
     admission by what requests hold lets more run at once, and continuing rounds going first keeps
     each one's blocks until its next round (every whole block of what the previous round computed
@@ -150,7 +143,7 @@ def test_a_kv_cache_too_small_for_the_batch_still_serves_every_later_round(engin
 
     markers, base = setup
     reqs = [BudgetRequest(r.prompt_ids, b, f, 12) for r in base for b, f in [(100, 2), (60, 1), (120, 0)]]
-    small = VLLMEngine(str(tiny_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
+    small = VLLMEngine(str(vllm_tiny), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
                        num_gpu_blocks_override=24)
     try:
         block, forcer = small.block_size, BudgetForcer(small, markers)
@@ -200,7 +193,7 @@ BudgetForcer(cache, markers).run(reqs, on_done=done)
 """
 
 
-def test_killed_streaming_run_resumes_without_regenerating_a_finished_request(engine, tiny_dir, setup, tmp_path):
+def test_killed_streaming_run_resumes_without_regenerating_a_finished_request(engine, vllm_tiny, setup, tmp_path):
     """kill -9 part-way (the whole process group, vLLM's engine processes too); the resumed run
     serves every request finished before the kill from the trace cache (0 engine tokens) and
     gives the traces of an uninterrupted run."""
@@ -215,7 +208,7 @@ def test_killed_streaming_run_resumes_without_regenerating_a_finished_request(en
     markers, base = setup
     reqs = [BudgetRequest(r.prompt_ids, b, f, 12) for r in base for b, f in [(120, 2), (60, 1), (90, 0)]]
     done_file, cache_file = tmp_path / "done.txt", tmp_path / "c.sqlite"
-    args = dict(model=str(tiny_dir), cache=str(cache_file), done=str(done_file), think_end=markers.think_end[0],
+    args = dict(model=str(vllm_tiny), cache=str(cache_file), done=str(done_file), think_end=markers.think_end[0],
                 kv_tokens=2 * 320, requests=[(r.prompt_ids, r.thinking_budget, r.forcing) for r in reqs])
     child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
