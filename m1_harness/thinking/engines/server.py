@@ -109,7 +109,10 @@ class ServerEngine:
     decode = VLLMEngine.decode
     _cut_at_string = VLLMEngine._cut_at_string
     _result = VLLMEngine._result
-    set_sampling = VLLMEngine.set_sampling
+
+    def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0) -> None:
+        """Greedy when temperature is 0 (the default); sent with every request."""
+        self.temperature, self.top_p = float(temperature or 0.0), float(top_p)
 
     def __init__(self, pretrained: str, base_url: str, *, served_model: str | None = None,
                  api_key_env: str | None = None, max_concurrency: int = 16, timeout: float = 600.0,
