@@ -196,7 +196,7 @@ def read_sample_records(results_file: Path, task: str, metric_key: str) -> list[
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
-                log.warning("skipping a malformed line in %s (a run interrupted while writing it?)", candidates[0])
+                log.warning("skipping a malformed line in %s (a run interrupted while writing it?)", path)
                 continue
             if flt and rec.get("filter", flt) != flt:
                 continue
