@@ -319,9 +319,11 @@ def test_sampled_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir
 
 def test_a_malformed_samples_line_is_skipped_with_a_warning_naming_the_file(tmp_path, caplog):
     """The samples reader named an undefined variable on a half-written line (NameError, not a warning)."""
-    res = tmp_path / "results_2026-11-29T10-00-00.json"
+    run = tmp_path / "model"  # not at tmp_path's top: other tests' trace files look one folder up for results
+    run.mkdir()
+    res = run / "results_2026-11-29T10-00-00.json"
     res.write_text("{}")
-    path = tmp_path / "samples_medqa_2026-11-29T10-00-00.jsonl"
+    path = run / "samples_medqa_2026-11-29T10-00-00.jsonl"
     path.write_text(json.dumps({"doc_id": 0, "filter": "none", "acc": 1.0}) + "\n{\"doc_id\": 1, \"acc\n")
     with caplog.at_level("WARNING"):
         assert results.read_samples(res, "medqa", "acc,none") == {0: 1.0}
