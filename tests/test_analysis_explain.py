@@ -234,6 +234,21 @@ def test_trace_records_in_m1_budget_default_folder(tmp_path):
     assert [r.outcomes[i].hit_budget for i in range(12)] == [False, True, True, True, False] + [True] * 4 + [False, False, True]
 
 
+def test_trace_records_of_another_model_are_not_taken_even_with_the_same_text(tmp_path):
+    """Records name their model: a newer run of another model into the same m1_traces/ folder, with the
+    very same texts (two checkpoints can agree), is not taken for this one."""
+    src = RUNS / "m1-a" / "budget64_forcing1"
+    shutil.copytree(src, tmp_path / "run", ignore=shutil.ignore_patterns("traces.jsonl"))
+    (tmp_path / "run" / "m1_traces").mkdir()
+    (model,) = {r.model for r in explain.load_results([src])}
+    mine = [json.loads(line) | {"model": model} for line in (src / "traces.jsonl").open()]
+    theirs = [o | {"model": "org/another-7B", "thinking_tokens": 1} for o in mine]
+    for name, recs in (("traces_20261129T100000_1.jsonl", mine), ("traces_20261129T110000_2.jsonl", theirs)):
+        (tmp_path / "run" / "m1_traces" / name).write_text("".join(json.dumps(o) + "\n" for o in recs))
+    (r,) = [r for r in explain.load_runs([tmp_path / "run"]) if r.task == "medqa"]
+    assert [r.outcomes[i].thinking_tokens for i in range(4)] == [45, 64, 64, 64]
+
+
 def test_viewer_data_cannot_close_its_script():
     from m1_harness.analysis import viewer
 

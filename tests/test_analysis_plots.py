@@ -124,7 +124,7 @@ def test_hf_runs_without_budget_are_not_plotted(rs):
 
 
 def test_traces_without_model_take_the_model_of_the_results_beside(tmp_path):
-    """m1_budget's records carry no model: a sweep's <setting>/traces.jsonl is named by the results
+    """Records written before m1_budget put its model in them: a sweep's <setting>/traces.jsonl is named by the results
     in <setting>/<model>/; with several budgets the histogram shows the largest one."""
     import json
     import shutil
@@ -144,6 +144,21 @@ def test_traces_without_model_take_the_model_of_the_results_beside(tmp_path):
     assert sum(p.get_height() for p in ax.patches) == 8
     assert ax.get_title().startswith(f"{M1} at budget 1024\n")
     assert "(n=8), 62% hit the budget" in ax.get_title()  # 300, 600, 900, then 5 of 8 cut at 1024
+
+
+def test_traces_named_by_their_own_model_not_by_the_results_beside(tmp_path):
+    """Two models' runs in one m1_traces/ folder beside one model's results: each record's own model
+    (m1_budget writes it) decides, not the results beside the folder."""
+    import json
+    import shutil
+
+    shutil.copytree(RUNS / "m1-7B-1K_b512_f0", tmp_path / "run")
+    traces = tmp_path / "run" / "m1_traces"
+    traces.mkdir()
+    for name, model in (("a.jsonl", "org/other-7B"), ("b.jsonl", M1)):
+        (traces / name).write_text(json.dumps({"model": model, "task": "medqa", "doc_id": 0,
+                                               "thinking_tokens": 5, "hit_budget": False}) + "\n")
+    assert {m: len(r) for m, r in results.load_traces([str(traces / "*.jsonl")]).items()} == {"org/other-7B": 1, M1: 1}
 
 
 def test_trace_file_stem_when_nothing_beside(tmp_path):

@@ -326,6 +326,7 @@ def test_clamped_budgets_and_overlong_prompts_are_recorded_and_said(tiny, tmp_pa
     assert short["budget_clamped"] and short["thinking_budget"] == 64 - prompt - len(lm2.tokenizer.encode(
         "\n<|im_start|>answer\nFinal Answer:", add_special_tokens=False)) - 1
     assert short["requested_thinking_budget"] == 4096 and not short["prompt_too_long"]
+    assert short["model"] == long["model"] == str(tiny)  # analysis names traces by it, not by what lies beside
     assert long["prompt_too_long"] and long["thinking_tokens"] == 0 and long["answer_tokens"] == 0
     assert lm2.summary["budget_clamped"] == 2 and lm2.summary["prompt_too_long"] == 1
     text = caplog.text

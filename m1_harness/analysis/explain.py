@@ -155,16 +155,19 @@ def _response(rec: dict) -> str:
     return str(filtered[0] if isinstance(filtered, list) and filtered else filtered or "")
 
 
-def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dict | None = None) -> dict:
+def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dict | None = None,
+                      model: str | None = None) -> dict:
     """doc_id -> the trace records of this task and setting near the results file, oldest first
-    (``cache``: path -> records, so a file shared by several tasks or settings is read once)."""
+    (``cache``: path -> records, so a file shared by several tasks or settings is read once). Records
+    that name another model (``model``; records written before it was added have none) are another
+    run's: skipped."""
     cache = {} if cache is None else cache
     out: dict = {}
     for f in trace_files_near(results_file):
         if f not in cache:
             cache[f] = list(iter_trace_records(f))
         for rec in cache[f]:
-            if rec.get("task") != task:
+            if rec.get("task") != task or model is not None and rec.get("model", model) != model:
                 continue
             if "requested_thinking_budget" in rec and str(rec["requested_thinking_budget"]) != str(budget):
                 continue
@@ -175,8 +178,8 @@ def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dic
 
 
 def matching_record(records: list[dict], text: str) -> dict | None:
-    """The newest record whose trace text is the sample's response: records carry no model name, so
-    another model's run written to the same m1_traces/ folder must not be taken for this one."""
+    """The newest record whose trace text is the sample's response: older records carry no model name,
+    so another model's run written to the same m1_traces/ folder must not be taken for this one."""
     return next((r for r in reversed(records) if r.get("text", text) == text), None)
 
 
@@ -196,7 +199,8 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
         if not samples:
             raise ExplainError(f"{source}: no samples_{r.task}_*.jsonl beside it; rerun lm-eval with --log_samples "
                                "(explain needs every item's answer)")
-        traces = trace_records_for(source, r.task, r.budget, r.forcing, trace_cache) if r.budget is not None else {}
+        traces = (trace_records_for(source, r.task, r.budget, r.forcing, trace_cache, r.model)
+                  if r.budget is not None else {})
         run = Run(labels[r.setting], r.task, r.budget, r.forcing, str(source))
         metric_name = r.metric_key.partition(",")[0]
         for rec in samples:

@@ -353,8 +353,9 @@ def iter_trace_records(path: Path):
 def load_traces(patterns: Iterable[str]) -> dict[str, list[dict]]:
     """Trace records (JSONL written by m1_budget at ``trace_path``) grouped by model.
 
-    The model is the record's ``model`` (or ``pretrained``) field when present, else the model of the
-    lm-eval results beside the trace file (see ``_model_beside``), else the file's stem."""
+    The model is the record's ``model`` (or ``pretrained``) field, which m1_budget writes; for older
+    records without one, the model of the lm-eval results beside the trace file (see ``_model_beside``),
+    else the file's stem."""
     groups: dict[str, list[dict]] = {}
     files = sorted({Path(f) for p in patterns for f in glob.glob(str(p), recursive=True) if Path(f).is_file()})
     for f in files:

@@ -61,7 +61,7 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
     if not rows:
         raise SampledError(f"{source}: no samples_{result.task}_*.jsonl beside it; rerun with --log_samples "
                            "(the gold answers of each item come from it)")
-    traces = trace_records_for(source, result.task, result.budget, result.forcing, cache)
+    traces = trace_records_for(source, result.task, result.budget, result.forcing, cache, result.model)
     if not traces:
         raise NoTraceRecords(f"{source}: no trace records of task {result.task} at budget {result.budget}, forcing "
                              f"{result.forcing} beside it (a sweep's traces.jsonl or m1_budget's m1_traces/)")

@@ -503,6 +503,7 @@ class M1BudgetLM(LM):
     def _record(self, req, s: dict, trace, forcing_str: str, temperature: float) -> dict:
         """One trace record; says when the context, not the user, decided a budget."""
         rec = {
+            "model": self.args["pretrained"],  # so analysis never takes the model from whatever lies beside
             "task": getattr(req, "task_name", None), "doc_id": getattr(req, "doc_id", None),
             "requested_thinking_budget": s["thinking_budget"], "forcing": s["forcing"],
             "forcing_str": forcing_str, "temperature": temperature, "markers": self.markers_name, **trace.record(),
