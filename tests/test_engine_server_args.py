@@ -72,6 +72,9 @@ def test_streaming_and_data_parallel_size_reach_the_server_engine_without_an_ign
         M1BudgetLM(pretrained=str(tiny_model), engine="server", base_url="http://127.0.0.1:1/v1", cache="off",
                    streaming=False, data_parallel_size=0, server_api="vllm")
     assert "do not apply" not in caplog.text
+    with pytest.raises(EngineError) as err:  # engine=vllm took 0 for 1 without a word
+        M1BudgetLM(pretrained=str(tiny_model), engine="vllm", cache="off", data_parallel_size=0)
+    assert str(err.value) == "data_parallel_size=0: must be at least 1 (engine ranks per server)"
 
 
 def test_max_concurrency_reaches_the_owned_data_parallel_server_and_is_ignored_otherwise(tiny_model, caplog,

@@ -21,6 +21,14 @@ __all__ = ["Engine", "GenRequest", "GenResult", "load_engine", "resolve_engine_n
 ENGINES = ("auto", "hf", "vllm", "server")
 
 
+def data_parallel_ranks(value) -> int:
+    """``data_parallel_size`` as a rank count; 0 or less is an error (it once meant 1 without a word)."""
+    dp = 1 if value is None else int(value)
+    if dp < 1:
+        raise EngineError(f"data_parallel_size={value}: must be at least 1 (engine ranks per server)")
+    return dp
+
+
 def resolve_engine_name(name: str) -> str:
     """``auto`` means vLLM when it is importable and a GPU is present, else transformers."""
     if name not in ENGINES:
@@ -40,7 +48,7 @@ def load_engine(name: str, **kwargs) -> Engine:
 
         return ServerEngine(**kwargs)
     if name == "vllm":
-        dp = int(kwargs.get("data_parallel_size") or 1)
+        dp = data_parallel_ranks(kwargs.get("data_parallel_size"))
         if dp > 1 and kwargs.get("distributed_executor_backend") != "external_launcher":
             from m1_harness.thinking.engines.owned import data_parallel_engine  # vLLM's DP lives in its server
 

@@ -50,7 +50,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines import EngineError, data_parallel_ranks
 from m1_harness.thinking.engines.base import GenRequest, GenResult, eos_token_ids
 from m1_harness.thinking.engines.vllm import VLLMEngine
 from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
@@ -124,9 +124,7 @@ class ServerEngine:
 
         if int(max_concurrency) < 1:
             raise EngineError(f"max_concurrency={max_concurrency}: must be at least 1 (requests in flight per replica)")
-        dp = 1 if data_parallel_size is None else int(data_parallel_size)
-        if dp < 1:
-            raise EngineError(f"data_parallel_size={data_parallel_size}: must be at least 1 (engine ranks per server)")
+        dp = data_parallel_ranks(data_parallel_size)
         if server_api not in SERVER_APIS:
             raise EngineError(f"server_api={server_api!r}: choose {' or '.join(SERVER_APIS)} (the server's completion dialect)")
         self.server_api = server_api

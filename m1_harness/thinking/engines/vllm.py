@@ -36,7 +36,7 @@ import itertools
 import logging
 from typing import Any
 
-from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines import EngineError, data_parallel_ranks
 from m1_harness.thinking.engines.base import GenRequest, GenResult, eos_token_ids
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class VLLMEngine:
                  trust_remote_code: bool = False, streaming: bool = True, **llm_kwargs: Any):
         vllm, LLM, self._SamplingParams, self._TokensPrompt = import_vllm()
         self.vllm_version = getattr(vllm, "__version__", "unknown")
-        dp = int(data_parallel_size or 1)
+        dp = data_parallel_ranks(data_parallel_size)
         if dp > 1:
             if llm_kwargs.get("distributed_executor_backend") != "external_launcher":
                 raise EngineError(
