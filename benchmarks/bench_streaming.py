@@ -198,10 +198,10 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     path = B.RESULTS / "streaming_vllm.json"
-    old = json.loads(path.read_text())["rows"] if path.is_file() else []
+    old = json.loads(path.read_text()) if path.is_file() else {}
     keys = {(r["setting"], r["kv_cache_gib"], r["streaming"], r["requests"]) for r in rows}
-    rows = [r for r in old if (r["setting"], r["kv_cache_gib"], r["streaming"], r["requests"]) not in keys] + rows
-    B.write_result("streaming_vllm", {"rows": rows})
+    rows = [r for r in old.get("rows", []) if (r["setting"], r["kv_cache_gib"], r["streaming"], r["requests"]) not in keys] + rows
+    B.write_result("streaming_vllm", {"rows": rows, **{k: old[k] for k in ("earlier",) if k in old}})
 
 
 def sweep_main(a, model: Path, work: Path) -> None:
