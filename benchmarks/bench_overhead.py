@@ -2,8 +2,6 @@
 
     python benchmarks/bench_overhead.py --engine hf          # main venv: m1_budget(engine=hf) vs lm-eval `hf`
     .venv-vllm/bin/python benchmarks/bench_overhead.py --engine vllm   # m1_budget(engine=vllm) vs lm-eval `vllm`
-    VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python benchmarks/bench_overhead.py --engine vllm \
-        --models smollm2 --size 64 256 8 --repeats 1   # under KV pressure (rows keyed by KV size too)
 
 Both systems answer the same ``medqa`` requests (``--limit``) through ``lm_eval.simple_evaluate`` with
 a never-stop model (see _m1bench.py), so each request yields exactly ``thinking + answer`` tokens
@@ -127,7 +125,8 @@ def main() -> None:
             "m1_budget_cpu_seconds": cpus["m1_budget"], "baseline_cpu_seconds": cpus[base_name],
             "m1_budget_median_cpu_s": round(cpu_m1, 3), "baseline_median_cpu_s": round(cpu_base, 3),
             "idle_engine_cpu_per_s": idle,
-            # vLLM's KV cache per engine (GiB): at 1 GiB a 64 x (256+8) batch no longer fits at once
+            # vLLM's KV cache per engine (GiB, VLLM_CPU_KVCACHE_SPACE; rows are keyed by it too). Both
+            # systems at 1 and 4 GiB in one run: bench_kv_pressure.py
             "kv_cache_gib": float(os.environ["VLLM_CPU_KVCACHE_SPACE"]) if args.engine == "vllm" else None,
             "ratio": round(cpu_m1 / cpu_base, 3), "ratio_wall": round(med_m1 / med_base, 3), "target": 1.10,
         }
