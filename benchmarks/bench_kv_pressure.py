@@ -57,6 +57,18 @@ def run_once(system: str, lm, timer, counter, args, think: int, answer: int) -> 
     return timer.seconds, timer.cpu, tokens
 
 
+def engine_work(records: list[dict]) -> dict:
+    """m1_budget's exact engine work from its trace records: context sent, taken from vLLM's prefix
+    cache and generated, over all rounds and over the rounds after the first (the answer round here)."""
+    def total(key: str, later: bool = False) -> int:
+        return sum(sum(r["round_tokens"][key][1 if later else 0:]) for r in records)
+
+    return {"context_tokens": total("context_tokens"), "cached_tokens": total("cached_tokens"),
+            "generated_tokens": total("generated_tokens"),
+            "later_rounds_context_tokens": total("context_tokens", True),
+            "later_rounds_cached_tokens": total("cached_tokens", True)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kv", nargs=2, type=int, default=[1, 4], metavar=("SMALL_GIB", "LARGE_GIB"))
@@ -80,6 +92,7 @@ def main() -> None:
         B.timed_evaluate(timer, lm, args.task, 4, None if counter is None else {"max_gen_toks": think + answer},
                          apply_chat_template=counter is not None)
     walls, cpus, tokens = ({n: [] for n in names} for _ in range(3))
+    work_of: dict[str, dict] = {}  # m1_budget systems: engine work of their last timed run
     for rep in range(args.repeats):
         order = names[rep % len(names):] + names[:rep % len(names)]  # each system first in turn
         for name in order:
@@ -87,6 +100,8 @@ def main() -> None:
             walls[name].append(round(wall, 2))
             cpus[name].append(round(cpu, 2))
             tokens[name].append(tok)
+            if systems[name][2] is None:  # m1_budget: what the engine did, from the run's trace records
+                work_of[name] = engine_work(systems[name][0].traces)
             print(f"   rep {rep} {name}: {wall:.1f}s wall {cpu:.1f}s cpu ({tok} tokens)", flush=True)
     wall_m = {n: B.median(v) for n, v in walls.items()}
     cpu_m = {n: B.median(v) for n, v in cpus.items()}
@@ -96,7 +111,7 @@ def main() -> None:
         "model": "smollm2-never-stop", "task": args.task, "requests": args.limit, "thinking_budget": think,
         "answer_budget": answer, "kv_cache_gib": args.kv, "repeats": args.repeats, "expected_tokens": expected,
         "same_tokens": all(t == expected for v in tokens.values() for t in v), "tokens": tokens,
-        "wall_s": walls, "cpu_s": cpus,
+        "wall_s": walls, "cpu_s": cpus, "m1_budget_engine_work": work_of,
         "median_wall_s": {n: round(v, 2) for n, v in wall_m.items()},
         "median_cpu_s": {n: round(v, 2) for n, v in cpu_m.items()},
         "small_over_large": {sys_: {"wall": round(wall_m[f"{sys_}@{small}"] / wall_m[f"{sys_}@{large}"], 3),
