@@ -135,6 +135,25 @@ def validate_item(item: object, where: str) -> dict:
     return out
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(raw: object, where: str) -> None:
+    """A JSON escape such as ``\\ud83d`` without its pair decodes to a lone surrogate: a str that no
+    UTF-8 writer (lm-eval's datasets / pyarrow) can encode. Found here, it names the item and field."""
+    if not isinstance(raw, dict):
+        return
+    fields = [("question", raw.get("question")), ("answer", raw.get("answer"))]
+    if isinstance(raw.get("options"), dict):
+        fields += [(f"option {k!r}", v) for k, v in raw["options"].items()]
+    for name, text in fields:
+        found = _SURROGATE.search(text) if isinstance(text, str) else None
+        if found:
+            raise BadItem(f"{where}: {name} holds a lone surrogate \\u{ord(found.group()):04x} at character "
+                          f"{found.start()} (half of an escaped UTF-16 pair): write the character itself, or both "
+                          "halves of its \\u escape")
+
+
 def _gather(records, benchmark: str, bad_items: str) -> Items:
     """Validated items from ``(where, index, raw item, problem reading it)`` records.
 
@@ -145,6 +164,7 @@ def _gather(records, benchmark: str, bad_items: str) -> Items:
         try:
             if problem:
                 raise BadItem(f"{where}: {problem}")
+            _lone_surrogate(raw, where)
             item = validate_item(raw, where)
         except BadItem as exc:
             if bad_items != "skip":

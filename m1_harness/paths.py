@@ -68,8 +68,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_utf8(path: str | os.PathLike, error: type[Exception] = OutputError) -> str:
-    """A data file's text, or ``error`` naming the file when it is not UTF-8 (a binary or Latin-1 file)."""
+    """A data file's text, or ``error`` naming the file when it is not UTF-8 (a binary or Latin-1 file).
+    A leading byte-order mark (Windows editors write one) is dropped: it is not part of the first line."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None
