@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
     sub = argparse.ArgumentParser(prog=f"m1-harness {name}", description=COMMANDS[name][1])
-    from m1_harness.errors import UserError, format_user_error
+    from m1_harness.errors import INTERRUPTED_EVAL, Interrupted, UserError, format_user_error
 
     try:
         if hasattr(module, "main"):  # commands that forward their arguments (eval)
@@ -55,9 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments(sub)
         args = sub.parse_args(rest)
         return int(module.run(args) or 0)
+    except Interrupted as exc:  # Ctrl-C, with what the command kept
+        sys.stderr.write(f"\nm1-harness {name}: {exc}\n")
+        return 130
     except UserError as exc:  # a mistake the user can fix: its sentence, not a traceback
         sys.stderr.write(format_user_error(exc, f"m1-harness {name}"))
         return 2
+    except KeyboardInterrupt:  # commands that keep work raise Interrupted instead
+        kept = INTERRUPTED_EVAL if name == "eval" else "interrupted (Ctrl-C)"
+        sys.stderr.write(f"\nm1-harness {name}: {kept}\n")
+        return 130
 
 
 if __name__ == "__main__":

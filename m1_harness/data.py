@@ -254,7 +254,8 @@ def _from_location(location: Path, benchmark: str, setting: str = DATA_ENV, shar
                 )
             return read_jsonl(location, benchmark, bad_items)
         return read_combined(location, benchmark, bad_items)
-    raise DataError(f"{setting}={str(location)!r} does not exist")
+    raise DataError(f"{setting}={str(location)!r} does not exist: point it at the folder of <benchmark>.jsonl files "
+                    "(or a combined {source_name: [items]} JSON file)")
 
 
 def hub_snapshot(repo_id: str = HUB_DATASET) -> Path:

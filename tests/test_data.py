@@ -106,11 +106,11 @@ def test_missing_benchmark_in_a_directory(tmp_path):
 def test_nonexistent_location_names_the_setting(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_items("medqa", tmp_path / "nope")
-    assert str(err.value) == f"data={str(tmp_path / 'nope')!r} does not exist"
+    assert str(err.value) == f"data={str(tmp_path / 'nope')!r} does not exist: point it at the folder of <benchmark>.jsonl files (or a combined {{source_name: [items]}} JSON file)"
     monkeypatch.setenv("M1_HARNESS_DATA", str(tmp_path / "nope"))
     with pytest.raises(DataError) as err:
         load_items("medqa")
-    assert str(err.value) == f"M1_HARNESS_DATA={str(tmp_path / 'nope')!r} does not exist"
+    assert str(err.value) == f"M1_HARNESS_DATA={str(tmp_path / 'nope')!r} does not exist: point it at the folder of <benchmark>.jsonl files (or a combined {{source_name: [items]}} JSON file)"
 
 
 def test_one_jsonl_file_serves_only_the_benchmark_it_is_named_for(eval_data_dir, monkeypatch):

@@ -121,8 +121,15 @@ def _usage() -> str:
     )
 
 
+# What each argument type accepts, in the words of the error for a value it refuses.
+_VALID = {int: "a whole number >= 0", float: "a number", str: "a text", bool: "true or false",
+          "int|auto": "a whole number >= 0, or auto",
+          "int|none": "a whole number >= 0, or none"}
+
+
 def _check(name: str, value, kind):
-    """Coerce ``value`` to ``kind`` or raise a ValueError that lists the valid arguments."""
+    """Coerce ``value`` to ``kind`` or raise a ModelArgError that says what ``kind`` accepts."""
+    asked = kind
     try:
         if value is None:
             return None
@@ -152,7 +159,7 @@ def _check(name: str, value, kind):
         if kind == "dict":
             raise ModelArgError(f"m1_budget: {name}={value!r} is not key=value;key=value or a JSON object "
                                 "(e.g. enable_thinking=false;reasoning_effort=high)") from None
-        raise ModelArgError(f"m1_budget: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.\n{_usage()}") from None
+        raise ModelArgError(f"m1_budget: {name}={value!r} is not valid: give {_VALID.get(asked, asked)}") from None
 
 
 def _template_args(value) -> dict:
@@ -228,6 +235,20 @@ def _model_identity(engine: str, pretrained: str, dtype: str) -> str | None:
     return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_hub_id_offline(pretrained: str) -> None:
+    """With HF_HUB_OFFLINE set, a Hub id whose files are not in the local cache cannot load: say so now,
+    instead of transformers' chained traceback after its retries."""
+    if not _offline() or Path(pretrained).expanduser().is_dir() or _hub_revision(pretrained) is not None:
+        return
+    raise ModelArgError(f"m1_budget: pretrained={pretrained!r} is a Hugging Face id that is not in the local cache, "
+                        "and HF_HUB_OFFLINE is set, so it cannot be downloaded: download it once online "
+                        f"(`hf download {pretrained}`), or pass the folder that holds its config.json")
+
+
 def _check_pretrained(pretrained: str) -> None:
     """A path that names no folder is an error saying so, before any load (transformers would call it a bad
     Hub repo id). Hub ids (``name`` or ``org/name``) that are not local folders go on to the Hub."""
@@ -268,6 +289,8 @@ class M1BudgetLM(LM):
             self.template_args["enable_thinking"] = a["enable_thinking"]
         self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
+        if self.engine_name != "server":  # a server engine's pretrained names only its tokenizer's files
+            _check_hub_id_offline(a["pretrained"])
         owned_server = self.engine_name == "vllm" and a["data_parallel_size"] > 1  # engines/owned.py
         ignored = sorted(k for k in OTHER_ENGINES_ARGS[self.engine_name] if k in kwargs
                          and not (owned_server and k == "max_concurrency"))
