@@ -9,7 +9,8 @@ finder (stdlib, microseconds); nothing else happens unless lm-eval itself is imp
   that plugins register (``m1_register_tasks``);
 - after ``lm_eval.evaluator`` / ``lm_eval.config.evaluate_config`` load, ``simple_evaluate`` and the
   CLI's task matching check the run's arguments and data before the model loads (preflight.py).
-Set ``M1_HARNESS_AUTOLOAD=0`` to switch it off; ``python -m m1_harness eval`` works either way.
+In a Python started by an engine that ties its children to its life, it also sets the parent-death
+signal (lifetime.py), whatever ``M1_HARNESS_AUTOLOAD`` says. Set ``M1_HARNESS_AUTOLOAD=0`` to switch the rest off; ``python -m m1_harness eval`` works either way.
 Errors here never break the interpreter: they are reported once on stderr.
 """
 
@@ -182,3 +183,7 @@ try:
     install()
 except Exception as exc:
     _warn(exc)
+if os.environ.get("M1_HARNESS_DIE_WITH_PARENT"):  # a child of an engine that ties its children (lifetime.py)
+    from m1_harness import lifetime
+
+    lifetime.on_interpreter_start()

@@ -10,14 +10,14 @@ rank (``X-data-parallel-rank``), so each request's rounds stay on the rank that 
 
 The child is stopped by its PID (its own process group: the server and its engine cores) when the
 engine closes, at interpreter exit, and by the kernel if this process dies without running either
-(``PR_SET_PDEATHSIG``). Its key is random, passed in the environment (``VLLM_API_KEY``), never on a
+(``PR_SET_PDEATHSIG``, lifetime.py: its engine cores die with it). Its key is random, passed in the environment (``VLLM_API_KEY``), never on a
 command line; its log is a file named in errors and in the run summary.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
+import functools
 import os
 import re
 import secrets
@@ -31,17 +31,13 @@ from pathlib import Path
 
 import httpx
 
+from m1_harness import lifetime
 from m1_harness.thinking.engines import EngineError
 
 KEY_ENV = "M1_BUDGET_OWNED_SERVER_KEY"  # the env var that holds the child's key (read by http.JsonClient)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not glibc Linux: atexit still stops it
-        pass
+# runs in the child between fork and exec; SIGTERM, so the server stops its engine cores itself
+# (they are tied to it too: lifetime.DIE_ENV is in its environment)
+_die_with_parent = functools.partial(lifetime.die_with_parent, signal.SIGTERM)
 
 
 # An exception line as vLLM's processes log it: "(VllmWorker-0 pid=1) ERROR ... [file.py:9] ValueError: why".
@@ -93,6 +89,7 @@ class OwnedServer:
         self.url = f"http://127.0.0.1:{port}/v1"
         self.key = secrets.token_urlsafe(24)
         os.environ[KEY_ENV] = self.key  # the server engine's client reads it by name
+        lifetime.tie_children()
         env = {**os.environ, "VLLM_API_KEY": self.key}
         with open(log_path, "wb") as fh:
             self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,

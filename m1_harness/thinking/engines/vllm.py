@@ -36,6 +36,7 @@ import itertools
 import logging
 from typing import Any
 
+from m1_harness import lifetime
 from m1_harness.thinking.engines import EngineError, data_parallel_ranks
 from m1_harness.thinking.engines.base import GenRequest, GenResult, eos_token_ids
 
@@ -134,7 +135,9 @@ class VLLMEngine:
         self.set_sampling(temperature, top_p)
 
     def _start(self) -> None:
-        """Build the ``LLM`` from ``_llm_args`` and read what the drivers need from its config."""
+        """Build the ``LLM`` from ``_llm_args`` and read what the drivers need from its config. Its
+        EngineCore and Worker processes die with this process, even under kill -9 (lifetime.py)."""
+        lifetime.tie_children()
         self.llm = self._LLM(**self._llm_args)
         config = self.llm.llm_engine.vllm_config
         self.max_model_len = int(config.model_config.max_model_len)
