@@ -121,3 +121,16 @@ def test_docs_keep_no_measurement_history():
     found = [f"{p.name}: {m.group(0)}" for p in [README, *DOCS.glob("*.md")]
              for m in history.finditer(p.read_text(encoding="utf-8"))]
     assert not found
+
+
+def test_readme_plugin_example_ships_its_data_like_the_example_package():
+    """The README's pyproject must carry package-data, or `pip install .` ships no JSONL (issue 25)."""
+    tomllib = pytest.importorskip("tomllib")  # the stdlib's from Python 3.11
+
+    section = README.read_text(encoding="utf-8").split("## Writing a plugin", 1)[1].split("\n## ", 1)[0]
+    toml_block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    readme = tomllib.loads(toml_block)
+    example = tomllib.loads((ROOT / "plugins" / "example" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert readme["project"]["entry-points"] == example["project"]["entry-points"]
+    assert readme["tool"]["setuptools"]["package-data"] == example["tool"]["setuptools"]["package-data"]
+    assert "build-system" in readme
