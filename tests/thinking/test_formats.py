@@ -1,5 +1,5 @@
 """Thinking formats: each preset pinned token for token on the scripted engine with a tokenizer that
-mimics its family (tests/families.py), scoring of each preset's answer part, markers=auto,
+mimics its family (tests/helpers/families.py), scoring of each preset's answer part, markers=auto,
 chat-template arguments, and one real run through the lm_eval CLI per preset."""
 
 from __future__ import annotations
