@@ -285,6 +285,9 @@ def load_items(benchmark: str, data: str | os.PathLike | None = None, source: st
 
 def _load(benchmark: str, data, source, bad_items: str) -> Items:
     if source is not None and data is None:
+        if not Path(source).expanduser().exists():
+            raise DataError(f"benchmark {benchmark!r}: its data file {str(source)!r}, registered by a plugin, does not "
+                            "exist: reinstall the plugin with its data files (package-data), or pass data=PATH")
         found = _from_location(Path(source).expanduser(), benchmark, "source", shared=False, bad_items=bad_items)
         if found is None:
             raise DataError(f"benchmark {benchmark!r} not found in its registered source {str(source)!r}")

@@ -71,7 +71,8 @@ def test_plot_and_report_check_their_arguments_first(tmp_path, capsys):
 def test_sweep_names_an_unknown_task_before_loading_the_model(tmp_path, capsys):
     rc, err_text = run_cli(capsys, "sweep", "--model_args", "pretrained=/no/such/model", "--tasks", "medqa,medqa_typo",
                            "--budgets", "8", "--output_path", str(tmp_path / "s"))
-    assert (rc, err_text.splitlines()[-1]) == (2, "m1-harness sweep: error: --tasks: unknown task or group 'medqa_typo'; "
-                                                  "`lm_eval ls tasks` lists them (add folders with --include_path)")
+    assert (rc, err_text.splitlines()[-1]) == (2, "m1-harness sweep: error: --tasks: no task or group named medqa_typo; "
+                                                  "did you mean medqa? (`lm_eval ls tasks` lists them; add task folders "
+                                                  "with --include_path)")
     rc, err_text = run_cli(capsys, "sweep", "--tasks", "medqa", "--budgets", "8,x", "--output_path", str(tmp_path / "s"))
     assert (rc, err_text) == (2, "m1-harness sweep: error: --budgets takes comma-separated integers, got '8,x'")

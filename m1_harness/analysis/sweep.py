@@ -30,7 +30,8 @@ the setting's own columns repeat on each of its k rows (``acc``: lm-eval's, of s
 statistics and engine work: over all samples of the run).
 
 Resumable: a setting is done when its results cover every requested task AND its
-``sweep_setting.json`` (written when the setting finished) records the same model, model_args, tasks,
+``sweep_setting.json`` (written before the setting runs, so an interrupt right after lm-eval saved its
+results never leaves them unnamed) records the same model, model_args, tasks,
 limit, data and decoding arguments as asked; a folder holding another run is refused with what
 differs (``--force`` moves it aside and redoes it), so a table never mixes two runs. A killed run
 resumes from the trace cache.
@@ -49,7 +50,8 @@ from pathlib import Path
 from typing import Callable
 
 from m1_harness.thinking.budget import TOKEN_COUNTS
-from m1_harness.errors import UserError
+from m1_harness.errors import Interrupted, UserError
+from m1_harness.preflight import check_limit, check_run, unknown_tasks
 from m1_harness.paths import DATA_ENV, atomic_write_text, ensure_writable_dir
 
 from .results import as_int, iter_trace_records, load_results, parse_arg_string
@@ -264,8 +266,8 @@ def run_sweep(
         task_manager = TaskManager(include_path=include_path)  # indexed once, shared by every setting
         unknown = [t for t in tasks if not task_manager.match_tasks([t])]
         if unknown:  # before the model loads (lm-eval would say so only after)
-            raise SweepError(f"--tasks: unknown task or group {', '.join(map(repr, unknown))}; "
-                             "`lm_eval ls tasks` lists them (add folders with --include_path)")
+            raise unknown_tasks(unknown, task_manager.all_tasks)
+        check_run(tasks, task_manager, limit=limit)  # the data too, before the model loads
         if model == "m1_budget":  # loaded once, reconfigured per setting (a vLLM start-up costs minutes)
             loaded = load_m1_budget(base, batch_size)
     for i, (budget, forcing) in enumerate(order, 1):
@@ -275,6 +277,8 @@ def run_sweep(
             echo(f"{tag}: results of this run exist in {folder}, skipped")
             continue
         folder.mkdir(parents=True, exist_ok=True)
+        # what runs here, named before anything is written: lm-eval's results never lie unnamed
+        atomic_write_text(folder / MANIFEST, json.dumps(identities[(budget, forcing)], indent=2) + "\n")
         trace_path = folder / "traces.jsonl" if write_traces else None
         if trace_path is not None and trace_path.exists():
             trace_path.unlink()  # records of an unfinished run; the trace cache keeps the generations
@@ -294,15 +298,26 @@ def run_sweep(
             kwargs["batch_size"] = batch_size
         if seed is not None:
             kwargs.update(random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
-        results = evaluate(**kwargs)
-        if results is None:  # non-zero ranks under multi-process evaluation
-            continue
-        results["config"]["model"] = model  # lm-eval records a loaded model by its class name
-        save_like_lm_eval(tracker, results)
-        atomic_write_text(folder / MANIFEST, json.dumps(identities[(budget, forcing)], indent=2) + "\n")
+        try:
+            results = evaluate(**kwargs)
+            if results is None:  # non-zero ranks under multi-process evaluation
+                continue
+            results["config"]["model"] = model  # lm-eval records a loaded model by its class name
+            save_like_lm_eval(tracker, results)
+        except KeyboardInterrupt:
+            raise Interrupted(_interrupted(out, order, done, tag)) from None
+        done.add((budget, forcing))
     rows = sweep_table(out, [setting_dir(out, b, f) for b, f in order], samples)
     write_table(out, rows, samples is not None)
     return rows
+
+
+def _interrupted(out: Path, order, done: set, tag: str) -> str:
+    """What Ctrl-C during a setting leaves: the finished settings, and where the rest resumes from."""
+    kept = [f"budget={b} forcing={f}" for b, f in order if (b, f) in done]
+    return (f"interrupted (Ctrl-C) during {tag}: {len(kept)} of {len(order)} settings finished and are kept in {out}"
+            + (f" ({', '.join(kept)})" if kept else "") + "; the requests the interrupted setting finished are in "
+            "the trace cache. Rerun the same command to resume.")
 
 
 def _check_finished(out: Path, order, tasks, identities: dict, force: bool, echo) -> set:
@@ -428,6 +443,7 @@ def run(args) -> int:
     forcings = parse_int_list(args.forcing, "forcing")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     limit = args.limit
+    check_limit(limit)
     if limit is not None and limit >= 1 and limit == int(limit):
         limit = int(limit)
     batch = args.batch_size
