@@ -79,7 +79,7 @@ def test_the_readme_plugin_example_installs_and_runs_as_written(tmp_path, python
         done = subprocess.run(["bash", "-e", "-c", body], cwd=pkg, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
     pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "."],
                          cwd=pkg, capture_output=True, text=True, timeout=600)

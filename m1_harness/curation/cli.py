@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import sys
 
+INTERRUPTED = ("interrupted (Ctrl-C): finished stages and every finished item of the interrupted stage are kept "
+               "(its _progress.jsonl); rerun the same command to resume")
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("recipe", nargs="?", help="recipe YAML (stages, params, workdir)")
@@ -53,6 +56,9 @@ def run(args) -> int:
     except (StageError, FileNotFoundError) as exc:
         print(f"m1-harness curate: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the stage's worker threads are daemons: nothing waits on a request in flight
+        print(f"\nm1-harness curate: {INTERRUPTED}", file=sys.stderr)
+        return 130
     rows = [
         {"label": s.label, "stage": s.stage, "dir": str(s.dir), "skipped": s.skipped, **s.counts, "seconds": round(s.seconds, 2)}
         for s in result.stages
