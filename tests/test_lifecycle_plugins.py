@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -79,8 +80,14 @@ def test_the_readme_plugin_example_installs_and_runs_as_written(tmp_path, python
         done = subprocess.run(["bash", "-e", "-c", body], cwd=pkg, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=300)
+    # a scratch venv on top of this one: venv's --system-site-packages would see the base interpreter's
+    # packages, not this venv's; a .pth adds this venv's site-packages (and runs its .pth files)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "on_top_of_the_test_venv.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
     pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "."],
                          cwd=pkg, capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr[-3000:]
