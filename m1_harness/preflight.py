@@ -36,10 +36,18 @@ def check_limit(limit, setting: str = "--limit") -> None:
                           f"of each task between 0 and 1 (e.g. {setting} 0.1), or leave it out for every item")
 
 
+def _close(name: str, known: list[str], n: int = 3) -> list[str]:
+    """Up to ``n`` known names like ``name`` (a near spelling, or one that is the other plus a suffix such as
+    ``medbullets`` -> ``medbullets4``, ``medqa_typo`` -> ``medqa``), alphabetically."""
+    near = set(difflib.get_close_matches(name, known, n=n, cutoff=0.8))
+    near |= {k for k in known if min(len(k), len(name)) >= 4 and (name.startswith(k) or k.startswith(name))}
+    ratio = lambda k: difflib.SequenceMatcher(None, name, k).ratio()  # noqa: E731
+    return sorted(sorted(near, key=ratio, reverse=True)[:n])
+
+
 def unknown_tasks(missing: list[str], known: list[str]) -> RunArgError:
     """The error for task names no folder defines, with the close names that do exist."""
-    meant = [m for name in missing for m in sorted(difflib.get_close_matches(name, known, n=3, cutoff=0.8))]
-    meant = list(dict.fromkeys(meant))
+    meant = list(dict.fromkeys(m for name in missing for m in _close(name, known)))
     hint = f"; did you mean {', '.join(meant)}?" if meant else "."
     return RunArgError(f"--tasks: no task or group named {', '.join(missing)}{hint} (`lm_eval ls tasks` lists them; "
                        "add task folders with --include_path)")
