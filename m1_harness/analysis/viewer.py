@@ -16,7 +16,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .outcomes import CLASSES, by_model_task, options_of
+from .items import options_of, question_of
+from .outcomes import CLASSES, by_model_task
 from .results import sortable
 
 TEMPLATE = "viewer.html"
@@ -74,7 +75,7 @@ def viewer_data(runs, trajectories: list[dict]) -> dict:
             doc, gold = next(r.docs[t["doc_id"]] for r in group if t["doc_id"] in r.docs)
             options = options_of(doc) or {}
             items[key] = {"task": t["task"], "doc_id": t["doc_id"], "item": str(t["item"]), "gold": gold,
-                          "question": str(doc.get("question") or doc.get("sent1") or doc.get("query") or doc.get("prompt") or ""),
+                          "question": question_of(doc),
                           "options": [[k, v] for k, v in options.items()]}
         settings = []
         for r in group:
