@@ -1,8 +1,8 @@
 """``m1-harness plot RESULTS... --out DIR``: the paper's Figure 1 and Figure 3 from lm-eval results.
 
 - ``figure1_budget.{png,pdf}``: one panel per benchmark, accuracy (%) against the thinking budget, one
-  line per model (forcing 0, or the runs without forcing), 95% interval per point as error bars, and a
-  dotted OLS regression line with its t-based 95% confidence band. ``--scale log2`` puts the budget on
+  line per model and forcing level (forcing 0 in the model's colour, further levels in shades of it),
+  95% interval per point as error bars, and a dotted OLS regression line with its t-based 95% band. ``--scale log2`` puts the budget on
   a log2 axis and fits the regression against log2(budget), so the fitted line stays straight.
 - ``figure3_forcing.{png,pdf}``: one panel per benchmark, accuracy against budget-forcing rounds
   (0 = the first answer taken), one line per (model, budget) with more than one forcing setting.
@@ -12,8 +12,10 @@
 - ``thinking_lengths.{png,pdf}``: a histogram of thinking tokens per model, from trace JSONL files
   (``--traces 'runs/**/traces*.jsonl'``), the budget-hit share in the legend.
 
-Each model keeps its colour across all figures. The plotted numbers live in the figure: every data
-line has ``gid`` ``"acc:<model>"`` (x, y in %; ``line.m1_interval`` holds (low, high) per point),
+Each model keeps its colour across all figures; the layout (200 dpi, legend within the canvas,
+readable ticks) is ``figures.py``'s. The plotted numbers live in the figure: every data
+line has ``gid`` ``"acc:<model>"`` (further forcing levels ``"acc:<model>|forcing <f>"``; x, y in %;
+``line.m1_interval`` holds (low, high) per point),
 every regression line ``"ols:<model>"`` and every band ``"band:<model>"``, so they can be read back
 with ``ax.lines`` / ``line.get_xydata()``.
 """

@@ -87,7 +87,8 @@ def viewer_data(runs, trajectories: list[dict]) -> dict:
                      "settled_budget": t["settled_budget"], "final_correct": settings[-1]["correct"],
                      "settings": settings, "trace": longest_trace(group, t["doc_id"])})
     rows.sort(key=lambda r: (r["task"], sortable(items[r["key"]]["doc_id"]), r["model"]))  # an item's models together
-    return {"classes": list(CLASSES), "items": items, "rows": rows}
+    labels = {(sortable(r.budget), sortable(r.forcing)): r.label for r in runs}  # the flip filter's settings, least thinking first
+    return {"classes": list(CLASSES), "items": items, "rows": rows, "settings": [labels[k] for k in sorted(labels)]}
 
 
 def render(data: dict) -> str:
