@@ -116,7 +116,7 @@ def launch_chromium(playwright):
 def screenshot(html: Path, png: Path, *, row: str | None = None, compare: str | None = None,
                size: tuple[int, int] = (1440, 900), playwright=None) -> Path:
     """A PNG of the viewer in a laptop-sized window, with a row opened (``"<task>|<doc_id>@<model>"``)
-    and another model beside it: how the README's picture is made. ``playwright``: a running sync
+    and another model beside it: how docs/explain.md's picture is made. ``playwright``: a running sync
     Playwright to reuse (one per thread)."""
     if playwright is None:
         from playwright.sync_api import sync_playwright

@@ -4,16 +4,15 @@ by make_fixtures.py: real m1_budget traces on the scripted engine, one token per
 import csv
 import json
 import shutil
-from pathlib import Path
-
 import pytest
 from scipy.stats import binomtest
 
 from m1_harness import cli
 from m1_harness.analysis import explain, outcomes, results
 from m1_harness.analysis.stats import holm
+from repo_paths import FIXTURES
 
-RUNS = Path(__file__).parent / "fixtures" / "explain" / "runs"
+RUNS = FIXTURES / "explain" / "runs"
 A, B, BASE = "org/m1-a", "org/m1-b", "org/base (hf)"
 AR, AW, HELP, HURT, UNST = "always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable"
 FIRST = [10, 40, 100, 200, 20, 70, 150, 30, 90, 5, 60, 120]  # first-round thinking tokens per medqa item
