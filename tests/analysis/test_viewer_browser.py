@@ -166,8 +166,8 @@ def test_cut_mark_is_a_visible_label(page):
     box = cut.bounding_box()
     assert box["width"] >= 60 and box["height"] >= 14  # "✂ budget 64" on a red label, not a 10px glyph
     after = page.evaluate("""(e) => { const s = getComputedStyle(e, '::after');
-        return [s.backgroundColor, s.color, s.fontSize, s.fontWeight]; }""", cut.element_handle())
-    assert after == ["rgb(208, 49, 45)", "rgb(255, 255, 255)", "11px", "600"]
+        return [s.content, s.backgroundColor, s.color, s.fontSize, s.fontWeight]; }""", cut.element_handle())
+    assert after == ['"\u2702\u00a0budget\u00a064"', "rgb(208, 49, 45)", "rgb(255, 255, 255)", "11px", "600"]
 
 
 def test_settled_budget_says_it_is_along_the_budget_axis(page):

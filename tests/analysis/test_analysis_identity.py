@@ -8,8 +8,9 @@ from pathlib import Path
 
 from m1_harness import cli
 from m1_harness.analysis import explain, items, outcomes, report, results
+from repo_paths import FIXTURES
 
-RUNS = Path(__file__).parent / "fixtures" / "explain" / "runs"
+RUNS = FIXTURES / "explain" / "runs"
 SETTING = "org__m1-a"
 
 

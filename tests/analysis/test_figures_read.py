@@ -2,16 +2,15 @@
 resolution, its legend inside the canvas, at least two tick labels on each axis, no point label over
 the frame, and every series told apart by colour, marker or line style (issue 25, item 5)."""
 
-from pathlib import Path
-
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import pytest
 
 from m1_harness import cli
 from m1_harness.analysis import compute_matched, explain, figures, plots, results
+from repo_paths import FIXTURES
 
-RUNS = Path(__file__).parent / "fixtures" / "explain" / "runs"
+RUNS = FIXTURES / "explain" / "runs"
 
 TRACES = str(RUNS / "**" / "traces.jsonl")
 
