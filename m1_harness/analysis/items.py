@@ -37,12 +37,16 @@ def question_of(doc: dict) -> str:
 
 
 def item_hash(doc: dict) -> str:
-    """16 hex digits of SHA-256 over the question and the options (letter, text) in order; over the whole
-    doc when it has neither. The same question with the same options is the same item in any file."""
+    """16 hex digits of SHA-256 over the question and the options (letter, text) in order, each stripped;
+    over the whole doc when it has neither. The same question with the same options is the same item in
+    any file. (The same digest as the trace records' ``item_hash`` where a doc has both.)"""
     question, options = question_of(doc), options_of(doc)
-    body = [question, [[k, v] for k, v in (options or {}).items()]] if question or options else doc
-    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    if question or options:
+        pairs = [[str(k).strip(), str(v).strip()] for k, v in (options or {}).items()]
+        blob = json.dumps([question.strip(), pairs], ensure_ascii=False)
+    else:
+        blob = json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def item_key(doc: dict) -> str:
