@@ -284,7 +284,8 @@ def _run_args(config: dict, data: str | None) -> dict:
     """What a run was besides its model and setting: a rerun with another of these is another result."""
     args = {k: str(v) for k, v in parse_arg_string(config.get("model_args")).items()
             if k not in WHERE_KEYS + BUDGET_KEYS + FORCING_KEYS + NAME_KEYS}
-    args["limit"] = str(as_int(config.get("limit")))
+    limit = as_int(config.get("limit"))
+    args["limit"] = "all" if limit is None else str(limit)
     if data is not None:
         args["data"] = data
     return args

@@ -119,14 +119,14 @@ def test_report_keeps_runs_that_differ_in_limit_or_answer_budget(tmp_path, capsy
     rerun = limited_copy(src, tmp_path / "rerun", "2026-11-30T12-00-00.000000")  # the same run again: newest wins
     loaded = results.load_results([src, short, answer, rerun])
     medqa = sorted((r.model, r.n, Path(r.source).parent.parent.name) for r in loaded if r.task == "medqa")
-    assert medqa == [("org/m1-a [answer_budget=16, limit=None]", 12, "answer"),
+    assert medqa == [("org/m1-a [answer_budget=16, limit=all]", 12, "answer"),
                      ("org/m1-a [answer_budget=64, limit=8]", 8, "short"),
-                     ("org/m1-a [answer_budget=64, limit=None]", 12, "rerun")]
+                     ("org/m1-a [answer_budget=64, limit=all]", 12, "rerun")]
     assert cli.main(["report", str(src), str(short), str(answer), "--no_intervals"]) == 0
     table = capsys.readouterr().out
-    for label in ("org/m1-a [answer_budget=16, limit=None] (budget=16, forcing=0)",
+    for label in ("org/m1-a [answer_budget=16, limit=all] (budget=16, forcing=0)",
                   "org/m1-a [answer_budget=64, limit=8] (budget=16, forcing=0)",
-                  "org/m1-a [answer_budget=64, limit=None] (budget=16, forcing=0)"):
+                  "org/m1-a [answer_budget=64, limit=all] (budget=16, forcing=0)"):
         assert f"| {label} |" in table, table
 
 
