@@ -47,7 +47,6 @@ class Run:
     source: str
     outcomes: dict = field(default_factory=dict)  # item -> Outcome (see ItemIds)
     docs: dict = field(default_factory=dict)  # item -> (doc, gold)
-    identities: dict = field(default_factory=dict, repr=False)  # item -> its identity (items.keyed_by_item)
 
     @property
     def key(self) -> tuple:
@@ -196,7 +195,6 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
                 text=text, thinking_tokens=trace.get("thinking_tokens") if trace else None,
                 hit_budget=bool(trace.get("hit_budget")) if trace else None, record=trace)
             run.docs[item] = (doc, gold_of(doc, rec))
-            run.identities[item] = identity
         runs.append(run)
     return runs
 
