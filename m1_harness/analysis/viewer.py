@@ -4,7 +4,9 @@ inline; no server, no network), written beside the tables.
 Each (model, task, item) is a row; an item shows its question, options and gold answer, the model's
 longest trace with a mark where each budget cut it and each forcing string spliced in, and for every
 setting the answer, the extracted letter, how it was extracted and right or wrong; a second model
-can be shown beside it. Marks come from m1_budget's trace records (``thinking_span``,
+can be shown beside it. The list filters by task, model, class, right/wrong at the largest setting,
+and by the items that flipped between two chosen settings (``settings``: every setting's label,
+least thinking first). Marks come from m1_budget's trace records (``thinking_span``,
 ``forced_spans``: character offsets in the trace text), so no tokenizer is needed: a setting's
 cut lies in the longest trace wherever its thinking is a prefix of the longest one's (as under
 greedy decoding), and is left out, with a note, where it is not.
