@@ -117,9 +117,10 @@ class JsonClient:
 
     def request(self, method: str, path: str, body: dict | None = None,
                 check: Callable[[dict], None] | None = None, retries: int | None = None) -> dict:
-        """One JSON request, retried per the policy (``retries`` overrides ``max_retries``); the decoded body."""
+        """One JSON request, retried per the policy (``retries`` overrides ``max_retries``); the decoded body.
+        ``path`` is under ``base_url``, or a whole URL on the same server (e.g. SGLang's /get_server_info)."""
         retries = self.max_retries if retries is None else int(retries)
-        url = self.base_url + path
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         start, attempt = time.monotonic(), 0
         while True:

@@ -8,7 +8,11 @@ real vLLM server behind it (``upstream``):
   naming them, so a client that sends vLLM-only fields is caught; SGLang itself ignores them), takes
   the DP rank as the body field ``routed_dp_rank`` (recorded in ``ranks``), and answers with
   ``matched_stop`` where vLLM says ``stop_reason`` and without vLLM-only fields;
-- ``GET /v1/models`` answers SGLang's ``ModelCard`` (``id``, ``root``, ``max_model_len``).
+- ``GET /v1/models`` answers SGLang's ``ModelCard`` (``id``, ``root``, ``max_model_len``);
+- ``GET /get_server_info`` answers the server's arguments as SGLang does (``enable_deterministic_inference``
+  among them: ``deterministic_inference``), and without that flag the request ``seed`` is dropped
+  before generating, as SGLang 0.5.23 does (``sampling/sampling_batch_info.py``: the seed is used only
+  under deterministic inference).
 What it cannot stand for: SGLang's own scheduler, sampling and numerics.
 """
 
@@ -35,8 +39,9 @@ SGLANG_COMPLETION_FIELDS = {
 
 
 class SGLangStandIn(BackgroundHTTP):
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, deterministic_inference: bool = False):
         self.upstream = upstream.rstrip("/")
+        self.deterministic_inference = deterministic_inference
         self.ranks: list[int | None] = []  # routed_dp_rank of each completion request
         self.rejected: list[list[str]] = []  # the unknown fields of each refused request
         lock = threading.Lock()
@@ -69,6 +74,9 @@ class SGLangStandIn(BackgroundHTTP):
                 self.wfile.write(data)
 
             def do_GET(self):
+                if self.path == "/get_server_info":
+                    return self._reply(200, {"enable_deterministic_inference": standin.deterministic_inference,
+                                             "enable_cache_report": False, "version": "stand-in"})
                 if self.path != "/v1/models":
                     return self._reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})
                 status, raw = self._upstream("GET", "/models", None)
@@ -91,7 +99,8 @@ class SGLangStandIn(BackgroundHTTP):
                                              "message": f"fields SGLang's CompletionRequest does not have: {unknown}"})
                 with lock:
                     standin.ranks.append(body.get("routed_dp_rank"))
-                forwarded = {k: v for k, v in body.items() if k not in ("no_stop_trim", "routed_dp_rank")}
+                dropped = ("no_stop_trim", "routed_dp_rank") + (() if standin.deterministic_inference else ("seed",))
+                forwarded = {k: v for k, v in body.items() if k not in dropped}
                 forwarded["include_stop_str_in_output"] = bool(body.get("no_stop_trim", False))
                 status, raw = self._upstream("POST", "/completions", forwarded)
                 if status != 200:

@@ -503,6 +503,12 @@ class M1BudgetLM(LM):
             log.warning("m1_budget: unseeded sampling (seed=none, temperature=%s): the trace cache is off for "
                         "these requests", temp)
             return self.engine
+        problem = self.engine.seeded_sampling_problem() if temp > 0 and hasattr(self.engine, "seeded_sampling_problem") else None
+        if problem:  # a server whose seeds do not repeat (engines/server.py)
+            if self.args["cache"] == "on":
+                raise CacheRefused(f"m1_budget: cache=on with seeded sampling (temperature={temp}): {problem}")
+            log.warning("m1_budget: %s. The trace cache and sweep probes are off for these requests", problem)
+            return self.engine
         chunk = 4 * self.engine.batch_size if self.engine_name == "hf" else 256
         decoding = {"temperature": temp, "top_p": top_p} if temp > 0 else None  # greedy: the cache's own
         return CachingEngine(self.engine, self._cache, chunk_size=chunk, decoding=decoding)

@@ -118,6 +118,39 @@ class ServerEngine:
         """Greedy when temperature is 0 (the default); sent with every request."""
         self.temperature, self.top_p = float(temperature or 0.0), float(top_p)
 
+    def seeded_sampling_problem(self) -> str | None:
+        """Why seeded sampling does not repeat on these servers (None: it does), asked once per run. The trace
+        cache and sweep probes assume a seed gives the same tokens every time (tracecache.py); SGLang drops
+        request seeds unless started with --enable-deterministic-inference (its /get_server_info says so),
+        and any server is checked by sending one seeded request twice."""
+        if self._seed_problem is None:
+            self._seed_problem = next(filter(None, (self._seed_check(r) for r in self.replicas if r.alive)), "")
+        return self._seed_problem or None
+
+    def _seed_check(self, rep: Replica) -> str | None:
+        advice = ("cached traces and sweep probes would be wrong: restart it with --enable-deterministic-inference "
+                  "(SGLang), sample greedily (temperature=0), or pass cache=off")
+        if self.server_api == "sglang":
+            origin = "{0.scheme}://{0.netloc}".format(urlparse(rep.url))
+            try:
+                info = rep.client.get(origin + "/get_server_info", retries=1)
+            except ApiError:
+                info = {}  # an older server or a proxy without the route: the probe below decides
+            if info.get("enable_deterministic_inference") is False:
+                return (f"{rep.name}: SGLang runs without --enable-deterministic-inference, so it ignores request "
+                        f"seeds and seeded sampling does not repeat; {advice}")
+            if info.get("enable_deterministic_inference") is True:
+                return None
+        body = self._body(rep, GenRequest(self.tokenizer.encode("Seed check: one two three", add_special_tokens=False),
+                                          16, seed=self.seed if self.seed is not None else 0), self.max_model_len)
+        body.update(temperature=1.0, top_p=1.0, seed=body.get("seed", 0))  # T=1: two unseeded samples differ
+        first, second = (rep.client.post("/completions", body, check=_check_completion)["choices"][0]["token_ids"]
+                         for _ in range(2))
+        if first != second:
+            return (f"{rep.name} ({self.server_api}) gave two different samples for one seed, so seeded sampling "
+                    f"does not repeat there; {advice}")
+        return None
+
     def __init__(self, pretrained: str, base_url: str, *, served_model: str | None = None,
                  api_key_env: str | None = None, max_concurrency: int = 16, timeout: float = 600.0,
                  max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 30.0, seed: int = 42,
@@ -164,6 +197,7 @@ class ServerEngine:
             raise EngineError(f"{self.urls[0]}/models does not report max_model_len (not a vLLM server?): pass "
                               "max_model_len=<the server's context length> in model_args")
         self.seed = seed
+        self._seed_problem: str | None = None  # seeded_sampling_problem's answer, once asked ("" = none)
         self.set_sampling(temperature, top_p)
         self._lock = threading.Lock()
         self._owner: dict[int, tuple[int, int]] = {}  # context hash -> (replica index, request number)
