@@ -15,9 +15,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
-from background_http import BackgroundHTTP
+from background_http import BackgroundHTTP, JsonHandler
 
 from m1_harness.thinking.engines.base import GenRequest
 from m1_harness.thinking.engines.hf import HFEngine
@@ -34,20 +33,7 @@ class HFCompletionServer(BackgroundHTTP):
         lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _reply(self, status: int, payload: dict):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 if self.path != "/v1/models":
                     return self._reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})

@@ -22,9 +22,8 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler
 
-from background_http import BackgroundHTTP
+from background_http import BackgroundHTTP, JsonHandler
 
 # The request fields of SGLang's CompletionRequest (as read; LoRA, PD-disaggregation and
 # multimodal fields left out).
@@ -47,12 +46,7 @@ class SGLangStandIn(BackgroundHTTP):
         lock = threading.Lock()
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
+        class Handler(JsonHandler):
             def _upstream(self, method: str, path: str, body: dict | None):
                 req = urllib.request.Request(standin.upstream + path, method=method,
                                              data=None if body is None else json.dumps(body).encode(),
@@ -64,14 +58,6 @@ class SGLangStandIn(BackgroundHTTP):
                         return resp.status, json.loads(resp.read())
                 except urllib.error.HTTPError as exc:
                     return exc.code, json.loads(exc.read() or b"{}")
-
-            def _reply(self, status: int, payload: dict):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def do_GET(self):
                 if self.path == "/get_server_info":

@@ -21,7 +21,7 @@ from sglang_standin import SGLangStandIn  # noqa: E402
 
 from m1_harness.thinking.budget import BudgetForcer, BudgetRequest  # noqa: E402
 from m1_harness.thinking.engines import EngineError  # noqa: E402
-from m1_harness.thinking.engines.base import BadResult, GenRequest, GenResult, check_result  # noqa: E402
+from m1_harness.thinking.engines.base import BadResult, GenRequest, GenResult, check_result, weights_fingerprint  # noqa: E402
 from m1_harness.thinking.engines.server import ServerEngine  # noqa: E402
 from m1_harness.thinking.markers import PRESETS  # noqa: E402
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache  # noqa: E402
@@ -153,6 +153,11 @@ def test_a_card_without_root_is_told_apart_by_host_and_replicas_must_agree(serve
         eng = _engine(tiny_model, bare.base_url, served_model="m")
         host = bare.base_url.split("/")[2]
         assert eng.model_identity == f'server|vllm|{{"host": "{host}", "id": "m"}}'
+        eng.close()
+    with HFCompletionServer(tiny_model, [{"id": "tiny", "root": str(tiny_model)}]) as local:  # e.g. owned.py's
+        eng = _engine(tiny_model, local.base_url, served_model="tiny")
+        assert eng.model_identity == (f'server|vllm|{{"id": "tiny", "root": "{tiny_model}", '
+                                      f'"weights": "{weights_fingerprint(tiny_model)}"}}')
         eng.close()
 
 

@@ -126,6 +126,16 @@ def _hub_revision(repo_id: str) -> str | None:
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
 
 
+def weights_fingerprint(folder: Path) -> str:
+    """A model folder's config and weight files by name, size and mtime: cheap, and changes with the weights."""
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).iterdir()):
+        if f.suffix in (".json", ".safetensors", ".bin", ".gguf"):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def weights_identity(engine: str, pretrained: str, dtype: str) -> str | None:
     """An in-process engine's ``model_identity`` (what the trace cache keys a model by, and trace records
     carry): engine, dtype, and the exact weights: a fingerprint of a local folder's config and weight
@@ -133,12 +143,7 @@ def weights_identity(engine: str, pretrained: str, dtype: str) -> str | None:
     old traces). None when a Hub id's commit cannot be found."""
     path = Path(pretrained)
     if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(path.iterdir()):
-            if f.suffix in (".json", ".safetensors", ".bin", ".gguf"):
-                st = f.stat()
-                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-        return "|".join([engine, str(path.resolve()), dtype, h.hexdigest()[:16]])
+        return "|".join([engine, str(path.resolve()), dtype, weights_fingerprint(path)])
     revision = _hub_revision(str(pretrained))
     return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
 

@@ -49,11 +49,13 @@ import queue
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlparse
 
 from m1_harness.thinking.engines import EngineError, data_parallel_ranks
-from m1_harness.thinking.engines.base import BadResult, GenRequest, GenResult, eos_token_ids, model_vocab_size
+from m1_harness.thinking.engines.base import (BadResult, GenRequest, GenResult, eos_token_ids, model_vocab_size,
+                                              weights_fingerprint)
 from m1_harness.thinking.engines.vllm import VLLMEngine
 from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
 
@@ -250,6 +252,8 @@ class ServerEngine:
         rep.identity.update({k: v for k, v in card.items() if "version" in k or "fingerprint" in k or "hash" in k})
         if not card.get("root"):
             rep.identity["host"] = urlparse(rep.url).netloc
+        elif urlparse(rep.url).hostname in ("127.0.0.1", "localhost", "::1") and Path(card["root"]).is_dir():
+            rep.identity["weights"] = weights_fingerprint(Path(card["root"]))  # a server on this machine (owned.py)
 
     def _identity(self) -> str:
         """``model_identity``: what serves the tokens, the trace cache's key (a changed served model,
