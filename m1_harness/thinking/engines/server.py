@@ -13,9 +13,15 @@ is checked for its name).
 Replicas: ``base_url`` may list several servers (comma- or space-separated). A request's later rounds
 go to the replica that served its earlier rounds (found by the longest earlier context that prefixes
 the new prompt, so the replica's prefix cache holds it); new requests go to the least loaded replica.
-A replica that stops answering (connection refused/reset or timeouts after the retries) is dropped
-for the rest of the run; its unfinished requests move to the others, finished ones are kept, and
+A replica that stops answering or keeps failing (connection refused/reset, timeouts, 5xx, malformed
+or wrong results, through all the retries) is dropped for the rest of the run; its unfinished requests move to the others, finished ones are kept, and
 ``run_summary()`` says what moved. HTTP, retries and the API key are m1_harness.http's.
+
+Every response is checked (base.check_result) before it is used: a wrong one (ids past ``max_tokens``
+or outside the vocabulary, a short ``length``) is retried like a malformed body, never cached.
+``model_identity`` (the trace cache's key) is what the servers say serves the tokens: the served id,
+its ``root`` and ``parent`` (a checkpoint, a LoRA adapter's base), any version or fingerprint field of
+the card, the weights folder's fingerprint for a server on this machine, the host when no root is given.
 
 Data-parallel servers (``data_parallel_size=N``: ``vllm serve --data-parallel-size N``, one front end
 over N engine ranks): every URL counts as N replicas, one per rank, each pinned by vLLM's
@@ -320,7 +326,7 @@ class ServerEngine:
             try:
                 with rep.slots:
                     raw = rep.client.post("/completions", self._body(rep, r, room),
-                                          check=lambda raw: got.append(self._completion(rep, r, raw)))
+                                          check=lambda raw: got.append(self._completion(r, raw)))
             except ApiError as exc:
                 if exc.kind == "refused":  # a status that retrying cannot change (4xx)
                     raise EngineError(f"{rep.name} refused a completion request: {exc}") from None
@@ -344,7 +350,7 @@ class ServerEngine:
                 self.placements.setdefault(number, []).append(rep.name)
             return got[-1]
 
-    def _completion(self, rep: Replica, r: GenRequest, raw: dict) -> GenResult:
+    def _completion(self, r: GenRequest, raw: dict) -> GenResult:
         """A response as a checked result (``_result``: normalised, base.check_result); a wrong one is
         ``Malformed`` and so retried, never used or cached."""
         _check_completion(raw)
@@ -357,7 +363,7 @@ class ServerEngine:
         try:
             return self._result(r, SimpleNamespace(outputs=[o], num_cached_tokens=details.get("cached_tokens") or 0))
         except BadResult as exc:
-            raise Malformed(f"{rep.name}: {exc}", kind="bad_result") from None
+            raise Malformed(str(exc), kind="bad_result") from None
 
     _room = VLLMEngine._room
 

@@ -20,7 +20,9 @@ What is normalised so that results mean the same as the transformers engine's (e
 - Streaming (``streaming=True``, the default): besides ``generate``, the engine takes requests one at a
   time (``submit``) and hands each back as soon as it is finished (``poll``: one ``LLMEngine.step``),
   so the streaming driver (scheduler.py) sends a request's next round while its blocks are
-  still cached. ``kv_cache_tokens`` (vLLM's KV blocks x block size) sizes its admission control;
+  still cached. ``kv_cache_tokens`` (vLLM's ``kv_cache_size_tokens``, right for hybrid and
+  sliding-window models, else KV blocks x block size) and ``block_size`` (read back from the engine,
+  which may enlarge it) size its admission control;
   ``GenRequest.priority`` goes to vLLM's priority scheduler (``scheduling_policy="priority"``, the
   default when streaming), so continuing rounds go before new prompts.
 - Every result carries the call's cost: ``context_tokens``, ``cached_tokens`` (vLLM's
