@@ -265,3 +265,20 @@ def test_a_vllm_server_is_checked_by_two_calls_with_one_seed(server, tiny_model,
         assert problem == (f"{proxy.base_url} (vllm) gave two different samples for one seed, so seeded sampling does "
                            "not repeat there; cached traces and sweep probes would be wrong: restart it with "
                            "--enable-deterministic-inference (SGLang), sample greedily (temperature=0), or pass cache=off")
+
+
+def test_an_in_process_engine_result_past_max_tokens_is_a_clear_error_and_never_cached(tmp_path):
+    from m1_harness.thinking.engines.scripted import ScriptedEngine
+
+    class Overrun(ScriptedEngine):  # an engine bug: 7 ids past what was asked
+        def _one(self, req):
+            res = super()._one(req)
+            res.token_ids = res.token_ids + [105] * 7
+            return res
+
+    eng = Overrun({})
+    cache = TraceCache(tmp_path / "c.sqlite", "overrun")
+    with pytest.raises(BadResult) as err:
+        CachingEngine(eng, cache).generate([GenRequest(eng.tokenizer.encode("Q?"), 64)])
+    assert str(err.value) == "engine result for a prompt of 2 ids: 71 ids for max_tokens=64"
+    assert cache.db.execute("SELECT count(*) FROM gen").fetchone()[0] == 0
