@@ -1,30 +1,26 @@
 """What enters from an engine is checked, what generated it keys the trace cache, and faults of a server
 (wrong results, trickled answers, a replica failing for good, seeds it ignores) end in a clear
 sentence or a dropped replica, never in a wrong or lost result (issue 22 classes 1, 2, 6, 8; issue 26
-item 4). Against a real local completion server of vLLM's shape (tests/hf_completion_server.py, the
-tiny model on transformers) behind the fault proxy (tests/fault_proxy.py), one fault per mode."""
+item 4). Against a real local completion server of vLLM's shape (tests/helpers/hf_completion_server.py,
+the tiny model on transformers) behind the fault proxy (tests/helpers/fault_proxy.py), one fault per mode."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from fault_proxy import FaultProxy
+from hf_completion_server import HFCompletionServer
+from sglang_standin import SGLangStandIn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fault_proxy import FaultProxy  # noqa: E402
-from hf_completion_server import HFCompletionServer  # noqa: E402
-from sglang_standin import SGLangStandIn  # noqa: E402
-
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest  # noqa: E402
-from m1_harness.thinking.engines import EngineError  # noqa: E402
-from m1_harness.thinking.engines.base import BadResult, GenRequest, GenResult, check_result, weights_fingerprint  # noqa: E402
-from m1_harness.thinking.engines.server import ServerEngine  # noqa: E402
-from m1_harness.thinking.markers import PRESETS  # noqa: E402
-from m1_harness.thinking.tracecache import CachingEngine, TraceCache  # noqa: E402
+from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines.base import BadResult, GenRequest, GenResult, check_result, weights_fingerprint
+from m1_harness.thinking.engines.server import ServerEngine
+from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
 BUDGET, ANSWER = 24, 8
 QUESTIONS = ["Which nerve is injured in wrist drop?", "What is the mechanism of action of aspirin?"]
