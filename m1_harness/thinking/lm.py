@@ -504,8 +504,9 @@ class M1BudgetLM(LM):
             log.warning("m1_budget: unseeded sampling (seed=none, temperature=%s): the trace cache is off for "
                         "these requests", temp)
             return self.engine
-        problem = self.engine.seeded_sampling_problem() if temp > 0 and hasattr(self.engine, "seeded_sampling_problem") else None
-        if problem:  # a server whose seeds do not repeat (engines/server.py)
+        check_seeds = getattr(self.engine, "seeded_sampling_problem", None)  # a server (engines/server.py)
+        problem = check_seeds() if temp > 0 and check_seeds is not None else None
+        if problem:  # its seeds do not repeat: cut traces and probes would not be the run's
             if self.args["cache"] == "on":
                 raise CacheRefused(f"m1_budget: cache=on with seeded sampling (temperature={temp}): {problem}")
             log.warning("m1_budget: %s. The trace cache and sweep probes are off for these requests", problem)

@@ -14,7 +14,8 @@ Replicas: ``base_url`` may list several servers (comma- or space-separated). A r
 go to the replica that served its earlier rounds (found by the longest earlier context that prefixes
 the new prompt, so the replica's prefix cache holds it); new requests go to the least loaded replica.
 A replica that stops answering or keeps failing (connection refused/reset, timeouts, 5xx, malformed
-or wrong results, through all the retries) is dropped for the rest of the run; its unfinished requests move to the others, finished ones are kept, and
+or wrong results, through all the retries) is dropped for the rest of the run; its unfinished
+requests move to the others, finished ones are kept, and
 ``run_summary()`` says what moved. HTTP, retries and the API key are m1_harness.http's.
 
 Every response is checked (base.check_result) before it is used: a wrong one (ids past ``max_tokens``
