@@ -11,9 +11,19 @@ import os
 import datasets
 
 from m1_harness import data as m1_data
+from m1_harness.errors import UserError
 from m1_harness.prompts import build_prompt
+from m1_harness.scoring import MATCH_MODES, score
 
-MATCH_ENV = "M1_HARNESS_MATCH"  # "last" (m1's released code, default) or "first" (the paper's text)
+MATCH_ENV = "M1_HARNESS_MATCH"
+"""Which match of each scoring rule counts: ``last`` (m1's released code, the default) or ``first``
+(the paper's text); read by the m1 tasks' scoring and by ``sampled.py`` (maj@k, pass@k)."""
+STRICT_ENV = "M1_HARNESS_STRICT"
+"""``1``: a *similarity guess* (no rule found an answer, so the option text most like the response was
+taken) counts as wrong; ``0`` (the default): it counts as m1's code counts it. Either way the share of
+guesses is reported (``guess_share``). Read beside ``M1_HARNESS_MATCH``."""
+_STRICT_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                  "off": False, "": False}
 METHOD_GROUPS = {
     "boxed": "boxed_share",
     "answer_is": "regex_share",
@@ -23,6 +33,24 @@ METHOD_GROUPS = {
     "none": "none_share",
 }
 SHARE_METRICS = ("boxed_share", "regex_share", "guess_share", "none_share")
+
+
+class ScoringSettingError(UserError, ValueError):
+    """``M1_HARNESS_MATCH`` or ``M1_HARNESS_STRICT`` set to a value scoring does not know."""
+
+
+def scoring_rules() -> dict:
+    """``match`` and ``strict`` for ``scoring.score``, from the two environment variables; checked when
+    the tasks load (``load_dataset``), so a typo is one sentence before any answer is generated."""
+    match = os.environ.get(MATCH_ENV, "last").strip() or "last"
+    if match not in MATCH_MODES:
+        raise ScoringSettingError(f"{MATCH_ENV}={match!r}: use 'last' (m1's released code, the default) or 'first' "
+                                  "(the paper's text)")
+    strict = os.environ.get(STRICT_ENV, "").strip().lower()
+    if strict not in _STRICT_VALUES:
+        raise ScoringSettingError(f"{STRICT_ENV}={strict!r}: use 1 (a similarity guess counts as wrong) or 0 "
+                                  "(it counts as m1's code counts it, the default)")
+    return {"match": match, "strict": _STRICT_VALUES[strict]}
 
 
 def load_dataset(
@@ -38,6 +66,7 @@ def load_dataset(
     letters. Every row carries the count of items left out, which the ``bad_items_skipped`` metric
     puts in the results.
     """
+    scoring_rules()  # a bad scoring setting fails now, not after every answer was generated
     items = m1_data.load_items(benchmark, data, source, bad_items=bad_items)
     rows = [
         {
@@ -57,10 +86,8 @@ def load_dataset(
 
 def process_results(doc: dict, results: list[str]) -> dict:
     """``acc`` under m1's rules plus which rule decided, so guessed accuracy is visible."""
-    from m1_harness.scoring import score
-
     options = dict(zip(doc["letters"], doc["choices"]))
-    verdict = score(results[0], options, doc["answer_idx"], match=os.environ.get(MATCH_ENV, "last"))
+    verdict = score(results[0], options, doc["answer_idx"], **scoring_rules())
     out = {"acc": int(verdict.correct)}
     out.update({name: 0 for name in SHARE_METRICS})
     out[METHOD_GROUPS[verdict.method]] = 1
