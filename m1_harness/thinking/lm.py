@@ -28,7 +28,7 @@ from m1_harness.errors import UserError
 from m1_harness.thinking.markers import PRESETS, detect
 from m1_harness.thinking.seeds import sample_seed
 from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
-from m1_harness.thinking.tracecache import CacheRefused, CachingEngine, TraceCache
+from m1_harness.thinking.tracecache import CACHE_FILE, CacheRefused, CachingEngine, TraceCache
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ class M1BudgetLM(LM):
                         a["pretrained"])
         elif a["cache"] != "off":
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
-            self._cache = TraceCache(root / "traces.sqlite", identity)
+            self._cache = TraceCache(root / CACHE_FILE, identity)
         self.traces: list[dict] = []  # records of the last generate_until call
         self.probes: list[tuple[int, int]] = []  # set by reconfigure (m1-harness sweep)
         self.decodings: list[tuple[float, float]] = []  # (temperature, top_p) of the last generate_until call
@@ -578,8 +578,16 @@ class M1BudgetLM(LM):
                 len(too_long), len(recs), limit)
         if hasattr(self.engine, "run_summary"):  # the server engine: replicas, and what moved between them
             summary["server"] = self.engine.run_summary()
+        if self._cache is not None:  # a trace-cache hit costs no engine work: context_tokens 0 in every round
+            summary["served_from_cache"] = sum(
+                not (sum(r["round_tokens"]["context_tokens"]) + r["probe_tokens"]["context_tokens"]) for r in recs)
         self.summary = summary
         print(f"m1_budget: {json.dumps(summary)}; trace records in {self.trace_file}", file=sys.stderr)
+        if self._cache is not None:
+            what = "requests" if k_samples == 1 else "sampled traces"
+            print(f"m1_budget: {summary['served_from_cache']} of {len(recs)} {what} served from the trace cache "
+                  f"{self._cache.path} (`m1-harness cache info` shows it, `m1-harness cache clear` empties it)",
+                  file=sys.stderr)
         if k_samples > 1:
             print(f"m1_budget: lm-eval's table scores sample 0 of {k_samples}; maj@k / pass@k / mean@k: "
                   "m1-harness sweep --samples / report", file=sys.stderr)
