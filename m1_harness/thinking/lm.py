@@ -283,14 +283,16 @@ class M1BudgetLM(LM):
                     log.warning("m1_budget: device=%s but CUDA is not available; using cpu", a["device"])
                     a["device"] = "cpu"
             bs = 16 if a["batch_size"] == AUTO else a["batch_size"]
-            self.engine = load_engine("hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"], **common)
+            # progress=False: the budget loop's bar counts requests; the engine's would count calls (rounds, probes)
+            self.engine = load_engine("hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"],
+                                      progress=False, **common)
         elif self.engine_name == "server":
             if not a["base_url"]:
                 raise ModelArgError("m1_budget: engine=server needs base_url=http://HOST:PORT/v1 (several: separated by "
                                     "commas or spaces)")
             self.engine = load_engine("server", **common, **{k: a[k] for k in SERVER_ONLY})
         else:
-            extra = {"max_concurrency": a["max_concurrency"]} if owned_server else {}
+            extra = {"max_concurrency": a["max_concurrency"]} if owned_server else {"progress": False}
             self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY}, **extra)
         self.tokenizer = self.engine.tokenizer
         self.markers_name = a["markers"]
