@@ -33,29 +33,3 @@ def test_info_then_clear(tmp_path, monkeypatch, capsys):
     assert cli.main(["cache", "clear", "--all"]) == 0
     assert not root.exists()
 
-
-def test_lm_evals_chat_template_warning_is_dropped_for_a_loaded_m1_budget():
-    """`m1-harness sweep` hands lm-eval a loaded M1BudgetLM once per setting: lm-eval's "chat template is
-    not applied" (untrue for m1_budget, which applies it) printed once per setting. lm-eval logs it, then
-    refuses the empty task list before touching the model."""
-    import logging
-
-    import lm_eval.evaluator
-    import pytest
-
-    from m1_harness import _autoload
-    from m1_harness.thinking.lm import M1BudgetLM
-
-    _autoload.note_chat_template()
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger("lm_eval.evaluator")
-    logger.addHandler(handler)
-    try:
-        with pytest.raises(ValueError, match="No tasks specified"):
-            lm_eval.evaluator.simple_evaluate(model=M1BudgetLM.__new__(M1BudgetLM),
-                                              model_args=f"pretrained=org/{'x' * 30}-instruct", tasks=[])
-    finally:
-        logger.removeHandler(handler)
-    assert not [r for r in records if "chat template" in " ".join(r.getMessage().split())]
