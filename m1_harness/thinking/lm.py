@@ -29,6 +29,7 @@ from m1_harness.errors import UserError
 from m1_harness.thinking.markers import PRESETS, detect
 from m1_harness.thinking.seeds import sample_seed
 from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
+from m1_harness.taskfns import BudgetedText
 from m1_harness.thinking.tracecache import CacheRefused, CachingEngine, TraceCache
 from m1_harness.versions import library_versions
 
@@ -480,9 +481,9 @@ class M1BudgetLM(LM):
 
                 def done(n: int, trace, idx=idx, seeds=seeds, temp=temp, top_p=top_p, forcing_str=forcing_str) -> None:
                     i, j = idx[n // k_samples], n % k_samples
-                    if j == 0:
-                        out[i] = trace.text
-                        self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
+                    if j == 0:  # the cut flag rides on the text to the task's metrics (taskfns.BudgetedText)
+                        out[i] = BudgetedText(trace.text, trace.hit_budget)
+                        self.cache_hook.add_partial("generate_until", requests[i].args, out[i])
                     rec = self._record(requests[i], settings[i], trace, forcing_str, temp)
                     rec.update(sample=j, sample_seed=seeds[n], top_p=top_p)
                     self.traces[i * k_samples + j] = rec
