@@ -41,7 +41,8 @@ from m1_harness.thinking.engines import owned, server, vllm
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK_CUDA = "constraints-cuda.txt"
-INSTALL_DOCS = ("README.md", "docs/install.md")
+INSTALL_DOCS = ("README.md", "docs/install.md")  # the pages that must name the lock's versions
+RESOLVE_RECORD = "benchmarks/results/cuda_resolve.json"  # what the resolve behind the lock found
 # the lock's versions a GPU user must be told (the install docs name each as name==version)
 NAMED = ("vllm", "torch", "transformers")
 WHEELS = ROOT / "build" / "wheels"
@@ -102,6 +103,15 @@ def write_lock(root: Path = ROOT) -> Path:
             + f"; the set needs Python >= {python_floor(report)}"]
     path = root / LOCK_CUDA
     path.write_text("\n".join(head + [f"{n}=={v}" for n, v in sorted(pins.items())]) + "\n")
+    vllm_meta = next(i["metadata"] for i in report["install"] if canonicalize_name(i["metadata"]["name"]) == "vllm")
+    record = {"command": 'pip install --dry-run --ignore-installed --report REPORT ".[vllm]"',
+              "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pip": report["pip_version"],
+              "python": env["python_full_version"], "platform": f"{env['sys_platform']} {env['platform_machine']}",
+              "packages": len(pins), **{n: pins.get(n) for n in NAMED},
+              "vllm_requires_python": vllm_meta.get("requires_python"),
+              "vllm_requires": [r for r in vllm_meta.get("requires_dist", []) if Requirement(r).name in NAMED],
+              "python_floor": str(python_floor(report))}
+    (root / RESOLVE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return path
 
 
@@ -141,10 +151,12 @@ def check_docs(pins: dict[str, str], requires_python: str, root: Path = ROOT) ->
     transformers versions, and the Python floor is requires-python's."""
     python = requires_python.removeprefix(">=")
     for doc in INSTALL_DOCS:
-        path = root / doc
-        if not path.is_file():
-            raise CheckError(f"{path}: missing (the install page GPU users read)")
-        text = path.read_text()
+        if not (root / doc).is_file():
+            raise CheckError(f"{root / doc}: missing (the install page GPU users read)")
+    pages = [*INSTALL_DOCS, *sorted(str(p.relative_to(root)) for p in (root / "docs").glob("*.md")
+                                    if str(p.relative_to(root)) not in INSTALL_DOCS)]
+    for doc in pages:
+        text = (root / doc).read_text()
         for n, line in enumerate(text.splitlines(), 1):
             if "pip install" not in line or "[vllm]" not in line or "--dry-run" in line:
                 continue  # not an install of the vllm extra (a dry run shows how the lock is made)
@@ -155,6 +167,8 @@ def check_docs(pins: dict[str, str], requires_python: str, root: Path = ROOT) ->
                 if pins.get(name) != m.group(2).strip("'\""):
                     raise CheckError(f"{doc}:{n}: {m.group(0)} disagrees with {LOCK_CUDA} "
                                      f"({name}=={pins.get(name)}): {line.strip()}")
+        if doc not in INSTALL_DOCS:
+            continue
         for name in NAMED:
             if f"{name}=={pins[name]}" not in text:
                 raise CheckError(f"{doc}: does not name {name}=={pins[name]}, the version {LOCK_CUDA} gives GPU users")
