@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def repo_copy(tmp_path):
     """The files the lock check reads, copied so one can be made wrong."""
-    for name in ("pyproject.toml", "constraints-cuda.txt", "README.md", "docs/install.md"):
+    for name in ("pyproject.toml", "constraints-cuda.txt", "README.md", "docs/install.md", "docs/engines.md"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
     return tmp_path
@@ -69,6 +69,21 @@ def test_a_gpu_install_line_without_the_cuda_lock_fails_naming_its_line(repo_cop
         check_lock(repo_copy, online=False)
     assert str(err.value) == (f"docs/install.md:{line}: a GPU install line without `-c constraints-cuda.txt`: "
                               'pip install -e ".[vllm]"')
+
+
+def test_a_gpu_install_line_on_any_docs_page_must_use_the_cuda_lock(repo_copy):
+    _edit(repo_copy / "docs" / "engines.md", '`pip install -e ".[vllm]" -c constraints-cuda.txt`',
+          '`pip install -e ".[vllm]"`')
+    with pytest.raises(CheckError, match=r"^docs/engines\.md:\d+: a GPU install line without `-c constraints-cuda\.txt`"):
+        check_lock(repo_copy, online=False)
+
+
+def test_a_pin_on_a_gpu_install_line_must_be_the_locks(repo_copy):
+    _edit(repo_copy / "docs" / "install.md", 'pip install -e ".[vllm]" -c constraints-cuda.txt',
+          'pip install -e ".[vllm]" -c constraints-cuda.txt torch==2.13.0')
+    with pytest.raises(CheckError, match=r"^docs/install\.md:\d+: torch==2\.13\.0 disagrees with constraints-cuda\.txt "
+                                         r"\(torch==2\.14\.0\)"):
+        check_lock(repo_copy, online=False)
 
 
 def test_docs_naming_another_torch_than_the_lock_fail(repo_copy):
