@@ -48,6 +48,8 @@ endef
 LOCK := constraints.txt
 LOCK_VLLM := constraints-vllm.txt
 LOCK_CUDA := constraints-cuda.txt
+# constraints-cuda.txt is resolved for each of these Pythons too (vLLM pins differ by Python: setuptools)
+CUDA_PYTHONS ?= $(shell command -v python3.12)
 LOCK_DIR := build/lock
 # pip freeze without m1-harness itself; local labels (torch's +cpu) dropped, so a pin also matches the
 # same release from another index (==2.13.0 matches 2.13.0+cpu).
@@ -115,7 +117,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_DIR)/main
 	$(call install_main,$(LOCK_DIR)/main/bin/python,)
 	$(LOCK_DIR)/main/bin/python $(FREEZE) > $(LOCK)
-	$(LOCK_DIR)/main/bin/python -m m1_harness.cudacheck write
+	$(LOCK_DIR)/main/bin/python -m m1_harness.cudacheck write $(foreach p,$(CUDA_PYTHONS),--python $(p))
 	$(PYTHON) -m venv $(LOCK_DIR)/vllm
 	$(call install_vllm,$(LOCK_DIR)/vllm/bin/python,)
 	$(LOCK_DIR)/vllm/bin/python $(FREEZE) > $(LOCK_VLLM)

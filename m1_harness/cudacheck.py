@@ -46,7 +46,7 @@ RESOLVE_RECORD = "benchmarks/results/cuda_resolve.json"  # what the resolve behi
 # the lock's versions a GPU user must be told (the install docs name each as name==version)
 NAMED = ("vllm", "torch", "transformers")
 WHEELS = ROOT / "build" / "wheels"
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)", re.MULTILINE)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)", re.MULTILINE)  # on a docs install line
 
 
 class CheckError(Exception):
@@ -59,20 +59,35 @@ def pyproject(root: Path = ROOT) -> dict:
 
 
 def read_pins(path: Path) -> dict[str, str]:
-    """``name==version`` lines of a constraints file, by canonical name."""
-    return {canonicalize_name(m.group(1)): m.group(2) for m in _PIN.finditer(path.read_text())}
+    """The ``name==version`` lines of a constraints file that apply to this interpreter (a line with a
+    ``; python_version == "3.12"`` marker applies on that Python only), by canonical name."""
+    pins = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            if spec.operator != "==":
+                raise ValueError
+        except ValueError:  # packaging's InvalidRequirement is one; so is a bound or several specifiers
+            raise CheckError(f"{path.name}:{n}: not a name==version pin: {line}") from None
+        if req.marker is None or req.marker.evaluate():
+            pins[canonicalize_name(req.name)] = spec.version
+    return pins
 
 
-def resolve(root: Path, constraints: Path | None = None) -> dict:
-    """pip's dry-run report of ``.[vllm]`` (metadata only: nothing is installed or built beyond metadata)."""
+def resolve(root: Path, constraints: Path | None = None, python: str = sys.executable) -> dict:
+    """pip's dry-run report of ``.[vllm]`` for ``python`` (metadata only: nothing is installed)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+        cmd = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                "--report", str(report), *(["-c", str(constraints)] if constraints else []), ".[vllm]"]
         done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-12:]
-            raise CheckError(f"pip could not resolve {' '.join(cmd[3:])} in {root}:\n" + "\n".join(tail))
+            raise CheckError(f"pip could not resolve {' '.join(cmd[3:])} in {root} for {python}:\n" + "\n".join(tail))
         return json.loads(report.read_text())
 
 
@@ -90,27 +105,53 @@ def python_floor(report: dict) -> Version:
     return max(floors, default=Version("3"))
 
 
-def write_lock(root: Path = ROOT) -> Path:
-    """Resolve ``.[vllm]`` afresh (newest releases within pyproject's bounds) and write constraints-cuda.txt."""
-    report = resolve(root)
-    pins, env = report_pins(report), report["environment"]
+def merge_pins(by_python: dict[str, dict[str, str]]) -> list[str]:
+    """One constraints file for several Pythons: a pin the same on all is one line; one that differs
+    (vllm 0.33 wants setuptools < 81 on Python > 3.11 only) or is missing on some gets a line per
+    Python, with a ``python_version`` marker."""
+    lines = []
+    for name in sorted(set().union(*by_python.values())):
+        versions = {py: pins.get(name) for py, pins in by_python.items()}
+        if len(set(versions.values())) == 1:
+            lines.append(f"{name}=={versions[next(iter(versions))]}")
+        else:
+            lines += [f'{name}=={v}; python_version == "{py}"' for py, v in versions.items() if v is not None]
+    return lines
+
+
+def write_lock(root: Path = ROOT, pythons: list[str] = ()) -> Path:
+    """Resolve ``.[vllm]`` afresh (newest releases within pyproject's bounds) for this interpreter and
+    each of ``pythons`` (other minor versions), and write constraints-cuda.txt (and its record)."""
+    reports = {}
+    for python in [sys.executable, *pythons]:
+        report = resolve(root, python=python)
+        env = report["environment"]
+        reports[".".join(env["python_full_version"].split(".")[:2])] = report
+    first = next(iter(reports.values()))
+    pins, env = report_pins(first), first["environment"]
+    floor = min(python_floor(r) for r in reports.values())
     head = [f"# {LOCK_CUDA}: what `pip install \".[vllm]\"` resolves to for a GPU user (make lock writes it;",
             "# `python -m m1_harness.cudacheck lock` checks it). A metadata-only resolve: pip install --dry-run",
             "# --ignore-installed --report, nothing installed.",
-            f"# resolved {time.strftime('%Y-%m-%d', time.gmtime())} for {env['implementation_name']} "
-            f"{env['python_full_version']} on {env['sys_platform']} {env['platform_machine']} by pip {report['pip_version']}",
+            f"# resolved {time.strftime('%Y-%m-%d', time.gmtime())} on {env['sys_platform']} {env['platform_machine']} for "
+            + ", ".join(f"{r['environment']['implementation_name']} {r['environment']['python_full_version']} "
+                        f"(pip {r['pip_version']})" for r in reports.values()),
             f"# {len(pins)} packages; " + ", ".join(f"{n} {pins[n]}" for n in NAMED if n in pins)
-            + f"; the set needs Python >= {python_floor(report)}"]
+            + f"; the set needs Python >= {floor}"]
     path = root / LOCK_CUDA
-    path.write_text("\n".join(head + [f"{n}=={v}" for n, v in sorted(pins.items())]) + "\n")
-    vllm_meta = next(i["metadata"] for i in report["install"] if canonicalize_name(i["metadata"]["name"]) == "vllm")
+    path.write_text("\n".join(head + merge_pins({py: report_pins(r) for py, r in reports.items()})) + "\n")
+    vllm_meta = next(i["metadata"] for i in first["install"] if canonicalize_name(i["metadata"]["name"]) == "vllm")
     record = {"command": 'pip install --dry-run --ignore-installed --report REPORT ".[vllm]"',
-              "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pip": report["pip_version"],
-              "python": env["python_full_version"], "platform": f"{env['sys_platform']} {env['platform_machine']}",
-              "packages": len(pins), **{n: pins.get(n) for n in NAMED},
+              "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "platform": f"{env['sys_platform']} {env['platform_machine']}",
+              "resolves": [{"python": r["environment"]["python_full_version"], "pip": r["pip_version"],
+                            "packages": len(report_pins(r)), **{n: report_pins(r).get(n) for n in NAMED}}
+                           for r in reports.values()],
+              "differ_by_python": sorted({ln.split("==")[0] for ln in merge_pins(
+                  {py: report_pins(r) for py, r in reports.items()}) if ";" in ln}),
               "vllm_requires_python": vllm_meta.get("requires_python"),
               "vllm_requires": [r for r in vllm_meta.get("requires_dist", []) if Requirement(r).name in NAMED],
-              "python_floor": str(python_floor(report))}
+              "python_floor": str(floor)}
     (root / RESOLVE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return path
 
@@ -440,10 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m m1_harness.cudacheck", description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["lock", "write", "surface"])
     ap.add_argument("--offline", action="store_true", help="lock: skip the pip resolve (bounds and docs only)")
+    ap.add_argument("--python", action="append", default=[], metavar="PATH",
+                    help="write: also resolve for this interpreter (another Python minor version; repeatable)")
     a = ap.parse_args(argv)
     try:
         if a.what == "write":
-            print(f"wrote {write_lock()}")
+            print(f"wrote {write_lock(pythons=a.python)}")
         elif a.what == "lock":
             pins = check_lock(online=not a.offline)
             print(f"{LOCK_CUDA}: agrees with pyproject.toml and {', '.join(INSTALL_DOCS)} "

@@ -39,59 +39,67 @@ def test_the_real_lock_bounds_and_docs_agree():
     assert (pins["vllm"], pins["torch"], pins["transformers"]) == ("0.33.0", "2.14.0", "5.20.2")
 
 
-def test_a_wrong_bound_fails(repo_copy):
-    _edit(repo_copy / "pyproject.toml", '"vllm>=0.32,<0.34"', '"vllm>=0.32,<0.33"')
+def _line_of(path: Path, text: str) -> int:
+    return next(n for n, t in enumerate(path.read_text().splitlines(), 1) if text in t)
+
+
+# (file, what is changed, into what, the check's sentence; {line}: the changed line's number)
+WRONG = {
+    "a wrong bound": ("pyproject.toml", '"vllm>=0.32,<0.34"', '"vllm>=0.32,<0.33"',
+                      "pyproject.toml: the bound vllm<0.33,>=0.32 excludes vllm==0.33.0 of constraints-cuda.txt; "
+                      "fix the bound or run `make lock`"),
+    "a base bound the GPU resolve leaves": (
+        "pyproject.toml", '"transformers>=5.19,<6"', '"transformers>=5.21,<6"',
+        "pyproject.toml: the bound transformers<6,>=5.21 excludes transformers==5.20.2 of constraints-cuda.txt; "
+        "fix the bound or run `make lock`"),
+    "requires-python below the lock's needs": (
+        "pyproject.toml", 'requires-python = ">=3.11"', 'requires-python = ">=3.10"',
+        "pyproject.toml: requires-python = '>=3.10', but the packages of constraints-cuda.txt need Python >= 3.11; "
+        'set requires-python = ">=3.11"'),
+    "a GPU install line without the lock": (
+        "docs/install.md", 'pip install -e ".[vllm]" -c constraints-cuda.txt', 'pip install -e ".[vllm]"',
+        'docs/install.md:{line}: a GPU install line without `-c constraints-cuda.txt`: pip install -e ".[vllm]"'),
+    "such a line on another docs page": (
+        "docs/engines.md", '`pip install -e ".[vllm]" -c constraints-cuda.txt`', '`pip install -e ".[vllm]"`',
+        "docs/engines.md:{line}: a GPU install line without `-c constraints-cuda.txt`: {text}"),
+    "a pin on a GPU install line that is not the lock's": (
+        "docs/install.md", 'pip install -e ".[vllm]" -c constraints-cuda.txt',
+        'pip install -e ".[vllm]" -c constraints-cuda.txt torch==2.13.0',
+        "docs/install.md:{line}: torch==2.13.0 disagrees with constraints-cuda.txt (torch==2.14.0): "
+        'pip install -e ".[vllm]" -c constraints-cuda.txt torch==2.13.0'),
+    "the README naming another torch": (
+        "README.md", "torch==2.14.0", "torch==2.13.0",
+        "README.md: does not name torch==2.14.0, the version constraints-cuda.txt gives GPU users"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG)
+def test_a_disagreement_fails_with_a_sentence_naming_the_file(repo_copy, case):
+    name, old, new, sentence = WRONG[case]
+    path = repo_copy / name
+    _edit(path, old, new)
+    line = _line_of(path, new)
     with pytest.raises(CheckError) as err:
         check_lock(repo_copy, online=False)
-    assert str(err.value) == ("pyproject.toml: the bound vllm<0.33,>=0.32 excludes vllm==0.33.0 of "
-                              "constraints-cuda.txt; fix the bound or run `make lock`")
+    assert str(err.value) == sentence.format(line=line, text=path.read_text().splitlines()[line - 1].strip())
 
 
-def test_a_base_bound_the_gpu_resolve_leaves_fails(repo_copy):
-    _edit(repo_copy / "pyproject.toml", '"transformers>=5.19,<6"', '"transformers>=5.21,<6"')
-    with pytest.raises(CheckError, match=r"the bound transformers<6,>=5.21 excludes transformers==5.20.2"):
-        check_lock(repo_copy, online=False)
+def test_pins_that_differ_by_python_get_markers_and_only_this_pythons_apply(tmp_path):
+    lines = cudacheck.merge_pins({"3.11": {"setuptools": "84.2.1", "torch": "2.14.0", "tomli": "2.2.1"},
+                                  "3.12": {"setuptools": "80.9.0", "torch": "2.14.0"}})
+    assert lines == ['setuptools==84.2.1; python_version == "3.11"', 'setuptools==80.9.0; python_version == "3.12"',
+                     'tomli==2.2.1; python_version == "3.11"', "torch==2.14.0"]
+    lock = tmp_path / "c.txt"
+    lock.write_text("# a comment\n" + "\n".join(lines) + "\n")
+    assert cudacheck.read_pins(lock) == {"setuptools": "84.2.1", "tomli": "2.2.1", "torch": "2.14.0"}  # CI: 3.11
 
 
-def test_requires_python_below_what_the_locked_packages_need_fails(repo_copy):
-    _edit(repo_copy / "pyproject.toml", 'requires-python = ">=3.11"', 'requires-python = ">=3.10"')
+def test_a_lock_line_that_is_not_a_pin_is_an_error_naming_it(tmp_path):
+    lock = tmp_path / "c.txt"
+    lock.write_text("torch==2.14.0\nvllm>=0.33\n")
     with pytest.raises(CheckError) as err:
-        check_lock(repo_copy, online=False)
-    assert str(err.value) == ("pyproject.toml: requires-python = '>=3.10', but the packages of constraints-cuda.txt "
-                              'need Python >= 3.11; set requires-python = ">=3.11"')
-
-
-def test_a_gpu_install_line_without_the_cuda_lock_fails_naming_its_line(repo_copy):
-    doc = repo_copy / "docs" / "install.md"
-    _edit(doc, 'pip install -e ".[vllm]" -c constraints-cuda.txt', 'pip install -e ".[vllm]"')
-    line = next(n for n, t in enumerate(doc.read_text().splitlines(), 1) if t == 'pip install -e ".[vllm]"')
-    with pytest.raises(CheckError) as err:
-        check_lock(repo_copy, online=False)
-    assert str(err.value) == (f"docs/install.md:{line}: a GPU install line without `-c constraints-cuda.txt`: "
-                              'pip install -e ".[vllm]"')
-
-
-def test_a_gpu_install_line_on_any_docs_page_must_use_the_cuda_lock(repo_copy):
-    _edit(repo_copy / "docs" / "engines.md", '`pip install -e ".[vllm]" -c constraints-cuda.txt`',
-          '`pip install -e ".[vllm]"`')
-    with pytest.raises(CheckError, match=r"^docs/engines\.md:\d+: a GPU install line without `-c constraints-cuda\.txt`"):
-        check_lock(repo_copy, online=False)
-
-
-def test_a_pin_on_a_gpu_install_line_must_be_the_locks(repo_copy):
-    _edit(repo_copy / "docs" / "install.md", 'pip install -e ".[vllm]" -c constraints-cuda.txt',
-          'pip install -e ".[vllm]" -c constraints-cuda.txt torch==2.13.0')
-    with pytest.raises(CheckError, match=r"^docs/install\.md:\d+: torch==2\.13\.0 disagrees with constraints-cuda\.txt "
-                                         r"\(torch==2\.14\.0\)"):
-        check_lock(repo_copy, online=False)
-
-
-def test_docs_naming_another_torch_than_the_lock_fail(repo_copy):
-    _edit(repo_copy / "README.md", "torch==2.14.0", "torch==2.13.0")
-    with pytest.raises(CheckError) as err:
-        check_lock(repo_copy, online=False)
-    assert str(err.value) == ("README.md: does not name torch==2.14.0, the version constraints-cuda.txt gives "
-                              "GPU users")
+        cudacheck.read_pins(lock)
+    assert str(err.value) == "c.txt:2: not a name==version pin: vllm>=0.33"
 
 
 # -- the API surface -------------------------------------------------------------------------------------
