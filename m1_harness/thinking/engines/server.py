@@ -83,7 +83,7 @@ API_SURFACE = {
         "vllm.entrypoints.openai.completion.protocol.CompletionResponse(choices, usage)",
         "vllm.entrypoints.serve.engine.protocol.UsageInfo(prompt_tokens_details)",
         "vllm.entrypoints.serve.engine.protocol.PromptTokenUsageInfo(cached_tokens)",
-        "vllm.entrypoints.serve.engine.protocol.ModelCard(id, root, max_model_len)",
+        "vllm.entrypoints.serve.engine.protocol.ModelCard(id, root, parent, max_model_len)",
         "vllm.entrypoints 'X-data-parallel-rank'",  # the DP rank header the server reads
     ],
     "sglang": [
@@ -95,6 +95,9 @@ API_SURFACE = {
         "sglang.srt.entrypoints.openai.protocol.UsageInfo(prompt_tokens_details)",
         "sglang.srt.entrypoints.openai.protocol.PromptTokensDetails(cached_tokens)",
         "sglang.srt.entrypoints.openai.protocol.ModelCard(id, root, max_model_len)",
+        # the determinism check: the route (0.5.23 marks it deprecated for /server_info) and its field
+        "sglang.srt.entrypoints.http_server '/get_server_info'",
+        "sglang.srt.arg_groups 'enable_deterministic_inference'",  # a ServerArgs field (assembled there)
     ],
 }
 _MOD = (1 << 61) - 1

@@ -71,6 +71,7 @@ API_SURFACE = {"vllm": [
     "vllm.config.VllmConfig.model_config", "vllm.config.VllmConfig.cache_config",
     "vllm.config.VllmConfig.scheduler_config", "vllm.config.ModelConfig.max_model_len",
     "vllm.config.CacheConfig.block_size", "vllm.config.CacheConfig.num_gpu_blocks",
+    "vllm.config.CacheConfig.kv_cache_size_tokens", "vllm.config.ModelConfig.get_vocab_size",
     "vllm.config.SchedulerConfig.enable_chunked_prefill", "vllm.config.SchedulerConfig.max_num_batched_tokens",
     "vllm.sampling_params.SamplingParams(n, max_tokens, temperature, top_p, seed, stop_token_ids, stop, ignore_eos,"
     " include_stop_str_in_output, skip_special_tokens, spaces_between_special_tokens, detokenize, output_kind)",
