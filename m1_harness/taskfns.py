@@ -6,6 +6,7 @@ lm-eval's task interface.
 
 from __future__ import annotations
 
+import math
 import os
 
 import datasets
@@ -53,6 +54,27 @@ def scoring_rules() -> dict:
     return {"match": match, "strict": _STRICT_VALUES[strict]}
 
 
+class BudgetedText(str):
+    """A response text that also says whether a thinking budget cut it (``budget_cut``).
+
+    ``m1_budget`` returns these to lm-eval, so the m1 tasks can report the share of requests the budget
+    cut and the accuracy among the others. The flag comes from the budget loop (``Trace.hit_budget``:
+    the budget, not the model, ended the thinking), not from the text: a cut trace does carry the
+    preset's cut text ("Final Answer:", or the family's own), but a model can write that text itself
+    (s1 / m1-style models often open their answer with "Final Answer:"), and reading it back would
+    count those answers as cut. lm-eval hands the object itself to ``process_results`` (its default
+    ``take_first`` filter; the m1 tasks define no other), and ``--use_cache`` pickles it with its flag.
+    A plain ``str`` (lm-eval's hf / vllm models: no thinking budget) was not cut.
+    """
+
+    budget_cut: bool = False
+
+    def __new__(cls, text: str, budget_cut: bool = False):
+        obj = super().__new__(cls, text)
+        obj.budget_cut = bool(budget_cut)
+        return obj
+
+
 def load_dataset(
     benchmark: str, data: str | None = None, prompt: str = "m1", source: str | None = None,
     bad_items: str = "error", **_ignored
@@ -85,14 +107,27 @@ def load_dataset(
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
-    """``acc`` under m1's rules plus which rule decided, so guessed accuracy is visible."""
+    """``acc`` under m1's rules plus which rule decided, so guessed accuracy is visible, and whether the
+    thinking budget cut the response (``budget_cut``), with ``acc_uncut`` as the pair (correct, uncut)
+    that ``uncut_accuracy`` sums."""
     options = dict(zip(doc["letters"], doc["choices"]))
     verdict = score(results[0], options, doc["answer_idx"], **scoring_rules())
     out = {"acc": int(verdict.correct)}
     out.update({name: 0 for name in SHARE_METRICS})
     out[METHOD_GROUPS[verdict.method]] = 1
     out["bad_items_skipped"] = doc.get("bad_items_skipped", 0)
+    cut = int(getattr(results[0], "budget_cut", False))
+    out["budget_cut"] = cut
+    out["acc_uncut"] = (out["acc"], 1 - cut)
     return out
+
+
+def uncut_accuracy(pairs: list[tuple[int, int]]) -> float:
+    """Accuracy among the requests the budget did not cut: correct-and-uncut over uncut, summed over the
+    (correct, uncut) pairs (a mean of per-item values would count cut items as wrong). NaN ("NaN" in
+    lm-eval's table) when the budget cut every request: there is no uncut accuracy to report."""
+    uncut = sum(u for _, u in pairs)
+    return sum(c * u for c, u in pairs) / uncut if uncut else math.nan
 
 
 def per_file(counts: list[int]) -> int:
