@@ -104,11 +104,10 @@ def test_strict_counts_a_similarity_guess_as_wrong(monkeypatch):
     guess = "Warfrin"  # no rule finds an answer; the most similar option text is C
     assert extract_choice(guess, OPTS) == ("C", "similarity")
     monkeypatch.delenv(taskfns.STRICT_ENV, raising=False)
-    assert taskfns.process_results(DOC, [guess]) == {"acc": 1, "boxed_share": 0, "regex_share": 0, "guess_share": 1,
-                                                     "none_share": 0, "bad_items_skipped": 0}
+    shares = {"boxed_share": 0, "regex_share": 0, "guess_share": 1, "none_share": 0}
+    assert taskfns.process_results(DOC, [guess]).items() >= ({"acc": 1} | shares).items()
     monkeypatch.setenv(taskfns.STRICT_ENV, "1")
-    assert taskfns.process_results(DOC, [guess]) == {"acc": 0, "boxed_share": 0, "regex_share": 0, "guess_share": 1,
-                                                     "none_share": 0, "bad_items_skipped": 0}
+    assert taskfns.process_results(DOC, [guess]).items() >= ({"acc": 0} | shares).items()
     assert taskfns.process_results(DOC, ["The answer is C"])["acc"] == 1  # found by a rule: still right
     assert score(guess, OPTS, "C", strict=True) == Score("C", "similarity", False)
 
