@@ -201,7 +201,7 @@ def test_results_without_a_record_of_their_run_are_refused(tmp_path):
     out = tmp_path / "sweep"
     sweep.run_sweep("pretrained=m", ["medqa"], [256], [0], out, evaluate=FakeEvaluate(), echo=lambda *a: None)
     (out / "budget256_forcing0" / sweep.MANIFEST).unlink()  # e.g. a folder written by an older m1-harness
-    with pytest.raises(sweep.SweepError, match="it has no sweep_setting.json .written when a setting finishes., so what "
+    with pytest.raises(sweep.SweepError, match="it has no sweep_setting.json .written when a setting starts., so what "
                                                "made these results is unknown"):
         sweep.run_sweep("pretrained=m", ["medqa"], [256], [0], out, evaluate=FakeEvaluate(), echo=lambda *a: None)
 
