@@ -1,8 +1,9 @@
 """The server m1_budget starts for data_parallel_size > 1 (engines/owned.py): it never outlives its owner,
 and a server that cannot start is an error naming the cause and the log.
 
-The run itself (lm_eval with engine=vllm,data_parallel_size=2 equal to the in-process engine) is in
-test_engine_server.py, beside the other served runs it shares its reference with.
+A real vLLM server that cannot start is in tests/vllm/test_engine_owned_vllm.py; the run itself (lm_eval with
+engine=vllm,data_parallel_size=2 equal to the in-process engine) is in tests/vllm/test_engine_server.py, beside the
+other served runs it shares its reference with.
 """
 
 from __future__ import annotations
@@ -88,21 +89,3 @@ def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_
     assert str(err.value).startswith(
         "data_parallel_size: vLLM's server exited with code 1 before it was ready: ValueError: Available memory on "
         "node 0 (19.84/23.54 GiB) on startup is less than desired CPU memory utilization (0.9, 21.19 GiB). (command: -c ")
-
-
-@pytest.mark.vllm
-def test_a_server_that_cannot_start_is_an_error_with_its_cause_and_log(tmp_path, monkeypatch):
-    from m1_harness.devmodels import tiny_qwen2_vllm
-    from m1_harness.thinking.engines import EngineError, load_engine
-
-    monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
-    tiny = tiny_qwen2_vllm(tmp_path / "tiny")
-    with pytest.raises(EngineError) as err:
-        load_engine("vllm", pretrained=str(tiny), data_parallel_size=2, no_such_flag=1)
-    msg = str(err.value)
-    assert msg.startswith("data_parallel_size: vLLM's server exited with code 2 before it was ready (command: -m "
-                          "vllm.entrypoints.openai.api_server --model ")
-    assert "--data-parallel-size 2" in msg and "api_server.py: error: unrecognized arguments: --no-such-flag" in msg
-    assert "--block-size 32 --no-enable-chunked-prefill" in msg  # on CPU: seeded sampling needs whole-prompt prefills
-    logs = list((tmp_path / "cache" / "servers").glob("vllm-dp2-*.log"))
-    assert len(logs) == 1 and str(logs[0]) in msg
