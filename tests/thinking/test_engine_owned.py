@@ -11,26 +11,31 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from repo_paths import REPO
+from waiting import wait_for
 
 
-def _gone(pid: int, within: float) -> bool:
+SERVER_CODE = "import time; time.sleep(120)"
+
+
+def _gone(pid: int) -> bool:
     """True once ``pid`` no longer runs (absent, or a zombie waiting for its new parent to reap it)."""
-    deadline = time.time() + within
-    while time.time() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def _serving(pid: int) -> bool:
+    """True while ``pid`` runs the server's own code (its exec is done, so its parent-death signal is armed)."""
+    try:
+        return not _gone(pid) and SERVER_CODE in Path(f"/proc/{pid}/cmdline").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 @pytest.mark.parametrize("end", ["exit", "sigkill"])
@@ -42,7 +47,7 @@ import sys, time
 from pathlib import Path
 from m1_harness.thinking.engines.owned import OwnedServer
 
-server = OwnedServer([sys.executable, "-c", "import time; time.sleep(120)"], 1, Path({str(tmp_path / 'server.log')!r}))
+server = OwnedServer([sys.executable, "-c", {SERVER_CODE!r}], 1, Path({str(tmp_path / 'server.log')!r}))
 print(server.proc.pid, flush=True)
 {"time.sleep(120)" if end == "sigkill" else "sys.stdin.readline()"}
 """
@@ -51,15 +56,14 @@ print(server.proc.pid, flush=True)
                             env=env)
     try:
         pid = int(proc.stdout.readline())
-        time.sleep(0.5)
-        assert not _gone(pid, 0.1)  # the server runs while its owner does
+        wait_for(lambda: _serving(pid), 30, f"the owned server {pid} to run its code")  # while its owner does
         if end == "sigkill":
             proc.kill()
         else:
             proc.stdin.write("\n")
             proc.stdin.flush()
         proc.wait(timeout=30)
-        assert _gone(pid, 10.0), f"the owned server {pid} outlived its owner ({end})"
+        wait_for(lambda: _gone(pid), 10, f"the owned server {pid} to stop after its owner ({end})")
     finally:
         if proc.poll() is None:
             proc.kill()
