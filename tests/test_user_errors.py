@@ -17,6 +17,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     return rc, captured.err.strip()
 
 
+@pytest.mark.subprocess
 def test_lm_eval_prints_an_m1_budget_mistake_as_one_sentence(tmp_path, python_env):
     proc = subprocess.run(
         [sys.executable, "-m", "lm_eval", "--model", "m1_budget", "--model_args", "pretrained=org/x,dtype=float99",

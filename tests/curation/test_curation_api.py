@@ -219,6 +219,7 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.subprocess
 def test_killed_run_resumes_without_paying_any_request_twice(server, tmp_path, train_items, python_env, concurrency):
     import yaml
 

@@ -39,6 +39,7 @@ def _serving(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("end", ["exit", "sigkill"])
+@pytest.mark.subprocess
 def test_owned_server_is_stopped_when_its_owner_exits_or_is_killed(tmp_path, end):
     """The owner exits without closing the engine (atexit stops the server), or is killed with SIGKILL
     (nothing of it runs: the kernel's parent-death signal stops the server)."""
@@ -81,6 +82,7 @@ FAILED_START_LOG = """\
 """
 
 
+@pytest.mark.subprocess
 def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_path):
     from m1_harness.thinking.engines import EngineError
     from m1_harness.thinking.engines.owned import OwnedServer

@@ -237,6 +237,7 @@ def test_another_model_or_changed_weights_miss_the_cache(tiny, tmp_path):
     assert changed._cache.hits == 0
 
 
+@pytest.mark.subprocess
 def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
     """A model updated on the Hub under the same id must not be served its old traces."""
     import subprocess
