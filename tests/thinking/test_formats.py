@@ -4,7 +4,6 @@ chat-template arguments, and one real run through the lm_eval CLI per preset."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import sys
@@ -198,27 +197,8 @@ def test_m1_budget_auto_enable_thinking_and_template_args(models, tmp_path, capl
 CLI_RUNS = [(f, "auto") for f in FAMILIES] + [("qwen3", "think_tags")]
 
 
-@pytest.fixture(scope="module")
-def task_index_once():
-    """lm-eval scans its thousands of task YAMLs on every run (about 15 s here); the runs below
-    share one scan (a deep copy each), everything else of the CLI runs as it does for users."""
-    from lm_eval.tasks._index import TaskIndex
-
-    build, built = TaskIndex.build, {}
-
-    def once(paths, **kw):
-        key = (tuple(str(p) for p in paths), tuple(sorted(kw.items())))
-        if key not in built:
-            built[key] = build(paths, **kw)
-        return copy.deepcopy(built[key])
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(TaskIndex, "build", staticmethod(once))
-        yield
-
-
 @pytest.mark.parametrize("family,markers", CLI_RUNS, ids=[f"{m}-{f}" for f, m in CLI_RUNS])
-def test_lm_eval_cli_runs_each_preset(models, task_index_once, family, markers, tmp_path, monkeypatch, capsys):
+def test_lm_eval_cli_runs_each_preset(models, lm_eval_task_index, family, markers, tmp_path, monkeypatch, capsys):
     from lm_eval.__main__ import cli_evaluate
 
     preset = family if markers == "auto" else markers
