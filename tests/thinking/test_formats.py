@@ -197,6 +197,7 @@ def test_m1_budget_auto_enable_thinking_and_template_args(models, tmp_path, capl
 CLI_RUNS = [(f, "auto") for f in FAMILIES] + [("qwen3", "think_tags")]
 
 
+@pytest.mark.slow  # a real lm_eval CLI run per preset (80 s for the eight on a loaded 2-core machine)
 @pytest.mark.parametrize("family,markers", CLI_RUNS, ids=[f"{m}-{f}" for f, m in CLI_RUNS])
 def test_lm_eval_cli_runs_each_preset(models, lm_eval_task_index, family, markers, tmp_path, monkeypatch, capsys):
     from lm_eval.__main__ import cli_evaluate
