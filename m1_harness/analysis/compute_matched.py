@@ -21,6 +21,7 @@ import logging
 
 import numpy as np
 
+from .figures import MARKERS, clip_percent, finish, grid, panel_title, shade, task_order
 from .results import TaskResult, display_name
 from .sampled import NoTraceRecords, default_ks, k_rows, sampled_outcomes
 
@@ -113,21 +114,21 @@ def to_markdown(points: list[dict]) -> str:
 
 def figure_compute_matched(points: list[dict], colours: dict):
     """A panel per task; per model: the budget sweep (solid), forcing sweeps (dashed), voting curves
-    (dotted, one per budget), and its Pareto frontier (black steps through ringed points). Every line
+    (dotted, one per budget), and its Pareto frontier (black steps through ringed points). A model's
+    series share its colour in shades, each with its own marker. Every line
     has a gid (``budget:<model>``, ``forcing@<b>:<model>``, ``vote@<b>:<model>``, ``pareto:<model>``)
     and its points are (tokens, accuracy %)."""
-    from .plots import _clip_percent, _finish, _grid, _task_order, panel_title
-
-    tasks = _task_order({p["task"] for p in points})
+    tasks = task_order({p["task"] for p in points})
     if not tasks:
         return None
-    fig, axes = _grid(len(tasks))
-    styles = {"budget": ("-", "o"), "forcing": ("--", "s"), "vote": (":", "^")}
+    fig, axes = grid(len(tasks))
+    styles = {"budget": "-", "forcing": "--", "vote": ":"}
     for ax, task in zip(axes, tasks):
         for model in sorted({p["model"] for p in points if p["task"] == task}):
             mine = [p for p in points if p["task"] == task and p["model"] == model]
             names = sorted({s for p in mine for s in p["series"].split()}, key=lambda s: (s.split("@")[0] != "budget", s))
-            for name in names:
+            for i, name in enumerate(names):
+                colour = shade(colours[model], i, len(names))
                 pts = sorted((p for p in mine if name in p["series"].split()), key=lambda p: p["mean_generated_tokens_per_item"])
                 kind = name.split("@")[0]
                 x = np.array([p["mean_generated_tokens_per_item"] for p in pts])
@@ -135,14 +136,14 @@ def figure_compute_matched(points: list[dict], colours: dict):
                 err = [y - [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts] - y]
                 what = {"budget": "budget sweep", "forcing": f"forcing at budget {name[8:]}",
                         "vote": f"maj@k at budget {name[5:]}"}[kind]
-                cont = ax.errorbar(x, y, yerr=err, linestyle=styles[kind][0], marker=styles[kind][1],
-                                   color=colours[model], capsize=2, linewidth=1.3, markersize=4, alpha=0.9,
+                cont = ax.errorbar(x, y, yerr=err, linestyle=styles[kind], marker=MARKERS[i % len(MARKERS)],
+                                   color=colour, capsize=2, linewidth=1.3, markersize=4, alpha=0.9,
                                    label=f"{display_name(model)}: {what}")
                 cont.lines[0].set_gid(f"{name}:{model}")
                 if kind == "vote":
                     for p, xi, yi in zip(pts, x, y):
                         ax.annotate(f"k={p['k']}", (xi, yi), textcoords="offset points", xytext=(3, -9), fontsize=7,
-                                    color=colours[model])
+                                    color=colour)
             front = sorted((p for p in mine if p["pareto"]), key=lambda p: p["mean_generated_tokens_per_item"])
             (line,) = ax.plot([p["mean_generated_tokens_per_item"] for p in front], [100 * p["accuracy"] for p in front],
                               drawstyle="steps-post", color="black", linewidth=1.0, marker="o", markersize=9,
@@ -152,8 +153,8 @@ def figure_compute_matched(points: list[dict], colours: dict):
         ax.set_title(panel_title(task), fontsize=11)
         ax.set_xlabel("mean generated tokens per item (all k samples)")
         ax.set_ylabel("accuracy (%)")
-        _clip_percent(ax)
+        clip_percent(ax)
         ax.grid(alpha=0.3)
-    _finish(fig, axes, axes, "Accuracy at matched compute: thinking longer, forcing, or voting over k samples\n"
+    finish(fig, axes, axes, "Accuracy at matched compute: thinking longer, forcing, or voting over k samples\n"
                               "(error bars: 95% Wilson intervals over items; ringed: Pareto frontier)", ncol=2)
     return fig

