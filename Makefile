@@ -22,7 +22,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 2
 DEMO_ARGS ?=
 DEMO_GRID ?=
 
-.PHONY: demo test test-main test-vllm test-cuda test-cuda-versions venv venv-vllm lock clean chromium
+.PHONY: demo test test-fast test-main test-vllm test-cuda test-cuda-versions venv venv-vllm lock clean chromium
 
 # The install steps of each environment, one home for `make venv` (pinned by the lock file) and
 # `make lock` (fresh, unpinned). $(1): the environment's python; $(2): extra pip options (-c FILE).
@@ -108,6 +108,11 @@ test-cuda-versions: $(VENV_CV)/.installed
 	$(VENV_CV)/bin/python -m pytest -m "not vllm and not slow" -q -p no:cacheprovider
 
 test: test-main test-vllm test-cuda
+
+# The quick loop while editing (under two minutes on a 2-core machine): in-process tests only, leaving out
+# vLLM, the browser, anything that starts a process, and the slow end-to-end runs (make test runs them all).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not vllm and not slow and not browser and not subprocess" -q
 
 # Refresh the pins: install both environments afresh (newest releases within pyproject's bounds) in
 # $(LOCK_DIR) and freeze them. Run `make test` afterwards and commit the two files with its result.

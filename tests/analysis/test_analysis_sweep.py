@@ -145,7 +145,7 @@ def test_sweep_resumes(tmp_path):
     assert len(fourth.calls) == 2
 
 
-def test_sweep_cli_with_lm_eval_dummy_model(tmp_path, eval_data_dir, capsys):
+def test_sweep_cli_with_lm_eval_dummy_model(tmp_path, eval_data_dir, capsys, lm_eval_task_index):
     """A real lm-eval run (its `dummy` model, the project's medqa task), one setting."""
     from m1_harness import cli
 

@@ -9,15 +9,14 @@ import torch
 from lm_eval.api.instance import Instance
 
 from m1_harness.thinking.lm import M1BudgetLM
-from m1tiny import QUESTIONS, chatty_tiny_qwen2
+from m1tiny import QUESTIONS
 
 FAST = dict(engine="hf", dtype="float32", batch_size=4)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.set_num_threads(1)
-    return str(chatty_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny"))
+def tiny(chatty_tiny):
+    return chatty_tiny
 
 
 @pytest.fixture(scope="module")
@@ -180,24 +179,15 @@ def test_cache_serves_a_smaller_budget_and_refuses_sampling_when_on(tiny, tmp_pa
 
 
 @pytest.mark.slow
-def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch, eval_data_dir):
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
-    from m1_harness.paths import shipped_dir
-
-    monkeypatch.setenv("M1_HARNESS_DATA", str(eval_data_dir))
-    res = lm_eval.simple_evaluate(
-        model="m1_budget",
-        model_args=f"pretrained={tiny},engine=hf,dtype=float32,thinking_budget=24,forcing=1,answer_budget=24,"
-                   f"trace_path={tmp_path / 'tr.jsonl'},cache_dir={tmp_path / 'c'}",
-        tasks=["medqa"], limit=3, log_samples=True,
-        task_manager=TaskManager(include_path=str(shipped_dir("tasks"))),
-    )
+def test_simple_evaluate_medqa(tiny_lm_eval_run):
+    """m1_budget by name through lm_eval.simple_evaluate (the shared run of conftest: 3 items, 2 samples each)."""
+    res = tiny_lm_eval_run.results
     assert "acc,none" in res["results"]["medqa"]
+    assert res["n-samples"]["medqa"]["effective"] == 3
     resp = res["samples"]["medqa"][0]["resps"][0][0]
     assert resp.startswith("<|im_start|>think\n") and "<|im_start|>answer\n" in resp
-    assert len((tmp_path / "tr.jsonl").read_text().splitlines()) == 3
+    assert len(tiny_lm_eval_run.records) == 3 * 2
+    assert all(r["thinking_tokens"] <= 24 and r["answer_tokens"] <= 16 for r in tiny_lm_eval_run.records)
 
 
 def test_unseeded_sampling_bypasses_the_cache_when_auto(tiny, tmp_path):
@@ -242,6 +232,7 @@ def test_another_model_or_changed_weights_miss_the_cache(tiny, tmp_path):
     assert changed._cache.hits == 0
 
 
+@pytest.mark.subprocess
 def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
     """A model updated on the Hub under the same id must not be served its old traces."""
     import subprocess

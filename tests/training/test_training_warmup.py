@@ -3,15 +3,13 @@ presets' 5% warm-up trained at learning rate 0 (transformers rounds 5% of 1 step
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 from m1_harness.training.config import build_config
+from repo_paths import SHARED_TRAIN
 from m1_harness.training.sft import sft_config, total_steps, warmup_steps
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("ratio, total, expected", [
@@ -43,7 +41,7 @@ def test_a_one_step_run_with_warmup_changes_the_weights(tmp_path):
     from m1_harness.devmodels import tiny_qwen2
     from m1_harness.training.sft import build_trainer
 
-    data = Path(os.environ.get("M1_HARNESS_TRAIN_DATA") or REPO.parent / "shared" / "data" / "train")
+    data = SHARED_TRAIN
     if not data.exists():
         pytest.fail(f"training sample not found at {data}: set M1_HARNESS_TRAIN_DATA")
     model = tiny_qwen2(tmp_path / "tiny")
