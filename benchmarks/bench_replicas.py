@@ -72,7 +72,9 @@ def main() -> None:
     args = ap.parse_args()
     streaming = not args.barrier
 
-    from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+    from m1_harness.thinking.budget import BudgetForcer
+
+    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.data import load_items
     from m1_harness.thinking.engines.server import ServerEngine
     from m1_harness.thinking.markers import PRESETS

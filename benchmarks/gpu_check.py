@@ -108,7 +108,8 @@ def measure(model, device, prefill_shapes, decode_batches, kv_len: int, repeats:
 
 def engine_check(device) -> dict:
     """The transformers engine's path on ``device`` against the CPU, on the tiny Qwen2."""
-    from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+    from m1_harness.thinking.budget import BudgetForcer
+    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.devmodels import tiny_qwen2
     from m1_harness.thinking.engines.hf import HFEngine
     from m1_harness.thinking.markers import PRESETS

@@ -77,7 +77,7 @@ FAILED_START_LOG = """\
 
 
 def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_path):
-    from m1_harness.thinking.engines import EngineError
+    from m1_harness.thinking.engines.base import EngineError
     from m1_harness.thinking.engines.owned import OwnedServer
 
     (tmp_path / "lines").write_text(FAILED_START_LOG)
@@ -93,7 +93,8 @@ def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_
 @pytest.mark.vllm
 def test_a_server_that_cannot_start_is_an_error_with_its_cause_and_log(tmp_path, monkeypatch):
     from m1_harness.devmodels import tiny_qwen2_vllm
-    from m1_harness.thinking.engines import EngineError, load_engine
+    from m1_harness.thinking.engines import load_engine
+    from m1_harness.thinking.engines.base import EngineError
 
     monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
     tiny = tiny_qwen2_vllm(tmp_path / "tiny")

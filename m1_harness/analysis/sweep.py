@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from m1_harness.thinking.budget import TOKEN_COUNTS
+from m1_harness.thinking.engines.base import TOKEN_COUNTS
 from m1_harness.errors import UserError
 from m1_harness.paths import DATA_ENV, atomic_write_text, ensure_writable_dir
 

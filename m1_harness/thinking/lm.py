@@ -22,7 +22,9 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import handle_arg_string
 
-from m1_harness.thinking.budget import AUTO, TOKEN_COUNTS, BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.engines.base import TOKEN_COUNTS
+from m1_harness.thinking.request import AUTO, BudgetRequest
 from m1_harness.thinking.engines import load_engine, resolve_engine_name
 from m1_harness.errors import UserError
 from m1_harness.thinking.markers import PRESETS, detect

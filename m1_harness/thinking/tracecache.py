@@ -165,7 +165,7 @@ class TraceCache:
         self.db.close()
 
 
-class CachingEngine:
+class CachingEngine(Engine):
     """Wraps an engine: serve from the cache what it can, generate the rest in chunks, store at once.
 
     ``decoding``: the engine's sampling settings as a dict (default the cache's: greedy), part of every key."""
@@ -174,7 +174,6 @@ class CachingEngine:
         self.engine, self.cache, self.chunk_size = engine, cache, chunk_size
         self.decoding = dict(cache.decoding if decoding is None else decoding)
         self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
-        self.eos_token_ids = getattr(engine, "eos_token_ids", None)
         self._asked: dict[object, GenRequest] = {}  # streaming: key -> request sent to the engine
         self._twins: dict[tuple, list[object]] = {}  # streaming: call -> keys waiting for it
         self._ready: list[tuple[object, GenResult]] = []
@@ -183,27 +182,33 @@ class CachingEngine:
         """What makes two requests the same call: key and max_tokens (e.g. a probe's answer and the run's own)."""
         return _key(self.cache.model_id, self.decoding, req), req.max_tokens
 
+    # The wrapped engine's capabilities (base.Engine), read through at each use: a server's
+    # ``max_in_flight`` shrinks when a replica stops answering. A streaming engine stays one behind
+    # the cache: hits come back from the next poll, each engine result is stored the moment it is
+    # finished (so a killed run loses no finished call).
     @property
-    def round_size(self) -> int | None:
-        return getattr(self.engine, "round_size", None)
-
-    # A streaming engine stays one behind the cache: hits come back from the next poll, each
-    # engine result is stored the moment it is finished (so a killed run loses no finished call).
-    @property
-    def streaming(self) -> bool:
-        return bool(getattr(self.engine, "streaming", False))
+    def round_size(self) -> int | None:  # type: ignore[override]
+        return self.engine.round_size
 
     @property
-    def kv_cache_tokens(self) -> int:
-        return int(getattr(self.engine, "kv_cache_tokens", 0) or 0)
+    def eos_token_ids(self) -> list[int] | None:  # type: ignore[override]
+        return self.engine.eos_token_ids
 
     @property
-    def block_size(self) -> int:
-        return int(getattr(self.engine, "block_size", 1) or 1)
+    def streaming(self) -> bool:  # type: ignore[override]
+        return self.engine.streaming
 
     @property
-    def max_in_flight(self) -> int:
-        return int(getattr(self.engine, "max_in_flight", 0) or 0)
+    def kv_cache_tokens(self) -> int:  # type: ignore[override]
+        return self.engine.kv_cache_tokens
+
+    @property
+    def block_size(self) -> int:  # type: ignore[override]
+        return self.engine.block_size
+
+    @property
+    def max_in_flight(self) -> int:  # type: ignore[override]
+        return self.engine.max_in_flight
 
     def _hit(self, req: GenRequest) -> GenResult | None:
         hit = self.cache.lookup(req, self.tokenizer, self.decoding)

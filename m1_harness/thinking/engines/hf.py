@@ -28,7 +28,7 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, StoppingCriteria
 
-from m1_harness.thinking.engines.base import GenRequest, GenResult
+from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
 
 _TF_VERSION = tuple(int(p) for p in transformers.__version__.split(".")[:2])
 # transformers 5.24 renamed the KV cache argument of forward/generate and the output field from
@@ -155,7 +155,7 @@ class _PrefixCache:
         self.entries.clear()
 
 
-class HFEngine:
+class HFEngine(Engine):
     """``generate`` token-id prompts with transformers; greedy unless ``temperature > 0``."""
 
     def __init__(self, pretrained: str, *, dtype: str = "auto", device: str | None = None,

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines.base import EngineError
 
 KEY_ENV = "M1_BUDGET_OWNED_SERVER_KEY"  # the env var that holds the child's key (read by http.JsonClient)
 _PR_SET_PDEATHSIG = 1

@@ -50,8 +50,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-from m1_harness.thinking.engines import EngineError, data_parallel_ranks
-from m1_harness.thinking.engines.base import GenRequest, GenResult, eos_token_ids
+from m1_harness.thinking.engines.base import (Engine, EngineError, GenRequest, GenResult, data_parallel_ranks,
+                                               eos_token_ids)
 from m1_harness.thinking.engines.vllm import VLLMEngine
 from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
 
@@ -102,7 +102,7 @@ class Replica:
         self.max_model_len: int | None = None
 
 
-class ServerEngine:
+class ServerEngine(Engine):
     """``generate`` token-id prompts on one or several OpenAI-compatible completion servers."""
 
     # the vLLM engine's normalisation, shared rather than copied (one home for what a result means)

@@ -36,8 +36,8 @@ import itertools
 import logging
 from typing import Any
 
-from m1_harness.thinking.engines import EngineError, data_parallel_ranks
-from m1_harness.thinking.engines.base import GenRequest, GenResult, eos_token_ids
+from m1_harness.thinking.engines.base import (Engine, EngineError, GenRequest, GenResult, data_parallel_ranks,
+                                               eos_token_ids)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def import_vllm():
     return vllm, LLM, SamplingParams, TokensPrompt
 
 
-class VLLMEngine:
+class VLLMEngine(Engine):
     """``generate`` token-id prompts with ``vllm.LLM``; greedy unless ``temperature > 0``.
 
     ``data_parallel_size > 1``: vLLM's offline ``LLM`` refuses data parallelism inside one process
