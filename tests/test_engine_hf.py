@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from m1_harness.thinking.budget import BudgetForcer
-
 from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines import load_engine
 from m1_harness.thinking.engines.base import Engine, GenRequest

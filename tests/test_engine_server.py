@@ -122,8 +122,7 @@ def _run(engine):
 
 
 def _key(trace):
-    r = trace.record()
-    return (r["text"], r["thinking_tokens"], r["forcing_rounds"], r["answer_tokens"], r["finish_reasons"])
+    return (trace.text, trace.thinking_tokens, trace.forcing_rounds, len(trace.answer_ids), trace.finish_reasons)
 
 
 @pytest.fixture(scope="module")

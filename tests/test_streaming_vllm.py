@@ -13,7 +13,6 @@ import os
 import pytest
 
 from m1_harness.thinking.budget import BudgetForcer
-
 from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.markers import PRESETS
 

@@ -41,10 +41,11 @@ from itertools import combinations
 from pathlib import Path
 
 from m1_harness.errors import UserError
+from m1_harness.records import read_records
 from m1_harness.scoring import answer_part, extract_choice
 from m1_harness.taskfns import METHOD_GROUPS
 
-from .results import _sortable, display_name, iter_trace_records, load_results, read_sample_records, trace_files_near
+from .results import _sortable, display_name, load_results, read_sample_records, trace_files_near
 from .stats import holm, mcnemar_exact
 
 CLASSES = ("always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable")  # in the viewer too
@@ -165,7 +166,7 @@ def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dic
     out: dict = {}
     for f in trace_files_near(results_file):
         if f not in cache:
-            cache[f] = list(iter_trace_records(f))
+            cache[f] = list(read_records(f))
         for rec in cache[f]:
             if rec.get("task") != task or model is not None and rec.get("model", model) != model:
                 continue

@@ -9,9 +9,8 @@ drivers (budget.py: batched; scheduler.py: streaming) only carry the calls to th
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from m1_harness.thinking.engines.base import TOKEN_COUNTS, Engine, GenRequest, GenResult
 from m1_harness.thinking.markers import Markers
@@ -72,18 +71,6 @@ class Trace:
     @property
     def thinking_tokens(self) -> int:
         return len(self.thinking_ids)
-
-    def record(self) -> dict:
-        """A JSON-able summary without the (long) id lists, for trace files."""
-        skip = {"prompt_ids", "thinking_ids", "answer_prefix_ids", "answer_ids"}  # asdict would deep-copy them
-        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
-        d.update(
-            prompt_tokens=len(self.prompt_ids),
-            thinking_tokens=self.thinking_tokens,
-            answer_tokens=len(self.answer_ids),
-            forcing_rounds=self.forcing_rounds,
-        )
-        return d
 
 
 def _encode(tok, text: str) -> list[int]:

@@ -41,8 +41,9 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
-from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
+from m1_harness.thinking.engines.base import CAPABILITIES, Engine, GenRequest, GenResult
 from m1_harness.errors import UserError
 from m1_harness.versions import library_versions
 
@@ -165,7 +166,7 @@ class TraceCache:
         self.db.close()
 
 
-class CachingEngine(Engine):
+class CachingEngine:
     """Wraps an engine: serve from the cache what it can, generate the rest in chunks, store at once.
 
     ``decoding``: the engine's sampling settings as a dict (default the cache's: greedy), part of every key."""
@@ -182,33 +183,14 @@ class CachingEngine(Engine):
         """What makes two requests the same call: key and max_tokens (e.g. a probe's answer and the run's own)."""
         return _key(self.cache.model_id, self.decoding, req), req.max_tokens
 
-    # The wrapped engine's capabilities (base.Engine), read through at each use: a server's
-    # ``max_in_flight`` shrinks when a replica stops answering. A streaming engine stays one behind
-    # the cache: hits come back from the next poll, each engine result is stored the moment it is
-    # finished (so a killed run loses no finished call).
-    @property
-    def round_size(self) -> int | None:  # type: ignore[override]
-        return self.engine.round_size
-
-    @property
-    def eos_token_ids(self) -> list[int] | None:  # type: ignore[override]
-        return self.engine.eos_token_ids
-
-    @property
-    def streaming(self) -> bool:  # type: ignore[override]
-        return self.engine.streaming
-
-    @property
-    def kv_cache_tokens(self) -> int:  # type: ignore[override]
-        return self.engine.kv_cache_tokens
-
-    @property
-    def block_size(self) -> int:  # type: ignore[override]
-        return self.engine.block_size
-
-    @property
-    def max_in_flight(self) -> int:  # type: ignore[override]
-        return self.engine.max_in_flight
+    # A streaming engine stays one behind the cache: hits come back from the next poll, each
+    # engine result is stored the moment it is finished (so a killed run loses no finished call).
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped engine's optional capabilities (base.CAPABILITIES), read through at each use: a
+        server's ``max_in_flight`` shrinks when a replica stops answering."""
+        if name in CAPABILITIES:
+            return getattr(self.engine, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _hit(self, req: GenRequest) -> GenResult | None:
         hit = self.cache.lookup(req, self.tokenizer, self.decoding)

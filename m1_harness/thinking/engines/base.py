@@ -78,6 +78,10 @@ class Engine(Protocol):
         ...
 
 
+# The optional capabilities: the Engine attributes that have a default (what a wrapper forwards).
+CAPABILITIES = tuple(name for name in Engine.__annotations__ if hasattr(Engine, name))
+
+
 def eos_token_ids(pretrained: str, tokenizer) -> list[int]:
     """The ids that end a turn: the generation config's EOS ids (often several) and the tokenizer's."""
     from transformers import GenerationConfig

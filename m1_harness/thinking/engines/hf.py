@@ -186,7 +186,7 @@ class HFEngine(Engine):
         self.set_sampling(temperature, top_p)
 
     @property
-    def round_size(self) -> int | None:
+    def round_size(self) -> int | None:  # type: ignore[override]  # derived, read-only (base.Engine has the default)
         """Requests the budget loop should take through all their rounds together (see budget.py)."""
         return self.batch_size if self.prefix_cache is not None else None
 

@@ -313,7 +313,7 @@ class ServerEngine(Engine):
 
     # -- streaming (base.StreamingEngine) ---------------------------------------------------------
     @property
-    def max_in_flight(self) -> int:
+    def max_in_flight(self) -> int:  # type: ignore[override]  # derived, read-only (base.Engine has the default)
         """Requests the streaming driver may hold at once: ``max_concurrency`` per replica still answering,
         so every admitted request's next round goes out at once instead of queueing behind newcomers."""
         return self.max_concurrency * max(1, sum(r.alive for r in self.replicas))
