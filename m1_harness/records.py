@@ -189,16 +189,20 @@ class TraceFile:
             "trace_path, then run again (finished generate calls come back from the trace cache)")
 
     def append(self, record: Mapping[str, Any]) -> None:
-        data = _line(record).encode("utf-8")
+        data = memoryview(_line(record).encode("utf-8"))
         try:
-            with self._locked(), self.path.open("ab") as fh:
-                size = fh.tell()
+            with self._locked():
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: undo is exact
                 try:
-                    fh.write(data)
-                    fh.flush()
-                except OSError:
-                    fh.truncate(size)  # no half record left behind
-                    raise
+                    size = os.fstat(fd).st_size
+                    try:
+                        while data:
+                            data = data[os.write(fd, data):]
+                    except OSError:
+                        os.ftruncate(fd, size)  # no half record left behind
+                        raise
+                finally:
+                    os.close(fd)
         except OSError as exc:
             raise self._fail(exc) from None
         self.written += 1
