@@ -8,7 +8,7 @@
    near-duplicates (character edits), 1% exact copies and 300 edited eval questions (leaks).
    The recipe collect -> dedup -> decontaminate (against every eval set in ``$M1_HARNESS_DATA``)
    runs in a child process; wall time per stage and the child's peak RSS are reported.
-2. distill against the local test server (``tests/teacher_server.py`` in its own process) at
+2. distill against the local test server (``tests/helpers/teacher_server.py`` in its own process) at
    concurrency 1, 8 and 32, with no added latency and with 50 ms per request; requests/s.
 
 Writes ``curation.json`` and ``curation.md`` into ``--out``. Nothing is written into the repo
@@ -194,7 +194,7 @@ def bench_distill(tmp: Path, n_items: int = 300) -> list[dict]:
                                  "answer_idx": "B", "answer": "beta", "source": "bench"}) + "\n")
     rows = []
     for delay in (0.0, 0.05):
-        srv = subprocess.Popen([sys.executable, str(REPO / "tests" / "teacher_server.py"), "--delay", str(delay)],
+        srv = subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers" / "teacher_server.py"), "--delay", str(delay)],
                                stdout=subprocess.PIPE, text=True)
         try:
             base_url = srv.stdout.readline().strip()

@@ -8,7 +8,7 @@ never-stop tiny model (_m1bench.py: every budget binds). Measured in one process
 - independent: every (budget, samples) setting of the grid run with ``cache=off``;
 - grid: the largest budget with the most samples, with the other budgets as in-flight probes, into a
   fresh trace cache (``cache=on``), then every other setting from that cache. A sample's seed does
-  not depend on K (README, "Sampling"), so the samples of a smaller K are the first K of the largest.
+  not depend on K (docs/sampling.md), so the samples of a smaller K are the first K of the largest.
 Primary measure: engine work as exact token counts (``generated_tokens``, ``context_tokens``,
 ``cached_tokens`` from m1_budget's summary); CPU and wall seconds beside. Checked: every grid
 response and trace text equals the independent run's of the same setting.

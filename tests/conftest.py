@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_EVAL = REPO.parent / "shared" / "data" / "eval"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from repo_paths import SHARED_EVAL
 
 # Tests read the real benchmark files through the project's own setting, like users do.
 if not os.environ.get("M1_HARNESS_DATA") and SHARED_EVAL.is_dir():
@@ -66,19 +64,6 @@ def python_env(tmp_path) -> dict:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["M1_HARNESS_CACHE"] = str(tmp_path / "cache")
     return env
-
-
-def rescored_accuracy(output_dir: Path, task: str) -> float:
-    """The task's accuracy computed again from the logged traces by scoring.score, independently of lm-eval."""
-    import json
-
-    from m1_harness.scoring import score
-
-    (samples,) = output_dir.rglob(f"samples_{task}_*.jsonl")
-    rows = [json.loads(line) for line in samples.read_text().splitlines()]
-    right = [score(r["resps"][0][0], dict(zip(r["doc"]["letters"], r["doc"]["choices"])), r["doc"]["answer_idx"]).correct
-             for r in rows]
-    return sum(right) / len(right)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,7 +17,7 @@ from m1_harness.records import VERSION, item_hash, item_identity, read_records
 from scripted_m1 import requests, scripted_lm
 
 HERE = Path(__file__).resolve().parent
-SCRIPT = HERE / "scripted_m1.py"
+SCRIPT = HERE / "helpers" / "scripted_m1.py"
 OLD_RUN = HERE / "fixtures" / "explain" / "runs"
 
 
@@ -68,7 +68,7 @@ def test_old_records_read_in_the_current_shape(tmp_path):
 
 
 def _start(tiny, trace, n, *extra):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE / "helpers")]))
     return subprocess.Popen([sys.executable, str(SCRIPT), tiny, str(trace), str(n), *map(str, extra)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

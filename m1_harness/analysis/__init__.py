@@ -7,6 +7,8 @@
 - ``plots``: ``m1-harness plot``, Figure 1 (accuracy vs budget), Figure 3 (accuracy vs forcing
   rounds) and thinking-length histograms.
 - ``sweep``: ``m1-harness sweep``, one lm-eval run per (budget, forcing) through the trace cache.
+- ``outcomes``: the join of lm-eval samples with trace records (one ``Outcome`` per item and setting);
+  ``figures``: the figure kit (panel grid, legend, colours, saving) every figure uses.
 - ``explain``: ``m1-harness explain``, per-item trajectories, flips (McNemar, Holm), cut-off-aware
   accuracy, efficiency and flip figures; ``viewer``: its self-contained HTML trace viewer.
 """

@@ -21,6 +21,7 @@ import logging
 
 import numpy as np
 
+from .figures import clip_percent, finish, grid, panel_title, task_order
 from .results import TaskResult, display_name
 from .sampled import NoTraceRecords, default_ks, k_rows, sampled_outcomes
 
@@ -116,12 +117,10 @@ def figure_compute_matched(points: list[dict], colours: dict):
     (dotted, one per budget), and its Pareto frontier (black steps through ringed points). Every line
     has a gid (``budget:<model>``, ``forcing@<b>:<model>``, ``vote@<b>:<model>``, ``pareto:<model>``)
     and its points are (tokens, accuracy %)."""
-    from .plots import _clip_percent, _finish, _grid, _task_order, panel_title
-
-    tasks = _task_order({p["task"] for p in points})
+    tasks = task_order({p["task"] for p in points})
     if not tasks:
         return None
-    fig, axes = _grid(len(tasks))
+    fig, axes = grid(len(tasks))
     styles = {"budget": ("-", "o"), "forcing": ("--", "s"), "vote": (":", "^")}
     for ax, task in zip(axes, tasks):
         for model in sorted({p["model"] for p in points if p["task"] == task}):
@@ -152,8 +151,8 @@ def figure_compute_matched(points: list[dict], colours: dict):
         ax.set_title(panel_title(task), fontsize=11)
         ax.set_xlabel("mean generated tokens per item (all k samples)")
         ax.set_ylabel("accuracy (%)")
-        _clip_percent(ax)
+        clip_percent(ax)
         ax.grid(alpha=0.3)
-    _finish(fig, axes, axes, "Accuracy at matched compute: thinking longer, forcing, or voting over k samples\n"
+    finish(fig, axes, axes, "Accuracy at matched compute: thinking longer, forcing, or voting over k samples\n"
                               "(error bars: 95% Wilson intervals over items; ringed: Pareto frontier)", ncol=2)
     return fig

@@ -36,204 +36,21 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from m1_harness.errors import UserError
-from m1_harness.records import read_records
-from m1_harness.scoring import answer_part, extract_choice
-from m1_harness.taskfns import METHOD_GROUPS
+import matplotlib.pyplot as plt
 
-from .results import _sortable, display_name, load_results, read_sample_records, trace_files_near
+from .figures import grid, model_colours, panel_title, save, task_order
+from .outcomes import Run, by_model_task, load_runs, precedes
+from .results import sortable
 from .stats import holm, mcnemar_exact
+from .viewer import write_viewer
 
-CLASSES = ("always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable")  # in the viewer too
 FLIP_FIELDS = ["task", "model", "axis", "neighbours", "from", "to", "n", "stayed_right", "wrong_to_right",
                "right_to_wrong", "stayed_wrong", "acc_from", "acc_to", "p", "p_holm", "at"]
 SETTING_FIELDS = ["model", "task", "setting", "budget", "forcing", "n", "right", "acc", "with_trace", "cut",
                   "share_cut", "acc_ended", "acc_cut", "mean_thinking_tokens", "thinking_tokens_per_right"]
-
-
-class ExplainError(UserError):
-    """A bad input, with a message saying which and what to do."""
-
-
-@dataclass
-class Outcome:
-    """One item at one setting."""
-
-    correct: bool
-    letter: str | None
-    method: str  # boxed / regex / guess / none; loglikelihood (multiple_choice); "-" when there are no options
-    answer: str  # the answer part of the response
-    text: str  # the whole response (m1_budget: the trace string)
-    thinking_tokens: int | None = None
-    hit_budget: bool | None = None
-    record: dict | None = field(default=None, repr=False)  # the m1_budget trace record
-
-
-@dataclass
-class Run:
-    """One model on one task at one setting."""
-
-    model: str
-    task: str
-    budget: int | str | None
-    forcing: int | None
-    source: str
-    outcomes: dict = field(default_factory=dict)  # doc_id -> Outcome
-    docs: dict = field(default_factory=dict)  # doc_id -> (doc, gold)
-
-    @property
-    def key(self) -> tuple:
-        return (_sortable(self.budget), _sortable(self.forcing))
-
-    @property
-    def label(self) -> str:
-        return setting_label(self.budget, self.forcing)
-
-
-def setting_label(budget, forcing) -> str:
-    return "no budget" if budget is None else f"budget {budget}, forcing {forcing}"
-
-
-def precedes(a: Run, b: Run) -> bool:
-    """b thinks at least as much as a on both axes (and differs): the order classes use."""
-    if a.budget is None or b.budget is None or a is b:
-        return False
-    return _sortable(a.budget) <= _sortable(b.budget) and (a.forcing or 0) <= (b.forcing or 0)
-
-
-# -- reading ----------------------------------------------------------------------------------------
-# option fields of lm-eval's own medical tasks: medqa_4options (GBaker/MedQA), medmcqa
-OPTION_FIELDS = (("ending0", "ending1", "ending2", "ending3"), ("opa", "opb", "opc", "opd"))
-
-
-def options_of(doc: dict) -> dict | None:
-    """The item's options as letter -> text (m1 tasks store two lists; lm-eval's own tasks vary)."""
-    if isinstance(doc.get("letters"), list) and isinstance(doc.get("choices"), list):
-        return dict(zip(doc["letters"], doc["choices"]))
-    if isinstance(doc.get("options"), dict):
-        return {str(k): str(v) for k, v in doc["options"].items()}
-    for keys in OPTION_FIELDS:
-        if all(k in doc for k in keys):
-            return {chr(65 + i): str(doc[k]) for i, k in enumerate(keys)}
-    choices = doc.get("choices") or doc.get("options")
-    if isinstance(choices, dict) and isinstance(choices.get("text"), list):
-        choices = choices["text"]
-    if isinstance(choices, list) and choices:
-        return {chr(65 + i): str(c) for i, c in enumerate(choices)}
-    return None
-
-
-def loglikelihood_choice(rec: dict) -> tuple[int, float] | None:
-    """(index, log-likelihood) of the best choice of a multiple_choice sample (lm-eval's own medqa_4options,
-    medmcqa), whose filtered_resps are [log-likelihood, is_greedy] pairs; None for generated text."""
-    resps = rec.get("filtered_resps")
-    if not isinstance(resps, list) or not resps:
-        return None
-    if not all(isinstance(x, (list, tuple)) and x and isinstance(x[0], (int, float)) for x in resps):
-        return None
-    best = max(range(len(resps)), key=lambda i: resps[i][0])
-    return best, float(resps[best][0])
-
-
-def _gold(doc: dict, rec: dict) -> str | None:
-    gold = doc.get("answer_idx", rec.get("target"))
-    if isinstance(gold, int) and not isinstance(gold, bool):  # multiple_choice targets are indices
-        return chr(65 + gold)
-    return None if gold is None else str(gold)
-
-
-def _response(rec: dict) -> str:
-    resps = rec.get("resps")
-    while isinstance(resps, list) and resps:
-        resps = resps[0]
-    if isinstance(resps, str):
-        return resps
-    filtered = rec.get("filtered_resps")
-    return str(filtered[0] if isinstance(filtered, list) and filtered else filtered or "")
-
-
-def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dict | None = None,
-                      model: str | None = None) -> dict:
-    """doc_id -> the trace records of this task and setting near the results file, oldest first
-    (``cache``: path -> records, so a file shared by several tasks or settings is read once). Records
-    that name another model (``model``; records written before it was added have none) are another
-    run's: skipped."""
-    cache = {} if cache is None else cache
-    out: dict = {}
-    for f in trace_files_near(results_file):
-        if f not in cache:
-            cache[f] = list(read_records(f))
-        for rec in cache[f]:
-            if rec.get("task") != task or model is not None and rec.get("model", model) != model:
-                continue
-            if "requested_thinking_budget" in rec and str(rec["requested_thinking_budget"]) != str(budget):
-                continue
-            if "forcing" in rec and rec["forcing"] != forcing:
-                continue
-            out.setdefault(rec.get("doc_id"), []).append(rec)
-    return out
-
-
-def matching_record(records: list[dict], text: str) -> dict | None:
-    """The newest record whose trace text is the sample's response: older records carry no model name,
-    so another model's run written to the same m1_traces/ folder must not be taken for this one."""
-    return next((r for r in reversed(records) if r.get("text", text) == text), None)
-
-
-def load_runs(paths, metric: str = "acc") -> list[Run]:
-    """Every (model, task, setting) under ``paths`` with its per-item outcomes."""
-    results = load_results(paths, metric)  # a missing path: ResultsError, printed by the CLI as one sentence
-    if not results:
-        raise ExplainError(f"no lm-eval results (results_*.json) with metric {metric!r} under: {' '.join(map(str, paths))}")
-    labels = {}
-    for r in results:  # lm-eval's own runs get their model type in the name: "Qwen2.5 (hf)"
-        name = display_name(r.model)
-        labels[r.setting] = name if r.budget is not None or not r.model_type else f"{name} ({r.model_type})"
-    runs, trace_cache = [], {}
-    for r in results:
-        source = Path(r.source)
-        samples = read_sample_records(source, r.task, r.metric_key)
-        if not samples:
-            raise ExplainError(f"{source}: no samples_{r.task}_*.jsonl beside it; rerun lm-eval with --log_samples "
-                               "(explain needs every item's answer)")
-        traces = (trace_records_for(source, r.task, r.budget, r.forcing, trace_cache, r.model)
-                  if r.budget is not None else {})
-        run = Run(labels[r.setting], r.task, r.budget, r.forcing, str(source))
-        metric_name = r.metric_key.partition(",")[0]
-        for rec in samples:
-            doc_id, doc = rec["doc_id"], rec.get("doc") or {}
-            options = options_of(doc)
-            choice = loglikelihood_choice(rec)
-            if choice is not None:  # scored by log-likelihood of each option: no text to extract from
-                letter, method = chr(65 + choice[0]), "loglikelihood"
-                text = f"{letter} (highest log-likelihood, {choice[1]:.2f})"
-            else:
-                text = _response(rec)
-                if options:
-                    letter, method = extract_choice(text, options)
-                    method = METHOD_GROUPS[method].removesuffix("_share")
-                else:
-                    letter, method = None, "-"
-            trace = matching_record(traces.get(doc_id, []), text)
-            run.outcomes[doc_id] = Outcome(
-                correct=bool(float(rec[metric_name])), letter=letter, method=method, answer=answer_part(text).strip(),
-                text=text, thinking_tokens=trace.get("thinking_tokens") if trace else None,
-                hit_budget=bool(trace.get("hit_budget")) if trace else None, record=trace)
-            run.docs[doc_id] = (doc, _gold(doc, rec))
-        runs.append(run)
-    return runs
-
-
-def by_model_task(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
-    """(model, task) -> its runs, least thinking first."""
-    groups: dict[tuple[str, str], list[Run]] = {}
-    for r in runs:
-        groups.setdefault((r.model, r.task), []).append(r)
-    return {k: sorted(v, key=lambda r: r.key) for k, v in sorted(groups.items())}
 
 
 # -- 1. trajectories ----------------------------------------------------------------------------------
@@ -256,10 +73,10 @@ def classify(runs: list[Run], doc_id) -> str:
 
 def settled_budget(runs: list[Run], doc_id):
     """The smallest budget from which the item is right at every setting (None if it never settles)."""
-    budgets = sorted({r.budget for r in runs if r.budget is not None and doc_id in r.outcomes}, key=_sortable)
+    budgets = sorted({r.budget for r in runs if r.budget is not None and doc_id in r.outcomes}, key=sortable)
     settled = None
     for b in reversed(budgets):
-        if all(r.outcomes[doc_id].correct for r in runs if doc_id in r.outcomes and _sortable(r.budget) >= _sortable(b)):
+        if all(r.outcomes[doc_id].correct for r in runs if doc_id in r.outcomes and sortable(r.budget) >= sortable(b)):
             settled = b
         else:
             break
@@ -269,7 +86,7 @@ def settled_budget(runs: list[Run], doc_id):
 def trajectories(runs: list[Run]) -> list[dict]:
     rows = []
     for (model, task), group in by_model_task(runs).items():
-        doc_ids = sorted({d for r in group for d in r.outcomes}, key=_sortable)
+        doc_ids = sorted({d for r in group for d in r.outcomes}, key=sortable)
         for doc_id in doc_ids:
             doc, gold = next(r.docs[doc_id] for r in group if doc_id in r.docs)
             settings = []
@@ -310,7 +127,7 @@ def write_trajectories(rows: list[dict], out: Path) -> None:
 
 # -- 2. flips -----------------------------------------------------------------------------------------
 def _compare(task, model, axis, neighbours, a: Run, b: Run, frm: str, to: str) -> dict:
-    common = sorted(set(a.outcomes) & set(b.outcomes), key=_sortable)
+    common = sorted(set(a.outcomes) & set(b.outcomes), key=sortable)
     x = [a.outcomes[d].correct for d in common]
     y = [b.outcomes[d].correct for d in common]
     test = mcnemar_exact(x, y)
@@ -335,13 +152,13 @@ def flips(runs: list[Run]) -> list[dict]:
     out = []
     for (model, task), group in groups.items():
         at = {(r.budget, r.forcing): r for r in group if r.budget is not None}
-        for f in sorted({f for _, f in at}, key=_sortable):
-            budgets = sorted((b for b, g in at if g == f), key=_sortable)
+        for f in sorted({f for _, f in at}, key=sortable):
+            budgets = sorted((b for b, g in at if g == f), key=sortable)
             for b1, b2, nb in _axis_pairs(budgets):
                 out.append(_compare(task, model, "budget", nb, at[b1, f], at[b2, f], f"budget {b1}", f"budget {b2}")
                            | {"at": f"forcing {f}"})
-        for b in sorted({b for b, _ in at}, key=_sortable):
-            forcings = sorted((f for g, f in at if g == b), key=_sortable)
+        for b in sorted({b for b, _ in at}, key=sortable):
+            forcings = sorted((f for g, f in at if g == b), key=sortable)
             for f1, f2, nb in _axis_pairs(forcings):
                 out.append(_compare(task, model, "forcing", nb, at[b, f1], at[b, f2], f"forcing {f1}", f"forcing {f2}")
                            | {"at": f"budget {b}"})
@@ -352,7 +169,7 @@ def flips(runs: list[Run]) -> list[dict]:
             g1, g2 = groups[m1, task], groups[m2, task]
             s1 = {(r.budget, r.forcing): r for r in g1}
             s2 = {(r.budget, r.forcing): r for r in g2}
-            common = sorted(set(s1) & set(s2), key=lambda k: (_sortable(k[0]), _sortable(k[1])))
+            common = sorted(set(s1) & set(s2), key=lambda k: (sortable(k[0]), sortable(k[1])))
             pairs = [(s1[k], s2[k]) for k in common] or [(g1[-1], g2[-1])]  # else each model's largest setting
             for a, b in pairs:
                 at = a.label if a.label == b.label else f"{a.label} vs {b.label}"
@@ -447,25 +264,23 @@ def write_settings(rows: list[dict], out: Path) -> None:
 def figure_efficiency(rows: list[dict]):
     """Accuracy against the actual mean thinking tokens, one line per (model, forcing), points labelled
     with their budget; None when no setting has trace records."""
-    from .plots import _grid, _task_order, model_colours, panel_title
-
     rows = [r for r in rows if r["mean_thinking_tokens"] is not None]
     if not rows:
         return None
-    tasks = _task_order(r["task"] for r in rows)
+    tasks = task_order(r["task"] for r in rows)
     colours = model_colours(r["model"] for r in rows)
-    fig, axes = _grid(len(tasks))
+    fig, axes = grid(len(tasks))
     styles = ["-o", "--s", ":^", "-.D"]
     for ax, task in zip(axes, tasks):
         lines = {}
         for r in rows:
             if r["task"] == task:
                 lines.setdefault((r["model"], r["forcing"]), []).append(r)
-        for i, ((model, forcing), pts) in enumerate(sorted(lines.items(), key=lambda kv: (kv[0][0], _sortable(kv[0][1])))):
+        for i, ((model, forcing), pts) in enumerate(sorted(lines.items(), key=lambda kv: (kv[0][0], sortable(kv[0][1])))):
             pts.sort(key=lambda r: r["mean_thinking_tokens"])
             xs = [p["mean_thinking_tokens"] for p in pts]
             ys = [100 * p["acc"] for p in pts]
-            forcings = sorted({f for m, f in lines if m == model}, key=_sortable)
+            forcings = sorted({f for m, f in lines if m == model}, key=sortable)
             ax.plot(xs, ys, styles[forcings.index(forcing) % len(styles)], color=colours[model], ms=4,
                     label=f"{model}, forcing {forcing}")
             labels: dict[tuple, list[str]] = {}  # budgets at one point (a model that never thinks) share a label
@@ -489,8 +304,6 @@ FLIP_PARTS = (("stayed_right", "stayed right", "#4c9a5b"), ("wrong_to_right", "t
 
 def figure_flips(rows: list[dict], task: str):
     """Stacked bars per neighbouring pair of one task: stayed right / turned right / turned wrong / stayed wrong."""
-    import matplotlib.pyplot as plt
-
     pairs = [r for r in rows if r["task"] == task and r["neighbours"]]
     if not pairs:
         return None
@@ -519,9 +332,6 @@ def explain(paths, out: Path | None, metric: str = "acc") -> dict:
     result = {"trajectories": trajectories(runs), "flips": flips(runs), "settings": setting_rows(runs)}
     result["sentences"] = [sentence(r) for r in summary_rows(result["flips"])]
     if out is not None:
-        from .plots import save
-        from .viewer import write_viewer
-
         out.mkdir(parents=True, exist_ok=True)
         write_trajectories(result["trajectories"], out)
         write_flips(result["flips"], out)

@@ -20,59 +20,20 @@ with ``ax.lines`` / ``line.get_xydata()``.
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # noqa: E402  (files only, never a window)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from m1_harness.errors import UserError
+from m1_harness.paths import atomic_write_text, ensure_writable_dir
 
-from m1_harness.errors import UserError  # noqa: E402
-from m1_harness.paths import atomic_write_text, ensure_writable_dir  # noqa: E402
+from .compute_matched import compute_points, figure_compute_matched, to_csv, to_markdown
+from .figures import clip_percent, finish, grid, model_colours, panel_title, save, task_order
+from .results import TaskResult, display_name, load_results, load_traces
+from .stats import ols_fit, proportion_interval
 
-from .report import COLUMNS, TASK_COLUMN  # noqa: E402
-from .compute_matched import compute_points, figure_compute_matched, to_csv, to_markdown  # noqa: E402
-from .results import TaskResult, display_name, load_results, load_traces  # noqa: E402
-from .stats import ols_fit, proportion_interval  # noqa: E402
-
-PANEL_W, PANEL_H = 4.0, 3.2  # inches per panel
-DPI = 100
-MAX_COLS = 5
-MIN_W = 7.0  # inches, so titles and legends fit above a single panel
 FORMATS = {"png", "pdf", "svg"}
-
-
-def model_colours(models) -> dict[str, tuple]:
-    """A fixed colour per model (sorted names -> tab10, then tab20), the same in every figure."""
-    names = sorted(set(models))
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {m: cmap(i % cmap.N) for i, m in enumerate(names)}
-
-
-def panel_title(task: str) -> str:
-    col = TASK_COLUMN.get(task)
-    return f"{col} ({task})" if col and col.lower() != task.lower() else (col or task)
-
-
-def _task_order(tasks) -> list[str]:
-    order = {c: i for i, c in enumerate(COLUMNS)}
-    return sorted(set(tasks), key=lambda t: (order.get(TASK_COLUMN.get(t), len(COLUMNS)), t))
-
-
-def _grid(n_panels: int):
-    cols = min(MAX_COLS, max(1, n_panels))
-    rows = max(1, math.ceil(n_panels / cols))
-    width = max(PANEL_W * cols, MIN_W)
-    fig, axes = plt.subplots(rows, cols, figsize=(width, PANEL_H * rows + 1.0), dpi=DPI, squeeze=False,
-                             layout="constrained")
-    flat = list(axes.ravel())
-    for ax in flat[n_panels:]:
-        ax.set_visible(False)
-    return fig, flat[:n_panels]
 
 
 def _numeric(v) -> bool:
@@ -111,19 +72,6 @@ def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regressio
     return line
 
 
-def _finish(fig, axes, handles_from, title, ncol: int = 4):
-    handles, labels = [], []
-    for ax in handles_from:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), ncol), frameon=False,
-                   fontsize=9)
-    fig.suptitle(title, fontsize=11)
-
-
 def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "wilson", seed: int = 0,
                   iters: int = 10000, colours: dict | None = None):
     """Figure 1: accuracy against thinking budget, a panel per benchmark, a line per model.
@@ -139,11 +87,11 @@ def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "w
     for r in results:
         if _numeric(r.budget) and (r.forcing or 0) == base_forcing[r.model]:
             pts.setdefault(r.task, {}).setdefault(r.model, []).append(r)
-    tasks = _task_order(pts)
+    tasks = task_order(pts)
     if not tasks:
         return None
     colours = colours or model_colours(r.model for r in results)
-    fig, axes = _grid(len(tasks))
+    fig, axes = grid(len(tasks))
     for ax, task in zip(axes, tasks):
         for model in sorted(pts[task]):
             rs = sorted(pts[task][model], key=lambda r: r.budget)
@@ -164,9 +112,9 @@ def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "w
                     ran[r.budget] = max(ran.get(r.budget, 0), r.ran_budget)
         ax.set_xticks(budgets)
         ax.set_xticklabels([_k(b) + (f"\n(ran ≤{ran[b]})" if b in ran else "") for b in budgets])
-        _clip_percent(ax)
+        clip_percent(ax)
         ax.grid(alpha=0.3)
-    _finish(fig, axes, axes, f"Accuracy vs thinking budget\n(error bars: 95% {_ci_name(ci)} intervals; dotted: OLS fit with 95% band)")
+    finish(fig, axes, axes, f"Accuracy vs thinking budget\n(error bars: 95% {_ci_name(ci)} intervals; dotted: OLS fit with 95% band)")
     return fig
 
 
@@ -179,13 +127,13 @@ def figure_forcing(results: list[TaskResult], ci: str = "wilson", seed: int = 0,
             pts.setdefault(r.task, {}).setdefault((r.model, r.budget), []).append(r)
     pts = {t: {k: v for k, v in d.items() if len({r.forcing for r in v}) > 1} for t, d in pts.items()}
     pts = {t: d for t, d in pts.items() if d}
-    tasks = _task_order(pts)
+    tasks = task_order(pts)
     if not tasks:
         return None
     colours = colours or model_colours(r.model for r in results)
     styles = ["-", "--", "-.", (0, (5, 1, 1, 1))]
     budgets_all = sorted({k[1] for d in pts.values() for k in d}, key=str)
-    fig, axes = _grid(len(tasks))
+    fig, axes = grid(len(tasks))
     for ax, task in zip(axes, tasks):
         for model, budget in sorted(pts[task], key=lambda k: (k[0], str(k[1]))):
             rs = sorted(pts[task][(model, budget)], key=lambda r: r.forcing)
@@ -199,10 +147,10 @@ def figure_forcing(results: list[TaskResult], ci: str = "wilson", seed: int = 0,
         ax.set_ylabel("accuracy (%)")
         rounds = sorted({r.forcing for rs in pts[task].values() for r in rs})
         ax.set_xticks(rounds)
-        _clip_percent(ax)
+        clip_percent(ax)
         ax.grid(alpha=0.3)
     only = f" within a {_k(budgets_all[0])}-token budget" if len(budgets_all) == 1 else ""
-    _finish(fig, axes, axes, f"Accuracy vs budget-forcing rounds{only}\n(error bars: 95% {_ci_name(ci)} intervals)")
+    finish(fig, axes, axes, f"Accuracy vs budget-forcing rounds{only}\n(error bars: 95% {_ci_name(ci)} intervals)")
     return fig
 
 
@@ -215,7 +163,7 @@ def figure_thinking_lengths(traces: dict[str, list[dict]], colours: dict | None 
     if not models:
         return None
     colours = colours or model_colours(models)
-    fig, axes = _grid(len(models))
+    fig, axes = grid(len(models))
     for ax, model in zip(axes, models):
         recs, budget = _largest_budget(traces[model])
         tokens = np.array([float(r["thinking_tokens"]) for r in recs])
@@ -243,32 +191,12 @@ def _largest_budget(recs: list[dict]):
     return [r for r in recs if r.get("requested_thinking_budget") == top], top
 
 
-def _clip_percent(ax) -> None:
-    """Keep the y axis within 0-100% (bands can pass it), with a margin so points at 0 or 100 show."""
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(max(lo, -3.0), min(hi, 103.0))
-
-
 def _k(b) -> str:
     return f"{b // 1024}K" if _numeric(b) and b >= 1024 and b % 1024 == 0 else str(b)
 
 
 def _ci_name(ci: str) -> str:
     return "Wilson" if ci == "wilson" else "bootstrap"
-
-
-def save(fig, out: Path, stem: str, formats) -> list[Path]:
-    """Each figure file whole or not at all (drawn to a temporary name, then renamed)."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        p = out / f"{stem}.{fmt}"
-        tmp = out / f".{stem}.tmp.{fmt}"
-        fig.savefig(tmp, dpi=DPI, format=fmt)
-        os.replace(tmp, p)
-        paths.append(p)
-    plt.close(fig)
-    return paths
 
 
 def add_arguments(parser) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from m1_harness.paths import atomic_write_text, ensure_writable_dir
 
-from .results import TaskResult, display_name, load_results, _sortable
+from .results import TaskResult, display_name, load_results, sortable
 from .stats import mcnemar_exact, proportion_interval
 
 COLUMNS = ["MedMC", "MedQA", "PubMed", "MMLU-P", "GPQA", "Lancet", "MedB4", "MedB5", "MedX", "NEJM"]
@@ -114,7 +114,7 @@ def build_table(
         lo, hi = proportion_interval(r.acc, r.n, ci, outcomes, confidence, iters, seed)
         row.cells[col] = Cell(100 * r.acc, 100 * lo, 100 * hi, r.n, r.task)
     out = []
-    for key in sorted(rows, key=lambda k: (k[0], _sortable(k[1]), _sortable(k[2]))):
+    for key in sorted(rows, key=lambda k: (k[0], sortable(k[1]), sortable(k[2]))):
         row = rows[key]
         vals = [row.cells[c].acc for c in COLUMNS if c in row.cells]
         row.avg = sum(vals) / len(vals) if vals else None

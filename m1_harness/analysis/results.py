@@ -301,10 +301,10 @@ def load_results(paths: Iterable[str | os.PathLike], metric: str = "acc", with_s
             key = (r.model, r.task, r.budget, r.forcing)
             if key not in latest or (r.date, r.source) > (latest[key].date, latest[key].source):
                 latest[key] = r
-    return sorted(latest.values(), key=lambda r: (r.model, r.task, _sortable(r.budget), _sortable(r.forcing)))
+    return sorted(latest.values(), key=lambda r: (r.model, r.task, sortable(r.budget), sortable(r.forcing)))
 
 
-def _sortable(v):
+def sortable(v):
     if v is None:
         return (0, 0, "")
     if isinstance(v, (int, float)):

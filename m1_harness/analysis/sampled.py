@@ -27,7 +27,7 @@ from m1_harness.errors import UserError
 from m1_harness.scoring import score
 from m1_harness.taskfns import MATCH_ENV
 
-from .explain import _gold, _response, options_of, trace_records_for
+from .outcomes import gold_of, options_of, response_text, trace_records_for
 from .results import TaskResult, read_sample_records
 from .stats import SAMPLE_METRICS, sample_metrics
 
@@ -70,7 +70,7 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
     out: dict = {}
     for row in rows:
         doc_id, doc = row["doc_id"], row.get("doc") or {}
-        options, gold = options_of(doc), _gold(doc, row)
+        options, gold = options_of(doc), gold_of(doc, row)
         if not options or gold is None:
             raise SampledError(f"{source}: task {result.task} item {doc_id} has no options or no gold answer in "
                                "lm-eval's samples file; maj@k and pass@k need multiple-choice items")
@@ -89,11 +89,11 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
             rec = by_index[j]
             s = score(rec.get("text") or "", options, gold, match=match)
             samples.append(Sample(s.letter, s.correct, decoded_tokens(rec)))
-        if by_index[0].get("text") != _response(row) or samples[0].correct != bool(float(row[metric])):
+        if by_index[0].get("text") != response_text(row) or samples[0].correct != bool(float(row[metric])):
             raise SampledError(
                 f"{source}: task {result.task} item {doc_id}: sample 0 of the trace records "
                 f"({'right' if samples[0].correct else 'wrong'}) is not the response lm-eval scored "
-                f"({'right' if float(row[metric]) else 'wrong'}{'' if by_index[0].get('text') == _response(row) else ', another text'}); "
+                f"({'right' if float(row[metric]) else 'wrong'}{'' if by_index[0].get('text') == response_text(row) else ', another text'}); "
                 "the trace file holds another run's records. Rerun the setting into a fresh folder")
         out[doc_id] = samples
     counts = {len(s) for s in out.values()}

@@ -16,7 +16,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .results import _sortable
+from .outcomes import CLASSES, by_model_task, options_of
+from .results import sortable
 
 TEMPLATE = "viewer.html"
 PLACEHOLDER = "/*M1_DATA*/null"
@@ -56,7 +57,7 @@ def longest_trace(group, doc_id) -> dict:
         "setting": longest.label, "text": text, "thinking": span, "thinking_tokens": lo.thinking_tokens,
         "cuts": [{"at": at, "budget": b, "tokens": rs[0].outcomes[doc_id].thinking_tokens,
                   "settings": [r.label for r in rs]}
-                 for (b, at), rs in sorted(cuts.items(), key=lambda kv: (kv[0][1], _sortable(kv[0][0])))],
+                 for (b, at), rs in sorted(cuts.items(), key=lambda kv: (kv[0][1], sortable(kv[0][0])))],
         "forced": [{"start": s, "end": e, "label": f"forced {forcing_str!r} #{i + 1}"}
                    for i, (s, e) in enumerate(rec.get("forced_spans") or [])],
         "note": f"thinking of {', '.join(skipped)} is not a prefix of this trace: its cut is not marked" if skipped else "",
@@ -64,8 +65,6 @@ def longest_trace(group, doc_id) -> dict:
 
 
 def viewer_data(runs, trajectories: list[dict]) -> dict:
-    from .explain import CLASSES, by_model_task, options_of
-
     groups = by_model_task(runs)
     items, rows = {}, []
     for t in trajectories:
@@ -86,7 +85,7 @@ def viewer_data(runs, trajectories: list[dict]) -> dict:
         rows.append({"model": t["model"], "task": t["task"], "key": key, "class": t["class"],
                      "settled_budget": t["settled_budget"], "final_correct": settings[-1]["correct"],
                      "settings": settings, "trace": longest_trace(group, t["doc_id"])})
-    rows.sort(key=lambda r: (r["task"], _sortable(items[r["key"]]["doc_id"]), r["model"]))  # an item's models together
+    rows.sort(key=lambda r: (r["task"], sortable(items[r["key"]]["doc_id"]), r["model"]))  # an item's models together
     return {"classes": list(CLASSES), "items": items, "rows": rows}
 
 
@@ -115,7 +114,7 @@ def launch_chromium(playwright):
 def screenshot(html: Path, png: Path, *, row: str | None = None, compare: str | None = None,
                size: tuple[int, int] = (1440, 900), playwright=None) -> Path:
     """A PNG of the viewer in a laptop-sized window, with a row opened (``"<task>|<doc_id>@<model>"``)
-    and another model beside it: how the README's picture is made. ``playwright``: a running sync
+    and another model beside it: how docs/explain.md's picture is made. ``playwright``: a running sync
     Playwright to reuse (one per thread)."""
     if playwright is None:
         from playwright.sync_api import sync_playwright

@@ -1,6 +1,6 @@
 """Thinking budgets and budget forcing, engine-agnostic and batched.
 
-One request goes through three phases (ARCHITECTURE.md, "Budget forcing, done right"):
+One request goes through three phases (docs/budget_forcing.md):
 
 1. Think: generate from ``prompt + think_start`` up to what is left of the request's thinking
    budget, stopping only on the think-end markers and EOS (as token ids where a marker is one token,

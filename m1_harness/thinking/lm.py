@@ -3,8 +3,9 @@
 Thin on purpose: lm-eval requests in, the chat template applied here (once), budget.py drives an
 engine (engines/), whole trace strings out. Everything that decides tokens lives in budget.py; this
 file only parses and checks arguments, groups requests by decoding settings, writes trace records
-and prints a summary. ``MODEL_ARGS`` is the single table of arguments, defaults and meanings (the
-README's table repeats it); anything else is an error that lists it.
+and prints a summary. ``MODEL_ARGS`` is the single table of arguments, defaults and meanings
+(docs/model_args.md is generated from it: ``python -m m1_harness.docs_gen``); anything else is an
+error that lists it.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "prefix_cache": (bool, True, "hf engine: keep each row's KV cache between rounds, so forcing and answer "
                      "rounds prefill only their new ids (about one batch's KV cache more memory)"),
     "seed": ("int|none", 42, "sampling seed S: sample j of doc d of task t is seeded by a hash of (S, t, d, j) "
-             "and each of its generate calls by a hash of that and the call's context length (README, "
-             "'Sampling'); none = unseeded (one shared stream; no trace cache). Greedy ignores it"),
+             "and each of its generate calls by a hash of that and the call's context length "
+             "(docs/sampling.md); none = unseeded (one shared stream; no trace cache). Greedy ignores it"),
     "samples": (int, 1, "traces per request (K >= 1; K > 1 needs sampling: gen_kwargs do_sample=true and a "
                 "temperature > 0): lm-eval scores sample 0, every sample gets a trace record (m1-harness sweep "
                 "--samples reports maj@k/pass@k)"),

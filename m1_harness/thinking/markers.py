@@ -191,4 +191,4 @@ def detect(tokenizer, name: str = "") -> tuple[str, str]:
     raise MarkersError(
         f"m1_budget: markers=auto cannot tell how {name or 'this model'} thinks: its tokenizer {what}. "
         f"Pass markers=PRESET (one of {', '.join(PRESETS)}) or set the markers yourself with "
-        f"{', '.join(OVERRIDES)} (see the README's 'Thinking formats' table).")
+        f"{', '.join(OVERRIDES)} (see docs/thinking_formats.md).")

@@ -14,7 +14,7 @@ its thinking ends. Two rules keep those blocks alive until the next round reads 
   learnt from the run: the mean thinking of the finished requests that thought longer than this
   one has so far (the whole budget while none has), then the answer and the probe answers.
   Reserving each request's worst case instead (the whole budget) ran 8-17 requests at once where
-  64 fit (README, Performance); when the estimate falls short, vLLM's priority preemption takes
+  64 fit (docs/performance.md); when the estimate falls short, vLLM's priority preemption takes
   the newest new prompt. An engine whose KV cache size is unknown (a server) admits by count
   instead: at most its ``max_in_flight`` requests at once.
 """

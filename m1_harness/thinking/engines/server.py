@@ -183,7 +183,7 @@ class ServerEngine(Engine):
                 raise EngineError(f"base_url={rep.url}: GET /models failed ({exc}): is this an OpenAI-compatible "
                                   "API root (it usually ends in /v1)?") from None
             raise EngineError(f"base_url={rep.url}: the server does not answer GET /models ({exc}); start it first "
-                              "(README, 'Served models') or fix base_url") from None
+                              "(docs/engines.md#served-models-one-replica-or-many) or fix base_url") from None
         names = {c.get("id"): c for c in cards if isinstance(c, dict) and c.get("id")}
         if served_model:
             card = names.get(served_model)

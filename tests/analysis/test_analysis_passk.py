@@ -1,5 +1,5 @@
 """maj@k / pass@k / mean@k: the statistics against independent computations, per-sample scoring joined
-with lm-eval's samples files, and `m1-harness sweep --samples` on fixture runs (tests/sampled_runs.py)."""
+with lm-eval's samples files, and `m1-harness sweep --samples` on fixture runs (tests/helpers/sampled_runs.py)."""
 
 import csv
 import json

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from m1_harness import hookimpl, hookspecs
+from repo_paths import REPO
 from scripted_lm import ScriptedLM
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_hook_has_a_test_of_its_own():

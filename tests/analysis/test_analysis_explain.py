@@ -4,16 +4,15 @@ by make_fixtures.py: real m1_budget traces on the scripted engine, one token per
 import csv
 import json
 import shutil
-from pathlib import Path
-
 import pytest
 from scipy.stats import binomtest
 
 from m1_harness import cli
-from m1_harness.analysis import explain
+from m1_harness.analysis import explain, outcomes, results
 from m1_harness.analysis.stats import holm
+from repo_paths import FIXTURES
 
-RUNS = Path(__file__).parent / "fixtures" / "explain" / "runs"
+RUNS = FIXTURES / "explain" / "runs"
 A, B, BASE = "org/m1-a", "org/m1-b", "org/base (hf)"
 AR, AW, HELP, HURT, UNST = "always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable"
 FIRST = [10, 40, 100, 200, 20, 70, 150, 30, 90, 5, 60, 120]  # first-round thinking tokens per medqa item
@@ -228,7 +227,7 @@ def test_trace_records_in_m1_budget_default_folder(tmp_path):
     # a later run of another model at the same setting into the same folder: its texts differ, so it is not taken
     other = [json.loads(line) | {"text": "another model", "thinking_tokens": 1} for line in (src / "traces.jsonl").open()]
     (tmp_path / "run" / "m1_traces" / "traces_20261129T110000_2.jsonl").write_text("".join(json.dumps(o) + "\n" for o in other))
-    (r,) = [r for r in explain.load_runs([tmp_path / "run"]) if r.task == "medqa"]
+    (r,) = [r for r in outcomes.load_runs([tmp_path / "run"]) if r.task == "medqa"]
     # item 10 thinks 60 tokens: "\nWait" and one more token do not fit in 64, so no forcing and no cut
     assert [r.outcomes[i].thinking_tokens for i in range(12)] == [45, 64, 64, 64, 55, 64, 64, 64, 64, 40, 60, 64]
     assert [r.outcomes[i].hit_budget for i in range(12)] == [False, True, True, True, False] + [True] * 4 + [False, False, True]
@@ -240,12 +239,12 @@ def test_trace_records_of_another_model_are_not_taken_even_with_the_same_text(tm
     src = RUNS / "m1-a" / "budget64_forcing1"
     shutil.copytree(src, tmp_path / "run", ignore=shutil.ignore_patterns("traces.jsonl"))
     (tmp_path / "run" / "m1_traces").mkdir()
-    (model,) = {r.model for r in explain.load_results([src])}
+    (model,) = {r.model for r in results.load_results([src])}
     mine = [json.loads(line) | {"model": model} for line in (src / "traces.jsonl").open()]
     theirs = [o | {"model": "org/another-7B", "thinking_tokens": 1} for o in mine]
     for name, recs in (("traces_20261129T100000_1.jsonl", mine), ("traces_20261129T110000_2.jsonl", theirs)):
         (tmp_path / "run" / "m1_traces" / name).write_text("".join(json.dumps(o) + "\n" for o in recs))
-    (r,) = [r for r in explain.load_runs([tmp_path / "run"]) if r.task == "medqa"]
+    (r,) = [r for r in outcomes.load_runs([tmp_path / "run"]) if r.task == "medqa"]
     assert [r.outcomes[i].thinking_tokens for i in range(4)] == [45, 64, 64, 64]
 
 

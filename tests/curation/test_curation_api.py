@@ -20,11 +20,10 @@ from m1_harness.curation.mesh import QUALIFIERS
 from m1_harness.curation.plugin import builtin_stages
 from m1_harness.scoring import score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from teacher_server import TeacherServer, answer_letter, domain_reply, m1_block  # noqa: E402
+from repo_paths import SHARED_TRAIN
+from teacher_server import TeacherServer, answer_letter, domain_reply, m1_block
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO.parent / "shared" / "data" / "train" / "huatuogpt_o1_demo_sft.jsonl"
+TRAIN = SHARED_TRAIN / "huatuogpt_o1_demo_sft.jsonl"
 SECRET = "sk-test-5ecret-value-never-written-0123456789"
 
 

@@ -217,7 +217,7 @@ class TeacherServer:
         }
 
 
-def main():  # pragma: no cover - manual use: python tests/teacher_server.py
+def main():  # pragma: no cover - manual use: python tests/helpers/teacher_server.py
     import argparse
 
     ap = argparse.ArgumentParser()

@@ -20,9 +20,8 @@ import pytest
 
 from m1_harness.thinking.engines.base import Engine
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import vllm_server  # noqa: E402
-from fault_proxy import FaultProxy  # noqa: E402
+import vllm_server
+from fault_proxy import FaultProxy
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -297,7 +296,7 @@ def test_fault_proxy_run_completes_each_round_answered_once(servers, vllm_tiny, 
 
 
 def test_sglang_dialect_against_a_stand_in_of_its_api_shape(servers, vllm_tiny, reference, key_env):
-    """server_api=sglang, data_parallel_size=2, against a STAND-IN for SGLang (tests/sglang_standin.py: SGLang's
+    """server_api=sglang, data_parallel_size=2, against a STAND-IN for SGLang (tests/helpers/sglang_standin.py: SGLang's
     completion request/response shape, generating with vLLM server A): the same traces as the reference,
     only fields SGLang's CompletionRequest has, each request pinned to one rank by ``routed_dp_rank``.
     The vLLM dialect against it is refused for its vLLM-only fields (the stand-in checks what it gets)."""

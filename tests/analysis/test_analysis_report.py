@@ -3,14 +3,13 @@
 
 import csv
 import io
-from pathlib import Path
-
 import pytest
 
 from m1_harness import cli
 from m1_harness.analysis import report, results
+from repo_paths import FIXTURES
 
-RUNS = Path(__file__).parent / "fixtures" / "analysis" / "runs"
+RUNS = FIXTURES / "analysis" / "runs"
 M1 = "UCSC-VLAA/m1-7B-1K"
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
 

@@ -42,7 +42,7 @@ def test_no_server_listening_is_named(tiny_model):
     msg = str(err.value)
     assert msg.startswith(f"base_url={url}: the server does not answer GET /models ({url}/models: giving up after "
                           "3 attempts: ConnectError")
-    assert msg.endswith("start it first (README, 'Served models') or fix base_url")
+    assert msg.endswith("start it first (docs/engines.md#served-models-one-replica-or-many) or fix base_url")
 
 
 def test_max_concurrency_must_be_positive(tiny_model):

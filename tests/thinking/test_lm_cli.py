@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rescore import rescored_accuracy
 
 
 @pytest.mark.slow
@@ -28,8 +29,6 @@ def test_lm_eval_command_runs_m1_budget_on_smollm2(python_env, tmp_path):
     (results,) = out_dir.rglob("results_*.json")
     data = json.loads(results.read_text())
     assert data["n-samples"]["medqa"]["effective"] == 5
-    from conftest import rescored_accuracy
-
     assert data["results"]["medqa"]["acc,none"] == pytest.approx(rescored_accuracy(out_dir, "medqa"))
 
     (samples,) = out_dir.rglob("samples_medqa_*.jsonl")

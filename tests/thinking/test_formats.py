@@ -1,5 +1,5 @@
 """Thinking formats: each preset pinned token for token on the scripted engine with a tokenizer that
-mimics its family (tests/families.py), scoring of each preset's answer part, markers=auto,
+mimics its family (tests/helpers/families.py), scoring of each preset's answer part, markers=auto,
 chat-template arguments, and one real run through the lm_eval CLI per preset."""
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ def test_auto_on_an_unknown_template_is_an_error_listing_presets_and_overrides(m
     expected = ("m1_budget: markers=auto cannot tell how /models/llama-3 thinks: its tokenizer has a chat template "
                 "with no thinking markers m1_budget knows. Pass markers=PRESET (one of m1, think_tags, huatuo_o1, "
                 "qwen3, deepseek_r1, gpt_oss, magistral, phi4_reasoning) or set the markers yourself with "
-                "think_start, think_end, answer_start, budget_cut_prefix, budget_cut_text (see the README's "
-                "'Thinking formats' table).")
+                "think_start, think_end, answer_start, budget_cut_prefix, budget_cut_text (see "
+                "docs/thinking_formats.md).")
     with pytest.raises(ValueError) as err:
         detect(llama, "/models/llama-3")
     assert str(err.value) == expected

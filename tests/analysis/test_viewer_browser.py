@@ -2,13 +2,12 @@
 installs chromium, and a missing chromium or playwright fails here)."""
 
 import json
-from pathlib import Path
-
 import pytest
 
 from m1_harness.analysis import explain, viewer
+from repo_paths import FIXTURES
 
-RUNS = Path(__file__).parent / "fixtures" / "explain" / "runs"
+RUNS = FIXTURES / "explain" / "runs"
 THINK = "<|im_start|>think\n"
 HURT = ({("org/m1-a", "medqa", d) for d in (4, 5, 11)} | {("org/m1-b", "medqa", d) for d in (3, 4)}
         | {("org/m1-a", "medbullets4", d) for d in (15, 18)})

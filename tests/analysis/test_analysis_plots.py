@@ -1,8 +1,6 @@
 """Figures from fixed lm-eval result files: files, pixel sizes, and plotted values read back from the
 figure objects compared with the table (tests/fixtures/analysis)."""
 
-from pathlib import Path
-
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -10,8 +8,9 @@ import pytest
 from m1_harness import cli
 from m1_harness.analysis import plots, report, results
 from m1_harness.analysis.stats import ols_fit, wilson_interval
+from repo_paths import FIXTURES
 
-FIX = Path(__file__).parent / "fixtures" / "analysis"
+FIX = FIXTURES / "analysis"
 RUNS = FIX / "runs"
 TRACES = str(FIX / "traces" / "*.jsonl")
 M1 = "UCSC-VLAA/m1-7B-1K"
