@@ -131,7 +131,7 @@ def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dic
         if f not in cache:
             cache[f] = list(read_records(f))
         for rec in cache[f]:
-            if rec.get("task") != task or model is not None and rec.get("model", model) != model:
+            if rec["task"] != task or model is not None and rec["model"] not in (None, model):
                 continue
             if "requested_thinking_budget" in rec and str(rec["requested_thinking_budget"]) != str(budget):
                 continue
