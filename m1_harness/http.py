@@ -2,6 +2,7 @@
 
 Used by the server engine (engines/server.py) and the curation stages' chat client
 (curation/client.py), so both retry the same faults the same way:
+- ``timeout`` is a deadline per response (headers and whole body), not per socket read;
 - retried with jittered exponential backoff (``Retry-After`` honoured, capped at ``max_backoff``):
   HTTP 408/409/425/429/5xx-class (``RETRY_STATUS``), timeouts, refused/reset/dropped connections,
   and bodies that are not the JSON the caller expects (``check`` raises ``Malformed``);
@@ -46,7 +47,12 @@ class ApiKeyMissing(UserError, ValueError):
 
 
 class Malformed(Exception):
-    """Raised by a ``check`` callback: the body is not what the caller expects (retried)."""
+    """Raised by a ``check`` callback: the body is not what the caller expects (retried; ``kind`` names
+    the fault in ``stats`` and ``ApiError.kind``)."""
+
+    def __init__(self, message: str, kind: str = "malformed_json"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class _Retryable(Exception):
@@ -111,9 +117,10 @@ class JsonClient:
 
     def request(self, method: str, path: str, body: dict | None = None,
                 check: Callable[[dict], None] | None = None, retries: int | None = None) -> dict:
-        """One JSON request, retried per the policy (``retries`` overrides ``max_retries``); the decoded body."""
+        """One JSON request, retried per the policy (``retries`` overrides ``max_retries``); the decoded body.
+        ``path`` is under ``base_url``, or a whole URL on the same server (e.g. SGLang's /get_server_info)."""
         retries = self.max_retries if retries is None else int(retries)
-        url = self.base_url + path
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         start, attempt = time.monotonic(), 0
         while True:
@@ -132,17 +139,29 @@ class JsonClient:
                 time.sleep(delay)
                 attempt += 1
 
+    def _read(self, method: str, url: str, data: bytes | None) -> tuple[httpx.Response, bytes]:
+        """The response and its whole body within ``timeout`` seconds in all: httpx's timeout bounds each
+        socket read only, so a server trickling a byte at a time would hold a request for ever."""
+        end = time.monotonic() + self.timeout
+        with self._http.stream(method, url, content=data,
+                               headers={"Content-Type": "application/json"} if data is not None else None) as resp:
+            chunks = []
+            for chunk in resp.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > end:
+                    raise httpx.ReadTimeout("no whole response within the deadline")
+            return resp, b"".join(chunks)
+
     def _once(self, method: str, url: str, data: bytes | None, check) -> dict:
         self.count("requests")
         try:
-            resp = self._http.request(method, url, content=data,
-                                      headers={"Content-Type": "application/json"} if data is not None else None)
+            resp, content = self._read(method, url, data)
         except httpx.TimeoutException as exc:
-            raise _Retryable("timeout", f"timed out after {self.timeout:g}s ({type(exc).__name__})") from None
+            raise _Retryable("timeout", f"no whole response within {self.timeout:g}s ({type(exc).__name__})") from None
         except (httpx.TransportError, OSError) as exc:  # refused, reset, dropped mid-response
             raise _Retryable("connection", f"{type(exc).__name__}: {exc}") from None
         if resp.status_code >= 400:
-            detail = resp.text[:300]
+            detail = content.decode("utf-8", "replace")[:300]
             if resp.status_code in RETRY_STATUS:
                 try:
                     retry_after = float(resp.headers["Retry-After"]) if resp.headers.get("Retry-After") else None
@@ -152,14 +171,14 @@ class JsonClient:
             self.count("failed")
             raise ApiError(self.redact(f"{url}: HTTP {resp.status_code}: {detail}"), "refused", resp.status_code)
         try:
-            raw = resp.json()
+            raw = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Retryable("malformed_json", f"response is not JSON: {resp.content[:120]!r}") from None
+            raise _Retryable("malformed_json", f"response is not JSON: {content[:120]!r}") from None
         if check is not None:
             try:
                 check(raw)
             except Malformed as exc:
-                raise _Retryable("malformed_json", str(exc)) from None
+                raise _Retryable(exc.kind, str(exc)) from None
         return raw
 
     def close(self) -> None:

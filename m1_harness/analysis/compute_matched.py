@@ -21,7 +21,7 @@ import logging
 
 import numpy as np
 
-from .figures import clip_percent, finish, grid, panel_title, task_order
+from .figures import MARKERS, clip_percent, finish, grid, panel_title, shade, task_order
 from .results import TaskResult, display_name
 from .sampled import NoTraceRecords, default_ks, k_rows, sampled_outcomes
 
@@ -114,19 +114,21 @@ def to_markdown(points: list[dict]) -> str:
 
 def figure_compute_matched(points: list[dict], colours: dict):
     """A panel per task; per model: the budget sweep (solid), forcing sweeps (dashed), voting curves
-    (dotted, one per budget), and its Pareto frontier (black steps through ringed points). Every line
+    (dotted, one per budget), and its Pareto frontier (black steps through ringed points). A model's
+    series share its colour in shades, each with its own marker. Every line
     has a gid (``budget:<model>``, ``forcing@<b>:<model>``, ``vote@<b>:<model>``, ``pareto:<model>``)
     and its points are (tokens, accuracy %)."""
     tasks = task_order({p["task"] for p in points})
     if not tasks:
         return None
     fig, axes = grid(len(tasks))
-    styles = {"budget": ("-", "o"), "forcing": ("--", "s"), "vote": (":", "^")}
+    styles = {"budget": "-", "forcing": "--", "vote": ":"}
     for ax, task in zip(axes, tasks):
         for model in sorted({p["model"] for p in points if p["task"] == task}):
             mine = [p for p in points if p["task"] == task and p["model"] == model]
             names = sorted({s for p in mine for s in p["series"].split()}, key=lambda s: (s.split("@")[0] != "budget", s))
-            for name in names:
+            for i, name in enumerate(names):
+                colour = shade(colours[model], i, len(names))
                 pts = sorted((p for p in mine if name in p["series"].split()), key=lambda p: p["mean_generated_tokens_per_item"])
                 kind = name.split("@")[0]
                 x = np.array([p["mean_generated_tokens_per_item"] for p in pts])
@@ -134,14 +136,14 @@ def figure_compute_matched(points: list[dict], colours: dict):
                 err = [y - [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts] - y]
                 what = {"budget": "budget sweep", "forcing": f"forcing at budget {name[8:]}",
                         "vote": f"maj@k at budget {name[5:]}"}[kind]
-                cont = ax.errorbar(x, y, yerr=err, linestyle=styles[kind][0], marker=styles[kind][1],
-                                   color=colours[model], capsize=2, linewidth=1.3, markersize=4, alpha=0.9,
+                cont = ax.errorbar(x, y, yerr=err, linestyle=styles[kind], marker=MARKERS[i % len(MARKERS)],
+                                   color=colour, capsize=2, linewidth=1.3, markersize=4, alpha=0.9,
                                    label=f"{display_name(model)}: {what}")
                 cont.lines[0].set_gid(f"{name}:{model}")
                 if kind == "vote":
                     for p, xi, yi in zip(pts, x, y):
                         ax.annotate(f"k={p['k']}", (xi, yi), textcoords="offset points", xytext=(3, -9), fontsize=7,
-                                    color=colours[model])
+                                    color=colour)
             front = sorted((p for p in mine if p["pareto"]), key=lambda p: p["mean_generated_tokens_per_item"])
             (line,) = ax.plot([p["mean_generated_tokens_per_item"] for p in front], [100 * p["accuracy"] for p in front],
                               drawstyle="steps-post", color="black", linewidth=1.0, marker="o", markersize=9,

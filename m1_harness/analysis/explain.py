@@ -41,7 +41,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .figures import grid, model_colours, panel_title, save, task_order
+from .figures import DPI, finish, grid, legend_below, model_colours, panel_title, save, task_order
 from .outcomes import Run, by_model_task, load_runs, precedes
 from .results import sortable
 from .stats import holm, mcnemar_exact
@@ -264,11 +264,11 @@ def write_settings(rows: list[dict], out: Path) -> None:
 def figure_efficiency(rows: list[dict]):
     """Accuracy against the actual mean thinking tokens, one line per (model, forcing), points labelled
     with their budget; None when no setting has trace records."""
+    colours = model_colours(r["model"] for r in rows)  # over every model, as `plot` does: the same colours
     rows = [r for r in rows if r["mean_thinking_tokens"] is not None]
     if not rows:
         return None
     tasks = task_order(r["task"] for r in rows)
-    colours = model_colours(r["model"] for r in rows)
     fig, axes = grid(len(tasks))
     styles = ["-o", "--s", ":^", "-.D"]
     for ax, task in zip(axes, tasks):
@@ -276,6 +276,10 @@ def figure_efficiency(rows: list[dict]):
         for r in rows:
             if r["task"] == task:
                 lines.setdefault((r["model"], r["forcing"]), []).append(r)
+        mine = [r for pts in lines.values() for r in pts]
+        span_x = (max(r["mean_thinking_tokens"] for r in mine) - min(r["mean_thinking_tokens"] for r in mine)) or 1.0
+        span_y = (max(r["acc"] for r in mine) - min(r["acc"] for r in mine)) * 100 or 1.0
+        placed: list[tuple] = []  # (text, x, y) of labels already in this panel
         for i, ((model, forcing), pts) in enumerate(sorted(lines.items(), key=lambda kv: (kv[0][0], sortable(kv[0][1])))):
             pts.sort(key=lambda r: r["mean_thinking_tokens"])
             xs = [p["mean_thinking_tokens"] for p in pts]
@@ -287,14 +291,17 @@ def figure_efficiency(rows: list[dict]):
             for x, y, p in zip(xs, ys, pts):
                 labels.setdefault((round(x, 1), round(y, 3)), []).append(str(p["budget"]))
             for (x, y), budgets in labels.items():
-                ax.annotate("/".join(budgets), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
+                text = "/".join(budgets)
+                if any(t == text and abs(x - px) < 0.03 * span_x and abs(y - py) < 0.03 * span_y for t, px, py in placed):
+                    continue  # another series' point of the same budget lies here: one label reads, two overprint
+                placed.append((text, x, y))
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
         ax.set_title(panel_title(task), fontsize=9)
         ax.set_xlabel("actual mean thinking tokens", fontsize=8)
         ax.set_ylabel("accuracy (%)", fontsize=8)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=7, frameon=False)
-    fig.suptitle("Accuracy against the thinking actually done (points: budget)", fontsize=10)
+        ax.margins(x=0.08, y=0.1)  # room for the budget labels of the outermost points
+    finish(fig, axes, axes, "Accuracy against the thinking actually done (points: budget)", ncol=3, fontsize=8)
     return fig
 
 
@@ -308,7 +315,7 @@ def figure_flips(rows: list[dict], task: str):
     if not pairs:
         return None
     labels = [f"{r['model']}\n{r['axis']} {r['from'].split()[-1]} -> {r['to'].split()[-1]} ({r['at']})" for r in pairs]
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.45 * len(pairs)), dpi=100, layout="constrained")
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(pairs)), dpi=DPI, layout="constrained")
     left = [0.0] * len(pairs)
     for key, name, colour in FLIP_PARTS:
         vals = [r[key] for r in pairs]
@@ -321,7 +328,7 @@ def figure_flips(rows: list[dict], task: str):
     ax.invert_yaxis()
     ax.set_xlabel("items", fontsize=8)
     ax.set_title(f"{task}: what each step of thinking did to each item", fontsize=10)
-    fig.legend(ncols=4, fontsize=7, loc="outside lower center", frameon=False)
+    legend_below(fig, *ax.get_legend_handles_labels(), ncol=4, fontsize=7)
     return fig
 
 

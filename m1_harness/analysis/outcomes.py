@@ -13,6 +13,7 @@ from m1_harness.records import read_records
 from m1_harness.scoring import answer_part, extract_choice
 from m1_harness.taskfns import METHOD_GROUPS
 
+from .items import item_hash, keyed_by_item, options_of
 from .results import display_name, load_results, read_sample_records, sortable, trace_files_near
 
 CLASSES = ("always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable")  # explain and the viewer
@@ -45,8 +46,8 @@ class Run:
     budget: int | str | None
     forcing: int | None
     source: str
-    outcomes: dict = field(default_factory=dict)  # doc_id -> Outcome
-    docs: dict = field(default_factory=dict)  # doc_id -> (doc, gold)
+    outcomes: dict = field(default_factory=dict)  # item -> Outcome (see ItemIds)
+    docs: dict = field(default_factory=dict)  # item -> (doc, gold)
 
     @property
     def key(self) -> tuple:
@@ -69,27 +70,6 @@ def precedes(a: Run, b: Run) -> bool:
 
 
 # -- reading ----------------------------------------------------------------------------------------
-# option fields of lm-eval's own medical tasks: medqa_4options (GBaker/MedQA), medmcqa
-OPTION_FIELDS = (("ending0", "ending1", "ending2", "ending3"), ("opa", "opb", "opc", "opd"))
-
-
-def options_of(doc: dict) -> dict | None:
-    """The item's options as letter -> text (m1 tasks store two lists; lm-eval's own tasks vary)."""
-    if isinstance(doc.get("letters"), list) and isinstance(doc.get("choices"), list):
-        return dict(zip(doc["letters"], doc["choices"]))
-    if isinstance(doc.get("options"), dict):
-        return {str(k): str(v) for k, v in doc["options"].items()}
-    for keys in OPTION_FIELDS:
-        if all(k in doc for k in keys):
-            return {chr(65 + i): str(doc[k]) for i, k in enumerate(keys)}
-    choices = doc.get("choices") or doc.get("options")
-    if isinstance(choices, dict) and isinstance(choices.get("text"), list):
-        choices = choices["text"]
-    if isinstance(choices, list) and choices:
-        return {chr(65 + i): str(c) for i, c in enumerate(choices)}
-    return None
-
-
 def loglikelihood_choice(rec: dict) -> tuple[int, float] | None:
     """(index, log-likelihood) of the best choice of a multiple_choice sample (lm-eval's own medqa_4options,
     medmcqa), whose filtered_resps are [log-likelihood, is_greedy] pairs; None for generated text."""
@@ -141,10 +121,38 @@ def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dic
     return out
 
 
-def matching_record(records: list[dict], text: str) -> dict | None:
-    """The newest record whose trace text is the sample's response: older records carry no model name,
-    so another model's run written to the same m1_traces/ folder must not be taken for this one."""
-    return next((r for r in reversed(records) if r.get("text", text) == text), None)
+def record_is_item(rec: dict, doc: dict) -> bool:
+    """A trace record names the item it was written for (``item_id``, ``item_hash``; older records
+    have neither): one written at the same doc_id for another question (another data file into the
+    same m1_traces/ folder) is not this item's."""
+    if rec.get("item_id") not in (None, "") and doc.get("id") not in (None, "") and str(rec["item_id"]) != str(doc["id"]):
+        return False
+    return rec.get("item_hash") in (None, "") or rec["item_hash"] == item_hash(doc)
+
+
+def matching_record(records: list[dict], text: str, doc: dict) -> dict | None:
+    """The newest record of this item whose trace text is the sample's response: older records carry
+    no model name, so another model's run written to the same m1_traces/ folder must not be taken for
+    this one."""
+    return next((r for r in reversed(records) if r.get("text", text) == text and record_is_item(r, doc)), None)
+
+
+class ItemIds:
+    """One key per item of a task across all runs, by identity: the doc_id of the first run that holds
+    the item, so runs over one data file keep lm-eval's doc_ids, while a run over a shifted or edited
+    file pairs each question with the same question, never with what sits at its position."""
+
+    def __init__(self):
+        self.keys: dict[tuple, object] = {}  # (task, identity) -> key
+        self.taken: dict[str, set] = {}  # task -> keys in use
+
+    def key(self, task: str, identity: str, doc_id):
+        if (task, identity) not in self.keys:
+            taken = self.taken.setdefault(task, set())
+            key = doc_id if doc_id not in taken else f"{doc_id}:{identity}"
+            taken.add(key)
+            self.keys[task, identity] = key
+        return self.keys[task, identity]
 
 
 def load_runs(paths, metric: str = "acc") -> list[Run]:
@@ -156,19 +164,20 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
     for r in results:  # lm-eval's own runs get their model type in the name: "Qwen2.5 (hf)"
         name = display_name(r.model)
         labels[r.setting] = name if r.budget is not None or not r.model_type else f"{name} ({r.model_type})"
-    runs, trace_cache = [], {}
+    runs, trace_cache, ids = [], {}, ItemIds()
     for r in results:
         source = Path(r.source)
         samples = read_sample_records(source, r.task, r.metric_key)
         if not samples:
             raise ExplainError(f"{source}: no samples_{r.task}_*.jsonl beside it; rerun lm-eval with --log_samples "
                                "(explain needs every item's answer)")
-        traces = (trace_records_for(source, r.task, r.budget, r.forcing, trace_cache, r.model)
+        traces = (trace_records_for(source, r.task, r.budget, r.forcing, trace_cache, r.run_model)
                   if r.budget is not None else {})
         run = Run(labels[r.setting], r.task, r.budget, r.forcing, str(source))
         metric_name = r.metric_key.partition(",")[0]
-        for rec in samples:
+        for rec, identity in zip(samples, keyed_by_item(rec.get("doc") or {} for rec in samples)):
             doc_id, doc = rec["doc_id"], rec.get("doc") or {}
+            item = ids.key(r.task, identity, doc_id)
             options = options_of(doc)
             choice = loglikelihood_choice(rec)
             if choice is not None:  # scored by log-likelihood of each option: no text to extract from
@@ -181,12 +190,12 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
                     method = METHOD_GROUPS[method].removesuffix("_share")
                 else:
                     letter, method = None, "-"
-            trace = matching_record(traces.get(doc_id, []), text)
-            run.outcomes[doc_id] = Outcome(
+            trace = matching_record(traces.get(doc_id, []), text, doc)  # the records of this run: its own doc_ids
+            run.outcomes[item] = Outcome(
                 correct=bool(float(rec[metric_name])), letter=letter, method=method, answer=answer_part(text).strip(),
                 text=text, thinking_tokens=trace.get("thinking_tokens") if trace else None,
                 hit_budget=bool(trace.get("hit_budget")) if trace else None, record=trace)
-            run.docs[doc_id] = (doc, gold_of(doc, rec))
+            run.docs[item] = (doc, gold_of(doc, rec))
         runs.append(run)
     return runs
 

@@ -1,8 +1,8 @@
 """``m1-harness plot RESULTS... --out DIR``: the paper's Figure 1 and Figure 3 from lm-eval results.
 
 - ``figure1_budget.{png,pdf}``: one panel per benchmark, accuracy (%) against the thinking budget, one
-  line per model (forcing 0, or the runs without forcing), 95% interval per point as error bars, and a
-  dotted OLS regression line with its t-based 95% confidence band. ``--scale log2`` puts the budget on
+  line per model and forcing level (forcing 0 in the model's colour, further levels in shades of it),
+  95% interval per point as error bars, and a dotted OLS regression line with its t-based 95% band. ``--scale log2`` puts the budget on
   a log2 axis and fits the regression against log2(budget), so the fitted line stays straight.
 - ``figure3_forcing.{png,pdf}``: one panel per benchmark, accuracy against budget-forcing rounds
   (0 = the first answer taken), one line per (model, budget) with more than one forcing setting.
@@ -12,8 +12,10 @@
 - ``thinking_lengths.{png,pdf}``: a histogram of thinking tokens per model, from trace JSONL files
   (``--traces 'runs/**/traces*.jsonl'``), the budget-hit share in the legend.
 
-Each model keeps its colour across all figures. The plotted numbers live in the figure: every data
-line has ``gid`` ``"acc:<model>"`` (x, y in %; ``line.m1_interval`` holds (low, high) per point),
+Each model keeps its colour across all figures; the layout (200 dpi, legend within the canvas,
+readable ticks) is ``figures.py``'s. The plotted numbers live in the figure: every data
+line has ``gid`` ``"acc:<model>"`` (further forcing levels ``"acc:<model>|forcing <f>"``; x, y in %;
+``line.m1_interval`` holds (low, high) per point),
 every regression line ``"ols:<model>"`` and every band ``"band:<model>"``, so they can be read back
 with ``ax.lines`` / ``line.get_xydata()``.
 """
@@ -29,8 +31,8 @@ from m1_harness.errors import UserError
 from m1_harness.paths import atomic_write_text, ensure_writable_dir
 
 from .compute_matched import compute_points, figure_compute_matched, to_csv, to_markdown
-from .figures import clip_percent, finish, grid, model_colours, panel_title, save, task_order
-from .results import TaskResult, display_name, load_results, load_traces
+from .figures import LINESTYLES, MARKERS, clip_percent, finish, grid, model_colours, panel_title, save, shade, task_order
+from .results import TaskResult, display_name, load_results, load_traces, sortable
 from .stats import ols_fit, proportion_interval
 
 FORMATS = {"png", "pdf", "svg"}
@@ -45,13 +47,13 @@ def _interval(r: TaskResult, ci: str, seed: int, iters: int):
     return 100 * lo, 100 * hi
 
 
-def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regression=True):
+def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regression=True, marker="o"):
     """Points with error bars plus (with 2+ points) a dotted OLS line and (with 3+) its 95% band."""
     xs = np.asarray(xs, dtype=float)
     ys = np.asarray(accs, dtype=float)
     lows = np.array([i[0] for i in intervals])
     highs = np.array([i[1] for i in intervals])
-    cont = ax.errorbar(xs, ys, yerr=[ys - lows, highs - ys], fmt="o-", color=colour, label=label,
+    cont = ax.errorbar(xs, ys, yerr=[ys - lows, highs - ys], fmt=f"{marker}-", color=colour, label=label,
                        capsize=3, linewidth=1.6, markersize=5)
     line = cont.lines[0]
     line.set_gid(f"acc:{model}")
@@ -74,31 +76,36 @@ def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regressio
 
 def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "wilson", seed: int = 0,
                   iters: int = 10000, colours: dict | None = None):
-    """Figure 1: accuracy against thinking budget, a panel per benchmark, a line per model.
+    """Figure 1: accuracy against thinking budget, a panel per benchmark, a line per (model, forcing).
 
-    Each model is drawn at its fewest forcing rounds (0 when it has such runs, as in the paper);
-    a model swept only with forcing is drawn at that setting and labelled with it.
+    A model's fewest forcing rounds (0 as in the paper) is drawn in its colour with round markers
+    (gid ``acc:<model>``); each further forcing level in a shade of it with its own marker (gid
+    ``acc:<model>|forcing <f>``). Labels name the forcing wherever it is not 0 alone.
     """
-    base_forcing: dict[str, int] = {}
+    forcings: dict[str, list] = {}
     for r in results:
         if _numeric(r.budget):
-            base_forcing[r.model] = min(base_forcing.get(r.model, r.forcing or 0), r.forcing or 0)
-    pts: dict[str, dict[str, list[TaskResult]]] = {}
+            forcings.setdefault(r.model, set()).add(r.forcing or 0)
+    forcings = {m: sorted(fs) for m, fs in forcings.items()}
+    pts: dict[str, dict[tuple, list[TaskResult]]] = {}
     for r in results:
-        if _numeric(r.budget) and (r.forcing or 0) == base_forcing[r.model]:
-            pts.setdefault(r.task, {}).setdefault(r.model, []).append(r)
+        if _numeric(r.budget):
+            pts.setdefault(r.task, {}).setdefault((r.model, r.forcing or 0), []).append(r)
     tasks = task_order(pts)
     if not tasks:
         return None
     colours = colours or model_colours(r.model for r in results)
     fig, axes = grid(len(tasks))
     for ax, task in zip(axes, tasks):
-        for model in sorted(pts[task]):
-            rs = sorted(pts[task][model], key=lambda r: r.budget)
+        for model, forcing in sorted(pts[task]):
+            rs = sorted(pts[task][model, forcing], key=lambda r: r.budget)
+            levels = forcings[model]
+            i = levels.index(forcing)
+            named = levels != [0]
             _draw_series(ax, [r.budget for r in rs], [100 * r.acc for r in rs],
-                         [_interval(r, ci, seed, iters) for r in rs], colours[model],
-                         display_name(model) + (f" (forcing {base_forcing[model]})" if base_forcing[model] else ""),
-                         model, scale)
+                         [_interval(r, ci, seed, iters) for r in rs], shade(colours[model], i, len(levels)),
+                         display_name(model) + (f" (forcing {forcing})" if named else ""),
+                         model if i == 0 else f"{model}|forcing {forcing}", scale, marker=MARKERS[i % len(MARKERS)])
         ax.set_title(panel_title(task), fontsize=11)
         ax.set_xlabel("thinking budget (tokens)")
         ax.set_ylabel("accuracy (%)")
@@ -120,7 +127,8 @@ def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "w
 
 def figure_forcing(results: list[TaskResult], ci: str = "wilson", seed: int = 0, iters: int = 10000,
                    colours: dict | None = None):
-    """Figure 3: accuracy against budget-forcing rounds, a line per (model, budget)."""
+    """Figure 3: accuracy against budget-forcing rounds, a line per (model, budget): the model's colour
+    (shaded), marker and line style tell its budgets apart."""
     pts: dict[str, dict[tuple, list[TaskResult]]] = {}
     for r in results:
         if _numeric(r.forcing) and r.budget is not None:
@@ -131,17 +139,22 @@ def figure_forcing(results: list[TaskResult], ci: str = "wilson", seed: int = 0,
     if not tasks:
         return None
     colours = colours or model_colours(r.model for r in results)
-    styles = ["-", "--", "-.", (0, (5, 1, 1, 1))]
-    budgets_all = sorted({k[1] for d in pts.values() for k in d}, key=str)
+    budgets_all = sorted({k[1] for d in pts.values() for k in d}, key=sortable)
+    budgets_of: dict[str, list] = {}  # model -> its budgets with a forcing line, in any panel
+    for d in pts.values():
+        for m, b in d:
+            budgets_of.setdefault(m, []).append(b)
+    budgets_of = {m: sorted(set(bs), key=sortable) for m, bs in budgets_of.items()}
     fig, axes = grid(len(tasks))
     for ax, task in zip(axes, tasks):
-        for model, budget in sorted(pts[task], key=lambda k: (k[0], str(k[1]))):
+        for model, budget in sorted(pts[task], key=lambda k: (k[0], sortable(k[1]))):
             rs = sorted(pts[task][(model, budget)], key=lambda r: r.forcing)
             label = display_name(model) + (f" (budget {budget})" if len(budgets_all) > 1 else "")
+            i, n = budgets_of[model].index(budget), len(budgets_of[model])
             line = _draw_series(ax, [r.forcing for r in rs], [100 * r.acc for r in rs],
-                                [_interval(r, ci, seed, iters) for r in rs], colours[model], label, model,
-                                "linear", regression=False)
-            line.set_linestyle(styles[budgets_all.index(budget) % len(styles)])
+                                [_interval(r, ci, seed, iters) for r in rs], shade(colours[model], i, n), label,
+                                model, "linear", regression=False, marker=MARKERS[i % len(MARKERS)])
+            line.set_linestyle(LINESTYLES[i % len(LINESTYLES)])
         ax.set_title(panel_title(task), fontsize=11)
         ax.set_xlabel("budget-forcing rounds")
         ax.set_ylabel("accuracy (%)")

@@ -18,6 +18,7 @@ itself does, else ``model_name``). The thinking budget and forcing rounds come f
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -29,11 +30,14 @@ from typing import Iterable
 from m1_harness.errors import UserError
 from m1_harness.records import read_records
 
+from .items import keyed_by_item
+
 log = logging.getLogger(__name__)
 
 BUDGET_KEYS = ("thinking_budget", "max_tokens_thinking")
 FORCING_KEYS = ("forcing", "thinking_n_ignore")
 NAME_KEYS = ("peft", "delta", "pretrained", "model", "path", "engine")  # lm-eval's order
+WHERE_KEYS = ("trace_path", "cache_dir")  # model_args that say where files go, not what was run
 _RESULTS_RE = re.compile(r"^(?:results|.+)_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)\.json$")
 
 
@@ -56,8 +60,10 @@ class TaskResult:
     date: str  # lm-eval's date_id (sortable), "" if unknown
     model_type: str = ""  # lm-eval model class name: m1_budget, hf, vllm ...
     stderr: float | None = None
-    items: dict = field(default_factory=dict, repr=False)  # doc_id -> 0/1 from samples (may be empty)
+    items: dict = field(default_factory=dict, repr=False)  # item identity (items.keyed_by_item) -> 0/1 (may be empty)
     ran_budget: int | None = None  # the largest budget that really ran, when the context clamped some requests
+    run_model: str = ""  # the model as its run names it; ``model`` adds ``[what differs]`` when runs collide
+    run_args: dict = field(default_factory=dict, repr=False)  # what else was run: model_args, limit, data
 
     @property
     def budget_label(self) -> str:
@@ -243,7 +249,12 @@ def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples
             n = nsamples[task].get("effective", nsamples[task].get("original"))
         if n is None:
             n = res.get("sample_len")
-        items = read_samples(path, task, key) if with_samples else {}
+        items, data = {}, None
+        if with_samples:
+            records = read_sample_records(path, task, key)
+            metric_name = key.partition(",")[0]
+            items = {k: float(rec[metric_name]) for k, rec in zip(keyed_by_item(rec.get("doc") or {} for rec in records), records)}
+            data = _fingerprint(sorted(items)) if items else None
         if n is None:
             n = len(items)
         stderr_key = key.replace(f"{metric},", f"{metric}_stderr,", 1)
@@ -263,9 +274,34 @@ def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples
                 stderr=stderr if isinstance(stderr, (int, float)) else None,
                 items=items,
                 ran_budget=ran_budget(path, task, budget, forcing),
+                run_model=model,
+                run_args=_run_args(config, data),
             )
         )
     return out
+
+
+def _run_args(config: dict, data: str | None) -> dict:
+    """What a run was besides its model and setting: a rerun with another of these is another result."""
+    args = {k: str(v) for k, v in parse_arg_string(config.get("model_args")).items()
+            if k not in WHERE_KEYS + BUDGET_KEYS + FORCING_KEYS + NAME_KEYS}
+    limit = as_int(config.get("limit"))
+    args["limit"] = "all" if limit is None else str(limit)
+    if data is not None:
+        args["data"] = data
+    return args
+
+
+def _alike(a: dict, b: dict) -> bool:
+    """Two runs of one setting run alike: the same run_args, where items unknown (no samples) match any."""
+    keys = set(a) | set(b)
+    if "data" not in a or "data" not in b:
+        keys.discard("data")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def _fingerprint(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:6]
 
 
 def trace_files_near(results_file: Path) -> list[Path]:
@@ -289,8 +325,11 @@ def ran_budget(results_file: Path, task: str, budget, forcing) -> int | None:
 
 
 def load_results(paths: Iterable[str | os.PathLike], metric: str = "acc", with_samples: bool = True) -> list[TaskResult]:
-    """All task results under ``paths``; for repeated (model, task, budget, forcing) the newest run wins."""
-    latest: dict[tuple, TaskResult] = {}
+    """All task results under ``paths``. Runs of one (model, task, budget, forcing) that were run alike
+    (same other model_args, ``--limit`` and items) are reruns: the newest wins. Runs that differ in any
+    of these are all kept, each model named with what differs (``org/m1 [limit=8]``), so no table or
+    figure drops or merges one without saying so."""
+    groups: dict[tuple, list[TaskResult]] = {}  # table key -> one result per distinct run
     for f in find_results_files(paths):
         try:
             found = read_results_file(f, metric, with_samples)
@@ -298,10 +337,25 @@ def load_results(paths: Iterable[str | os.PathLike], metric: str = "acc", with_s
             log.warning("skipping %s", exc)
             continue
         for r in found:
-            key = (r.model, r.task, r.budget, r.forcing)
-            if key not in latest or (r.date, r.source) > (latest[key].date, latest[key].source):
-                latest[key] = r
-    return sorted(latest.values(), key=lambda r: (r.model, r.task, sortable(r.budget), sortable(r.forcing)))
+            rs = groups.setdefault((r.model, r.task, r.budget, r.forcing), [])
+            same = next((i for i, q in enumerate(rs) if _alike(q.run_args, r.run_args)), None)
+            if same is None:
+                rs.append(r)
+            elif (r.date, r.source) > (rs[same].date, rs[same].source):
+                rs[same] = r
+    differing: dict[str, set[str]] = {}  # results file -> the run_args that tell it from a colliding run
+    for rs in groups.values():
+        if len(rs) > 1:
+            keys = {k for r in rs for k in r.run_args if len({q.run_args.get(k) for q in rs}) > 1}
+            if keys - {"data"}:  # another --limit or answer budget says enough; the items differ by it
+                keys.discard("data")
+            for r in rs:
+                differing.setdefault(r.source, set()).update(keys)
+    kept = [r for rs in groups.values() for r in rs]
+    for r in kept:
+        if r.source in differing:  # the whole run gets the label, so its tasks stay on one row
+            r.model = f"{r.run_model} [{', '.join(f'{k}={r.run_args.get(k)}' for k in sorted(differing[r.source]))}]"
+    return sorted(kept, key=lambda r: (r.model, r.task, sortable(r.budget), sortable(r.forcing)))
 
 
 def sortable(v):

@@ -27,7 +27,8 @@ from m1_harness.errors import UserError
 from m1_harness.scoring import score
 from m1_harness.taskfns import MATCH_ENV
 
-from .outcomes import gold_of, options_of, response_text, trace_records_for
+from .items import options_of
+from .outcomes import gold_of, record_is_item, response_text, trace_records_for
 from .results import TaskResult, read_sample_records
 from .stats import SAMPLE_METRICS, sample_metrics
 
@@ -61,7 +62,7 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
     if not rows:
         raise SampledError(f"{source}: no samples_{result.task}_*.jsonl beside it; rerun with --log_samples "
                            "(the gold answers of each item come from it)")
-    traces = trace_records_for(source, result.task, result.budget, result.forcing, cache, result.model)
+    traces = trace_records_for(source, result.task, result.budget, result.forcing, cache, result.run_model)
     if not traces:
         raise NoTraceRecords(f"{source}: no trace records of task {result.task} at budget {result.budget}, forcing "
                              f"{result.forcing} beside it (a sweep's traces.jsonl or m1_budget's m1_traces/)")
@@ -76,7 +77,8 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
                                "lm-eval's samples file; maj@k and pass@k need multiple-choice items")
         by_index: dict[int, dict] = {}
         for rec in traces.get(doc_id, []):  # oldest first: the newest record of a sample index wins
-            by_index[int(rec.get("sample") or 0)] = rec
+            if record_is_item(rec, doc):
+                by_index[int(rec.get("sample") or 0)] = rec
         if not by_index:
             raise SampledError(f"{source}: no trace record for task {result.task} item {doc_id} at budget "
                                f"{result.budget}, forcing {result.forcing} (the run's traces.jsonl or m1_traces/ "

@@ -4,7 +4,9 @@ inline; no server, no network), written beside the tables.
 Each (model, task, item) is a row; an item shows its question, options and gold answer, the model's
 longest trace with a mark where each budget cut it and each forcing string spliced in, and for every
 setting the answer, the extracted letter, how it was extracted and right or wrong; a second model
-can be shown beside it. Marks come from m1_budget's trace records (``thinking_span``,
+can be shown beside it. The list filters by task, model, class, right/wrong at the largest setting,
+and by the items that flipped between two chosen settings (``settings``: every setting's label,
+least thinking first). Marks come from m1_budget's trace records (``thinking_span``,
 ``forced_spans``: character offsets in the trace text), so no tokenizer is needed: a setting's
 cut lies in the longest trace wherever its thinking is a prefix of the longest one's (as under
 greedy decoding), and is left out, with a note, where it is not.
@@ -16,7 +18,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .outcomes import CLASSES, by_model_task, options_of
+from .items import options_of, question_of
+from .outcomes import CLASSES, by_model_task
 from .results import sortable
 
 TEMPLATE = "viewer.html"
@@ -74,7 +77,7 @@ def viewer_data(runs, trajectories: list[dict]) -> dict:
             doc, gold = next(r.docs[t["doc_id"]] for r in group if t["doc_id"] in r.docs)
             options = options_of(doc) or {}
             items[key] = {"task": t["task"], "doc_id": t["doc_id"], "item": str(t["item"]), "gold": gold,
-                          "question": str(doc.get("question") or doc.get("sent1") or doc.get("query") or doc.get("prompt") or ""),
+                          "question": question_of(doc),
                           "options": [[k, v] for k, v in options.items()]}
         settings = []
         for r in group:
@@ -86,7 +89,8 @@ def viewer_data(runs, trajectories: list[dict]) -> dict:
                      "settled_budget": t["settled_budget"], "final_correct": settings[-1]["correct"],
                      "settings": settings, "trace": longest_trace(group, t["doc_id"])})
     rows.sort(key=lambda r: (r["task"], sortable(items[r["key"]]["doc_id"]), r["model"]))  # an item's models together
-    return {"classes": list(CLASSES), "items": items, "rows": rows}
+    labels = {(sortable(r.budget), sortable(r.forcing)): r.label for r in runs}  # the flip filter's settings, least thinking first
+    return {"classes": list(CLASSES), "items": items, "rows": rows, "settings": [labels[k] for k in sorted(labels)]}
 
 
 def render(data: dict) -> str:

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from m1_harness.curation import Stage, StageError
+from m1_harness.curation.stage import Stage, StageError
 from m1_harness.curation.items import LETTERS, problems, read_jsonl
 
 PUBMEDQA_INSTRUCTION = (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m1_harness.curation import Stage, StageError
+from m1_harness.curation.stage import Stage, StageError
 from m1_harness.curation import neardup
 from m1_harness.curation.items import normalise, read_jsonl
 from m1_harness.paths import DATA_ENV

@@ -11,7 +11,7 @@ Items without reasoning are rejected with their ids.
 
 from __future__ import annotations
 
-from m1_harness.curation import Reject, Stage, StageError
+from m1_harness.curation.stage import Reject, Stage, StageError
 from m1_harness.thinking.markers import PRESETS
 from m1_harness.prompts import chat_prompt, require_chat_template, sft_completion, sft_prompt
 

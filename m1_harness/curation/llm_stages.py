@@ -15,7 +15,7 @@ import re
 import threading
 from collections import Counter
 
-from m1_harness.curation import Drop, Reject, Stage, StageError
+from m1_harness.curation.stage import Drop, Reject, Stage, StageError
 from m1_harness.curation.client import ChatClient, ResponseCache
 from m1_harness.prompts import distill_prompt, options_text
 from m1_harness.curation.mesh import QUALIFIERS, UNCLASSIFIED

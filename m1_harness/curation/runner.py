@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from m1_harness.curation import Drop, Reject, Stage, StageError
+from m1_harness.curation.stage import Drop, Reject, Stage, StageError
 from m1_harness.curation.items import dumps, read_jsonl, read_jsonl_tolerant, write_jsonl
 
 DONE = "_done.json"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from m1_harness.curation import Stage, StageError
+from m1_harness.curation.stage import Stage, StageError
 
 VARIANTS = ("diversity", "hard_domain_dataset", "hard_domain", "hard_random", "random")
 

@@ -10,7 +10,6 @@ error that lists it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -204,34 +203,6 @@ def _default_trace_dir() -> Path:
     return (_lm_eval_output_dir() or Path.cwd()) / "m1_traces"
 
 
-def _hub_revision(repo_id: str) -> str | None:
-    """The commit a Hub model id resolves to in the local Hugging Face cache (what was just loaded)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:  # noqa: BLE001  (not a valid repo id, no cache): unknown
-        return None
-    parts = Path(found).parts if isinstance(found, str) else ()
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
-
-
-def _model_identity(engine: str, pretrained: str, dtype: str) -> str | None:
-    """What the trace cache keys a model by: engine, dtype, and the exact weights: a fingerprint of a local
-    folder's config and weight files, or the commit a Hub id resolved to (an id alone would serve a model
-    updated on the Hub its old traces). None when a Hub id's commit cannot be found."""
-    path = Path(pretrained)
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(path.iterdir()):
-            if f.suffix in (".json", ".safetensors", ".bin", ".gguf"):
-                st = f.stat()
-                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-        return "|".join([engine, str(path.resolve()), dtype, h.hexdigest()[:16]])
-    revision = _hub_revision(str(pretrained))
-    return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
-
-
 def _check_pretrained(pretrained: str) -> None:
     """A path that names no folder is an error saying so, before any load (transformers would call it a bad
     Hub repo id). Hub ids (``name`` or ``org/name``) that are not local folders go on to the Hub."""
@@ -311,7 +282,7 @@ class M1BudgetLM(LM):
         self._closed_warned = False
         self._templated: set[str] = set()
         self._cache = None
-        identity = _model_identity(self.engine_name, a["pretrained"], a["dtype"]) if a["cache"] != "off" else None
+        identity = self.engine.model_identity if a["cache"] != "off" else None
         if a["cache"] != "off" and identity is None:
             if a["cache"] == "on":
                 raise CacheRefused(f"m1_budget: cache=on, but the Hub commit of {a['pretrained']!r} cannot be found in the "
@@ -532,6 +503,13 @@ class M1BudgetLM(LM):
                                    "seed=S, or cache=off (or cache=auto) to sample unseeded.")
             log.warning("m1_budget: unseeded sampling (seed=none, temperature=%s): the trace cache is off for "
                         "these requests", temp)
+            return self.engine
+        check_seeds = getattr(self.engine, "seeded_sampling_problem", None)  # a server (engines/server.py)
+        problem = check_seeds() if temp > 0 and check_seeds is not None else None
+        if problem:  # its seeds do not repeat: cut traces and probes would not be the run's
+            if self.args["cache"] == "on":
+                raise CacheRefused(f"m1_budget: cache=on with seeded sampling (temperature={temp}): {problem}")
+            log.warning("m1_budget: %s. The trace cache and sweep probes are off for these requests", problem)
             return self.engine
         chunk = 4 * self.engine.batch_size if self.engine_name == "hf" else 256
         decoding = {"temperature": temp, "top_p": top_p} if temp > 0 else None  # greedy: the cache's own

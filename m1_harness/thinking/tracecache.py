@@ -27,6 +27,14 @@ cut as above: the only kind of hit this cache serves (it never serves a context 
 earlier generation, which would hold under greedy decoding only). Unseeded sampling (one shared
 stream) has no prefix property: the cache refuses it (``CacheRefused``).
 
+A changed model identity (``model_id``: the engine's ``model_identity``, i.e. what serves the tokens:
+the weights' fingerprint in process, a server's model cards) is a different key: always a miss.
+Every result is checked (engines/base.check_result) before it is stored: a wrong one is never cached.
+
+The cache is an accelerator, not a result: when it fails mid-run (``database or disk is full``, any
+SQLite or OS error) it turns itself off for the rest of the run with one warning (``failed``), serving
+and storing nothing more, and the run completes from the engine.
+
 Each row also records the library versions it was generated under (``versions.library_versions``):
 a hit generated under other versions is served (same model, same greedy rule) but counted in
 ``other_version_hits`` and reported, so a reuse across an upgrade is visible, never silent.
@@ -43,7 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from m1_harness.thinking.engines.base import CAPABILITIES, Engine, GenRequest, GenResult
+from m1_harness.thinking.engines.base import CAPABILITIES, Engine, GenRequest, GenResult, check_result
 from m1_harness.errors import UserError
 from m1_harness.versions import library_versions
 
@@ -93,6 +101,15 @@ class TraceCache:
         self.hits = self.misses = self.served_tokens = 0
         self.other_version_hits = 0
         self.other_versions: set[str] = set()
+        self.failed: str | None = None  # why the cache turned itself off mid-run (None: working)
+
+    def _off(self, exc: Exception) -> None:
+        """A storage fault: the cache stops serving and storing for the rest of the run, said once."""
+        if self.failed is None:
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.warning("m1_budget: the trace cache %s failed (%s): it is off for the rest of this run, which goes on "
+                        "without it (nothing is lost but reuse); free space or pass another cache_dir for the next run",
+                        self.path, self.failed)
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
@@ -117,7 +134,14 @@ class TraceCache:
         return None if row is None else (json.loads(row[0]), row[1], json.loads(row[2]), row[3], row[4])
 
     def lookup(self, req: GenRequest, tokenizer, decoding: dict | None = None) -> GenResult | None:
-        rec = self._get(_key(self.model_id, self.decoding if decoding is None else decoding, req))
+        key = _key(self.model_id, self.decoding if decoding is None else decoding, req)
+        if self.failed is not None:
+            return None
+        try:
+            rec = self._get(key)
+        except (sqlite3.Error, OSError) as exc:
+            self._off(exc)
+            return None
         if rec is None:
             return None
         ids, finish, stop, stop_len, versions = rec
@@ -145,10 +169,22 @@ class TraceCache:
         return (f"{self.other_version_hits} of {self.hits} trace-cache hits were generated under other library "
                 f"versions ({'; '.join(sorted(changed))}); pass cache=off or a fresh cache_dir to regenerate them")
 
-    def store(self, reqs: list[GenRequest], results: list[GenResult], tokenizer, decoding: dict | None = None) -> None:
-        """Keep the most informative result per key: a stop beats a length, a longer length a shorter."""
+    def store(self, reqs: list[GenRequest], results: list[GenResult], tokenizer, decoding: dict | None = None,
+              vocab_size: int | None = None, max_model_len: int | None = None) -> None:
+        """Keep the most informative result per key: a stop beats a length, a longer length a shorter.
+        Each result is checked first (base.check_result: ``BadResult``, nothing of the call stored)."""
+        keys = [_key(self.model_id, self.decoding if decoding is None else decoding, req) for req in reqs]
         for req, res in zip(reqs, results):
-            key = _key(self.model_id, self.decoding if decoding is None else decoding, req)
+            check_result(req, res, vocab_size, max_model_len)
+        if self.failed is not None:
+            return
+        try:
+            self._store(keys, results, tokenizer)
+        except (sqlite3.Error, OSError) as exc:
+            self._off(exc)
+
+    def _store(self, keys: list[str], results: list[GenResult], tokenizer) -> None:
+        for key, res in zip(keys, results):
             old = self._get(key)
             if old is not None and (old[1] == "stop" or (res.finish_reason == "length" and len(old[0]) >= len(res.token_ids))):
                 continue
@@ -175,6 +211,7 @@ class CachingEngine:
         self.engine, self.cache, self.chunk_size = engine, cache, chunk_size
         self.decoding = dict(cache.decoding if decoding is None else decoding)
         self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
+        self._limits = (engine.vocab_size, engine.max_model_len)  # check_result's bounds
         self._asked: dict[object, GenRequest] = {}  # streaming: key -> request sent to the engine
         self._twins: dict[tuple, list[object]] = {}  # streaming: call -> keys waiting for it
         self._ready: list[tuple[object, GenResult]] = []
@@ -226,7 +263,7 @@ class CachingEngine:
             return ready
         for key, res in self.engine.poll():
             req = self._asked.pop(key)
-            self.cache.store([req], [res], self.tokenizer, self.decoding)
+            self.cache.store([req], [res], self.tokenizer, self.decoding, *self._limits)
             first, *twins = self._twins.pop(self._call(req))
             ready.append((key, res))
             ready += [(k, _free(res)) for k in twins]
@@ -250,7 +287,7 @@ class CachingEngine:
             chunk = misses[start: start + step]
             reqs = [requests[i] for i in chunk]
             out = self.engine.generate(reqs)
-            self.cache.store(reqs, out, self.tokenizer, self.decoding)
+            self.cache.store(reqs, out, self.tokenizer, self.decoding, *self._limits)
             for i, res in zip(chunk, out):
                 results[i] = res
         for i, j in twins:

@@ -184,7 +184,8 @@ def test_figures(result):
     assert [t.get_text() for t in ax.get_yticklabels()][0] == "org/m1-a\nbudget 16 -> 64 (forcing 0)"
     fig = explain.figure_efficiency(result[0]["settings"])
     labels = sorted(t.get_text() for ax in fig.axes for t in ax.texts)
-    assert labels == sorted(["16", "64", "128"] * (2 + 2 + 1))  # medbullets4: A f0, f1; medqa: A f0, f1, B
+    # medbullets4: A f0, f1; medqa: A f0, f1, B; one "16" per panel, where every series starts at one point
+    assert labels == sorted(["16"] * 2 + ["64", "128"] * (2 + 2))
 
 
 def test_cli_json_and_files(tmp_path, capsys):

@@ -32,10 +32,10 @@ def test_plot_command_writes_files_of_expected_size(tmp_path):
     for stem in ("figure1_budget", "figure3_forcing", "thinking_lengths"):
         assert (tmp_path / f"{stem}.pdf").stat().st_size > 1000
         assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
-    # 100 dpi; panels 4.0 x 3.2 in, at least 7 in wide, 1 in for titles and legend
+    # 200 dpi; panels 4.0 x 3.2 in, at least 7 in wide, 1 in for titles and legend
     sizes = {stem: mpimg.imread(tmp_path / f"{stem}.png").shape[:2] for stem in
              ("figure1_budget", "figure3_forcing", "thinking_lengths")}
-    assert sizes == {"figure1_budget": (420, 1200), "figure3_forcing": (420, 700), "thinking_lengths": (420, 800)}
+    assert sizes == {"figure1_budget": (840, 2400), "figure3_forcing": (840, 1400), "thinking_lengths": (840, 1600)}
 
 
 def test_png_only_and_log2(tmp_path):
@@ -53,6 +53,8 @@ def test_figure1_values_match_table(rs):
     for ax in fig.axes[:3]:
         col = col_of[ax.get_title()]
         for model, line in _lines(ax, "acc:").items():
+            if "|forcing" in model:  # the forcing levels beside forcing 0 (test_figures_read.py)
+                continue
             xy = line.get_xydata()
             assert list(xy[:, 0]) == [512, 1024, 2048, 4096]
             for (budget, acc), (lo, hi) in zip(xy, line.m1_interval):
@@ -169,7 +171,8 @@ def test_trace_file_stem_when_nothing_beside(tmp_path):
 
 
 def test_figure1_draws_a_forcing_only_sweep_at_its_forcing():
-    """A model swept only with forcing (no forcing-0 runs) is drawn at that setting, labelled so."""
+    """A model swept only with forcing (no forcing-0 runs) is drawn at its fewest rounds, labelled so;
+    its other forcing level is a line of its own, never mixed in."""
     rows = [
         results.TaskResult(model="m/forced", task="medqa", budget=b, forcing=4, acc=acc, n=30,
                            metric_key="acc,none", source="x", date="")
@@ -182,4 +185,6 @@ def test_figure1_draws_a_forcing_only_sweep_at_its_forcing():
     assert fig is not None
     (line,) = [ln for ln in fig.axes[0].lines if ln.get_gid() == "acc:m/forced"]
     assert line.get_xydata().tolist() == [[16.0, 30.0], [32.0, 20.0], [64.0, 10.0]]  # forcing 5 is not mixed in
-    assert [c.get_label() for c in fig.axes[0].containers] == ["m/forced (forcing 4)"]
+    assert [c.get_label() for c in fig.axes[0].containers] == ["m/forced (forcing 4)", "m/forced (forcing 5)"]
+    (other,) = [ln for ln in fig.axes[0].lines if ln.get_gid() == "acc:m/forced|forcing 5"]
+    assert other.get_xydata().tolist() == [[64.0, 90.0]]

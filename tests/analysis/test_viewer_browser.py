@@ -52,7 +52,7 @@ def rows(page):
 
 
 def open_row(page, doc_id, model):
-    for sel in ("#filter-task", "#filter-model", "#filter-class", "#filter-outcome"):
+    for sel in ("#filter-task", "#filter-model", "#filter-class", "#filter-outcome", "#filter-from", "#filter-to", "#filter-flip"):
         page.select_option(sel, "")
     page.fill("#search", "")
     page.click(f'.row[data-key="medqa|{doc_id}"][data-model="{model}"]')
@@ -137,6 +137,46 @@ def test_settings_table_and_two_models_side_by_side(page):
     open_row(page, 3, "org/m1-a")  # right answers written as "The answer is D.": the regex rule
     last = page.locator(f"{col} table.settings tr").last.locator("td").all()
     assert [td.inner_text() for td in last][:5] == ["budget 128, forcing 1", "128 (cut)", "D", "regex", "right"]
+
+
+def test_filter_items_that_flipped_between_two_chosen_settings(page, html):
+    a, b = "budget 16, forcing 0", "budget 128, forcing 1"
+    up = {("org/m1-a", "medqa", d) for d in (2, 3, 6, 10)} | {("org/m1-a", "medbullets4", d) for d in (*range(14), 19)}
+    down = {("org/m1-a", "medqa", d) for d in (4, 5, 11)} | {("org/m1-a", "medbullets4", d) for d in (15, 18)}
+    for t in json.loads((html.parent / "trajectories.json").read_text()):  # the same flips as explain's tables
+        at = {s["setting"]: s["correct"] for s in t["settings"]}
+        key = (t["model"], t["task"], t["doc_id"])
+        assert (key in up, key in down) == (at.get(a) is False and at.get(b) is True, at.get(a) is True and at.get(b) is False)
+    open_row(page, 0, "org/m1-a")
+    page.select_option("#filter-from", a)
+    assert len(rows(page)) == 60  # one setting chosen: no filter yet
+    page.select_option("#filter-to", b)
+    assert set(rows(page)) == up | down and page.inner_text("#count") == "24 of 60 (model, item) rows"
+    page.select_option("#filter-flip", "up")
+    assert set(rows(page)) == up
+    page.select_option("#filter-flip", "down")
+    assert set(rows(page)) == down
+    page.select_option("#filter-model", "org/m1-b")  # m1-b never ran forcing 1: nothing flips there
+    assert rows(page) == [] and page.inner_text("#detail") == "No item matches the filters."
+
+
+def test_cut_mark_is_a_visible_label(page):
+    open_row(page, 3, "org/m1-a")
+    cut = page.locator('#columns .col[data-model="org/m1-a"] .trace span.cut[data-budget="64"]')
+    box = cut.bounding_box()
+    assert box["width"] >= 60 and box["height"] >= 14  # "✂ budget 64" on a red label, not a 10px glyph
+    after = page.evaluate("""(e) => { const s = getComputedStyle(e, '::after');
+        return [s.content, s.backgroundColor, s.color, s.fontSize, s.fontWeight]; }""", cut.element_handle())
+    assert after == ['"\u2702\u00a0budget\u00a064"', "rgb(208, 49, 45)", "rgb(255, 255, 255)", "11px", "600"]
+
+
+def test_settled_budget_says_it_is_along_the_budget_axis(page):
+    open_row(page, 1, "org/m1-a")  # wrong at budget 128: never settles
+    col = '#columns .col[data-model="org/m1-a"]'
+    assert page.locator(f"{col} h2 .settle").inner_text() == \
+        "budget axis: never settles (wrong at some setting of the largest budget)"
+    open_row(page, 0, "org/m1-a")
+    assert page.locator(f"{col} h2 .settle").inner_text() == "budget axis: right at every setting from budget 16 on"
 
 
 def test_viewer_is_one_offline_file(html):

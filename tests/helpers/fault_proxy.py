@@ -4,13 +4,18 @@
 forward: ``"500"`` / ``"429"`` (an error status, not forwarded), ``"hang"`` (holds the connection
 past the client's timeout, then closes it; not forwarded), ``"drop"`` (closes the connection at once,
 not forwarded), ``"drop_after"`` (forwarded, the server answers, the answer is thrown away and the
-connection closed). ``log`` holds one ``(n, sha256 of the body, outcome)`` per POST, outcome being
+connection closed). ``always``: one fault for every POST (``"500"``: a replica failing for good).
+Faults on the answer (forwarded, the server's answer changed): ``"extra_ids"`` (7 more ids than it
+returned), ``"negative_id"`` (its first id made -3), ``"short_length"`` (its last id dropped, finish
+``length``), ``"trickle"`` (the answer sent one byte every ``trickle_s`` seconds); on the request:
+``"drop_seed"`` (the ``seed`` field removed, as a server that ignores seeds). ``log`` holds one ``(n, sha256 of the body, outcome)`` per POST, outcome being
 the fault or ``"ok"`` (the server's answer delivered to the client).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -21,9 +26,14 @@ from http.server import BaseHTTPRequestHandler
 from background_http import BackgroundHTTP
 
 
+ANSWER_FAULTS = ("extra_ids", "negative_id", "short_length", "trickle")
+
+
 class FaultProxy(BackgroundHTTP):
-    def __init__(self, upstream: str, faults: dict[int, str], hang_s: float = 3.0):
-        self.upstream, self.faults, self.hang_s = upstream.rstrip("/"), dict(faults), hang_s
+    def __init__(self, upstream: str, faults: dict[int, str] | None = None, hang_s: float = 3.0,
+                 always: str | None = None, trickle_s: float = 0.5):
+        self.upstream, self.faults, self.hang_s = upstream.rstrip("/"), dict(faults or {}), hang_s
+        self.always, self.trickle_s = always, trickle_s
         self.log: list[tuple[int, str, str]] = []
         self._n = 0
         self._lock = threading.Lock()
@@ -72,8 +82,12 @@ class FaultProxy(BackgroundHTTP):
                 with proxy._lock:
                     proxy._n += 1
                     n = proxy._n
-                fault = proxy.faults.get(n)
+                fault = proxy.faults.get(n, proxy.always)
                 digest = hashlib.sha256(body).hexdigest()
+                if fault == "drop_seed":
+                    sent = json.loads(body)
+                    sent.pop("seed", None)
+                    body = json.dumps(sent).encode()
                 if fault in ("500", "429"):
                     proxy._record(n, digest, fault)
                     self._reply(int(fault), b'{"error": "injected"}', {"Retry-After": "0"} if fault == "429" else None)
@@ -89,9 +103,37 @@ class FaultProxy(BackgroundHTTP):
                     if fault == "drop_after":
                         proxy._record(n, digest, fault)
                         self._drop()
+                    elif fault in ANSWER_FAULTS and status == 200:
+                        proxy._record(n, digest, fault)
+                        self._changed(fault, payload)
                     else:
                         proxy._record(n, digest, "ok" if status == 200 else f"upstream_{status}")
                         self._reply(status, payload)
+
+            def _changed(self, fault: str, payload: bytes):
+                if fault != "trickle":
+                    raw = json.loads(payload)
+                    choice = raw["choices"][0]
+                    ids = choice["token_ids"]
+                    if fault == "extra_ids":
+                        ids += [ids[0] if ids else 5] * 7
+                    elif fault == "negative_id":
+                        ids[:1] = [-3]
+                    elif fault == "short_length":
+                        choice.update(token_ids=ids[:-1], finish_reason="length", stop_reason=None)
+                    return self._reply(200, json.dumps(raw).encode())
+                data = payload
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for k in range(len(data)):
+                        self.wfile.write(data[k:k + 1])
+                        self.wfile.flush()
+                        time.sleep(proxy.trickle_s)
+                except OSError:  # the client gave up
+                    self.close_connection = True
 
         self._serve(Handler)
 

@@ -8,7 +8,11 @@ real vLLM server behind it (``upstream``):
   naming them, so a client that sends vLLM-only fields is caught; SGLang itself ignores them), takes
   the DP rank as the body field ``routed_dp_rank`` (recorded in ``ranks``), and answers with
   ``matched_stop`` where vLLM says ``stop_reason`` and without vLLM-only fields;
-- ``GET /v1/models`` answers SGLang's ``ModelCard`` (``id``, ``root``, ``max_model_len``).
+- ``GET /v1/models`` answers SGLang's ``ModelCard`` (``id``, ``root``, ``max_model_len``);
+- ``GET /get_server_info`` answers the server's arguments as SGLang does (``enable_deterministic_inference``
+  among them: ``deterministic_inference``), and without that flag the request ``seed`` is dropped
+  before generating, as SGLang 0.5.23 does (``sampling/sampling_batch_info.py``: the seed is used only
+  under deterministic inference).
 What it cannot stand for: SGLang's own scheduler, sampling and numerics.
 """
 
@@ -18,9 +22,8 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler
 
-from background_http import BackgroundHTTP
+from background_http import BackgroundHTTP, JsonHandler
 
 # The request fields of SGLang's CompletionRequest (as read; LoRA, PD-disaggregation and
 # multimodal fields left out).
@@ -35,19 +38,15 @@ SGLANG_COMPLETION_FIELDS = {
 
 
 class SGLangStandIn(BackgroundHTTP):
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, deterministic_inference: bool = False):
         self.upstream = upstream.rstrip("/")
+        self.deterministic_inference = deterministic_inference
         self.ranks: list[int | None] = []  # routed_dp_rank of each completion request
         self.rejected: list[list[str]] = []  # the unknown fields of each refused request
         lock = threading.Lock()
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
+        class Handler(JsonHandler):
             def _upstream(self, method: str, path: str, body: dict | None):
                 req = urllib.request.Request(standin.upstream + path, method=method,
                                              data=None if body is None else json.dumps(body).encode(),
@@ -60,15 +59,10 @@ class SGLangStandIn(BackgroundHTTP):
                 except urllib.error.HTTPError as exc:
                     return exc.code, json.loads(exc.read() or b"{}")
 
-            def _reply(self, status: int, payload: dict):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def do_GET(self):
+                if self.path == "/get_server_info":
+                    return self._reply(200, {"enable_deterministic_inference": standin.deterministic_inference,
+                                             "enable_cache_report": False, "version": "stand-in"})
                 if self.path != "/v1/models":
                     return self._reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})
                 status, raw = self._upstream("GET", "/models", None)
@@ -91,7 +85,8 @@ class SGLangStandIn(BackgroundHTTP):
                                              "message": f"fields SGLang's CompletionRequest does not have: {unknown}"})
                 with lock:
                     standin.ranks.append(body.get("routed_dp_rank"))
-                forwarded = {k: v for k, v in body.items() if k not in ("no_stop_trim", "routed_dp_rank")}
+                dropped = ("no_stop_trim", "routed_dp_rank") + (() if standin.deterministic_inference else ("seed",))
+                forwarded = {k: v for k, v in body.items() if k not in dropped}
                 forwarded["include_stop_str_in_output"] = bool(body.get("no_stop_trim", False))
                 status, raw = self._upstream("POST", "/completions", forwarded)
                 if status != 200:

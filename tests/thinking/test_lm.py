@@ -247,7 +247,7 @@ def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
         (repo / "snapshots" / commit).mkdir(parents=True)
         (repo / "snapshots" / commit / "config.json").write_text("{}")
     (repo / "refs").mkdir()
-    script = ("from m1_harness.thinking.lm import _model_identity as m; print(m('hf', 'org/tiny', 'auto')); "
+    script = ("from m1_harness.thinking.engines.base import weights_identity as m; print(m('hf', 'org/tiny', 'auto')); "
               "print(m('hf', 'org/absent', 'auto'))")
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"))
     ids = []

@@ -110,15 +110,15 @@ def test_seeded_sampled_calls_hit_only_with_the_same_seed_and_decoding(tmp_path)
 def test_a_longer_result_replaces_a_shorter_one_and_a_stop_is_never_replaced(tmp_path):
     tok = ScriptedEngine({}).tokenizer
     cache = TraceCache(tmp_path / "c.sqlite", "m")
-    req = GenRequest([5, 6], 10, stop_token_ids=[2])
-    cache.store([req], [GenResult([107, 108], "length")], tok)
-    cache.store([req], [GenResult([107], "length")], tok)  # shorter: kept the longer
+    req = lambda m: GenRequest([5, 6], m, stop_token_ids=[2])  # a length result has exactly max_tokens ids
+    cache.store([req(2)], [GenResult([107, 108], "length")], tok)
+    cache.store([req(1)], [GenResult([107], "length")], tok)  # shorter: kept the longer
     assert cache.lookup(GenRequest([5, 6], 2, stop_token_ids=[2]), tok).token_ids == [107, 108]
-    cache.store([req], [GenResult([107, 108, 109, 110], "length")], tok)  # longer: replaces
+    cache.store([req(4)], [GenResult([107, 108, 109, 110], "length")], tok)  # longer: replaces
     assert cache.lookup(GenRequest([5, 6], 4, stop_token_ids=[2]), tok).token_ids == [107, 108, 109, 110]
-    cache.store([req], [GenResult([107, 108, 109, 110, 111, 2], "stop", 2)], tok)  # a stop beats any length
+    cache.store([req(10)], [GenResult([107, 108, 109, 110, 111, 2], "stop", 2)], tok)  # a stop beats any length
     assert cache.lookup(GenRequest([5, 6], 50, stop_token_ids=[2]), tok).finish_reason == "stop"
-    cache.store([req], [GenResult([107] * 20, "length")], tok)  # even a longer length never replaces a stop
+    cache.store([req(20)], [GenResult([107] * 20, "length")], tok)  # even a longer length never replaces a stop
     hit = cache.lookup(GenRequest([5, 6], 50, stop_token_ids=[2]), tok)
     assert (hit.token_ids, hit.finish_reason) == ([107, 108, 109, 110, 111, 2], "stop")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, Sequence
 
 from m1_harness.errors import UserError
@@ -20,6 +22,8 @@ def data_parallel_ranks(value) -> int:
     if dp < 1:
         raise EngineError(f"data_parallel_size={value}: must be at least 1 (engine ranks per server)")
     return dp
+
+from m1_harness.errors import UserError
 
 
 @dataclass
@@ -72,6 +76,9 @@ class Engine(Protocol):
     # Admit at most this many requests at once (a server, whose KV cache size is not known here:
     # engines/server.py); 0 means only the KV cache bounds them.
     max_in_flight: int = 0
+    model_identity: str | None = None  # what generated the tokens (weights_identity; a server's model cards):
+    # the trace cache's key and the trace records' field
+    vocab_size: int | None = None  # ids must lie below it (check_result); None: unchecked
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         """Generate every request; results in request order."""
@@ -92,6 +99,85 @@ def eos_token_ids(pretrained: str, tokenizer) -> list[int]:
         gen_eos = None
     gen_eos = gen_eos if isinstance(gen_eos, list) else [gen_eos]
     return sorted({i for i in [*gen_eos, tokenizer.eos_token_id] if i is not None})
+
+
+class BadResult(UserError, ValueError):
+    """An engine result that breaks the contract below: never used, never stored in the trace cache."""
+
+
+def check_result(req: GenRequest, res: GenResult, vocab_size: int | None, max_model_len: int | None) -> None:
+    """The one check every result passes where it enters (each engine, and the trace cache before it
+    stores), so "generated + forced <= thinking_budget" holds whatever a server or engine sends:
+    token ids are ints of the vocabulary; at most ``max_tokens`` of them; a ``length`` finish has
+    exactly ``max_tokens`` (fewer only where prompt + ids fill ``max_model_len``); a ``stop`` finish
+    names a stop of the request, a stop id being the last id; no stop id before the end.
+    Raises ``BadResult`` with one sentence saying what is wrong."""
+    ids, n, limit = res.token_ids, len(res.token_ids), int(req.max_tokens)
+    stops = set(req.stop_token_ids)
+    problem = None
+    for k, t in enumerate(ids):
+        if type(t) is not int or t < 0 or (vocab_size is not None and t >= vocab_size):
+            problem = f"id {t!r} at position {k} is not a token id of this model (vocabulary of {vocab_size})"
+            break
+    else:
+        last_is_stop = res.finish_reason == "stop" and isinstance(res.stop_reason, int)
+        early = next((k for k, t in enumerate(ids[:-1] if last_is_stop else ids) if t in stops), None)
+        fills = max_model_len is not None and len(req.prompt_ids) + n >= int(max_model_len)
+        if n > max(0, limit):
+            problem = f"{n} ids for max_tokens={limit}"
+        elif res.finish_reason == "length" and n != max(0, limit) and not fills:
+            problem = f"finish 'length' after {n} ids, but max_tokens={limit}"
+        elif res.finish_reason not in ("stop", "length"):
+            problem = f"finish_reason={res.finish_reason!r} (expected stop or length)"
+        elif res.finish_reason == "stop" and not (
+                (last_is_stop and res.stop_reason in stops and n and ids[-1] == res.stop_reason)
+                or (isinstance(res.stop_reason, str) and res.stop_reason in req.stop_strings)):
+            problem = (f"finish 'stop' on {res.stop_reason!r}, which is not the last id and a stop of the request "
+                       f"(stop ids {sorted(stops)}, stop strings {list(req.stop_strings)})")
+        elif early is not None:
+            problem = f"stop id {ids[early]} at position {early} of {n}: generation went on past a stop"
+    if problem is not None:
+        raise BadResult(f"engine result for a prompt of {len(req.prompt_ids)} ids: {problem}")
+
+
+def model_vocab_size(config, tokenizer) -> int:
+    """Ids a model can emit: its (text) config's vocab_size (often padded past the tokenizer), else the tokenizer's."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return max(int(getattr(text, "vocab_size", 0) or 0), len(tokenizer))
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit a Hub model id resolves to in the local Hugging Face cache (what was just loaded)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # noqa: BLE001  (not a valid repo id, no cache): unknown
+        return None
+    parts = Path(found).parts if isinstance(found, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """A model folder's config and weight files by name, size and mtime: cheap, and changes with the weights."""
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).iterdir()):
+        if f.suffix in (".json", ".safetensors", ".bin", ".gguf"):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def weights_identity(engine: str, pretrained: str, dtype: str) -> str | None:
+    """An in-process engine's ``model_identity`` (what the trace cache keys a model by, and trace records
+    carry): engine, dtype, and the exact weights: a fingerprint of a local folder's config and weight
+    files, or the commit a Hub id resolved to (an id alone would serve a model updated on the Hub its
+    old traces). None when a Hub id's commit cannot be found."""
+    path = Path(pretrained)
+    if path.is_dir():
+        return "|".join([engine, str(path.resolve()), dtype, weights_fingerprint(path)])
+    revision = _hub_revision(str(pretrained))
+    return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
 
 
 class StreamingEngine(Engine, Protocol):

@@ -28,7 +28,8 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, StoppingCriteria
 
-from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
+from m1_harness.thinking.engines.base import (Engine, GenRequest, GenResult, check_result, model_vocab_size,
+                                               weights_identity)
 
 _TF_VERSION = tuple(int(p) for p in transformers.__version__.split(".")[:2])
 # transformers 5.24 renamed the KV cache argument of forward/generate and the output field from
@@ -173,6 +174,8 @@ class HFEngine(Engine):
             pretrained, **{dtype_kw: torch_dtype}, trust_remote_code=trust_remote_code
         ).to(self.device).eval()
         cfg = self.model.config
+        self.model_identity = weights_identity("hf", pretrained, dtype)
+        self.vocab_size = model_vocab_size(cfg, self.tokenizer)
         self.max_model_len = int(max_model_len or getattr(cfg, "max_position_embeddings", 0) or 4096)
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
@@ -343,6 +346,7 @@ class HFEngine(Engine):
             kept.append(len(prompts[row]) + n)
             results.append(GenResult(token_ids, reason, stop, self.tokenizer.decode(token_ids, skip_special_tokens=False),
                                      len(prompts[row]), cached[row], stopper.steps[row] or len(gen[row])))
+            check_result(reqs[row], results[-1], self.vocab_size, self.max_model_len)
         if any(r.continued for r in reqs):
             self._keep_rows(reqs, getattr(out, _CACHE), seqs, [plen - len(p) for p in prompts], kept)
         elif self.prefix_cache is not None:

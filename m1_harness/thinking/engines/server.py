@@ -13,9 +13,16 @@ is checked for its name).
 Replicas: ``base_url`` may list several servers (comma- or space-separated). A request's later rounds
 go to the replica that served its earlier rounds (found by the longest earlier context that prefixes
 the new prompt, so the replica's prefix cache holds it); new requests go to the least loaded replica.
-A replica that stops answering (connection refused/reset or timeouts after the retries) is dropped
-for the rest of the run; its unfinished requests move to the others, finished ones are kept, and
+A replica that stops answering or keeps failing (connection refused/reset, timeouts, 5xx, malformed
+or wrong results, through all the retries) is dropped for the rest of the run; its unfinished
+requests move to the others, finished ones are kept, and
 ``run_summary()`` says what moved. HTTP, retries and the API key are m1_harness.http's.
+
+Every response is checked (base.check_result) before it is used: a wrong one (ids past ``max_tokens``
+or outside the vocabulary, a short ``length``) is retried like a malformed body, never cached.
+``model_identity`` (the trace cache's key) is what the servers say serves the tokens: the served id,
+its ``root`` and ``parent`` (a checkpoint, a LoRA adapter's base), any version or fingerprint field of
+the card, the weights folder's fingerprint for a server on this machine, the host when no root is given.
 
 Data-parallel servers (``data_parallel_size=N``: ``vllm serve --data-parallel-size N``, one front end
 over N engine ranks): every URL counts as N replicas, one per rank, each pinned by vLLM's
@@ -43,15 +50,19 @@ requests in flight instead (``max_in_flight``: ``max_concurrency`` per replica t
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import queue
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlparse
 
-from m1_harness.thinking.engines.base import (Engine, EngineError, GenRequest, GenResult, data_parallel_ranks,
-                                               eos_token_ids)
+from m1_harness.thinking.engines.base import (BadResult, Engine, EngineError, GenRequest, GenResult,
+                                               data_parallel_ranks, eos_token_ids, model_vocab_size,
+                                               weights_fingerprint)
 from m1_harness.thinking.engines.vllm import VLLMEngine
 from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
 
@@ -100,6 +111,8 @@ class Replica:
         self.alive, self.load, self.rounds = True, 0, 0
         self.model: str | None = None
         self.max_model_len: int | None = None
+        self.identity: dict = {}  # what its model card says generates the tokens (ServerEngine.model_identity)
+        self.fault: str | None = None  # why it was dropped
 
 
 class ServerEngine(Engine):
@@ -114,13 +127,46 @@ class ServerEngine(Engine):
         """Greedy when temperature is 0 (the default); sent with every request."""
         self.temperature, self.top_p = float(temperature or 0.0), float(top_p)
 
+    def seeded_sampling_problem(self) -> str | None:
+        """Why seeded sampling does not repeat on these servers (None: it does), asked once per run. The trace
+        cache and sweep probes assume a seed gives the same tokens every time (tracecache.py); SGLang drops
+        request seeds unless started with --enable-deterministic-inference (its /get_server_info says so),
+        and any server is checked by sending one seeded request twice."""
+        if self._seed_problem is None:
+            self._seed_problem = next(filter(None, (self._seed_check(r) for r in self.replicas if r.alive)), "")
+        return self._seed_problem or None
+
+    def _seed_check(self, rep: Replica) -> str | None:
+        advice = ("cached traces and sweep probes would be wrong: restart it with --enable-deterministic-inference "
+                  "(SGLang), sample greedily (temperature=0), or pass cache=off")
+        if self.server_api == "sglang":
+            origin = "{0.scheme}://{0.netloc}".format(urlparse(rep.url))
+            try:
+                info = rep.client.get(origin + "/get_server_info", retries=1)
+            except ApiError:
+                info = {}  # an older server or a proxy without the route: the probe below decides
+            if info.get("enable_deterministic_inference") is False:
+                return (f"{rep.name}: SGLang runs without --enable-deterministic-inference, so it ignores request "
+                        f"seeds and seeded sampling does not repeat; {advice}")
+            if info.get("enable_deterministic_inference") is True:
+                return None
+        body = self._body(rep, GenRequest(self.tokenizer.encode("Seed check: one two three", add_special_tokens=False),
+                                          16, seed=self.seed if self.seed is not None else 0), self.max_model_len)
+        body.update(temperature=1.0, top_p=1.0, seed=body.get("seed", 0))  # T=1: two unseeded samples differ
+        first, second = (rep.client.post("/completions", body, check=_check_completion)["choices"][0]["token_ids"]
+                         for _ in range(2))
+        if first != second:
+            return (f"{rep.name} ({self.server_api}) gave two different samples for one seed, so seeded sampling "
+                    f"does not repeat there; {advice}")
+        return None
+
     def __init__(self, pretrained: str, base_url: str, *, served_model: str | None = None,
                  api_key_env: str | None = None, max_concurrency: int = 16, timeout: float = 600.0,
                  max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 30.0, seed: int = 42,
                  max_model_len: int | None = None, trust_remote_code: bool = False, temperature: float = 0.0,
                  top_p: float = 1.0, streaming: bool = True, data_parallel_size: int = 1, server_api: str = "vllm",
                  **ignored):
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         if int(max_concurrency) < 1:
             raise EngineError(f"max_concurrency={max_concurrency}: must be at least 1 (requests in flight per replica)")
@@ -143,8 +189,11 @@ class ServerEngine(Engine):
         self.owned = None  # a server this engine started and stops (engines/owned.py)
         self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
         self.eos_token_ids = eos_token_ids(pretrained, self.tokenizer)
+        self.vocab_size = model_vocab_size(AutoConfig.from_pretrained(pretrained, trust_remote_code=trust_remote_code),
+                                           self.tokenizer)
         for rep in self.replicas:
             self._describe(rep, pretrained, served_model)
+        self.model_identity = self._identity()
         lens = {r.max_model_len for r in self.replicas} - {None}
         if max_model_len:
             if lens and int(max_model_len) > min(lens):
@@ -157,6 +206,7 @@ class ServerEngine(Engine):
             raise EngineError(f"{self.urls[0]}/models does not report max_model_len (not a vLLM server?): pass "
                               "max_model_len=<the server's context length> in model_args")
         self.seed = seed
+        self._seed_problem: str | None = None  # seeded_sampling_problem's answer, once asked ("" = none)
         self.set_sampling(temperature, top_p)
         self._lock = threading.Lock()
         self._owner: dict[int, tuple[int, int]] = {}  # context hash -> (replica index, request number)
@@ -203,6 +253,23 @@ class ServerEngine(Engine):
                                   "pass served_model=<one of those names>")
         rep.model = card["id"]
         rep.max_model_len = int(card["max_model_len"]) if card.get("max_model_len") else None
+        # the served id and where its weights come from (vLLM: root = the weights' path, parent = a
+        # LoRA adapter's base); a card that names no root is told apart by the server's host
+        rep.identity = {k: card[k] for k in ("id", "root", "parent") if card.get(k)}
+        rep.identity.update({k: v for k, v in card.items() if "version" in k or "fingerprint" in k or "hash" in k})
+        if not card.get("root"):
+            rep.identity["host"] = urlparse(rep.url).netloc
+        elif urlparse(rep.url).hostname in ("127.0.0.1", "localhost", "::1") and Path(card["root"]).is_dir():
+            rep.identity["weights"] = weights_fingerprint(Path(card["root"]))  # a server on this machine (owned.py)
+
+    def _identity(self) -> str:
+        """``model_identity``: what serves the tokens, the trace cache's key (a changed served model,
+        checkpoint or adapter is a miss) and the trace records' field; every replica must agree."""
+        seen = {json.dumps(r.identity, sort_keys=True) for r in self.replicas}
+        if len(seen) > 1:
+            raise EngineError(f"base_url={', '.join(self.urls)}: the replicas serve different models "
+                              f"({'; '.join(sorted(seen))}): give replicas of one model")
+        return f"server|{self.server_api}|{seen.pop()}"
 
     # -- replicas -------------------------------------------------------------------------------
     def _pick(self, hashes: list[int], avoid: Replica | None) -> tuple[Replica, int, Replica | None]:
@@ -214,9 +281,9 @@ class ServerEngine(Engine):
                 break
         alive = [r for r in self.replicas if r.alive and r is not avoid]
         if not alive:
-            down = ", ".join(self.urls)
-            raise EngineError(f"every server stopped answering ({down}); finished rounds are in the trace cache: "
-                              "restart the servers and rerun to resume")
+            down = "; ".join(f"{r.name}: {r.fault}" for r in self.replicas if r.fault) or ", ".join(self.urls)
+            raise EngineError(f"every server stopped answering or kept failing ({down}); finished rounds are in the "
+                              "trace cache: fix or restart the servers and rerun to resume")
         if owner is None:
             self._requests += 1
             number = self._requests
@@ -256,18 +323,22 @@ class ServerEngine(Engine):
                 rep.load += 1
                 if moved_from is not None:
                     self.moves.append({"request": number, "from": moved_from.name, "to": rep.name})
+            got: list[GenResult] = []
             try:
                 with rep.slots:
-                    raw = rep.client.post("/completions", self._body(rep, r, room), check=_check_completion)
+                    raw = rep.client.post("/completions", self._body(rep, r, room),
+                                          check=lambda raw: got.append(self._completion(r, raw)))
             except ApiError as exc:
-                if exc.kind not in UNREACHABLE:
+                if exc.kind == "refused":  # a status that retrying cannot change (4xx)
                     raise EngineError(f"{rep.name} refused a completion request: {exc}") from None
+                # stopped answering, or kept failing (5xx, malformed or wrong results) through the
+                # retries: dropped like a dead replica, its work moves, the run goes on
                 with self._lock:
                     rep.load -= 1
                     if rep.alive:
-                        rep.alive = False
-                        log.warning("m1_budget: replica %s stopped answering (%s); its unfinished requests move "
-                                    "to the others", rep.name, exc)
+                        rep.alive, rep.fault = False, str(exc)
+                        log.warning("m1_budget: replica %s stopped answering or kept failing (%s); its unfinished "
+                                    "requests move to the others", rep.name, exc)
                     # this request's context is owned by the dead replica: the pick above moves it
                     self._owner.setdefault(hashes[-1] if hashes else 0, (self.replicas.index(rep), number))
                 avoid = rep
@@ -278,16 +349,22 @@ class ServerEngine(Engine):
                 if hashes:
                     self._owner[hashes[-1]] = (self.replicas.index(rep), number)
                 self.placements.setdefault(number, []).append(rep.name)
-            choice = raw["choices"][0]
-            o = SimpleNamespace(token_ids=choice["token_ids"], finish_reason=choice.get("finish_reason"),
-                                stop_reason=choice.get(self._stop_field), text=choice.get("text") or "")
-            if o.finish_reason not in ("stop", "length"):
-                raise EngineError(f"{rep.name} ended a completion with finish_reason={o.finish_reason!r} "
-                                  "(expected stop or length)")
-            # the server reports cached prompt tokens only when it is started with
-            # --enable-prompt-tokens-details; otherwise 0 is recorded
-            details = (raw.get("usage") or {}).get("prompt_tokens_details") or {}
+            return got[-1]
+
+    def _completion(self, r: GenRequest, raw: dict) -> GenResult:
+        """A response as a checked result (``_result``: normalised, base.check_result); a wrong one is
+        ``Malformed`` and so retried, never used or cached."""
+        _check_completion(raw)
+        choice = raw["choices"][0]
+        o = SimpleNamespace(token_ids=choice["token_ids"], finish_reason=choice.get("finish_reason"),
+                            stop_reason=choice.get(self._stop_field), text=choice.get("text") or "")
+        # the server reports cached prompt tokens only when it is started with
+        # --enable-prompt-tokens-details; otherwise 0 is recorded
+        details = (raw.get("usage") or {}).get("prompt_tokens_details") or {}
+        try:
             return self._result(r, SimpleNamespace(outputs=[o], num_cached_tokens=details.get("cached_tokens") or 0))
+        except BadResult as exc:
+            raise Malformed(str(exc), kind="bad_result") from None
 
     _room = VLLMEngine._room
 

@@ -20,7 +20,9 @@ What is normalised so that results mean the same as the transformers engine's (e
 - Streaming (``streaming=True``, the default): besides ``generate``, the engine takes requests one at a
   time (``submit``) and hands each back as soon as it is finished (``poll``: one ``LLMEngine.step``),
   so the streaming driver (scheduler.py) sends a request's next round while its blocks are
-  still cached. ``kv_cache_tokens`` (vLLM's KV blocks x block size) sizes its admission control;
+  still cached. ``kv_cache_tokens`` (vLLM's ``kv_cache_size_tokens``, right for hybrid and
+  sliding-window models, else KV blocks x block size) and ``block_size`` (read back from the engine,
+  which may enlarge it) size its admission control;
   ``GenRequest.priority`` goes to vLLM's priority scheduler (``scheduling_policy="priority"``, the
   default when streaming), so continuing rounds go before new prompts.
 - Every result carries the call's cost: ``context_tokens``, ``cached_tokens`` (vLLM's
@@ -36,8 +38,8 @@ import itertools
 import logging
 from typing import Any
 
-from m1_harness.thinking.engines.base import (Engine, EngineError, GenRequest, GenResult, data_parallel_ranks,
-                                               eos_token_ids)
+from m1_harness.thinking.engines.base import (Engine, EngineError, GenRequest, GenResult, check_result,
+                                               data_parallel_ranks, eos_token_ids, weights_identity)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,15 @@ def _on_cpu() -> bool:
         return bool(current_platform.is_cpu())
     except Exception:
         return False
+
+
+def kv_cache_tokens(cache_config) -> int:
+    """What the KV cache holds, in tokens, as vLLM says it: ``kv_cache_size_tokens`` where the build has it
+    (right for hybrid and sliding-window models too), else its blocks x block size; 0 when unknown."""
+    size = getattr(cache_config, "kv_cache_size_tokens", None)
+    if size:
+        return int(size)
+    return int(getattr(cache_config, "num_gpu_blocks", 0) or 0) * int(cache_config.block_size)
 
 
 def import_vllm():
@@ -122,6 +133,7 @@ class VLLMEngine(Engine):
             trust_remote_code=trust_remote_code, **llm_kwargs,
         )
         self._start()
+        self.model_identity = weights_identity("vllm", str(pretrained), dtype)
         self.eos_token_ids = eos_token_ids(pretrained, self.tokenizer)
         self.seed, self.progress = seed, progress
         self.streaming = bool(streaming)
@@ -138,8 +150,9 @@ class VLLMEngine(Engine):
         self.llm = self._LLM(**self._llm_args)
         config = self.llm.llm_engine.vllm_config
         self.max_model_len = int(config.model_config.max_model_len)
+        self.vocab_size = int(config.model_config.get_vocab_size())
         self.block_size = int(config.cache_config.block_size)
-        self.kv_cache_tokens = int(config.cache_config.num_gpu_blocks or 0) * self.block_size
+        self.kv_cache_tokens = kv_cache_tokens(config.cache_config)
 
     def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0) -> None:
         """Greedy when temperature is 0 (the default); seeded sampling on CPU may rebuild the LLM once."""
@@ -258,17 +271,18 @@ class VLLMEngine(Engine):
         self._ready.clear()
 
     def _result(self, req: GenRequest, out) -> GenResult:
+        """Normalise one output (module docstring) and check it (base.check_result) before anything decodes it."""
         o = out.outputs[0]
-        ids = [int(t) for t in o.token_ids]
+        ids = list(o.token_ids)
         cost = dict(context_tokens=len(req.prompt_ids), cached_tokens=int(out.num_cached_tokens or 0),
                     generated_tokens=len(ids))
+        stop = o.stop_reason if o.finish_reason == "stop" else None
         if o.finish_reason == "stop":
-            stop = o.stop_reason
-            if isinstance(stop, str):
-                ids, stop = self._cut_at_string(ids, stop, req.stop_strings, o.text or "")
-            elif stop is None and ids and ids[-1] in req.stop_token_ids:
+            if stop is None and ids and ids[-1] in req.stop_token_ids:
                 stop = ids[-1]  # EOS-style stop reported without a reason
             elif isinstance(stop, int) and (not ids or ids[-1] != stop):
                 ids.append(stop)  # normalise: the stop id is always the last token
-            return GenResult(ids, "stop", stop, self.decode(ids), **cost)
-        return GenResult(ids, "length", None, self.decode(ids), **cost)
+        check_result(req, GenResult(ids, o.finish_reason, stop), self.vocab_size, self.max_model_len)
+        if isinstance(stop, str):
+            ids, stop = self._cut_at_string(ids, stop, req.stop_strings, o.text or "")
+        return GenResult(ids, o.finish_reason, stop, self.decode(ids), **cost)
