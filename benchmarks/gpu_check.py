@@ -16,10 +16,14 @@ What it does:
 3. Decode: one-token steps for batches of 1, 16, 64 and 128 rows over a KV cache of 1024 ids
    (prefilled first, not timed); seconds per step, and per generated id.
 4. The ratio the issue asks for: one prefilled id / one decode step, per decode batch.
-5. The transformers engine's CUDA path once: ``m1_budget``'s budget loop (two forcing rounds, an
-   answer) on the tiny Qwen2 of ``devmodels`` with ``HFEngine(device="cuda")``, against the same on
-   the CPU: the traces must agree token for token (reported, not asserted: GPU kernels may round
-   differently), with the prefix cache's counts.
+5. The transformers engine's CUDA path: ``m1_budget``'s budget loop (two forcing rounds, an answer) on
+   the tiny Qwen2 of ``devmodels`` with ``HFEngine(device="cuda")`` in float32 and in bfloat16, behind
+   a trace cache, with sweep probes (24, 1) and (48, 0); then the probe setting (24, 1) again from
+   that cache, which must be a pure replay (``replay_misses`` 0). Against the same on the CPU in
+   float32: traces compared token for token (reported, not asserted: GPU kernels and bf16 may round
+   differently), with the prefix cache's counts, probe costs and cache hits.
+
+Results go to ``benchmarks/results/gpu_check.json`` unless ``--out`` says otherwise.
 
 ``--small`` runs the same code on a tiny shape (and on the CPU when no GPU is present) to check the
 script itself; its numbers mean nothing.
@@ -106,40 +110,97 @@ def measure(model, device, prefill_shapes, decode_batches, kv_len: int, repeats:
     return out
 
 
-def engine_check(device) -> dict:
-    """The transformers engine's path on ``device`` against the CPU, on the tiny Qwen2."""
-    from m1_harness.thinking.budget import BudgetForcer
-    from m1_harness.thinking.request import BudgetRequest
-    from m1_harness.devmodels import tiny_qwen2
+# The sweep the engine check runs: its own setting, and probes that must be cuts of it (budget.py)
+BUDGET, FORCING, ANSWER = 48, 2, 16
+PROBES = [(24, 1), (48, 0)]
+USERS = ["The patient presents with fever, cough and shortness of breath.",
+         "Which of the following is the most likely diagnosis?", "Myocardial infarction"]
+
+
+def prompts_and_markers(path: Path):
+    """The chat prompts, and m1's markers with a thinking end the random tiny model writes early (its
+    most frequent single-token id in a greedy CPU run), so the budget loop really forces: with m1's
+    own end marker a random model never stops and every trace ends at the budget, unforced."""
+    from collections import Counter
+
+    from m1_harness.thinking.engines.base import GenRequest
     from m1_harness.thinking.engines.hf import HFEngine
     from m1_harness.thinking.markers import PRESETS
 
+    eng = HFEngine(str(path), dtype="float32", device="cpu", batch_size=4, progress=False)
+    tok = eng.tokenizer
+    prompts = [list(tok.apply_chat_template([{"role": "user", "content": u}], tokenize=True,
+                                            add_generation_prompt=True, return_dict=True)["input_ids"]) for u in USERS]
+    start = tok.encode(PRESETS["m1"].think_start, add_special_tokens=False)
+    outs = eng.generate([GenRequest(p + start, max_tokens=BUDGET) for p in prompts])
+    counts = Counter(i for o in outs for i in o.token_ids[: BUDGET // 2] if i not in tok.all_special_ids)
+    for i, _ in counts.most_common():
+        text = tok.decode([i])
+        if tok.encode(text, add_special_tokens=False) == [i]:
+            return prompts, PRESETS["m1"].with_overrides(think_end=(text,))
+    return prompts, PRESETS["m1"]
+
+
+def engine_run(path: Path, prompts, markers, where: str, dtype: str, cache_dir: Path) -> dict:
+    """m1_budget's loop on the transformers engine at (device, dtype): forcing, sweep probes behind a
+    trace cache, then a replay of one probe setting from that cache (which must need no engine call)."""
+    from m1_harness.thinking.budget import BudgetForcer
+    from m1_harness.thinking.request import BudgetRequest
+    from m1_harness.thinking.engines.hf import HFEngine
+    from m1_harness.thinking.tracecache import CachingEngine, TraceCache
+
+    eng = HFEngine(str(path), dtype=dtype, device=where, batch_size=4, progress=False)
+    cache = TraceCache(cache_dir / f"{where}-{dtype}.sqlite", f"tiny-qwen2-{where}-{dtype}")
+
+    def run(budget: int, forcing: int, probes=()):
+        reqs = [BudgetRequest(p, thinking_budget=budget, forcing=forcing, answer_budget=ANSWER) for p in prompts]
+        t0 = time.perf_counter()
+        traces = BudgetForcer(CachingEngine(eng, cache), markers).run(reqs, probes=probes)
+        return traces, time.perf_counter() - t0
+
+    traces, seconds = run(BUDGET, FORCING, PROBES)
+    hits, misses = cache.hits, cache.misses
+    replay, replay_s = run(*PROBES[0])
+    out = {"device": where, "dtype": dtype, "seconds": seconds, "texts": [t.text for t in traces],
+           "forcing_rounds": [t.forcing_rounds for t in traces], "round_tokens": [t.round_tokens for t in traces],
+           "probe_tokens": [t.probe_tokens for t in traces], "cache_hits": hits, "cache_misses": misses,
+           "replay_setting": list(PROBES[0]), "replay_seconds": replay_s, "replay_hits": cache.hits - hits,
+           "replay_misses": cache.misses - misses, "replay_texts": [t.text for t in replay]}
+    cache.close()
+    del eng
+    return out
+
+
+def engine_check(device) -> dict:
+    """The transformers engine's path on ``device`` in float32 and bfloat16 against the CPU in float32,
+    on the tiny Qwen2: forcing, probes, the trace cache. Agreement is reported, not asserted (GPU
+    kernels and bf16 round differently)."""
+    from m1_harness.devmodels import tiny_qwen2
+
     tmp = Path(tempfile.mkdtemp(prefix="m1-gpu-check-"))
     path = tiny_qwen2(tmp / "tiny")
-    users = ["The patient presents with fever, cough and shortness of breath.",
-             "Which of the following is the most likely diagnosis?", "Myocardial infarction"]
-    runs = {}
-    for where in dict.fromkeys(["cpu", device.type]):
-        eng = HFEngine(str(path), dtype="float32", device=where, batch_size=4, progress=False)
-        tok = eng.tokenizer
-        reqs = [BudgetRequest(list(tok.apply_chat_template([{"role": "user", "content": u}], tokenize=True,
-                                                           add_generation_prompt=True, return_dict=True)["input_ids"]),
-                              thinking_budget=48, forcing=2, answer_budget=16) for u in users]
-        t0 = time.perf_counter()
-        traces = BudgetForcer(eng, PRESETS["m1"]).run(reqs)
-        runs[where] = {"seconds": time.perf_counter() - t0, "texts": [t.text for t in traces],
-                       "round_tokens": [t.round_tokens for t in traces]}
-    gpu = runs[device.type]
-    return {"device": device.type, "seconds": gpu["seconds"], "cpu_seconds": runs["cpu"]["seconds"],
-            "same_texts_as_cpu": gpu["texts"] == runs["cpu"]["texts"], "round_tokens": gpu["round_tokens"]}
+    settings = [("cpu", "float32")] + ([(device.type, "float32"), (device.type, "bfloat16")]
+                                       if device.type == "cuda" else [("cpu", "bfloat16")])
+    prompts, markers = prompts_and_markers(path)
+    runs = [engine_run(path, prompts, markers, where, dtype, tmp / "caches") for where, dtype in settings]
+    ref = runs[0]
+    for r in runs[1:]:
+        r["same_texts_as_cpu_float32"] = r["texts"] == ref["texts"]
+    for r in runs:
+        r["replay_equals_probe_cut"] = r["replay_misses"] == 0  # the replay needed no engine call
+    return {"device": device.type, "probes": PROBES, "setting": [BUDGET, FORCING, ANSWER],
+            "think_end": list(markers.think_end), "runs": runs}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="gpu_check.json")
+    ap.add_argument("--out", default=None, help="default: benchmarks/results/gpu_check.json "
+                    "(gpu_check_small.json with --small)")
     ap.add_argument("--small", action="store_true", help="tiny shape, to check the script (numbers mean nothing)")
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
+    results = Path(__file__).resolve().parent / "results"
+    a.out = a.out or str(results / ("gpu_check_small.json" if a.small else "gpu_check.json"))
     import torch
     import transformers
 

@@ -39,26 +39,41 @@ class _ChatTemplateNote:
     """lm-eval warns, for a model path that reads like an instruct or chat model, that its "chat template
     is not applied" unless --apply_chat_template is given. For ``m1_budget`` that is untrue: it applies
     the chat template to every prompt itself. This logging filter replaces that warning, when the run's
-    model is m1_budget, by a line that says so."""
+    model is m1_budget by name (``lm_eval --model m1_budget``), by a line that says so, and drops it
+    when the model is a loaded M1BudgetLM (``m1-harness sweep``, which calls lm-eval once per setting)."""
 
     TEXT = "chat template is not applied"
     NOTE = ("m1_budget applies the model's chat template to every prompt itself "
             "(lm-eval's --apply_chat_template is not needed)")
 
     def filter(self, record):
-        if self.TEXT in " ".join(str(record.msg).split()) and _evaluating("m1_budget"):  # lm-eval wraps it
-            record.msg, record.args, record.levelno, record.levelname = self.NOTE, (), 20, "INFO"
+        if self.TEXT in " ".join(str(record.msg).split()):  # lm-eval wraps it
+            how = _evaluating("m1_budget")
+            if how == "instance":
+                return False
+            if how:
+                record.msg, record.args, record.levelno, record.levelname = self.NOTE, (), 20, "INFO"
         return True
 
 
-def _evaluating(model_name: str) -> bool:
-    """Whether the caller runs inside ``lm_eval.evaluator.simple_evaluate(model=model_name)``."""
+# the class registered as m1_budget, by name: this module stays stdlib-only and imports no model code
+M1_BUDGET_CLASS = "m1_harness.thinking.lm.M1BudgetLM"
+
+
+def _evaluating(model_name: str) -> str:
+    """Whether the caller runs inside ``lm_eval.evaluator.simple_evaluate(model=...)`` for ``model_name``:
+    ``"name"`` (given by name), ``"instance"`` (m1_budget given as a loaded M1BudgetLM), else ``""``."""
     frame = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "simple_evaluate" and frame.f_globals.get("__name__") == "lm_eval.evaluator":
-            return frame.f_locals.get("model") == model_name
+            model = frame.f_locals.get("model")
+            if isinstance(model, str):
+                return "name" if model == model_name else ""
+            loaded = model_name == "m1_budget" and any(f"{c.__module__}.{c.__qualname__}" == M1_BUDGET_CLASS
+                                                       for c in type(model).__mro__)
+            return "instance" if loaded else ""
         frame = frame.f_back
-    return False
+    return ""
 
 
 def note_chat_template():

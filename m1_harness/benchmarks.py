@@ -12,9 +12,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import yaml
+
 from m1_harness.paths import cache_dir, shipped_dir
 
 TEMPLATE = "m1/_m1_template_yaml"
+GROUP = "m1/m1.yaml"
 
 
 def _task_yaml(bench) -> str:
@@ -27,9 +30,12 @@ def _task_yaml(bench) -> str:
 
 
 def _group_yaml(group: str, tasks: list[str]) -> str:
+    """A plugin's group aggregates its tasks as the m1 group does (tasks/m1/m1.yaml: acc, budget_cut,
+    acc_uncut), so its row in lm-eval's table reads the same."""
+    m1_group = yaml.safe_load((shipped_dir("tasks") / GROUP).read_text(encoding="utf-8"))
     return (
-        f"group: {group}\ntask: {json.dumps(tasks)}\naggregate_metric_list:\n"
-        "  - metric: acc\n    aggregation: mean\n    weight_by_size: false\nmetadata:\n  version: 1.0\n"
+        f"group: {group}\ntask: {json.dumps(tasks)}\n"
+        f"aggregate_metric_list: {json.dumps(m1_group['aggregate_metric_list'])}\nmetadata:\n  version: 1.0\n"
     )
 
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "explain": ("m1_harness.analysis.explain", "per-item trajectories, flips, cut-off-aware accuracy and a trace viewer"),
     "curate": ("m1_harness.curation.cli", "run a data-curation recipe (m1K / m23K pipeline)"),
     "train": ("m1_harness.training.cli", "supervised fine-tuning in the m1 thinking format (TRL)"),
+    "cache": ("m1_harness.cache_cli", "where the trace cache lives and what it holds (info), or empty it (clear)"),
 }
 
 

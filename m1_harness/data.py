@@ -7,7 +7,8 @@ Where items come from, in order:
 2. otherwise the Hugging Face dataset ``UCSC-VLAA/m1_eval_data`` (downloaded with
    ``huggingface_hub.snapshot_download`` and read with the same two layouts).
 
-Every item is validated. One that cannot be scored (no question, the answer key not among the
+Every item is validated. One that cannot be scored (no question, an option key scoring cannot read
+whole, i.e. not capital letters or a number: ``scoring.KEY_SHAPE``; the answer key not among the
 options, the answer's text not that option's) is an error naming the file, the line (or item index)
 and what is wrong, so a broken data file never turns into a silently lower score; ``bad_items="skip"``
 (task metadata) leaves such items out instead, each with the same message, and counts them. One that
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from m1_harness.errors import UserError
 from m1_harness.paths import DATA_ENV, PACKAGE_DIR, read_utf8
+from m1_harness.scoring import KEY_SHAPE
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,16 @@ def _letter_runs(letters: list[str]) -> str:
     return ", ".join(r[0] if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
+def _nth_letter_key(i: int) -> str:
+    """The i-th key of the usual sequence A, ..., Z, AA, AB, ... (spreadsheet columns)."""
+    key = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        key = chr(ord("A") + r) + key
+    return key
+
+
 def validate_item(item: object, where: str) -> dict:
     """Check one item and return it normalised (whitespace stripped, as m1 strips it).
 
@@ -109,6 +121,11 @@ def validate_item(item: object, where: str) -> dict:
     clean_options, odd = {}, []
     for letter, text in options.items():
         key = str(letter).strip()
+        if not KEY_SHAPE.fullmatch(key):
+            plain = re.sub(r"[^A-Za-z0-9]", "", key).upper()
+            rename = f" (e.g. {plain!r})" if KEY_SHAPE.fullmatch(plain) else ""
+            raise BadItem(f"{where}: option key {key!r} cannot be scored exactly: keys must be capital letters "
+                          f"(A, B, ..., AA) or numbers (1, 2, ...); rename it{rename} and its answer_idx")
         if key in clean_options:
             raise BadItem(f"{where}: option letter {key!r} appears twice")
         if text is not None and not isinstance(text, str):
@@ -125,7 +142,8 @@ def validate_item(item: object, where: str) -> dict:
         raise BadItem(f"{where}: 'answer' {answer!r} differs from option {answer_idx} {clean_options[answer_idx]!r}")
     odd += [f"option {k!r} is empty" for k, text in clean_options.items() if not text]
     letters = list(clean_options)
-    expected = [chr(ord("A") + i) for i in range(len(letters))]
+    numbered = all(k.isdigit() for k in letters)
+    expected = [str(i + 1) if numbered else _nth_letter_key(i) for i in range(len(letters))]
     if letters != expected:
         odd.append(f"its option letters are {_letter_runs(letters)}, not {_letter_runs(expected)}")
     if odd:

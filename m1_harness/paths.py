@@ -20,10 +20,14 @@ def shipped_dir(name: str) -> Path:
     return PACKAGE_DIR.parent / name
 
 
+def cache_root() -> Path:
+    """``$M1_HARNESS_CACHE``, else ``~/.cache/m1_harness``: shared by every run of the user."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "m1_harness").expanduser()
+
+
 def cache_dir(*parts: str) -> Path:
-    """A writable cache folder (``$M1_HARNESS_CACHE`` or ``~/.cache/m1_harness``)."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "m1_harness")
-    path = root.joinpath(*parts)
+    """A writable cache folder under ``cache_root()`` (created)."""
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -45,10 +45,15 @@ reuses), each small and each in a case the reference handles arbitrarily:
 * The lone-letter rule uses the item's own letters (the reference uses the first ``len(options)``
   letters of the alphabet; the same thing for the usual A, B, C, ... keys).
 
+Option keys: the loader accepts capital-letter keys (``A``, ..., ``Z``, ``AA``, ...) and number keys
+(``1``, ``2``, ...) only (``KEY_SHAPE``; ``data.validate_item`` refuses others with a sentence), and
+every rule reads a key whole: ``\\boxed{AA}``, ``answer is AA`` and a lone ``AA`` are ``AA``, never
+``A``; ``answer is 12`` is ``12`` and ``2.5 mg`` is not the key ``2``.
+
 Kept on purpose, although odd, because they move accuracy numbers: the ``answer is`` rule is
 case-sensitive and accepts any capital A-N straight after ``answer is`` (so ``the answer is
-Aspirin`` gives ``A``, and the letter may be one the item does not have, which then scores as
-wrong); the lone-letter rule never takes ``"A "`` (the article) and consumes the character on
+Aspirin`` gives ``A``; the item's other keys must stand whole there), and the letter may be one
+the item does not have, which then scores as wrong); the lone-letter rule never takes ``"A "`` (the article) and consumes the character on
 each side of a letter, so in ``"B,C"`` only ``B`` is found.
 """
 
@@ -69,9 +74,11 @@ MATCH_MODES = ("last", "first")
 
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _WRAPPER = re.compile(r"^\\(?:text|textbf|textrm|textit|mathrm|mathbf|mathit|emph)\s*\{")
-_ANSWER_IS = re.compile(r"answer is\s*?([A-N])", re.S)
+_LEGACY_ANSWER_IS = "ABCDEFGHIJKLMN"  # the reference's capitals after "answer is" (no boundary needed)
 _WS = re.compile(r"\s+")
-_LABELLED = re.compile(r"^(?:\((\w)\)|(\w)\s*[.):])\s*(.+)$", re.S)
+_LABELLED = re.compile(r"^(?:\((\w+)\)|(\w+)\s*[.):])\s*(.+)$", re.S)
+KEY_SHAPE = re.compile(r"[A-Z]+|[0-9]+")  # option keys scored exactly: A, B, ..., AA, AB, ... or 1, 2, ...
+_KEY_END = r"(?![A-Za-z0-9]|[.,][0-9])"  # a key is whole: "AA" not "AAB", "2" not "25" or "2.5"
 _CJK = "\u4e00-\u9fff"
 
 
@@ -152,8 +159,19 @@ def _norm(s: str) -> str:
 
 
 @lru_cache(maxsize=256)
+def _answer_is_regex(letters: tuple[str, ...]) -> re.Pattern:
+    """``answer is X``: the item's other keys (AA, 12, O, ...) whole, longest first, then the
+    reference's any capital A-N straight after (so "answer is AA" is AA when the item has AA)."""
+    own = sorted((x for x in letters if not (len(x) == 1 and x in _LEGACY_ANSWER_IS)), key=len, reverse=True)
+    alts = "".join(f"{re.escape(x)}{_KEY_END}|" for x in own)
+    return re.compile(rf"answer is\s*?({alts}[{_LEGACY_ANSWER_IS}])", re.S)
+
+
+@lru_cache(maxsize=256)
 def _letter_regex(letters: tuple[str, ...]) -> re.Pattern:
-    alts = "|".join(re.escape(x) for x in sorted(letters, key=len, reverse=True))
+    # longest first, so "AA" is never read as "A"; a number key never as the start of "2.5"
+    alts = "|".join(re.escape(x) + (r"(?![.,][0-9])" if x.isdigit() else "")
+                    for x in sorted(letters, key=len, reverse=True))
     # HuatuoGPT-o1's rule: a letter preceded by a non-word (or CJK) character or the start, and
     # followed by one or the end, never "A " (the article); both neighbours are consumed.
     return re.compile(rf"(?:[{_CJK}]|\W|^)(?![aA] )({alts})(?:\W|[{_CJK}]|$)", re.S)
@@ -183,7 +201,7 @@ def _cascade(text: str, options: Mapping[str, str], first: bool) -> tuple[str | 
     if not text.strip():
         return None, "none"
 
-    matches = _ANSWER_IS.findall(text)
+    matches = _answer_is_regex(tuple(options)).findall(text)
     if matches:
         return (matches[0] if first else matches[-1]), "answer_is"
 
@@ -234,9 +252,14 @@ def extract_choice(
 
 
 def score(
-    response: str, options: Mapping[str, str], answer_idx: str, *, match: str = "last"
+    response: str, options: Mapping[str, str], answer_idx: str, *, match: str = "last", strict: bool = False
 ) -> Score:
-    """Extract the chosen letter and compare it with ``answer_idx`` (case-insensitively)."""
+    """Extract the chosen letter and compare it with ``answer_idx`` (case-insensitively).
+
+    ``strict``: a ``similarity`` guess (no rule found an answer in the text) counts as wrong; its
+    letter and method are still reported, so the guess share stays visible."""
     letter, method = extract_choice(response, options, match=match)
     correct = letter is not None and letter.lower() == str(answer_idx).strip().lower()
+    if strict and method == "similarity":
+        correct = False
     return Score(letter=letter, method=method, correct=correct)

@@ -17,6 +17,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     return rc, captured.err.strip()
 
 
+@pytest.mark.subprocess
 def test_lm_eval_prints_an_m1_budget_mistake_as_one_sentence(tmp_path, python_env):
     proc = subprocess.run(
         [sys.executable, "-m", "lm_eval", "--model", "m1_budget", "--model_args", "pretrained=org/x,dtype=float99",
@@ -68,7 +69,7 @@ def test_plot_and_report_check_their_arguments_first(tmp_path, capsys):
                                  f"({str(tmp_path / 'file')!r} is a file, not a folder): choose a folder you can write to")
 
 
-def test_sweep_names_an_unknown_task_before_loading_the_model(tmp_path, capsys):
+def test_sweep_names_an_unknown_task_before_loading_the_model(tmp_path, capsys, lm_eval_task_index):
     rc, err_text = run_cli(capsys, "sweep", "--model_args", "pretrained=/no/such/model", "--tasks", "medqa,medqa_typo",
                            "--budgets", "8", "--output_path", str(tmp_path / "s"))
     assert (rc, err_text.splitlines()[-1]) == (2, "m1-harness sweep: error: --tasks: unknown task or group 'medqa_typo'; "

@@ -4,10 +4,10 @@ are computed from.
 A run of m1_budget with ``samples=K`` hands lm-eval sample 0 of each item (so lm-eval's samples file
 and accuracy are sample 0's) and writes one trace record per sample (``sample`` 0..K-1, ``text`` the
 whole trace). Each sample's text is scored here with the task's own scoring (``scoring.score``, under
-the same ``M1_HARNESS_MATCH`` rule the task uses), against the gold and options of lm-eval's samples
-file. Sample 0 is scored twice, by lm-eval and here: the two must agree on every item, so a trace
-file that does not belong to the results (another run, another model) is an error, not a quiet
-wrong table. Greedy runs (records without ``sample``) are runs with K = 1.
+the same ``M1_HARNESS_MATCH`` / ``M1_HARNESS_STRICT`` rules the task uses), against the gold and
+options of lm-eval's samples file. Sample 0 is scored twice, by lm-eval and here: the two must agree
+on every item, so a trace file that does not belong to the results (another run, another model) is
+an error, not a quiet wrong table. Greedy runs (records without ``sample``) are runs with K = 1.
 
 The cost of a sample is the tokens the model decoded for it: its generated thinking ids (forced
 "Wait" ids and the answer prefix are not decoded) plus its answer ids (``generated_tokens`` +
@@ -19,13 +19,12 @@ shared through the cache, is in the table's ``context_tokens`` / ``generated_tok
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from m1_harness.errors import UserError
 from m1_harness.scoring import score
-from m1_harness.taskfns import MATCH_ENV
+from m1_harness.taskfns import scoring_rules
 
 from .items import options_of
 from .outcomes import gold_of, record_is_item, response_text, trace_records_for
@@ -67,7 +66,7 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
         raise NoTraceRecords(f"{source}: no trace records of task {result.task} at budget {result.budget}, forcing "
                              f"{result.forcing} beside it (a sweep's traces.jsonl or m1_budget's m1_traces/)")
     metric = result.metric_key.partition(",")[0]
-    match = os.environ.get(MATCH_ENV, "last")
+    rules = scoring_rules()
     out: dict = {}
     for row in rows:
         doc_id, doc = row["doc_id"], row.get("doc") or {}
@@ -89,7 +88,7 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
         samples = []
         for j in range(len(by_index)):
             rec = by_index[j]
-            s = score(rec.get("text") or "", options, gold, match=match)
+            s = score(rec.get("text") or "", options, gold, **rules)
             samples.append(Sample(s.letter, s.correct, decoded_tokens(rec)))
         if by_index[0].get("text") != response_text(row) or samples[0].correct != bool(float(row[metric])):
             raise SampledError(

@@ -234,8 +234,12 @@ def run_sweep(
     top_p: float | None = None,
     evaluate: Callable | None = None,
     echo=print,
+    ran: list | None = None,
 ) -> list[dict]:
     """Run every setting not yet done, then write sweep.csv / sweep.json; returns the table rows.
+
+    ``ran``: a list that gets the (budget, forcing) of each setting this call ran (not those it found
+    done), so what this command cost is told apart from what earlier runs recorded.
 
     ``samples``: the k of a sampled sweep (see the module docstring), with ``temperature`` / ``top_p``.
     ``evaluate`` defaults to ``lm_eval.simple_evaluate``, with one TaskManager indexed for all settings
@@ -301,6 +305,8 @@ def run_sweep(
         results["config"]["model"] = model  # lm-eval records a loaded model by its class name
         save_like_lm_eval(tracker, results)
         atomic_write_text(folder / MANIFEST, json.dumps(identities[(budget, forcing)], indent=2) + "\n")
+        if ran is not None:
+            ran.append((budget, forcing))
     rows = sweep_table(out, [setting_dir(out, b, f) for b, f in order], samples)
     write_table(out, rows, samples is not None)
     return rows
@@ -434,13 +440,14 @@ def run(args) -> int:
     batch = args.batch_size
     if batch is not None and str(batch).isdigit():
         batch = int(batch)
+    ran: list = []
     rows = run_sweep(
         args.model_args, tasks, budgets, forcings, args.output_path, model=args.model, limit=limit,
         batch_size=batch, log_samples=not args.no_log_samples, gen_kwargs=args.gen_kwargs,
         apply_chat_template=args.apply_chat_template, num_fewshot=args.num_fewshot, seed=args.seed,
         include_path=args.include_path, write_traces=not args.no_traces, force=args.force,
         samples=parse_samples(args.samples) if args.samples is not None else None,
-        temperature=args.temperature, top_p=args.top_p,
+        temperature=args.temperature, top_p=args.top_p, ran=ran,
     )
     out = Path(args.output_path)
     print(f"\n{len(rows)} rows -> {out / 'sweep.csv'} and {out / 'sweep.json'}")
@@ -458,7 +465,20 @@ def run(args) -> int:
         print(f"{row['task']:<18} budget={budget:<6} forcing={row['forcing']!s:<3} "
               f"acc={100 * row['acc']:.2f} [{100 * row['ci_low']:.2f}, {100 * row['ci_high']:.2f}] n={row['n']}{extra}",
               file=sys.stdout)
-    counted = [r for r in rows if r.get("context_tokens") is not None]
-    if counted:  # m1_budget's engine work over the whole sweep (its first setting's probes included)
-        print("engine work: " + ", ".join(f"{k}={sum(r[k] for r in counted)}" for k in TOKEN_COUNTS))
+    print(engine_work_line(rows, ran))
     return 0
+
+
+def engine_work_line(rows: list[dict], ran: list) -> str:
+    """m1_budget's engine work of this command only (the settings it ran, their probes included); the
+    settings an earlier run finished cost nothing now, and their recorded work stays in sweep.csv."""
+    settings = {(r["budget"], r["forcing"]) for r in rows}
+    if not ran:
+        return (f"engine work of this command: none (all {len(settings)} settings were finished by an earlier "
+                "run; what that run generated is in sweep.csv)")
+    counted = list({(r["model"], r["task"], r["budget"], r["forcing"]): r for r in rows  # a sampled sweep: k rows
+                    if (r["budget"], r["forcing"]) in set(ran) and r.get("context_tokens") is not None}.values())
+    if not counted:  # models other than m1_budget record no engine work
+        return f"ran {len(set(ran))} of {len(settings)} settings now (no engine work recorded by this model)"
+    note = "" if len(set(ran)) == len(settings) else f" ({len(set(ran))} of {len(settings)} settings run now)"
+    return f"engine work of this command{note}: " + ", ".join(f"{k}={sum(r[k] for r in counted)}" for k in TOKEN_COUNTS)

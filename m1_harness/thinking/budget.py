@@ -79,8 +79,7 @@ class BudgetForcer(RequestSetup):
         if size < len(requests):  # groups of similar prompt length pad little
             order.sort(key=lambda i: -len(requests[i].prompt_ids))
         traces: list[Trace | None] = [None] * len(requests)
-        show = progress and len(requests) > size
-        with tqdm(total=len(requests), desc="m1_budget", disable=not show) as bar:
+        with tqdm(total=len(requests), desc="m1_budget", unit="request", disable=not progress) as bar:
             for start in range(0, len(order), size):
                 group = order[start: start + size]
                 for i, trace in zip(group, self._run_group([requests[i] for i in group])):

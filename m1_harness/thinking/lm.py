@@ -31,7 +31,8 @@ from m1_harness.errors import UserError
 from m1_harness.thinking.markers import PRESETS, detect
 from m1_harness.thinking.seeds import sample_seed
 from m1_harness.paths import OutputError, cache_dir, ensure_writable_dir
-from m1_harness.thinking.tracecache import CacheRefused, CachingEngine, TraceCache
+from m1_harness.taskfns import BudgetedText
+from m1_harness.thinking.tracecache import CACHE_FILE, CacheRefused, CachingEngine, TraceCache
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -258,14 +259,16 @@ class M1BudgetLM(LM):
                     log.warning("m1_budget: device=%s but CUDA is not available; using cpu", a["device"])
                     a["device"] = "cpu"
             bs = 16 if a["batch_size"] == AUTO else a["batch_size"]
-            self.engine = load_engine("hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"], **common)
+            # progress=False: the budget loop's bar counts requests; the engine's would count calls (rounds, probes)
+            self.engine = load_engine("hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"],
+                                      progress=False, **common)
         elif self.engine_name == "server":
             if not a["base_url"]:
                 raise ModelArgError("m1_budget: engine=server needs base_url=http://HOST:PORT/v1 (several: separated by "
                                     "commas or spaces)")
             self.engine = load_engine("server", **common, **{k: a[k] for k in SERVER_ONLY})
         else:
-            extra = {"max_concurrency": a["max_concurrency"]} if owned_server else {}
+            extra = {"max_concurrency": a["max_concurrency"]} if owned_server else {"progress": False}
             self.engine = load_engine("vllm", **common, **{k: a[k] for k in VLLM_ONLY}, **extra)
         self.tokenizer = self.engine.tokenizer
         self.markers_name = a["markers"]
@@ -292,7 +295,7 @@ class M1BudgetLM(LM):
                         a["pretrained"])
         elif a["cache"] != "off":
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
-            self._cache = TraceCache(root / "traces.sqlite", identity)
+            self._cache = TraceCache(root / CACHE_FILE, identity)
         self.traces: list[TraceRecord] = []  # records of the last generate_until call
         self.probes: list[tuple[int, int]] = []  # set by reconfigure (m1-harness sweep)
         self.decodings: list[tuple[float, float]] = []  # (temperature, top_p) of the last generate_until call
@@ -455,9 +458,9 @@ class M1BudgetLM(LM):
 
                 def done(n: int, trace, idx=idx, seeds=seeds, temp=temp, top_p=top_p, forcing_str=forcing_str) -> None:
                     i, j = idx[n // k_samples], n % k_samples
-                    if j == 0:
-                        out[i] = trace.text
-                        self.cache_hook.add_partial("generate_until", requests[i].args, trace.text)
+                    if j == 0:  # the cut flag rides on the text to the task's metrics (taskfns.BudgetedText)
+                        out[i] = BudgetedText(trace.text, trace.hit_budget)
+                        self.cache_hook.add_partial("generate_until", requests[i].args, out[i])
                     rec = self._record(requests[i], settings[i], trace, forcing_str, temp, top_p, j, seeds[n])
                     self.traces[i * k_samples + j] = rec
                     records.append(rec)
@@ -557,8 +560,16 @@ class M1BudgetLM(LM):
                 len(too_long), len(recs), limit)
         if hasattr(self.engine, "run_summary"):  # the server engine: replicas, and what moved between them
             summary["server"] = self.engine.run_summary()
+        if self._cache is not None:  # a trace-cache hit costs no engine work: context_tokens 0 in every round
+            summary["served_from_cache"] = sum(
+                not (sum(r["round_tokens"]["context_tokens"]) + r["probe_tokens"]["context_tokens"]) for r in recs)
         self.summary = summary
         print(f"m1_budget: {json.dumps(summary)}; trace records in {self.trace_file}", file=sys.stderr)
+        if self._cache is not None:
+            what = "requests" if k_samples == 1 else "sampled traces"
+            print(f"m1_budget: {summary['served_from_cache']} of {len(recs)} {what} served from the trace cache "
+                  f"{self._cache.path} (`m1-harness cache info` shows it, `m1-harness cache clear` empties it)",
+                  file=sys.stderr)
         if k_samples > 1:
             print(f"m1_budget: lm-eval's table scores sample 0 of {k_samples}; maj@k / pass@k / mean@k: "
                   "m1-harness sweep --samples / report", file=sys.stderr)

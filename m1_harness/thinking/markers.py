@@ -3,7 +3,8 @@
 A trace is ``think_start + thinking + answer_sep + answer opening + answer``, where the answer
 opening is ``answer_start`` after a natural end of thinking, and after a budget cut either the
 family's own ``budget_cut_text`` (a text that itself closes thinking) or, where the family
-documents none, ``answer_start + budget_cut_prefix`` (m1's "Final Answer:").
+documents none, ``answer_start`` followed by ``budget_cut_prefix`` (m1's "Final Answer:"; the two
+composed by ``cut_opening`` when an overridden ``answer_start`` already ends in an answer label).
 
 ``detect`` picks a preset from a tokenizer's chat template and special tokens (``markers=auto``).
 """
@@ -41,7 +42,7 @@ class Markers:
             return self.answer_sep + self.answer_start
         if self.budget_cut_text:
             return self.answer_sep + self.budget_cut_text
-        return self.answer_sep + self.answer_start + self.budget_cut_prefix
+        return self.answer_sep + cut_opening(self.answer_start, self.budget_cut_prefix)
 
     def template_state(self, prompt: str) -> tuple[str, str | None]:
         """Whether a rendered chat prompt already opens thinking (R1 distills, Qwen3 thinking-only
@@ -55,6 +56,27 @@ class Markers:
             if tail.strip() and prompt.endswith(tail):
                 return prompt[: len(prompt) - len(tail)], state
         return prompt, None
+
+
+def cut_opening(answer_start: str, cut_prefix: str) -> str:
+    """The answer opening after a budget cut: ``answer_start`` then ``cut_prefix``, composed where the
+    two end in the same label, so an override ``answer_start=...answer\nAnswer:`` with m1's "Final
+    Answer:" gives ``...answer\nFinal Answer:``, not ``Answer:Final Answer:``.
+
+    The shared tail must be whole words: the prefix's text before it ends in a space (or is empty)
+    and ``answer_start``'s (trailing spaces aside) ends in whitespace (or is empty), so a bare ":"
+    never merges two labels; two different labels get a space between them. Anything else is the
+    plain concatenation the presets define."""
+    label = answer_start.rstrip(" ")
+    for n in range(min(len(label), len(cut_prefix)), 0, -1):
+        tail = cut_prefix[-n:]
+        head, lead = cut_prefix[:-n], label[:-n]
+        if (label.endswith(tail) and tail.strip() and (not head or head[-1].isspace())
+                and (not lead or lead[-1].isspace())):
+            return lead + cut_prefix
+    if label.endswith(":") and cut_prefix[:1].strip():  # two labels: "Response: Final Answer:"
+        return label + " " + cut_prefix
+    return answer_start + cut_prefix
 
 
 PRESETS: dict[str, Markers] = {

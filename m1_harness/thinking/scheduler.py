@@ -138,7 +138,7 @@ class StreamDriver:
         t0 = time.perf_counter()
         pending = list(range(len(self.requests)))[::-1]  # pop() admits in request order
         nxt = None
-        with tqdm(total=len(self.requests), desc="m1_budget", disable=not self.progress) as self.bar:
+        with tqdm(total=len(self.requests), desc="m1_budget", unit="request", disable=not self.progress) as self.bar:
             try:
                 while pending or self.loops:
                     used = self.used() if pending else 0

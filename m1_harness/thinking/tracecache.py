@@ -48,6 +48,7 @@ import json
 import logging
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ from m1_harness.errors import UserError
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
+
+CACHE_FILE = "traces.sqlite"  # in the trace-cache folder (cache_dir, default $M1_HARNESS_CACHE/traces)
 
 
 class CacheRefused(UserError, ValueError):
@@ -298,3 +301,12 @@ class CachingEngine:
 def _free(res: GenResult) -> GenResult:
     """The same result at no engine cost (a twin of a call generated once)."""
     return dataclasses.replace(res, token_ids=list(res.token_ids), context_tokens=0, cached_tokens=0, generated_tokens=0)
+
+
+def count_entries(path: str | Path) -> int:
+    """Cached generate calls in a trace-cache file (``m1-harness cache info``); 0 for one that cannot be read."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+            return int(db.execute("SELECT count(*) FROM gen").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -27,8 +28,29 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(path)) if path.is_dir() else None
 
 
-def sft_config(cfg: TrainConfig):
-    """The ``trl.SFTConfig`` for ``cfg`` (public so tests and users can inspect the mapping)."""
+def warmup_steps(ratio: float, total_steps: int) -> int:
+    """Warm-up steps of a run of ``total_steps`` optimiser steps: ``ceil(ratio x total)``, as transformers
+    rounds a ratio, but leaving at least one step after the warm-up. A linear warm-up's first step is at
+    rate 0, so a 1-step run with 5% warm-up trained at learning rate 0; now it trains at the set rate."""
+    if ratio <= 0 or total_steps <= 1:
+        return 0
+    return min(math.ceil(ratio * total_steps), total_steps - 1)
+
+
+def total_steps(cfg: TrainConfig, n_examples: int, world_size: int, accumulation: int) -> int:
+    """Optimiser steps of the run: ``max_steps``, else epochs x updates per epoch as transformers counts
+    them (each process's batches, ``ceil`` over the accumulation)."""
+    if int(cfg.max_steps) > 0:
+        return int(cfg.max_steps)
+    batches = math.ceil(math.ceil(n_examples / max(1, world_size)) / int(cfg.per_device_batch_size))
+    return math.ceil(float(cfg.epochs) * max(1, math.ceil(batches / max(1, accumulation))))
+
+
+def sft_config(cfg: TrainConfig, n_examples: int | None = None):
+    """The ``trl.SFTConfig`` for ``cfg`` (public so tests and users can inspect the mapping).
+
+    ``n_examples`` (the training pairs) or ``max_steps`` fixes the run's length, and the warm-up ratio
+    becomes whole steps (``warmup_steps``); otherwise the ratio is passed on as transformers takes it."""
     from trl import SFTConfig
 
     kwargs = dict(
@@ -70,6 +92,9 @@ def sft_config(cfg: TrainConfig):
     if "gradient_accumulation_steps" not in (cfg.extra or {}):
         # the processes that really take part (WORLD_SIZE can disagree, e.g. torchrun on CPU without DDP)
         args.gradient_accumulation_steps = cfg.gradient_accumulation_steps(args.world_size)
+    if "warmup_steps" not in (cfg.extra or {}) and (n_examples is not None or int(cfg.max_steps) > 0):
+        total = total_steps(cfg, n_examples or 0, args.world_size, args.gradient_accumulation_steps)
+        args.warmup_steps = warmup_steps(float(cfg.warmup_ratio or 0), total)
     return args
 
 
@@ -99,7 +124,7 @@ def build_trainer(cfg: TrainConfig, callbacks=None):
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     pairs, stats = data_mod.prepare(cfg, tokenizer, checked)
     log.warning("m1-harness train: %s", stats.report())
-    args = sft_config(cfg)
+    args = sft_config(cfg, n_examples=len(pairs))
     trainer = SFTTrainer(
         model=cfg.model,
         args=args,

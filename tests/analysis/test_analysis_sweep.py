@@ -145,7 +145,7 @@ def test_sweep_resumes(tmp_path):
     assert len(fourth.calls) == 2
 
 
-def test_sweep_cli_with_lm_eval_dummy_model(tmp_path, eval_data_dir, capsys):
+def test_sweep_cli_with_lm_eval_dummy_model(tmp_path, eval_data_dir, capsys, lm_eval_task_index):
     """A real lm-eval run (its `dummy` model, the project's medqa task), one setting."""
     from m1_harness import cli
 
@@ -276,10 +276,16 @@ def test_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir, monkey
         assert r["mean_thinking_tokens"] == pytest.approx(sum(x["thinking_tokens"] for x in recs) / 3)
         assert r["hit_budget_share"] == sum(x["thinking_tokens"] == r["budget"] for x in recs) / 3
         assert (r["ci_low"], r["ci_high"]) == pytest.approx(results_wilson(round(r["acc"] * 3), 3))
-    work = [line for line in captured.out.splitlines() if line.startswith("engine work: ")]
-    assert work == [f"engine work: context_tokens={sum(r['context_tokens'] for r in rows)}, "
+    work = [line for line in captured.out.splitlines() if line.startswith("engine work")]
+    assert work == [f"engine work of this command: context_tokens={sum(r['context_tokens'] for r in rows)}, "
                     f"cached_tokens={sum(r['cached_tokens'] for r in rows)}, "
                     f"generated_tokens={sum(r['generated_tokens'] for r in rows)}"]
     assert rows[0]["generated_tokens"] == 0 < rows[1]["generated_tokens"]  # budget 16: a pure replay
+    served = [line.split(" served from", 1)[0] for line in captured.err.splitlines() if " served from the trace cache " in line]
+    assert served == ["m1_budget: 0 of 3 requests", "m1_budget: 3 of 3 requests"]
+    assert "chat template is not applied" not in captured.err + captured.out  # the loaded m1_budget applies it
     assert cli.main(argv) == 0  # resumes: nothing to run
+    rerun = capfd.readouterr().out.splitlines()
+    assert rerun[-1] == ("engine work of this command: none (all 2 settings were finished by an earlier run; what "
+                         "that run generated is in sweep.csv)")
     assert len(list(out.rglob("results_*.json"))) == 2

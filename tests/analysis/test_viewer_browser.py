@@ -7,6 +7,8 @@ import pytest
 from m1_harness.analysis import explain, viewer
 from repo_paths import FIXTURES
 
+pytestmark = pytest.mark.browser  # Debian's chromium through Playwright
+
 RUNS = FIXTURES / "explain" / "runs"
 THINK = "<|im_start|>think\n"
 HURT = ({("org/m1-a", "medqa", d) for d in (4, 5, 11)} | {("org/m1-b", "medqa", d) for d in (3, 4)}

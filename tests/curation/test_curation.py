@@ -415,15 +415,31 @@ def test_finished_stages_are_skipped_and_param_changes_redo_downstream(tmp_path,
     assert [s.skipped for s in _run(recipe(90), tmp_path).stages] == [False, False, False]
 
 
-def test_example_recipes_parse_and_their_stages_accept_the_params(monkeypatch):
-    from m1_harness.curation.runner import _instantiate
+# The shipped recipes and the pipeline each runs: a recipe added, removed or reordered must show here.
+M1K_PIPELINE = ["collect", "dedup", "decontaminate", "difficulty", "distill", "verify", "domain", "sample", "format"]
+RECIPES = {"demo_local.yaml": M1K_PIPELINE, "m1k.yaml": M1K_PIPELINE}
 
+
+def test_example_recipes_parse_and_their_stages_accept_the_params(monkeypatch):
+    """Each shipped recipe loads, runs the expected stages in order, and every stage is built from its
+    params with the $VARs filled in; an empty (or renamed) recipe folder fails instead of passing."""
     monkeypatch.setenv("DEEPSEEK_API_KEY", "unused")
     monkeypatch.setenv("TEACHER_URL", "http://127.0.0.1:1/v1")
-    for path in sorted((REPO / "plugins" / "recipes").glob("*.yaml")):
-        recipe = load_recipe(path)
-        for spec in recipe.stages:
-            _instantiate(spec, builtin_stages())
+    monkeypatch.setenv("M1_HARNESS_DATA", "/eval-sets")
+    folder = REPO / "plugins" / "recipes"
+    assert sorted(p.name for p in folder.glob("*.yaml")) == sorted(RECIPES), f"the recipes in {folder}"
+    registry = builtin_stages()
+    for name, pipeline in RECIPES.items():
+        recipe = load_recipe(folder / name)
+        assert [spec.stage for spec in recipe.stages] == pipeline, name
+        stages = {spec.stage: registry[spec.stage](**spec.params) for spec in recipe.stages}
+        assert all(stage.name == key for key, stage in stages.items()), name
+        assert stages["decontaminate"].params["eval_sets"] == "/eval-sets", name
+        urls = [stages["distill"].params["base_url"], stages["domain"].params["base_url"]]
+        urls += [m["base_url"] for m in stages["difficulty"].params["models"]]
+        assert all(url.startswith(("http://", "https://")) for url in urls), (name, urls)
+        if name == "demo_local.yaml":
+            assert set(urls) == {"http://127.0.0.1:1/v1"}, urls  # $TEACHER_URL, expanded
 
 
 def test_cli_lists_stages_and_runs_a_recipe(tmp_path, train_items, isolated_plugins, monkeypatch, capsys):

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from m1_harness.scoring import score
 
 from repo_paths import SHARED_TRAIN
 from teacher_server import TeacherServer, answer_letter, domain_reply, m1_block
+from waiting import wait_for
 
 TRAIN = SHARED_TRAIN / "huatuogpt_o1_demo_sft.jsonl"
 SECRET = "sk-test-5ecret-value-never-written-0123456789"
@@ -219,6 +219,7 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.subprocess
 def test_killed_run_resumes_without_paying_any_request_twice(server, tmp_path, train_items, python_env, concurrency):
     import yaml
 
@@ -233,15 +234,18 @@ def test_killed_run_resumes_without_paying_any_request_twice(server, tmp_path, t
     server.hang_after = K
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(recipe)], env=python_env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while not (server.total_answered >= K and server.hanging >= 1) and time.time() < deadline:
+    progress = tmp_path / "w" / "01_distill" / "_progress.jsonl"
+
+    def settled() -> bool:
+        """K answered and checkpointed, and every worker blocked on a request that hangs: the child can do
+        nothing more, so the kill lands at the same point on a loaded machine as on an idle one."""
         if proc.poll() is not None:
             pytest.fail(proc.stdout.read().decode())
-        time.sleep(0.05)
-    progress = tmp_path / "w" / "01_distill" / "_progress.jsonl"
-    while time.time() < deadline and not (progress.exists() and len(progress.read_text().splitlines()) >= K):
-        time.sleep(0.05)  # the child checkpoints each answered item
-    time.sleep(0.2)
+        text = progress.read_text() if progress.exists() else ""
+        return (server.total_answered == K and server.hanging == concurrency
+                and text.endswith("\n") and len(text.splitlines()) == K)
+
+    wait_for(settled, 60, f"{K} checkpointed items and {concurrency} hanging requests")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert server.total_answered == K

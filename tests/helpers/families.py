@@ -75,6 +75,10 @@ FAMILIES: dict[str, dict] = {
     "m1": {},
 }
 
+# A boxed answer every preset writes after its thinking, and the options it is scored against.
+ANSWER = "The answer is \\boxed{A}."
+OPTIONS = {"A": "Pneumonia", "B": "Asthma"}
+
 # The folder name carries the family where the name is what tells it (HuatuoGPT-o1).
 DIR_NAMES = {"huatuo_o1": "HuatuoGPT-o1-8B-tiny"}
 

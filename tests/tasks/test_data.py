@@ -139,6 +139,7 @@ def test_a_plugin_source_file_may_have_any_name(tmp_path, eval_data_dir):
         load_items("example_cardio", source=tmp_path / "combined.json")
 
 
+@pytest.mark.subprocess
 def test_lm_eval_with_one_file_for_a_group_is_an_error_not_three_copies(eval_data_dir, python_env, tmp_path):
     import subprocess
     import sys
@@ -281,6 +282,7 @@ def test_bad_items_setting_is_checked():
                               "or 'skip' (leave such items out, each with a warning, and count them)")
 
 
+@pytest.mark.subprocess
 def test_lm_eval_run_skips_bad_items_and_counts_them_in_the_results(python_env, tmp_path):
     """A real lm_eval run (model dummy: only the data path matters) over the messy file as medqa."""
     import subprocess

@@ -133,6 +133,7 @@ def _run(cmd, env, cwd):
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.subprocess
 def test_autoload_is_cheap_and_imports_nothing_heavy(python_env, tmp_path):
     code = "import sys; print(sorted(m for m in ('pluggy','lm_eval','torch','transformers','yaml') if m in sys.modules)); print('m1_harness._autoload' in sys.modules)"
     out = _run([sys.executable, "-c", code], python_env, tmp_path)
@@ -148,6 +149,7 @@ def test_autoload_is_cheap_and_imports_nothing_heavy(python_env, tmp_path):
     assert min(runs) < 5000, runs
 
 
+@pytest.mark.subprocess
 def test_autoload_can_be_switched_off(python_env, tmp_path):
     code = "from lm_eval.tasks import TaskManager; from lm_eval.api.registry import model_registry; print('medqa' in TaskManager(include_defaults=False).all_tasks, 'm1_budget' in model_registry, 'hf' in model_registry)"
     on = _run([sys.executable, "-c", code], python_env, tmp_path)
@@ -158,6 +160,7 @@ def test_autoload_can_be_switched_off(python_env, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_explicit_route_runs_lm_eval_without_the_hook(python_env, tmp_path):
     python_env["M1_HARNESS_AUTOLOAD"] = "0"
     out = _run(
@@ -173,6 +176,7 @@ def test_explicit_route_runs_lm_eval_without_the_hook(python_env, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_lm_eval_lists_the_tasks_from_any_directory(python_env, tmp_path):
     out = _run([str(Path(sys.executable).parent / "lm_eval"), "ls", "tasks"], python_env, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -13,10 +13,8 @@ from m1tiny import QUESTIONS, chatty_tiny_qwen2
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    torch.set_num_threads(1)  # tiny matmuls: threads only contend on a shared 2-core machine
-    path = chatty_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny")
-    return load_engine("hf", pretrained=str(path), batch_size=4, progress=False, dtype="float32")
+def engine(chatty_tiny):
+    return load_engine("hf", pretrained=chatty_tiny, batch_size=4, progress=False, dtype="float32")
 
 
 def prompts(engine):

@@ -1,8 +1,9 @@
 """The server m1_budget starts for data_parallel_size > 1 (engines/owned.py): it never outlives its owner,
 and a server that cannot start is an error naming the cause and the log.
 
-The run itself (lm_eval with engine=vllm,data_parallel_size=2 equal to the in-process engine) is in
-test_engine_server.py, beside the other served runs it shares its reference with.
+A real vLLM server that cannot start is in tests/vllm/test_engine_owned_vllm.py; the run itself (lm_eval with
+engine=vllm,data_parallel_size=2 equal to the in-process engine) is in tests/vllm/test_engine_server.py, beside the
+other served runs it shares its reference with.
 """
 
 from __future__ import annotations
@@ -10,29 +11,35 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from repo_paths import REPO
+from waiting import wait_for
 
 
-def _gone(pid: int, within: float) -> bool:
+SERVER_CODE = "import time; time.sleep(120)"
+
+
+def _gone(pid: int) -> bool:
     """True once ``pid`` no longer runs (absent, or a zombie waiting for its new parent to reap it)."""
-    deadline = time.time() + within
-    while time.time() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def _serving(pid: int) -> bool:
+    """True while ``pid`` runs the server's own code (its exec is done, so its parent-death signal is armed)."""
+    try:
+        return not _gone(pid) and SERVER_CODE in Path(f"/proc/{pid}/cmdline").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 @pytest.mark.parametrize("end", ["exit", "sigkill"])
+@pytest.mark.subprocess
 def test_owned_server_is_stopped_when_its_owner_exits_or_is_killed(tmp_path, end):
     """The owner exits without closing the engine (atexit stops the server), or is killed with SIGKILL
     (nothing of it runs: the kernel's parent-death signal stops the server)."""
@@ -41,7 +48,7 @@ import sys, time
 from pathlib import Path
 from m1_harness.thinking.engines.owned import OwnedServer
 
-server = OwnedServer([sys.executable, "-c", "import time; time.sleep(120)"], 1, Path({str(tmp_path / 'server.log')!r}))
+server = OwnedServer([sys.executable, "-c", {SERVER_CODE!r}], 1, Path({str(tmp_path / 'server.log')!r}))
 print(server.proc.pid, flush=True)
 {"time.sleep(120)" if end == "sigkill" else "sys.stdin.readline()"}
 """
@@ -50,15 +57,14 @@ print(server.proc.pid, flush=True)
                             env=env)
     try:
         pid = int(proc.stdout.readline())
-        time.sleep(0.5)
-        assert not _gone(pid, 0.1)  # the server runs while its owner does
+        wait_for(lambda: _serving(pid), 30, f"the owned server {pid} to run its code")  # while its owner does
         if end == "sigkill":
             proc.kill()
         else:
             proc.stdin.write("\n")
             proc.stdin.flush()
         proc.wait(timeout=30)
-        assert _gone(pid, 10.0), f"the owned server {pid} outlived its owner ({end})"
+        wait_for(lambda: _gone(pid), 10, f"the owned server {pid} to stop after its owner ({end})")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -76,6 +82,7 @@ FAILED_START_LOG = """\
 """
 
 
+@pytest.mark.subprocess
 def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_path):
     from m1_harness.thinking.engines.base import EngineError
     from m1_harness.thinking.engines.owned import OwnedServer
@@ -88,22 +95,3 @@ def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_
     assert str(err.value).startswith(
         "data_parallel_size: vLLM's server exited with code 1 before it was ready: ValueError: Available memory on "
         "node 0 (19.84/23.54 GiB) on startup is less than desired CPU memory utilization (0.9, 21.19 GiB). (command: -c ")
-
-
-@pytest.mark.vllm
-def test_a_server_that_cannot_start_is_an_error_with_its_cause_and_log(tmp_path, monkeypatch):
-    from m1_harness.devmodels import tiny_qwen2_vllm
-    from m1_harness.thinking.engines import load_engine
-    from m1_harness.thinking.engines.base import EngineError
-
-    monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
-    tiny = tiny_qwen2_vllm(tmp_path / "tiny")
-    with pytest.raises(EngineError) as err:
-        load_engine("vllm", pretrained=str(tiny), data_parallel_size=2, no_such_flag=1)
-    msg = str(err.value)
-    assert msg.startswith("data_parallel_size: vLLM's server exited with code 2 before it was ready (command: -m "
-                          "vllm.entrypoints.openai.api_server --model ")
-    assert "--data-parallel-size 2" in msg and "api_server.py: error: unrecognized arguments: --no-such-flag" in msg
-    assert "--block-size 32 --no-enable-chunked-prefill" in msg  # on CPU: seeded sampling needs whole-prompt prefills
-    logs = list((tmp_path / "cache" / "servers").glob("vllm-dp2-*.log"))
-    assert len(logs) == 1 and str(logs[0]) in msg

@@ -9,15 +9,14 @@ import torch
 from lm_eval.api.instance import Instance
 
 from m1_harness.thinking.lm import M1BudgetLM
-from m1tiny import QUESTIONS, chatty_tiny_qwen2
+from m1tiny import QUESTIONS
 
 FAST = dict(engine="hf", dtype="float32", batch_size=4)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.set_num_threads(1)
-    return str(chatty_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny"))
+def tiny(chatty_tiny):
+    return chatty_tiny
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +70,7 @@ def test_a_model_path_that_does_not_exist_says_so(tmp_path, monkeypatch):
     ("m1_budget", "m1_budget applies the model's chat template to every prompt itself "
                   "(lm-eval's --apply_chat_template is not needed)"),
     ("hf", "appears to be an instruct or chat variant but chat template is not applied."),
+    ("loaded m1_budget", None),  # m1-harness sweep, once per setting: said nowhere
 ])
 def test_chat_template_note_is_true_for_m1_budget_only(model, expected):
     """lm-eval logs its chat-template warning, then refuses the empty task list: no model is loaded."""
@@ -89,10 +89,14 @@ def test_chat_template_note_is_true_for_m1_budget_only(model, expected):
     try:
         with pytest.raises(ValueError, match="No tasks specified"):
             # this length makes lm-eval wrap its warning inside "chat template is not applied"
-            lm_eval.evaluator.simple_evaluate(model=model, model_args=f"pretrained=org/{'x' * 30}-instruct", tasks=[])
+            lm_eval.evaluator.simple_evaluate(model=M1BudgetLM.__new__(M1BudgetLM) if model == "loaded m1_budget" else model,
+                                              model_args=f"pretrained=org/{'x' * 30}-instruct", tasks=[])
     finally:
         logger.removeHandler(handler)
     notes = [(r.levelname, " ".join(r.getMessage().split())) for r in records if "chat template" in " ".join(r.getMessage().split())]
+    if expected is None:
+        assert notes == []
+        return
     assert len(notes) == 1 and expected in notes[0][1]
     assert model == "m1_budget" or "is not\n" in records[0].getMessage()
     assert notes[0][0] == ("INFO" if model == "m1_budget" else "WARNING")
@@ -175,24 +179,15 @@ def test_cache_serves_a_smaller_budget_and_refuses_sampling_when_on(tiny, tmp_pa
 
 
 @pytest.mark.slow
-def test_simple_evaluate_medqa(tiny, tmp_path, monkeypatch, eval_data_dir):
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
-    from m1_harness.paths import shipped_dir
-
-    monkeypatch.setenv("M1_HARNESS_DATA", str(eval_data_dir))
-    res = lm_eval.simple_evaluate(
-        model="m1_budget",
-        model_args=f"pretrained={tiny},engine=hf,dtype=float32,thinking_budget=24,forcing=1,answer_budget=24,"
-                   f"trace_path={tmp_path / 'tr.jsonl'},cache_dir={tmp_path / 'c'}",
-        tasks=["medqa"], limit=3, log_samples=True,
-        task_manager=TaskManager(include_path=str(shipped_dir("tasks"))),
-    )
+def test_simple_evaluate_medqa(tiny_lm_eval_run):
+    """m1_budget by name through lm_eval.simple_evaluate (the shared run of conftest: 3 items, 2 samples each)."""
+    res = tiny_lm_eval_run.results
     assert "acc,none" in res["results"]["medqa"]
+    assert res["n-samples"]["medqa"]["effective"] == 3
     resp = res["samples"]["medqa"][0]["resps"][0][0]
     assert resp.startswith("<|im_start|>think\n") and "<|im_start|>answer\n" in resp
-    assert len((tmp_path / "tr.jsonl").read_text().splitlines()) == 3
+    assert len(tiny_lm_eval_run.records) == 3 * 2
+    assert all(r["thinking_tokens"] <= 24 and r["answer_tokens"] <= 16 for r in tiny_lm_eval_run.records)
 
 
 def test_unseeded_sampling_bypasses_the_cache_when_auto(tiny, tmp_path):
@@ -237,6 +232,7 @@ def test_another_model_or_changed_weights_miss_the_cache(tiny, tmp_path):
     assert changed._cache.hits == 0
 
 
+@pytest.mark.subprocess
 def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
     """A model updated on the Hub under the same id must not be served its old traces."""
     import subprocess

@@ -12,6 +12,7 @@ from rescore import rescored_accuracy
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_lm_eval_command_runs_m1_budget_on_smollm2(python_env, tmp_path):
     from m1_harness.devmodels import smollm2
 
@@ -48,6 +49,7 @@ def test_lm_eval_command_runs_m1_budget_on_smollm2(python_env, tmp_path):
     assert "m1_budget:" in run.stderr and "mean_thinking_tokens" in run.stderr
 
 
+@pytest.mark.subprocess
 def test_results_file_records_versions_engine_settings_and_the_chat_template_truth(tiny_model, python_env, tmp_path):
     """lm-eval says an "-instruct"/"chat" model's chat template "is not applied"; m1_budget applies it."""
     from m1_harness.versions import library_versions

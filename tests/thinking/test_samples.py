@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import pytest
-import torch
 from lm_eval.api.instance import Instance
 
 from m1_harness.thinking.budget import BudgetForcer
@@ -17,16 +16,15 @@ from m1_harness.thinking.lm import M1BudgetLM
 from m1_harness.thinking.markers import PRESETS
 from m1_harness.thinking.seeds import derive, sample_seed
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache
-from m1tiny import QUESTIONS, chatty_tiny_qwen2
+from m1tiny import QUESTIONS
 
 TEMP, TOP_P = 1.0, 0.95
 SAMPLED = {"temperature": TEMP, "top_p": TOP_P}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.set_num_threads(1)
-    return str(chatty_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny"))
+def tiny(chatty_tiny):
+    return chatty_tiny
 
 
 @pytest.fixture(scope="module")
@@ -166,25 +164,13 @@ def test_the_sample_seed_formula():
 
 
 @pytest.mark.slow
-def test_lm_eval_scores_sample_0_and_records_the_sampling_settings(tiny, tmp_path, monkeypatch, eval_data_dir):
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
-    from m1_harness.paths import shipped_dir
-
-    monkeypatch.setenv("M1_HARNESS_DATA", str(eval_data_dir))
-    res = lm_eval.simple_evaluate(
-        model="m1_budget",
-        model_args=f"pretrained={tiny},engine=hf,dtype=float32,thinking_budget=24,answer_budget=16,samples=2,seed=3,"
-                   f"trace_path={tmp_path / 'tr.jsonl'},cache_dir={tmp_path / 'c'}",
-        tasks=["medqa"], limit=2, log_samples=True, gen_kwargs="do_sample=true,temperature=0.7,top_p=0.9",
-        task_manager=TaskManager(include_path=str(shipped_dir("tasks"))),
-    )
+def test_lm_eval_scores_sample_0_and_records_the_sampling_settings(tiny_lm_eval_run):
+    """The shared run of conftest (medqa, 3 items, samples=2, seed=3, sampled at 0.7 / 0.9)."""
+    res, recs = tiny_lm_eval_run.results, tiny_lm_eval_run.records
     settings = res["config"]["m1_budget"]["settings"]
     assert {k: settings[k] for k in ("samples", "seed", "temperature", "top_p")} == {
         "samples": 2, "seed": 3, "temperature": 0.7, "top_p": 0.9}
-    recs = [json.loads(line) for line in (tmp_path / "tr.jsonl").read_text().splitlines()]
-    assert sorted((r["doc_id"], r["sample"]) for r in recs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted((r["doc_id"], r["sample"]) for r in recs) == [(d, j) for d in range(3) for j in range(2)]
     assert all(r["sample_seed"] == derive(3, "medqa", r["doc_id"], r["sample"]) for r in recs)
     by_doc = {s["doc_id"]: s["resps"][0][0] for s in res["samples"]["medqa"]}
     assert by_doc == {r["doc_id"]: r["text"] for r in recs if r["sample"] == 0}  # lm-eval scored sample 0

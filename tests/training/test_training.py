@@ -416,6 +416,7 @@ def test_unknown_trainer(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "m1-harness train: unknown trainer 'dpo'; registered: sft"
 
 
+@pytest.mark.subprocess
 def test_module_entry_point_prints_config_and_accelerate_paths():
     import subprocess
     import sys
@@ -428,6 +429,7 @@ def test_module_entry_point_prints_config_and_accelerate_paths():
     assert path.endswith("train/accelerate/fsdp.yaml") and Path(path).is_file()
 
 
+@pytest.mark.subprocess
 def test_runs_under_accelerate_launch(train_data, tiny, tmp_path):
     import subprocess
     import sys
@@ -456,6 +458,7 @@ def smollm2_dir():
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_smollm2_short_run_then_evaluates_with_m1_budget(train_data, smollm2_dir, tmp_path):
     import subprocess
     import sys

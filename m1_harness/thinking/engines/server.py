@@ -70,6 +70,36 @@ log = logging.getLogger(__name__)
 
 # the dialects: name -> the choice field that names the stop id or string that ended a completion
 SERVER_APIS = {"vllm": "stop_reason", "sglang": "matched_stop"}
+# The fields this engine sends and reads, per dialect, checked against the newest CUDA vllm and sglang
+# wheels within our bounds (``python -m m1_harness.cudacheck surface``; engines/vllm.py says how): a new
+# field needs a new line here.
+API_SURFACE = {
+    "vllm": [
+        "vllm.entrypoints.openai.completion.protocol.CompletionRequest(model, prompt, max_tokens, temperature, top_p,"
+        " top_k, min_p, repetition_penalty, presence_penalty, frequency_penalty, stop_token_ids, stop, ignore_eos,"
+        " skip_special_tokens, return_token_ids, n, stream, seed, spaces_between_special_tokens,"
+        " include_stop_str_in_output)",
+        "vllm.entrypoints.openai.completion.protocol.CompletionResponseChoice(token_ids, finish_reason, stop_reason, text)",
+        "vllm.entrypoints.openai.completion.protocol.CompletionResponse(choices, usage)",
+        "vllm.entrypoints.serve.engine.protocol.UsageInfo(prompt_tokens_details)",
+        "vllm.entrypoints.serve.engine.protocol.PromptTokenUsageInfo(cached_tokens)",
+        "vllm.entrypoints.serve.engine.protocol.ModelCard(id, root, parent, max_model_len)",
+        "vllm.entrypoints 'X-data-parallel-rank'",  # the DP rank header the server reads
+    ],
+    "sglang": [
+        "sglang.srt.entrypoints.openai.protocol.CompletionRequest(model, prompt, max_tokens, temperature, top_p, top_k,"
+        " min_p, repetition_penalty, presence_penalty, frequency_penalty, stop_token_ids, stop, ignore_eos,"
+        " skip_special_tokens, return_token_ids, n, stream, seed, no_stop_trim, routed_dp_rank)",
+        "sglang.srt.entrypoints.openai.protocol.CompletionResponseChoice(token_ids, finish_reason, matched_stop, text)",
+        "sglang.srt.entrypoints.openai.protocol.CompletionResponse(choices, usage)",
+        "sglang.srt.entrypoints.openai.protocol.UsageInfo(prompt_tokens_details)",
+        "sglang.srt.entrypoints.openai.protocol.PromptTokensDetails(cached_tokens)",
+        "sglang.srt.entrypoints.openai.protocol.ModelCard(id, root, max_model_len)",
+        # the determinism check: the route (0.5.23 marks it deprecated for /server_info) and its field
+        "sglang.srt.entrypoints.http_server '/get_server_info'",
+        "sglang.srt.arg_groups 'enable_deterministic_inference'",  # a ServerArgs field (assembled there)
+    ],
+}
 _MOD = (1 << 61) - 1
 _BASE = 1_000_003
 

@@ -52,6 +52,37 @@ INSTALL_HINT = (
 )
 
 
+# What this engine calls in vLLM, checked against the newest CUDA wheel within our bounds without
+# installing it (``python -m m1_harness.cudacheck surface``, in ``make test``): a new call needs a new
+# line here. Entries: dotted.path, dotted.path(arg, ...) (parameters or fields), dotted.module 'text'.
+API_SURFACE = {"vllm": [
+    "vllm.LLM", "vllm.SamplingParams", "vllm.inputs.TokensPrompt(prompt_token_ids)",
+    "vllm.platforms.current_platform", "vllm.platforms.interface.Platform.is_cpu",
+    # LLM(**_llm_args): its own parameters, the rest become EngineArgs fields
+    "vllm.entrypoints.llm.LLM(model, dtype, seed, tensor_parallel_size, gpu_memory_utilization, enforce_eager,"
+    " trust_remote_code)",
+    "vllm.engine.arg_utils.EngineArgs(max_model_len, enable_prefix_caching, block_size, scheduling_policy,"
+    " enable_chunked_prefill, max_num_batched_tokens, data_parallel_size, distributed_executor_backend)",
+    "vllm.entrypoints.llm.LLM.generate(prompts, sampling_params, use_tqdm)", "vllm.entrypoints.llm.LLM.llm_engine",
+    "vllm.v1.engine.llm_engine.LLMEngine.add_request(request_id, prompt, params, priority)",
+    "vllm.v1.engine.llm_engine.LLMEngine.step", "vllm.v1.engine.llm_engine.LLMEngine.abort_request(request_ids)",
+    "vllm.v1.engine.llm_engine.LLMEngine.vllm_config", "vllm.v1.engine.llm_engine.LLMEngine.engine_core",
+    "vllm.v1.engine.core_client.EngineCoreClient.shutdown",
+    "vllm.config.VllmConfig.model_config", "vllm.config.VllmConfig.cache_config",
+    "vllm.config.VllmConfig.scheduler_config", "vllm.config.ModelConfig.max_model_len",
+    "vllm.config.CacheConfig.block_size", "vllm.config.CacheConfig.num_gpu_blocks",
+    "vllm.config.CacheConfig.kv_cache_size_tokens", "vllm.config.ModelConfig.get_vocab_size",
+    "vllm.config.SchedulerConfig.enable_chunked_prefill", "vllm.config.SchedulerConfig.max_num_batched_tokens",
+    "vllm.sampling_params.SamplingParams(n, max_tokens, temperature, top_p, seed, stop_token_ids, stop, ignore_eos,"
+    " include_stop_str_in_output, skip_special_tokens, spaces_between_special_tokens, detokenize, output_kind)",
+    "vllm.sampling_params.RequestOutputKind.FINAL_ONLY",
+    "vllm.outputs.RequestOutput.request_id", "vllm.outputs.RequestOutput.finished", "vllm.outputs.RequestOutput.outputs",
+    "vllm.outputs.RequestOutput.num_cached_tokens", "vllm.outputs.CompletionOutput.token_ids",
+    "vllm.outputs.CompletionOutput.finish_reason", "vllm.outputs.CompletionOutput.stop_reason",
+    "vllm.outputs.CompletionOutput.text",
+]}
+
+
 CPU_BLOCK_SIZE = 32
 
 
