@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines.base import EngineError
 
 log = logging.getLogger(__name__)
 
