@@ -72,7 +72,8 @@ def main() -> None:
     args = ap.parse_args()
     streaming = not args.barrier
 
-    from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+    from m1_harness.thinking.budget import BudgetForcer
+    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.data import load_items
     from m1_harness.thinking.engines.server import ServerEngine
     from m1_harness.thinking.markers import PRESETS
@@ -101,7 +102,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 traces = forcer.run(reqs)
                 wall = time.perf_counter() - t0
-                n = sum(t.record()["thinking_tokens"] + t.record()["answer_tokens"] for t in traces)
+                n = sum(t.thinking_tokens + len(t.answer_ids) for t in traces)
                 assert n == len(reqs) * (args.thinking + args.answer), (name, n)  # never-stop: same tokens
                 tokens[name] = n
                 if rep:

@@ -34,6 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _m1bench as B  # noqa: E402
 
+from m1_harness.records import read_records  # noqa: E402
+
 SETTINGS = {
     "never-stop": dict(model="never-stop", thinking_budget=256, answer_budget=8, forcing=0),
     "forcing2": dict(model="shipped", thinking_budget=256, answer_budget=8, forcing=2),
@@ -51,7 +53,7 @@ def run_cli(model: Path, setting: dict, kv_gib: int, streaming: bool, limit: int
     cmd = [sys.executable, "-m", "lm_eval", "--model", "m1_budget", "--model_args", args, "--tasks", "medqa",
            "--limit", str(limit), "--output_path", str(out), "--log_samples"]
     wall, cpu = cli(cmd, dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(kv_gib)), name)
-    recs = [json.loads(line) for line in traces.read_text().splitlines() if line.strip()]
+    recs = list(read_records(traces))
     rounds = [r["round_tokens"] for r in recs]
 
     def total(key, first: bool | None = None):
@@ -129,7 +131,7 @@ def run_sweep(model: Path, budgets: list[int], forcings: list[int], kv_gib: int,
     totals = dict.fromkeys(("context_tokens", "cached_tokens", "generated_tokens"), 0)
     per_setting = {}
     for f in sorted(out.glob("budget*_forcing*/traces.jsonl")):
-        recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        recs = list(read_records(f))
         row = {k: sum(sum(r["round_tokens"][k]) + r.get("probe_tokens", {}).get(k, 0) for r in recs) if "round_tokens" in recs[0]
                else None for k in totals}
         per_setting[f.parent.name] = dict(row, texts_sha=_digest([r["text"] for r in recs]))
@@ -156,8 +158,7 @@ def probe_floor(out: Path, model: Path, largest: str, blocks=(32, 16, 1)) -> dic
     prefix = {cut: len(tok.encode(PRESETS["m1"].answer_prefix(cut=cut), add_special_tokens=False)) for cut in (False, True)}
     own, seen = set(), set()
     for f in sorted(out.glob("budget*_forcing*/traces.jsonl")):
-        for n, line in enumerate(x for x in f.read_text().splitlines() if x.strip()):
-            r = json.loads(line)
+        for n, r in enumerate(read_records(f)):
             call = (n, r["prompt_tokens"] + r["thinking_tokens"], bool(r["hit_budget"]))
             (own if f.parent.name == largest else seen).add(call)
     probes = sorted(seen - own)

@@ -144,7 +144,8 @@ def prompts_and_markers(path: Path):
 def engine_run(path: Path, prompts, markers, where: str, dtype: str, cache_dir: Path) -> dict:
     """m1_budget's loop on the transformers engine at (device, dtype): forcing, sweep probes behind a
     trace cache, then a replay of one probe setting from that cache (which must need no engine call)."""
-    from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+    from m1_harness.thinking.budget import BudgetForcer
+    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.thinking.engines.hf import HFEngine
     from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 

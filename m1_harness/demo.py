@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from m1_harness import devmodels
-from m1_harness.analysis.results import iter_trace_records
 from m1_harness.analysis.sweep import setting_dir
 from m1_harness.paths import CACHE_ENV, cache_dir
+from m1_harness.records import read_records
 
 DEFAULT_ARGS = ("engine=hf,answer_budget=8,think_start=Let me think step by step.\\n,"
                 "answer_start=<|im_start|>answer\\nAnswer:")
@@ -52,7 +52,7 @@ def _examples(out: Path, budgets: list[int], forcings: list[int]) -> tuple[str, 
             path = setting_dir(out, b, f) / "traces.jsonl"
             if not path.is_file():
                 continue
-            for rec in iter_trace_records(path):
+            for rec in read_records(path):
                 text, (t0, t1) = rec.get("text") or "", rec.get("thinking_span") or (0, 0)
                 if cut.startswith("none") and rec.get("hit_budget"):
                     cut = (f"budget {b}, item {rec['doc_id']}: thinking cut at {rec['thinking_tokens']} tokens, "

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from m1_harness import records
+
 # option fields of lm-eval's own medical tasks: medqa_4options (GBaker/MedQA), medmcqa
 OPTION_FIELDS = (("ending0", "ending1", "ending2", "ending3"), ("opa", "opb", "opc", "opd"))
 QUESTION_FIELDS = ("question", "sent1", "query", "prompt")
@@ -39,13 +41,11 @@ def question_of(doc: dict) -> str:
 def item_hash(doc: dict) -> str:
     """16 hex digits of SHA-256 over the question and the options (letter, text) in order, each stripped;
     over the whole doc when it has neither. The same question with the same options is the same item in
-    any file. (The same digest as the trace records' ``item_hash`` where a doc has both.)"""
+    any file (records.item_hash: the digest trace records carry)."""
     question, options = question_of(doc), options_of(doc)
     if question or options:
-        pairs = [[str(k).strip(), str(v).strip()] for k, v in (options or {}).items()]
-        blob = json.dumps([question.strip(), pairs], ensure_ascii=False)
-    else:
-        blob = json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str)
+        return records.item_hash(question, options or {})  # the digest has one home: the trace records'
+    blob = json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 

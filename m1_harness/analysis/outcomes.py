@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m1_harness.errors import UserError
+from m1_harness.records import read_records
 from m1_harness.scoring import answer_part, extract_choice
 from m1_harness.taskfns import METHOD_GROUPS
 
 from .items import item_hash, keyed_by_item, options_of
-from .results import display_name, iter_trace_records, load_results, read_sample_records, sortable, trace_files_near
+from .results import display_name, load_results, read_sample_records, sortable, trace_files_near
 
 CLASSES = ("always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable")  # explain and the viewer
 
@@ -108,9 +109,9 @@ def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dic
     out: dict = {}
     for f in trace_files_near(results_file):
         if f not in cache:
-            cache[f] = list(iter_trace_records(f))
+            cache[f] = list(read_records(f))
         for rec in cache[f]:
-            if rec.get("task") != task or model is not None and rec.get("model", model) != model:
+            if rec["task"] != task or model is not None and rec["model"] not in (None, model):
                 continue
             if "requested_thinking_budget" in rec and str(rec["requested_thinking_budget"]) != str(budget):
                 continue

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from m1_harness.errors import UserError
+from m1_harness.records import read_records
 
 from .items import keyed_by_item
 
@@ -315,7 +316,7 @@ def trace_files_near(results_file: Path) -> list[Path]:
 def ran_budget(results_file: Path, task: str, budget, forcing) -> int | None:
     """The largest thinking budget that really ran for ``task`` at this setting, when the context clamped
     any request below the asked one (trace records: ``budget_clamped``); None when none was clamped."""
-    recs = [rec for f in trace_files_near(results_file) for rec in iter_trace_records(f)
+    recs = [rec for f in trace_files_near(results_file) for rec in read_records(f)
             if rec.get("task") in (task, None) and as_int(rec.get("requested_thinking_budget")) == budget
             and (rec.get("forcing") or 0) == (forcing or 0)]
     if not any(rec.get("budget_clamped") for rec in recs):
@@ -388,22 +389,6 @@ def _model_beside(trace_file: Path) -> str | None:
     return None
 
 
-def iter_trace_records(path: Path):
-    """The m1_budget trace records in one JSONL file (malformed lines are skipped with a warning)."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("skipping a malformed line in %s", path)
-                continue
-            if isinstance(rec, dict) and "thinking_tokens" in rec:
-                yield rec
-
-
 def load_traces(patterns: Iterable[str]) -> dict[str, list[dict]]:
     """Trace records (JSONL written by m1_budget at ``trace_path``) grouped by model.
 
@@ -414,7 +399,7 @@ def load_traces(patterns: Iterable[str]) -> dict[str, list[dict]]:
     files = sorted({Path(f) for p in patterns for f in glob.glob(str(p), recursive=True) if Path(f).is_file()})
     for f in files:
         beside = None
-        for rec in iter_trace_records(f):
+        for rec in read_records(f):
             rec.pop("text", None)  # the full trace string: not needed here, and large
             model = rec.get("model") or rec.get("pretrained")
             if not model:

@@ -49,12 +49,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from m1_harness.thinking.budget import TOKEN_COUNTS
+from m1_harness.thinking.engines.base import TOKEN_COUNTS
 from m1_harness.errors import Interrupted, UserError
 from m1_harness.preflight import check_limit, check_run, unknown_tasks
 from m1_harness.paths import DATA_ENV, atomic_write_text, ensure_writable_dir
+from m1_harness.records import read_records
 
-from .results import as_int, iter_trace_records, load_results, parse_arg_string
+from .results import as_int, load_results, parse_arg_string
 from .sampled import K_FIELDS, k_rows, sampled_outcomes
 from .stats import wilson_interval
 
@@ -355,7 +356,7 @@ def trace_summary(trace_file: Path) -> dict[str | None, dict]:
     if not trace_file.is_file():
         return {}
     by: dict = {}
-    for rec in iter_trace_records(trace_file):
+    for rec in read_records(trace_file):
         for key in {rec.get("task"), None}:
             by.setdefault(key, []).append(rec)
     out = {}

@@ -22,13 +22,16 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import handle_arg_string
 
-from m1_harness.thinking.budget import AUTO, TOKEN_COUNTS, BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.engines.base import TOKEN_COUNTS
+from m1_harness.records import TraceFile, TraceRecord, build_record, new_run_id
+from m1_harness.thinking.request import AUTO, BudgetRequest, Trace
 from m1_harness.thinking.engines import load_engine, resolve_engine_name
 from m1_harness.thinking.engines.base import hub_revision
 from m1_harness.errors import UserError
 from m1_harness.thinking.markers import PRESETS, detect
 from m1_harness.thinking.seeds import sample_seed
-from m1_harness.paths import OutputError, atomic_write_text, cache_dir, ensure_writable_dir
+from m1_harness.paths import OutputError, cache_dir, ensure_writable_dir
 from m1_harness.taskfns import BudgetedText
 from m1_harness.thinking.tracecache import CACHE_FILE, CacheRefused, CachingEngine, TraceCache
 from m1_harness.versions import library_versions
@@ -306,7 +309,7 @@ class M1BudgetLM(LM):
         self._closed_warned = False
         self._templated: set[str] = set()
         self._cache = None
-        identity = getattr(self.engine, "model_identity", None) if a["cache"] != "off" else None
+        identity = self.engine.model_identity if a["cache"] != "off" else None
         if a["cache"] != "off" and identity is None:
             if a["cache"] == "on":
                 raise CacheRefused(f"m1_budget: cache=on, but the Hub commit of {a['pretrained']!r} cannot be found in the "
@@ -317,7 +320,7 @@ class M1BudgetLM(LM):
         elif a["cache"] != "off":
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
             self._cache = TraceCache(root / CACHE_FILE, identity)
-        self.traces: list[dict] = []  # records of the last generate_until call
+        self.traces: list[TraceRecord] = []  # records of the last generate_until call
         self.probes: list[tuple[int, int]] = []  # set by reconfigure (m1-harness sweep)
         self.decodings: list[tuple[float, float]] = []  # (temperature, top_p) of the last generate_until call
 
@@ -457,7 +460,8 @@ class M1BudgetLM(LM):
         self.traces = [None] * (len(requests) * k_samples)  # type: ignore[list-item]  # request i, sample j: i*K + j
         self.decodings = sorted({decoding for decoding, _ in groups})
         self.trace_file = self._trace_file()
-        with _TraceFile(self.trace_file) as records:
+        self.run_id = new_run_id()
+        with TraceFile(self.trace_file, self.run_id) as records:
             for ((temp, top_p), forcing_str), idx in groups.items():
                 engine = self._engine_for(temp, top_p)
                 forcer = BudgetForcer(engine, self.markers, forcing_str)
@@ -481,13 +485,14 @@ class M1BudgetLM(LM):
                     if j == 0:  # the cut flag rides on the text to the task's metrics (taskfns.BudgetedText)
                         out[i] = BudgetedText(trace.text, trace.hit_budget)
                         self.cache_hook.add_partial("generate_until", requests[i].args, out[i])
-                    rec = self._record(requests[i], settings[i], trace, forcing_str, temp)
-                    rec.update(sample=j, sample_seed=seeds[n], top_p=top_p)
+                    rec = self._record(requests[i], settings[i], trace, forcing_str, temp, top_p, j, seeds[n])
                     self.traces[i * k_samples + j] = rec
                     records.append(rec)
 
-                for i, trace in zip(idx, forcer.run(breqs, progress=not disable_tqdm, on_done=done, probes=probes)):
-                    self.traces[i]["wall_time"] = trace.wall_time  # amortised: known once the whole group ran
+                traces = forcer.run(breqs, progress=not disable_tqdm, on_done=done, probes=probes)
+                for n, trace in enumerate(traces):  # n = position in breqs: request idx[n // K], sample n % K
+                    i, j = idx[n // k_samples], n % k_samples
+                    self.traces[i * k_samples + j]["wall_time"] = trace.wall_time  # amortised: known once the group ran
             records.finish(self.traces)
         self._summarise()
         return out
@@ -499,19 +504,14 @@ class M1BudgetLM(LM):
         return sample_seed(self.args["seed"], getattr(req, "task_name", None), getattr(req, "doc_id", None), j,
                            prompt_ids)
 
-    def _record(self, req, s: dict, trace, forcing_str: str, temperature: float) -> dict:
-        """One trace record; says when the context, not the user, decided a budget."""
-        rec = {
-            "model": self.args["pretrained"],  # so analysis never takes the model from whatever lies beside
-            "task": getattr(req, "task_name", None), "doc_id": getattr(req, "doc_id", None),
-            "requested_thinking_budget": s["thinking_budget"], "forcing": s["forcing"],
-            "forcing_str": forcing_str, "temperature": temperature, "markers": self.markers_name, **trace.record(),
-        }
-        asked = s["thinking_budget"]
-        rec["budget_clamped"] = asked != AUTO and trace.thinking_budget < int(asked)
-        rec["requested_answer_budget"] = s["answer_budget"]
-        rec["prompt_too_long"] = s["answer_budget"] > 0 and trace.answer_budget == 0
-        return rec
+    def _record(self, req, s: dict, trace: Trace, forcing_str: str, temperature: float, top_p: float, sample: int,
+                sample_seed: int | None) -> TraceRecord:
+        """Request ``req``'s sample ``sample`` as a trace record (records.py), its item identity from lm-eval's doc."""
+        return build_record(
+            trace, run_id=self.run_id, model=self.args["pretrained"], task=getattr(req, "task_name", None),
+            doc_id=getattr(req, "doc_id", None), doc=getattr(req, "doc", None), sample=sample, sample_seed=sample_seed,
+            requested_thinking_budget=s["thinking_budget"], forcing=s["forcing"], forcing_str=forcing_str,
+            temperature=temperature, top_p=top_p, markers=self.markers_name, requested_answer_budget=s["answer_budget"])
 
     def _trace_file(self) -> Path:
         path = Path(self.args["trace_path"]) if self.args["trace_path"] else _default_trace_dir()
@@ -597,30 +597,3 @@ class M1BudgetLM(LM):
         if k_samples > 1:
             print(f"m1_budget: lm-eval's table scores sample 0 of {k_samples}; maj@k / pass@k / mean@k: "
                   "m1-harness sweep --samples / report", file=sys.stderr)
-
-
-class _TraceFile:
-    """Trace records made durable one by one as requests finish (a crash loses no finished record),
-    then rewritten once in request order (what earlier writers of the file left stays in front)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = path.open("a", encoding="utf-8")
-        self.start = self.fh.tell()
-
-    def __enter__(self):
-        return self
-
-    def append(self, record: dict) -> None:
-        self.fh.write(json.dumps(record) + "\n")
-        self.fh.flush()
-
-    def finish(self, records: list[dict]) -> None:
-        self.fh.close()
-        with self.path.open("rb") as fh:  # ``start`` is a byte offset (tell() of the append handle)
-            before = fh.read(self.start).decode("utf-8")
-        atomic_write_text(self.path, before + "".join(json.dumps(r) + "\n" for r in records))
-
-    def __exit__(self, *exc) -> None:
-        self.fh.close()

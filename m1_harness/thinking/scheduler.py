@@ -1,6 +1,6 @@
 """The streaming driver: when each generate call of the budget loop goes to a streaming engine (vLLM).
 
-``budget.py`` decides what a request asks for next (``RequestLoop``); this module decides only
+``request.py`` decides what a request asks for next (``RequestLoop``); this module decides only
 *when* a call is sent. Each request moves to its next round (forcing, answer) the moment its
 previous one ends, while its KV blocks are still cached, and its sweep probes' answers the moment
 its thinking ends. Two rules keep those blocks alive until the next round reads them:
@@ -27,7 +27,7 @@ import time
 
 from tqdm.auto import tqdm
 
-from m1_harness.thinking.budget import RequestLoop, Trace, _add_probe
+from m1_harness.thinking.request import RequestLoop, RequestSetup, Trace, add_probe
 
 
 def _blocks(tokens: int, block: int) -> int:
@@ -103,11 +103,11 @@ def _common(a: list[int], b: list[int]) -> int:
 class StreamDriver:
     """Carries the calls of every ``RequestLoop`` of a run to a streaming engine (``run``)."""
 
-    def __init__(self, forcer, requests, progress: bool, on_done):
+    def __init__(self, forcer: RequestSetup, requests, progress: bool, on_done):
         self.forcer, self.requests, self.on_done = forcer, requests, on_done
         self.eng = eng = forcer.engine
-        block = max(1, int(getattr(eng, "block_size", 1) or 1))
-        capacity = int(getattr(eng, "kv_cache_tokens", 0) or 0) // block  # in blocks; 0 = unknown: no limit
+        block = max(1, eng.block_size)
+        capacity = eng.kv_cache_tokens // block  # in blocks; 0 = unknown: no limit
         answer = max((r.answer_budget for r in requests), default=0)
         self.adm = Admission(forcer, capacity, block, len(forcer.probes), answer)
         self.progress = progress
@@ -147,7 +147,7 @@ class StreamDriver:
                         lp = nxt if nxt is not None else RequestLoop(self.forcer, self.requests[i])
                         need = self.adm.request_blocks(lp, 0, bool(self.forcer.probes))
                         # a server: requests, not blocks; read each time (it shrinks when a replica stops answering)
-                        bound = int(getattr(self.eng, "max_in_flight", 0) or 0)
+                        bound = self.eng.max_in_flight
                         if not self.adm.fits(used, need, bool(self.loops)) or (
                                 self.loops and bound and len(self.main) >= bound):
                             nxt = lp
@@ -198,7 +198,7 @@ class StreamDriver:
         self.probed.add(i)
         self.adm.observe(self.main[i])
         if self.forcer.probes:
-            for k, lp in enumerate(self.forcer._probe_loops(self.requests[i])):
+            for k, lp in enumerate(self.forcer.probe_loops(self.requests[i])):
                 self.left[i] += 1
                 self._start((i, k), lp)
 
@@ -207,7 +207,7 @@ class StreamDriver:
         self.sent.pop(key, None)
         i = key if isinstance(key, int) else key[0]
         if not isinstance(key, int):
-            _add_probe(self.traces[i], lp)
+            add_probe(self.traces[i], lp)
         self.left[i] -= 1
         if self.left[i] == 0:
             del self.main[i]
@@ -216,6 +216,6 @@ class StreamDriver:
                 self.on_done(i, self.traces[i])
 
 
-def run_stream(forcer, requests, progress: bool, on_done) -> list[Trace]:
+def run_stream(forcer: RequestSetup, requests, progress: bool, on_done) -> list[Trace]:
     """Per-request rounds on a streaming engine; see the module docstring."""
     return StreamDriver(forcer, requests, progress, on_done).run()

@@ -50,8 +50,9 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
-from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult, check_result
+from m1_harness.thinking.engines.base import CAPABILITIES, Engine, GenRequest, GenResult, check_result
 from m1_harness.errors import UserError
 from m1_harness.versions import library_versions
 
@@ -213,9 +214,7 @@ class CachingEngine:
         self.engine, self.cache, self.chunk_size = engine, cache, chunk_size
         self.decoding = dict(cache.decoding if decoding is None else decoding)
         self.tokenizer, self.max_model_len = engine.tokenizer, engine.max_model_len
-        self.eos_token_ids = getattr(engine, "eos_token_ids", None)
-        self.model_identity = getattr(engine, "model_identity", None)
-        self._limits = (getattr(engine, "vocab_size", None), engine.max_model_len)  # check_result's bounds
+        self._limits = (engine.vocab_size, engine.max_model_len)  # check_result's bounds
         self._asked: dict[object, GenRequest] = {}  # streaming: key -> request sent to the engine
         self._twins: dict[tuple, list[object]] = {}  # streaming: call -> keys waiting for it
         self._ready: list[tuple[object, GenResult]] = []
@@ -224,27 +223,14 @@ class CachingEngine:
         """What makes two requests the same call: key and max_tokens (e.g. a probe's answer and the run's own)."""
         return _key(self.cache.model_id, self.decoding, req), req.max_tokens
 
-    @property
-    def round_size(self) -> int | None:
-        return getattr(self.engine, "round_size", None)
-
     # A streaming engine stays one behind the cache: hits come back from the next poll, each
     # engine result is stored the moment it is finished (so a killed run loses no finished call).
-    @property
-    def streaming(self) -> bool:
-        return bool(getattr(self.engine, "streaming", False))
-
-    @property
-    def kv_cache_tokens(self) -> int:
-        return int(getattr(self.engine, "kv_cache_tokens", 0) or 0)
-
-    @property
-    def block_size(self) -> int:
-        return int(getattr(self.engine, "block_size", 1) or 1)
-
-    @property
-    def max_in_flight(self) -> int:
-        return int(getattr(self.engine, "max_in_flight", 0) or 0)
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped engine's optional capabilities (base.CAPABILITIES), read through at each use: a
+        server's ``max_in_flight`` shrinks when a replica stops answering."""
+        if name in CAPABILITIES:
+            return getattr(self.engine, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _hit(self, req: GenRequest) -> GenResult | None:
         hit = self.cache.lookup(req, self.tokenizer, self.decoding)

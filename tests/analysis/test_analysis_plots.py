@@ -164,7 +164,10 @@ def test_traces_named_by_their_own_model_not_by_the_results_beside(tmp_path):
 
 def test_trace_file_stem_when_nothing_beside(tmp_path):
     (tmp_path / "run7.jsonl").write_text('{"thinking_tokens": 5, "hit_budget": false}\nnot json\n{"x": 1}\n')
-    assert results.load_traces([str(tmp_path / "*.jsonl")]) == {"run7": [{"thinking_tokens": 5, "hit_budget": False}]}
+    groups = results.load_traces([str(tmp_path / "*.jsonl")])
+    assert list(groups) == ["run7"] and len(groups["run7"]) == 1
+    (rec,) = groups["run7"]  # read in the current shape (records.read_records upgrades version 1)
+    assert (rec["thinking_tokens"], rec["hit_budget"], rec["version"], rec["model"]) == (5, False, 1, None)
 
 
 def test_figure1_draws_a_forcing_only_sweep_at_its_forcing():

@@ -15,9 +15,10 @@ from fault_proxy import FaultProxy
 from hf_completion_server import HFCompletionServer
 from sglang_standin import SGLangStandIn
 
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
-from m1_harness.thinking.engines import EngineError
-from m1_harness.thinking.engines.base import BadResult, GenRequest, GenResult, check_result, weights_fingerprint
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
+from m1_harness.thinking.engines.base import (BadResult, EngineError, GenRequest, GenResult, check_result,
+                                              weights_fingerprint)
 from m1_harness.thinking.engines.server import ServerEngine
 from m1_harness.thinking.markers import PRESETS
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache

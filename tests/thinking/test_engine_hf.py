@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines import load_engine
-from m1_harness.thinking.engines.base import GenRequest
+from m1_harness.thinking.engines.base import Engine, GenRequest
 from m1_harness.thinking.markers import PRESETS
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 from m1tiny import QUESTIONS, chatty_tiny_qwen2
@@ -187,7 +188,7 @@ def test_resume_after_crash_on_the_tiny_model(engine, tmp_path):
     class Crash(Exception):
         pass
 
-    class CrashAfter:
+    class CrashAfter(Engine):
         """The real engine, killed at its third generate call (mid-way through the thinking rounds)."""
 
         def __init__(self, inner, n):

@@ -84,7 +84,7 @@ FAILED_START_LOG = """\
 
 @pytest.mark.subprocess
 def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_path):
-    from m1_harness.thinking.engines import EngineError
+    from m1_harness.thinking.engines.base import EngineError
     from m1_harness.thinking.engines.owned import OwnedServer
 
     (tmp_path / "lines").write_text(FAILED_START_LOG)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from vllm_server import free_port
 
-from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines.base import EngineError
 
 
 def test_server_engine_needs_base_url(tiny_model):

@@ -13,7 +13,8 @@ import torch
 from transformers import AutoTokenizer
 
 from families import ANSWER, FAMILIES, OPTIONS, family_model
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.scripted import Script, ScriptedEngine
 from m1_harness.thinking.markers import PRESETS, Markers, detect
 from m1_harness.scoring import Score, score

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.scripted import Script, ScriptedEngine, StreamingScriptedEngine
 from m1_harness.thinking.markers import PRESETS
 

@@ -8,7 +8,8 @@ import json
 import pytest
 from lm_eval.api.instance import Instance
 
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines import load_engine
 from m1_harness.thinking.engines.base import GenRequest
 from m1_harness.thinking.lm import M1BudgetLM

@@ -1,7 +1,8 @@
 """Admission control and priorities of the streaming driver (scheduler.py), pinned on the scripted
 engine (one id per character, so every count below is a count of characters)."""
 
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest, RequestLoop
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest, RequestLoop
 from m1_harness.thinking.engines.base import GenResult
 from m1_harness.thinking.engines.scripted import Script, StreamingScriptedEngine
 from m1_harness.thinking.markers import PRESETS

@@ -2,7 +2,8 @@
 
 import pytest
 
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.base import GenRequest, GenResult
 from m1_harness.thinking.engines.scripted import Script, ScriptedEngine
 from m1_harness.thinking.markers import PRESETS

@@ -8,7 +8,8 @@ import pytest
 
 def test_a_server_that_cannot_start_is_an_error_with_its_cause_and_log(tmp_path, monkeypatch):
     from m1_harness.devmodels import tiny_qwen2_vllm
-    from m1_harness.thinking.engines import EngineError, load_engine
+    from m1_harness.thinking.engines import load_engine
+    from m1_harness.thinking.engines.base import EngineError
 
     monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
     tiny = tiny_qwen2_vllm(tmp_path / "tiny")

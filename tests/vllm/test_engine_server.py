@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from m1_harness.thinking.engines.base import Engine
 
 import vllm_server
 from fault_proxy import FaultProxy
@@ -66,14 +67,14 @@ def _engine(vllm_tiny, base_url, **kw):
 
 
 def _budget_requests(tok):
-    from m1_harness.thinking.budget import BudgetRequest
+    from m1_harness.thinking.request import BudgetRequest
 
     prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
                for q in QUESTIONS]
     return [BudgetRequest(tok.encode(p, add_special_tokens=False), 96, 2, 16) for p in prompts]
 
 
-class Counting:
+class Counting(Engine):
     """Wraps an engine: counts the generate calls (rounds) the budget loop sends, batched or streaming as
     the engine is; runs ``after_first`` once, as soon as the first round came back."""
 
@@ -120,8 +121,7 @@ def _run(engine):
 
 
 def _key(trace):
-    r = trace.record()
-    return (r["text"], r["thinking_tokens"], r["forcing_rounds"], r["answer_tokens"], r["finish_reasons"])
+    return (trace.text, trace.thinking_tokens, trace.forcing_rounds, len(trace.answer_ids), trace.finish_reasons)
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays
     cache, in-flight probes) gives in-process vLLM's per-setting trace records token for token and the same
     table; after the first setting (whose probes answer the others) no setting sends a single HTTP request
     nor costs the engine a token."""
-    from m1_harness.thinking.budget import TOKEN_COUNTS
+    from m1_harness.thinking.engines.base import TOKEN_COUNTS
 
     env = dict(os.environ, M1_HARNESS_DATA=str(eval_data_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false", M1_HARNESS_CACHE=str(tmp_path / "home"),
@@ -260,7 +260,7 @@ def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays
 
 
 def test_wrong_key_model_name_or_unset_key_is_a_clear_error(servers, vllm_tiny, monkeypatch):
-    from m1_harness.thinking.engines import EngineError
+    from m1_harness.thinking.engines.base import EngineError
     from m1_harness.http import ApiKeyMissing
 
     with pytest.raises(EngineError, match=r"refused the API key \(HTTP 401\): set api_key_env") as err:
@@ -300,7 +300,7 @@ def test_sglang_dialect_against_a_stand_in_of_its_api_shape(servers, vllm_tiny, 
     completion request/response shape, generating with vLLM server A): the same traces as the reference,
     only fields SGLang's CompletionRequest has, each request pinned to one rank by ``routed_dp_rank``.
     The vLLM dialect against it is refused for its vLLM-only fields (the stand-in checks what it gets)."""
-    from m1_harness.thinking.engines import EngineError
+    from m1_harness.thinking.engines.base import EngineError
     from sglang_standin import SGLangStandIn
 
     with SGLangStandIn(servers["a"][1]) as standin:

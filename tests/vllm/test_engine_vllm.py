@@ -135,7 +135,8 @@ def test_the_trace_cache_around_vllm_cuts_a_longer_run_exactly(engine, prompts, 
     """m1_budget's default path on a GPU: the caching engine around the vLLM engine. A smaller budget with
     fewer forcing rounds (and a non-default forcing string) from the cache equals a fresh run, and only its
     answer round reaches vLLM."""
-    from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+    from m1_harness.thinking.budget import BudgetForcer
+    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.thinking.markers import PRESETS
     from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from families import ANSWER, OPTIONS, family_model
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.markers import PRESETS
 from m1_harness.scoring import score
 

@@ -83,7 +83,8 @@ def test_seeded_sampling_on_cpu_prefills_prompts_whole(engine, vllm_tiny):
 
 
 def budget_run(engine, prompts, budget, forcing, seeds):
-    from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+    from m1_harness.thinking.budget import BudgetForcer
+    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.thinking.markers import PRESETS
 
     reqs = [BudgetRequest(p, budget, forcing, 8, [], seed=s) for p, s in zip(prompts, seeds)]

@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.markers import PRESETS
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -171,7 +172,8 @@ def test_a_kv_cache_too_small_for_the_batch_still_serves_every_later_round(engin
 
 CHILD = r"""
 import json, sys
-from m1_harness.thinking.budget import BudgetForcer, BudgetRequest
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.vllm import VLLMEngine
 from m1_harness.thinking.markers import PRESETS
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache

@@ -9,24 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 
-from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
-from m1_harness.errors import UserError
-
-
-class EngineError(UserError, ValueError):
-    """An engine setting that cannot work (unknown engine, unsupported parallelism)."""
+from m1_harness.thinking.engines.base import Engine, EngineError, GenRequest, GenResult, data_parallel_ranks
 
 __all__ = ["Engine", "GenRequest", "GenResult", "load_engine", "resolve_engine_name", "ENGINES"]
 
 ENGINES = ("auto", "hf", "vllm", "server")
-
-
-def data_parallel_ranks(value) -> int:
-    """``data_parallel_size`` as a rank count; 0 or less is an error (it once meant 1 without a word)."""
-    dp = 1 if value is None else int(value)
-    if dp < 1:
-        raise EngineError(f"data_parallel_size={value}: must be at least 1 (engine ranks per server)")
-    return dp
 
 
 def resolve_engine_name(name: str) -> str:

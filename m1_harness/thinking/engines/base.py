@@ -5,7 +5,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol, Sequence
+
+from m1_harness.errors import UserError
+
+TOKEN_COUNTS = ("context_tokens", "cached_tokens", "generated_tokens")  # engine work per call (GenResult)
+
+
+class EngineError(UserError, ValueError):
+    """An engine setting that cannot work (unknown engine, unsupported parallelism)."""
+
+
+def data_parallel_ranks(value) -> int:
+    """``data_parallel_size`` as a rank count; 0 or less is an error (it once meant 1 without a word)."""
+    dp = 1 if value is None else int(value)
+    if dp < 1:
+        raise EngineError(f"data_parallel_size={value}: must be at least 1 (engine ranks per server)")
+    return dp
 
 from m1_harness.errors import UserError
 
@@ -45,16 +61,32 @@ class GenResult:
 
 
 class Engine(Protocol):
-    tokenizer: object  # a transformers tokenizer
+    """What the budget loop drives. The engines here subclass it, so the optional capabilities below
+    keep their defaults where an engine has no such thing; the drivers read them as plain attributes."""
+
+    tokenizer: Any  # a transformers tokenizer
     max_model_len: int
-    # Optional ``model_identity``: what generated the tokens (weights_identity; a server's model cards),
-    # the trace cache's key and the trace records' field; optional ``vocab_size`` (check_result).
-    # Optional ``round_size``: how many requests the budget loop takes through all their rounds
-    # together; absent or None means all at once (budget.py, BudgetForcer.run).
+    # How many requests the batched driver takes through all their rounds together; None: all at once
+    # (budget.py, BudgetForcer.run). An engine with a small prefix cache (transformers) sets it.
+    round_size: int | None = None
+    eos_token_ids: list[int] | None = None  # the ids that end a turn; None: the tokenizer's eos_token_id
+    streaming: bool = False  # True: submit / poll / cancel (StreamingEngine), driven by scheduler.py
+    kv_cache_tokens: int = 0  # what the engine's KV cache holds, in tokens (admission control); 0: unknown
+    block_size: int = 1  # KV block size in tokens
+    # Admit at most this many requests at once (a server, whose KV cache size is not known here:
+    # engines/server.py); 0 means only the KV cache bounds them.
+    max_in_flight: int = 0
+    model_identity: str | None = None  # what generated the tokens (weights_identity; a server's model cards):
+    # the trace cache's key and the trace records' field
+    vocab_size: int | None = None  # ids must lie below it (check_result); None: unchecked
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         """Generate every request; results in request order."""
         ...
+
+
+# The optional capabilities: the Engine attributes that have a default (what a wrapper forwards).
+CAPABILITIES = tuple(name for name in Engine.__annotations__ if hasattr(Engine, name))
 
 
 def eos_token_ids(pretrained: str, tokenizer) -> list[int]:
@@ -153,11 +185,6 @@ class StreamingEngine(Engine, Protocol):
     budget loop can send a request's next round while its KV blocks are still cached (scheduler.py,
     ``StreamDriver``). ``streaming`` True selects that driver."""
 
-    streaming: bool
-    kv_cache_tokens: int  # what the engine's KV cache holds, in tokens (admission control)
-    block_size: int  # KV block size in tokens
-    # Optional ``max_in_flight``: admit at most this many requests at once (a server, whose KV cache
-    # size is not known here: engines/server.py); absent or 0 means only the KV cache bounds them.
 
     def submit(self, key: object, request: GenRequest) -> None:
         """Queue one request; its result comes back from ``poll`` under ``key``."""

@@ -28,7 +28,8 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, StoppingCriteria
 
-from m1_harness.thinking.engines.base import GenRequest, GenResult, check_result, model_vocab_size, weights_identity
+from m1_harness.thinking.engines.base import (Engine, GenRequest, GenResult, check_result, model_vocab_size,
+                                               weights_identity)
 
 _TF_VERSION = tuple(int(p) for p in transformers.__version__.split(".")[:2])
 # transformers 5.24 renamed the KV cache argument of forward/generate and the output field from
@@ -155,7 +156,7 @@ class _PrefixCache:
         self.entries.clear()
 
 
-class HFEngine:
+class HFEngine(Engine):
     """``generate`` token-id prompts with transformers; greedy unless ``temperature > 0``."""
 
     def __init__(self, pretrained: str, *, dtype: str = "auto", device: str | None = None,
@@ -188,7 +189,7 @@ class HFEngine:
         self.set_sampling(temperature, top_p)
 
     @property
-    def round_size(self) -> int | None:
+    def round_size(self) -> int | None:  # type: ignore[override]  # derived, read-only (base.Engine has the default)
         """Requests the budget loop should take through all their rounds together (see budget.py)."""
         return self.batch_size if self.prefix_cache is not None else None
 

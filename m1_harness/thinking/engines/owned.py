@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 from m1_harness import lifetime
-from m1_harness.thinking.engines import EngineError
+from m1_harness.thinking.engines.base import EngineError
 
 log = logging.getLogger(__name__)
 

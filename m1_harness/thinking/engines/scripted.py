@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from m1_harness.thinking.engines.base import GenRequest, GenResult
+from m1_harness.thinking.engines.base import Engine, GenRequest, GenResult
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 _SPLIT = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
@@ -53,7 +53,7 @@ class Script:
     answer: str = "The answer is \\boxed{A}.<|im_end|>"
 
 
-class ScriptedEngine:
+class ScriptedEngine(Engine):
     def __init__(self, scripts: dict[str, Script], *, think_start="<|im_start|>think\n",
                  answer_markers=("<|im_start|>answer\n", "Final Answer:", "</think>\n"),
                  forcing_str="Wait", filler="x", max_model_len=4096, round_size=None, tokenizer=None):

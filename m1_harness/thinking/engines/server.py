@@ -60,9 +60,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlparse
 
-from m1_harness.thinking.engines import EngineError, data_parallel_ranks
-from m1_harness.thinking.engines.base import (BadResult, GenRequest, GenResult, eos_token_ids, model_vocab_size,
-                                              weights_fingerprint)
+from m1_harness.thinking.engines.base import (BadResult, Engine, EngineError, GenRequest, GenResult,
+                                               data_parallel_ranks, eos_token_ids, model_vocab_size,
+                                               weights_fingerprint)
 from m1_harness.thinking.engines.vllm import VLLMEngine
 from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
 
@@ -145,7 +145,7 @@ class Replica:
         self.fault: str | None = None  # why it was dropped
 
 
-class ServerEngine:
+class ServerEngine(Engine):
     """``generate`` token-id prompts on one or several OpenAI-compatible completion servers."""
 
     # the vLLM engine's normalisation, shared rather than copied (one home for what a result means)
@@ -420,7 +420,7 @@ class ServerEngine:
 
     # -- streaming (base.StreamingEngine) ---------------------------------------------------------
     @property
-    def max_in_flight(self) -> int:
+    def max_in_flight(self) -> int:  # type: ignore[override]  # derived, read-only (base.Engine has the default)
         """Requests the streaming driver may hold at once: ``max_concurrency`` per replica still answering,
         so every admitted request's next round goes out at once instead of queueing behind newcomers."""
         return self.max_concurrency * max(1, sum(r.alive for r in self.replicas))

@@ -39,8 +39,8 @@ import logging
 from typing import Any
 
 from m1_harness import lifetime
-from m1_harness.thinking.engines import EngineError, data_parallel_ranks
-from m1_harness.thinking.engines.base import GenRequest, GenResult, check_result, eos_token_ids, weights_identity
+from m1_harness.thinking.engines.base import (Engine, EngineError, GenRequest, GenResult, check_result,
+                                               data_parallel_ranks, eos_token_ids, weights_identity)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def import_vllm():
     return vllm, LLM, SamplingParams, TokensPrompt
 
 
-class VLLMEngine:
+class VLLMEngine(Engine):
     """``generate`` token-id prompts with ``vllm.LLM``; greedy unless ``temperature > 0``.
 
     ``data_parallel_size > 1``: vLLM's offline ``LLM`` refuses data parallelism inside one process
