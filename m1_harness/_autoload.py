@@ -46,8 +46,10 @@ class _ChatTemplateNote:
     when the model is a loaded M1BudgetLM (``m1-harness sweep``, which calls lm-eval once per setting)."""
 
     TEXT = "chat template is not applied"
-    NOTE = ("m1_budget applies the model's chat template to every prompt itself "
-            "(lm-eval's --apply_chat_template is not needed)")
+    NOTE = (
+        "m1_budget applies the model's chat template to every prompt itself "
+        "(lm-eval's --apply_chat_template is not needed)"
+    )
 
     def filter(self, record):
         if self.TEXT in " ".join(str(record.msg).split()):  # lm-eval wraps it
@@ -72,8 +74,9 @@ def _evaluating(model_name: str) -> str:
             model = frame.f_locals.get("model")
             if isinstance(model, str):
                 return "name" if model == model_name else ""
-            loaded = model_name == "m1_budget" and any(f"{c.__module__}.{c.__qualname__}" == M1_BUDGET_CLASS
-                                                       for c in type(model).__mro__)
+            loaded = model_name == "m1_budget" and any(
+                f"{c.__module__}.{c.__qualname__}" == M1_BUDGET_CLASS for c in type(model).__mro__
+            )
             return "instance" if loaded else ""
         frame = frame.f_back
     return ""

@@ -29,9 +29,15 @@ def _warn_missing(bench) -> None:
     if str(bench.path) in _warned:
         return
     _warned.add(str(bench.path))
-    log.warning("m1-harness: plugin %r registered benchmark %r with data %s, which does not exist: its task fails "
-                "if asked for; reinstall the plugin with its data files (package-data)", bench.plugin, bench.name,
-                bench.path)
+    log.warning(
+        "m1-harness: plugin %r registered benchmark %r with data %s, which does not exist: its task fails "
+        "if asked for; reinstall the plugin with its data files (package-data)",
+        bench.plugin,
+        bench.name,
+        bench.path,
+    )
+
+
 GROUP = "m1/m1.yaml"
 
 

@@ -17,7 +17,10 @@ COMMANDS = {
     "sweep": ("m1_harness.analysis.sweep", "evaluate over thinking budgets / forcing rounds through the trace cache"),
     "plot": ("m1_harness.analysis.plots", "accuracy-vs-budget and forcing figures from result folders"),
     "report": ("m1_harness.analysis.report", "paper-style tables (Table 1 layout) from result folders"),
-    "explain": ("m1_harness.analysis.explain", "per-item trajectories, flips, cut-off-aware accuracy and a trace viewer"),
+    "explain": (
+        "m1_harness.analysis.explain",
+        "per-item trajectories, flips, cut-off-aware accuracy and a trace viewer",
+    ),
     "curate": ("m1_harness.curation.cli", "run a data-curation recipe (m1K / m23K pipeline)"),
     "train": ("m1_harness.training.cli", "supervised fine-tuning in the m1 thinking format (TRL)"),
     "cache": ("m1_harness.cache_cli", "where the trace cache lives and what it holds (info), or empty it (clear)"),

@@ -15,9 +15,11 @@ def format_user_error(exc: BaseException, prog: str) -> str:
 
 
 # What Ctrl-C during an evaluation leaves: said in one line instead of a KeyboardInterrupt traceback.
-INTERRUPTED_EVAL = ("interrupted (Ctrl-C): lm-eval writes its results only when a run ends, so this run wrote none; "
-                    "m1_budget keeps every request it finished in its trace cache (unless cache=off), so the same "
-                    "command resumes from them")
+INTERRUPTED_EVAL = (
+    "interrupted (Ctrl-C): lm-eval writes its results only when a run ends, so this run wrote none; "
+    "m1_budget keeps every request it finished in its trace cache (unless cache=off), so the same "
+    "command resumes from them"
+)
 
 
 class Interrupted(UserError):

@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 
@@ -71,17 +71,29 @@ def read_api_key(api_key_env: str | None) -> str | None:
         return None
     key = os.environ.get(api_key_env)
     if not key:
-        raise ApiKeyMissing(f"api_key_env={api_key_env!r}: the environment variable {api_key_env} is not set; "
-                            f"export it (export {api_key_env}=...) or drop api_key_env for a server without a key")
+        raise ApiKeyMissing(
+            f"api_key_env={api_key_env!r}: the environment variable {api_key_env} is not set; "
+            f"export it (export {api_key_env}=...) or drop api_key_env for a server without a key"
+        )
     return key
 
 
 class JsonClient:
     """POST/GET JSON to one server, with the retry policy above; thread-safe (one httpx pool)."""
 
-    def __init__(self, base_url: str, *, api_key_env: str | None = None, timeout: float = 600.0,
-                 max_retries: int = 8, backoff: float = 1.0, max_backoff: float = 60.0,
-                 deadline: float | None = None, max_connections: int = 64, headers: dict | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key_env: str | None = None,
+        timeout: float = 600.0,
+        max_retries: int = 8,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        deadline: float | None = None,
+        max_connections: int = 64,
+        headers: dict | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout, self.max_retries = float(timeout), int(max_retries)
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
@@ -92,7 +104,8 @@ class JsonClient:
         if self.__key:
             headers["Authorization"] = f"Bearer {self.__key}"
         self._http = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            headers=headers,
+            timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             trust_env=not _is_local(self.base_url),  # no proxy settings for a server on this machine
         )
@@ -115,8 +128,14 @@ class JsonClient:
     def post(self, path: str, body: dict, check: Callable[[dict], None] | None = None) -> dict:
         return self.request("POST", path, body, check)
 
-    def request(self, method: str, path: str, body: dict | None = None,
-                check: Callable[[dict], None] | None = None, retries: int | None = None) -> dict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        check: Callable[[dict], None] | None = None,
+        retries: int | None = None,
+    ) -> dict:
         """One JSON request, retried per the policy (``retries`` overrides ``max_retries``); the decoded body.
         ``path`` is under ``base_url``, or a whole URL on the same server (e.g. SGLang's /get_server_info)."""
         retries = self.max_retries if retries is None else int(retries)
@@ -128,7 +147,7 @@ class JsonClient:
                 return self._once(method, url, data, check)
             except _Retryable as exc:
                 self.count(f"retry_{exc.kind}")
-                delay = min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + random.random() / 2)
+                delay = min(self.max_backoff, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
                 if exc.retry_after is not None:
                     delay = min(self.max_backoff, max(delay, exc.retry_after))
                 late = self.deadline is not None and time.monotonic() - start + delay > self.deadline
@@ -143,8 +162,9 @@ class JsonClient:
         """The response and its whole body within ``timeout`` seconds in all: httpx's timeout bounds each
         socket read only, so a server trickling a byte at a time would hold a request for ever."""
         end = time.monotonic() + self.timeout
-        with self._http.stream(method, url, content=data,
-                               headers={"Content-Type": "application/json"} if data is not None else None) as resp:
+        with self._http.stream(
+            method, url, content=data, headers={"Content-Type": "application/json"} if data is not None else None
+        ) as resp:
             chunks = []
             for chunk in resp.iter_bytes():
                 chunks.append(chunk)

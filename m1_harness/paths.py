@@ -44,15 +44,19 @@ def ensure_writable_dir(path: str | os.PathLike, setting: str) -> Path:
     path = Path(path)
     existing = next((q for q in (path, *path.parents) if q.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise OutputError(f"{setting}={str(path)!r} cannot be written ({str(existing)!r} is a file, not a folder): "
-                          "choose a folder you can write to")
+        raise OutputError(
+            f"{setting}={str(path)!r} cannot be written ({str(existing)!r} is a file, not a folder): "
+            "choose a folder you can write to"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".m1_write_check_"):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"{setting}={str(path)!r} cannot be written ({reason}): choose a folder you can write to") from None
+        raise OutputError(
+            f"{setting}={str(path)!r} cannot be written ({reason}): choose a folder you can write to"
+        ) from None
     return path
 
 

@@ -32,8 +32,10 @@ def check_limit(limit, setting: str = "--limit") -> None:
         value = float("nan")
     if not value > 0 or (value >= 1 and not value.is_integer()):
         shown = f"{value:g}" if value == value else str(limit)
-        raise RunArgError(f"{setting} {shown}: give a whole number of items per task (e.g. {setting} 10) or a share "
-                          f"of each task between 0 and 1 (e.g. {setting} 0.1), or leave it out for every item")
+        raise RunArgError(
+            f"{setting} {shown}: give a whole number of items per task (e.g. {setting} 10) or a share "
+            f"of each task between 0 and 1 (e.g. {setting} 0.1), or leave it out for every item"
+        )
 
 
 def _close(name: str, known: list[str], n: int = 3) -> list[str]:
@@ -49,8 +51,10 @@ def unknown_tasks(missing: list[str], known: list[str]) -> RunArgError:
     """The error for task names no folder defines, with the close names that do exist."""
     meant = list(dict.fromkeys(m for name in missing for m in _close(name, known)))
     hint = f"; did you mean {', '.join(meant)}?" if meant else "."
-    return RunArgError(f"--tasks: no task or group named {', '.join(missing)}{hint} (`lm_eval ls tasks` lists them; "
-                       "add task folders with --include_path)")
+    return RunArgError(
+        f"--tasks: no task or group named {', '.join(missing)}{hint} (`lm_eval ls tasks` lists them; "
+        "add task folders with --include_path)"
+    )
 
 
 def _m1_tasks(names, index) -> list[dict]:
@@ -80,8 +84,9 @@ def check_task_data(tasks, task_manager, metadata: dict | None = None) -> None:
     meta = {**(getattr(task_manager, "metadata", None) or {}), **(metadata or {})}
     for cfg in _m1_tasks(list(tasks or ()), task_manager.task_index):
         kwargs = cfg["dataset_kwargs"]
-        m1_data.load_items(kwargs["benchmark"], meta.get("data"), kwargs.get("source"),
-                           bad_items=meta.get("bad_items", "error"))
+        m1_data.load_items(
+            kwargs["benchmark"], meta.get("data"), kwargs.get("source"), bad_items=meta.get("bad_items", "error")
+        )
 
 
 def check_run(tasks, task_manager, *, limit=None, metadata: dict | None = None) -> None:
@@ -97,8 +102,9 @@ def preflighted(simple_evaluate):
 
     @functools.wraps(simple_evaluate)
     def run(*args, **kwargs):
-        check_run(kwargs.get("tasks"), kwargs.get("task_manager"), limit=kwargs.get("limit"),
-                  metadata=kwargs.get("metadata"))
+        check_run(
+            kwargs.get("tasks"), kwargs.get("task_manager"), limit=kwargs.get("limit"), metadata=kwargs.get("metadata")
+        )
         return simple_evaluate(*args, **kwargs)
 
     run._m1_preflight = True
@@ -121,7 +127,7 @@ def preflighted_tasks(process_tasks):
                 raise
             from lm_eval.tasks import TaskManager
 
-            missing = [t.strip() for t in str(exc)[len(prefix):].split(",") if t.strip()]
+            missing = [t.strip() for t in str(exc)[len(prefix) :].split(",") if t.strip()]
             raise unknown_tasks(missing, TaskManager(include_path=self.include_path).all_tasks) from None
 
     run._m1_preflight = True

@@ -170,8 +170,9 @@ def _answer_is_regex(letters: tuple[str, ...]) -> re.Pattern:
 @lru_cache(maxsize=256)
 def _letter_regex(letters: tuple[str, ...]) -> re.Pattern:
     # longest first, so "AA" is never read as "A"; a number key never as the start of "2.5"
-    alts = "|".join(re.escape(x) + (r"(?![.,][0-9])" if x.isdigit() else "")
-                    for x in sorted(letters, key=len, reverse=True))
+    alts = "|".join(
+        re.escape(x) + (r"(?![.,][0-9])" if x.isdigit() else "") for x in sorted(letters, key=len, reverse=True)
+    )
     # HuatuoGPT-o1's rule: a letter preceded by a non-word (or CJK) character or the start, and
     # followed by one or the end, never "A " (the article); both neighbours are consumed.
     return re.compile(rf"(?:[{_CJK}]|\W|^)(?![aA] )({alts})(?:\W|[{_CJK}]|$)", re.S)
@@ -233,9 +234,7 @@ def _cascade(text: str, options: Mapping[str, str], first: bool) -> tuple[str | 
     return best, "similarity"
 
 
-def extract_choice(
-    response: str, options: Mapping[str, str], *, match: str = "last"
-) -> tuple[str | None, str]:
+def extract_choice(response: str, options: Mapping[str, str], *, match: str = "last") -> tuple[str | None, str]:
     """The option letter a response chose and how it was found (one of ``METHODS``)."""
     if match not in MATCH_MODES:
         raise ValueError(f"match must be one of {MATCH_MODES!r}, got {match!r}")

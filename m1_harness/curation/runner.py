@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
-from m1_harness.curation.stage import Drop, Reject, Stage, StageError
 from m1_harness.curation.items import dumps, read_jsonl, read_jsonl_tolerant, write_jsonl
+from m1_harness.curation.stage import Drop, Reject, Stage, StageError
 from m1_harness.http import UNREACHABLE
 
 DONE = "_done.json"
@@ -135,8 +135,10 @@ def _expand(value, where: str):
     if isinstance(value, str) and "$" in value:
         unset = [a or b for a, b in _VAR.findall(value) if (a or b) not in os.environ]
         if unset:
-            raise StageError(f"recipe {where}: ${unset[0]} is not set: export {unset[0]}=... before running "
-                             "(the recipe's comments say what it should name)")
+            raise StageError(
+                f"recipe {where}: ${unset[0]} is not set: export {unset[0]}=... before running "
+                "(the recipe's comments say what it should name)"
+            )
         return os.path.expandvars(value)
     if isinstance(value, list):
         return [_expand(v, where) for v in value]
@@ -184,8 +186,13 @@ def load_recipe(recipe: str | Path | dict, *, workdir: str | Path | None = None)
             raise StageError(f"recipe stage #{n + 1}: write '- stage: NAME' with 'params', or '- NAME: {{params}}'")
         if not isinstance(params, dict):
             raise StageError(f"recipe stage #{n + 1} ({name}): params must be a mapping")
-        specs.append(StageSpec(stage=str(name), label=str(label or name),
-                               params=_expand(params, f"{source or ''} stage #{n + 1} ({name})")))
+        specs.append(
+            StageSpec(
+                stage=str(name),
+                label=str(label or name),
+                params=_expand(params, f"{source or ''} stage #{n + 1} ({name})"),
+            )
+        )
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise StageError(f"recipe: stage labels must be unique (use 'label:'), got {labels}")
@@ -363,7 +370,9 @@ def _unreachable(exc: BaseException) -> bool:
     return getattr(exc, "kind", None) in UNREACHABLE
 
 
-def _run_items(one, todo: list[dict], concurrency: int, label: str, n_finished, total: int, failures: list, log) -> None:
+def _run_items(
+    one, todo: list[dict], concurrency: int, label: str, n_finished, total: int, failures: list, log
+) -> None:
     """Run ``one(item)`` over ``todo`` on ``concurrency`` daemon threads (so Ctrl-C ends the process at once,
     never waiting on a request in its retries); a line every ``HEARTBEAT`` s without progress; the first
     unreachable server stops the stage. Item errors are appended to ``failures``."""
@@ -397,16 +406,20 @@ def _run_items(one, todo: list[dict], concurrency: int, label: str, n_finished, 
                     item_id, exc = done.get(timeout=HEARTBEAT)
                     break
                 except queue.Empty:
-                    log(f"[{label}] still waiting after {time.monotonic() - started:.0f}s: {n_finished()} of {total} "
-                        "items finished (a stage waiting on a server gives up when the server stops answering)")
+                    log(
+                        f"[{label}] still waiting after {time.monotonic() - started:.0f}s: {n_finished()} of {total} "
+                        "items finished (a stage waiting on a server gives up when the server stops answering)"
+                    )
             if exc is None:
                 continue
             if not isinstance(exc, Exception):
                 raise exc  # SystemExit from a worker: stop everything
             failures.append((item_id, exc))
             if _unreachable(exc):
-                raise StageError(f"stage {label!r}: its server does not answer ({exc}): start it or correct its "
-                                 f"base_url, then rerun; the {n_finished()} finished items are kept")
+                raise StageError(
+                    f"stage {label!r}: its server does not answer ({exc}): start it or correct its "
+                    f"base_url, then rerun; the {n_finished()} finished items are kept"
+                )
     finally:
         stop.set()
 

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -34,8 +33,13 @@ def _descendants(pid: int) -> list[psutil.Process]:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_vllm_children_die_with_a_killed_run(vllm_tiny, tmp_path, sig):
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "M1_HARNESS_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-c", RUN, str(vllm_tiny)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN, str(vllm_tiny)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         lines = iter(proc.stdout.readline, "")  # vLLM logs to stdout too
         assert any(line.strip() == "ready" for line in lines), "the engine did not start"

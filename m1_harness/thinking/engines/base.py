@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from m1_harness.errors import UserError
 
@@ -22,6 +23,7 @@ def data_parallel_ranks(value) -> int:
     if dp < 1:
         raise EngineError(f"data_parallel_size={value}: must be at least 1 (engine ranks per server)")
     return dp
+
 
 from m1_harness.errors import UserError
 
@@ -130,10 +132,13 @@ def check_result(req: GenRequest, res: GenResult, vocab_size: int | None, max_mo
         elif res.finish_reason not in ("stop", "length"):
             problem = f"finish_reason={res.finish_reason!r} (expected stop or length)"
         elif res.finish_reason == "stop" and not (
-                (last_is_stop and res.stop_reason in stops and n and ids[-1] == res.stop_reason)
-                or (isinstance(res.stop_reason, str) and res.stop_reason in req.stop_strings)):
-            problem = (f"finish 'stop' on {res.stop_reason!r}, which is not the last id and a stop of the request "
-                       f"(stop ids {sorted(stops)}, stop strings {list(req.stop_strings)})")
+            (last_is_stop and res.stop_reason in stops and n and ids[-1] == res.stop_reason)
+            or (isinstance(res.stop_reason, str) and res.stop_reason in req.stop_strings)
+        ):
+            problem = (
+                f"finish 'stop' on {res.stop_reason!r}, which is not the last id and a stop of the request "
+                f"(stop ids {sorted(stops)}, stop strings {list(req.stop_strings)})"
+            )
         elif early is not None:
             problem = f"stop id {ids[early]} at position {early} of {n}: generation went on past a stop"
     if problem is not None:
@@ -184,7 +189,6 @@ class StreamingEngine(Engine, Protocol):
     """An engine that takes requests one at a time and returns each as soon as it is done, so the
     budget loop can send a request's next round while its KV blocks are still cached (scheduler.py,
     ``StreamDriver``). ``streaming`` True selects that driver."""
-
 
     def submit(self, key: object, request: GenRequest) -> None:
         """Queue one request; its result comes back from ``poll`` under ``key``."""

@@ -4,12 +4,11 @@ issue 25 item 2)."""
 from __future__ import annotations
 
 import pytest
+from analysis.test_analysis_sweep import FakeEvaluate
 
 from m1_harness.analysis import sweep
 from m1_harness.cli import main
 from m1_harness.errors import Interrupted
-
-from analysis.test_analysis_sweep import FakeEvaluate
 
 
 def test_an_interrupt_right_after_lm_eval_saved_leaves_a_folder_the_sweep_accepts(tmp_path, monkeypatch):
@@ -44,11 +43,13 @@ def test_ctrl_c_in_a_sweep_is_one_line_saying_what_was_kept(tmp_path, monkeypatc
     monkeypatch.setattr(sweep, "_load_lm_eval_extensions", lambda: None)
     real = sweep.run_sweep
     monkeypatch.setattr(sweep, "run_sweep", lambda *a, **kw: real(*a, **{**kw, "evaluate": CtrlCOnSecond()}))
-    rc = main(["sweep", "--model_args", "pretrained=m", "--tasks", "medqa", "--budgets", "256,512",
-               "--output_path", str(out)])
+    rc = main(
+        ["sweep", "--model_args", "pretrained=m", "--tasks", "medqa", "--budgets", "256,512", "--output_path", str(out)]
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err and rc == 130
     assert err.strip().splitlines()[-1] == (
         f"m1-harness sweep: interrupted (Ctrl-C) during [2/2] budget=256 forcing=0: 1 of 2 settings finished and are "
         f"kept in {out} (budget=512 forcing=0); the requests the interrupted setting finished are in the trace cache. "
-        "Rerun the same command to resume.")
+        "Rerun the same command to resume."
+    )

@@ -4,7 +4,6 @@ any stage runs, a stage whose server does not answer gives up with a sentence, C
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,13 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
 from m1_harness.cli import main
 from m1_harness.curation import StageError, run_recipe
-from m1_harness.curation.plugin import builtin_stages
 from m1_harness.curation.cli import INTERRUPTED
-
-REPO = Path(__file__).resolve().parents[1]
+from m1_harness.curation.plugin import builtin_stages
 
 
 def test_an_unset_variable_in_a_recipe_is_an_error_before_any_stage(tmp_path, monkeypatch, capsys):
@@ -30,7 +28,8 @@ def test_an_unset_variable_in_a_recipe_is_an_error_before_any_stage(tmp_path, mo
     assert rc == 1 and not (tmp_path / "w").exists()
     assert capsys.readouterr().err.strip() == (
         "m1-harness curate: recipe plugins/recipes/demo_local.yaml stage #4 (difficulty), models, base_url: $TEACHER_URL is not "
-        "set: export TEACHER_URL=... before running (the recipe's comments say what it should name)")
+        "set: export TEACHER_URL=... before running (the recipe's comments say what it should name)"
+    )
 
 
 def _pool(tmp_path, n=6) -> Path:
@@ -41,9 +40,12 @@ def _pool(tmp_path, n=6) -> Path:
 
 
 def _recipe(pool, port, **api):
-    return {"stages": [{"collect": {"sources": [{"path": str(pool), "source": "huatuo"}]}},
-                       {"distill": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "teacher", "concurrency": 2,
-                                    **api}}]}
+    return {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool), "source": "huatuo"}]}},
+            {"distill": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "teacher", "concurrency": 2, **api}},
+        ]
+    }
 
 
 def test_a_stage_whose_server_does_not_answer_gives_up_with_a_sentence(tmp_path):
@@ -55,8 +57,10 @@ def test_a_stage_whose_server_does_not_answer_gives_up_with_a_sentence(tmp_path)
     with pytest.raises(StageError) as err:
         run_recipe(recipe, workdir=tmp_path / "w", registry=builtin_stages(), show_progress=False, log=lambda m: None)
     assert time.monotonic() - started < 30  # not one full retry cycle per item
-    assert str(err.value).startswith(f"stage 'distill': its server does not answer (http://127.0.0.1:{port}/v1/chat/"
-                                     "completions: giving up after 2 attempts: ")
+    assert str(err.value).startswith(
+        f"stage 'distill': its server does not answer (http://127.0.0.1:{port}/v1/chat/"
+        "completions: giving up after 2 attempts: "
+    )
     assert str(err.value).endswith("start it or correct its base_url, then rerun; the 0 finished items are kept")
 
 
@@ -68,8 +72,13 @@ def test_ctrl_c_stops_a_stage_waiting_on_a_server(tmp_path, python_env):
         port = silent.getsockname()[1]
         recipe = tmp_path / "r.yaml"
         recipe.write_text(json.dumps({"workdir": str(tmp_path / "w"), **_recipe(_pool(tmp_path), port, timeout=600)}))
-        proc = subprocess.Popen([sys.executable, "-m", "m1_harness", "curate", str(recipe), "--no-progress"],
-                                env=python_env, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "m1_harness", "curate", str(recipe), "--no-progress"],
+            env=python_env,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
         try:
             deadline = time.monotonic() + 300
             while not (tmp_path / "w" / "01_distill" / "_progress.jsonl").exists():  # the stage is waiting now

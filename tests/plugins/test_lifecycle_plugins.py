@@ -10,16 +10,17 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SECTION = "## Writing a plugin"  # the README's plugin example lives under this heading
 TINY = "thinking_budget=4,answer_budget=4,engine=hf,cache=off"
 
 
 def _lm_eval(python, env, cwd, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(python), "-m", "lm_eval", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [str(python), "-m", "lm_eval", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.fixture
@@ -29,7 +30,8 @@ def plugin_without_data(tmp_path) -> Path:
     (site / "nodata_plugin").mkdir(parents=True)
     (site / "nodata_plugin" / "__init__.py").write_text(
         "from pathlib import Path\nfrom m1_harness import hookimpl\n\n@hookimpl\ndef m1_register_benchmarks(register):\n"
-        "    register('nodata_bench', Path(__file__).parent / 'data' / 'nodata_bench.jsonl')\n")
+        "    register('nodata_bench', Path(__file__).parent / 'data' / 'nodata_bench.jsonl')\n"
+    )
     info = site / "nodata_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nodata-plugin\nVersion: 0.1\n")
@@ -40,20 +42,45 @@ def plugin_without_data(tmp_path) -> Path:
 def test_a_plugin_missing_its_data_leaves_other_tasks_working(plugin_without_data, python_env, tmp_path, tiny_model):
     env = {**python_env, "PYTHONPATH": f"{REPO}:{plugin_without_data}"}
     missing = plugin_without_data / "nodata_plugin" / "data" / "nodata_bench.jsonl"
-    warning = (f"m1-harness: plugin 'nodata' registered benchmark 'nodata_bench' with data {missing}, which does not "
-               "exist: its task fails if asked for; reinstall the plugin with its data files (package-data)")
-    run = _lm_eval(sys.executable, env, tmp_path, "--model", "m1_budget", "--model_args", f"pretrained={tiny_model},{TINY}",
-                   "--tasks", "medqa", "--limit", "1")
+    warning = (
+        f"m1-harness: plugin 'nodata' registered benchmark 'nodata_bench' with data {missing}, which does not "
+        "exist: its task fails if asked for; reinstall the plugin with its data files (package-data)"
+    )
+    run = _lm_eval(
+        sys.executable,
+        env,
+        tmp_path,
+        "--model",
+        "m1_budget",
+        "--model_args",
+        f"pretrained={tiny_model},{TINY}",
+        "--tasks",
+        "medqa",
+        "--limit",
+        "1",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "medqa" in run.stdout and run.stderr.count(warning) == 1
     listing = _lm_eval(sys.executable, env, tmp_path, "ls", "tasks")
     assert listing.returncode == 0 and "nodata_bench" in listing.stdout and "medqa" in listing.stdout
-    asked = _lm_eval(sys.executable, env, tmp_path, "--model", "m1_budget", "--model_args", "pretrained=org/not-here",
-                     "--tasks", "nodata_bench", "--limit", "1")
+    asked = _lm_eval(
+        sys.executable,
+        env,
+        tmp_path,
+        "--model",
+        "m1_budget",
+        "--model_args",
+        "pretrained=org/not-here",
+        "--tasks",
+        "nodata_bench",
+        "--limit",
+        "1",
+    )
     assert asked.returncode == 1 and "Traceback" not in asked.stderr
     assert asked.stderr.strip().splitlines()[-1] == (
         f"lm_eval: error: benchmark 'nodata_bench': its data file {str(missing)!r}, registered by a plugin, does not "
-        "exist: reinstall the plugin with its data files (package-data), or pass data=PATH")
+        "exist: reinstall the plugin with its data files (package-data), or pass data=PATH"
+    )
 
 
 def readme_plugin_files(text: str) -> tuple[dict[str, str], list[str]]:
@@ -84,16 +111,37 @@ def test_the_readme_plugin_example_installs_and_runs_as_written(tmp_path, python
     # packages, not this venv's; a .pth adds this venv's site-packages (and runs its .pth files)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(purelib, "on_top_of_the_test_venv.pth").write_text(
-        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "."],
-                         cwd=pkg, capture_output=True, text=True, timeout=600)
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
+    )
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "."],
+        cwd=pkg,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert pip.returncode == 0, pip.stderr[-3000:]
     env = {**python_env, "PYTHONPATH": str(REPO)}  # this checkout's m1_harness, the scratch venv's plugin
     env.pop("M1_HARNESS_LOAD_PLUGINS", None)
-    run = _lm_eval(python, env, tmp_path, "--model", "m1_budget", "--model_args", f"pretrained={tiny_model},{TINY}",
-                   "--tasks", "example", "--limit", "1")
+    run = _lm_eval(
+        python,
+        env,
+        tmp_path,
+        "--model",
+        "m1_budget",
+        "--model_args",
+        f"pretrained={tiny_model},{TINY}",
+        "--tasks",
+        "example",
+        "--limit",
+        "1",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "example_cardio" in run.stdout and "does not exist" not in run.stderr
