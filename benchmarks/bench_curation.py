@@ -267,9 +267,7 @@ def bench_distill(tmp: Path, n_items: int = 300) -> list[dict]:
                     ]
                 }
                 wd = tmp / f"distill-{delay}-{conc}"
-                t = time.perf_counter()
                 run_recipe(recipe, workdir=wd, registry=builtin_stages(), show_progress=False, log=lambda m: None)
-                secs = time.perf_counter() - t
                 done = json.loads((wd / "01_distill" / "_done.json").read_text())
                 rows.append(
                     {
@@ -280,7 +278,7 @@ def bench_distill(tmp: Path, n_items: int = 300) -> list[dict]:
                         "requests_per_s": round(n / done["seconds"], 1),
                     }
                 )
-                t = time.perf_counter()  # rerun: everything from the cache
+                # rerun: everything from the cache
                 run_recipe(
                     recipe, workdir=wd, registry=builtin_stages(), show_progress=False, log=lambda m: None, force=True
                 )

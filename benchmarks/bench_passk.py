@@ -124,7 +124,7 @@ def main() -> None:
         for b, k in grid:
             out = work / arm / f"b{b}_k{k}"
             got, cpu, wall = timed(
-                lambda: sweep.run_sweep(
+                lambda b=b, k=k, out=out: sweep.run_sweep(
                     base + ",cache=off", [args.task], [b], [0], out, samples=[k], evaluate=independent, **common
                 )
             )

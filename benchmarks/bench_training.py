@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         if args.steps:
             cmd += ["--steps", str(args.steps)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode or line is None:
             print(proc.stderr[-3000:], file=sys.stderr)
             return 1

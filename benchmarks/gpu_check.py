@@ -102,7 +102,7 @@ def measure(model, device, prefill_shapes, decode_batches, kv_len: int, repeats:
     with torch.inference_mode():
         for b, n in prefill_shapes:
             ids = torch.randint(0, vocab, (b, n), device=device)
-            s = timed(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1), device, repeats)
+            s = timed(lambda ids=ids: model(input_ids=ids, use_cache=False, logits_to_keep=1), device, repeats)
             out["prefill"].append({"batch": b, "ids": n, "seconds": s, "s_per_token": s / (b * n)})
         for b in decode_batches:
             ids = torch.randint(0, vocab, (b, kv_len), device=device)
@@ -110,7 +110,7 @@ def measure(model, device, prefill_shapes, decode_batches, kv_len: int, repeats:
             model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
             step_ids = torch.randint(0, vocab, (b, 1), device=device)
 
-            def step():
+            def step(step_ids=step_ids, cache=cache):
                 model(input_ids=step_ids, past_key_values=cache, use_cache=True)
                 cache.crop(-1)  # drop the step again: every timed step sees the same KV length
 
@@ -176,7 +176,7 @@ def engine_run(path: Path, prompts, markers, where: str, dtype: str, cache_dir: 
     eng = HFEngine(str(path), dtype=dtype, device=where, batch_size=4, progress=False)
     cache = TraceCache(cache_dir / f"{where}-{dtype}.sqlite", f"tiny-qwen2-{where}-{dtype}")
 
-    def run(budget: int, forcing: int, probes=()):
+    def run(budget: int, forcing: int, probes=(), eng=eng):
         reqs = [BudgetRequest(p, thinking_budget=budget, forcing=forcing, answer_budget=ANSWER) for p in prompts]
         t0 = time.perf_counter()
         traces = BudgetForcer(CachingEngine(eng, cache), markers).run(reqs, probes=probes)

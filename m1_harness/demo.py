@@ -54,7 +54,7 @@ def _examples(out: Path, budgets: list[int], forcings: list[int]) -> tuple[str, 
             if not path.is_file():
                 continue
             for rec in read_records(path):
-                text, (t0, t1) = rec.get("text") or "", rec.get("thinking_span") or (0, 0)
+                text, (_, t1) = rec.get("text") or "", rec.get("thinking_span") or (0, 0)
                 if cut.startswith("none") and rec.get("hit_budget"):
                     cut = (
                         f"budget {b}, item {rec['doc_id']}: thinking cut at {rec['thinking_tokens']} tokens, "

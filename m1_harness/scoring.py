@@ -143,7 +143,7 @@ def _unwrap(content: str) -> str:
 def last_boxed(text: str) -> str | None:
     """Unwrapped content of the last ``\\boxed{...}``/``\\fbox{...}``; None if none or unclosed."""
     last = None
-    for last in _BOX_OPEN.finditer(text):
+    for last in _BOX_OPEN.finditer(text):  # noqa: B007 (the loop only finds the last match)
         pass
     if last is None:
         return None

@@ -290,7 +290,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     """The comparisons worth a sentence: per model the whole budget axis at each forcing, the whole
     forcing axis at the largest budget, and every model pair."""
     keep = []
-    for (task, model, axis, at), family in _families(rows).items():
+    for (_task, _model, axis, _at), family in _families(rows).items():
         if axis == "model":
             keep += family
             continue
@@ -383,9 +383,7 @@ def figure_efficiency(rows: list[dict]):
         span_x = (max(r["mean_thinking_tokens"] for r in mine) - min(r["mean_thinking_tokens"] for r in mine)) or 1.0
         span_y = (max(r["acc"] for r in mine) - min(r["acc"] for r in mine)) * 100 or 1.0
         placed: list[tuple] = []  # (text, x, y) of labels already in this panel
-        for i, ((model, forcing), pts) in enumerate(
-            sorted(lines.items(), key=lambda kv: (kv[0][0], sortable(kv[0][1])))
-        ):
+        for (model, forcing), pts in sorted(lines.items(), key=lambda kv: (kv[0][0], sortable(kv[0][1]))):
             pts.sort(key=lambda r: r["mean_thinking_tokens"])
             xs = [p["mean_thinking_tokens"] for p in pts]
             ys = [100 * p["acc"] for p in pts]

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="m1-7b-1k",
-        help="preset name or YAML file (default m1-7b-1k; shipped: %s)" % ", ".join(preset_names()),
+        help="preset name or YAML file (default m1-7b-1k; shipped: {})".format(", ".join(preset_names())),
     )
     parser.add_argument("--data", help="a .jsonl/.json file, a folder, or a Hub dataset id (UCSC-VLAA/m1k-tokenized)")
     parser.add_argument("--output", help="output directory (checkpoints, final model, m1_train_summary.json)")

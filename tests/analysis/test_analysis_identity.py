@@ -102,7 +102,7 @@ def limited_copy(src: Path, dst: Path, date: str, limit: int | None = None, answ
     data = json.loads(res.read_text())
     if limit is not None:
         data["config"]["limit"] = limit
-        for task, n in data["n-samples"].items():
+        for n in data["n-samples"].values():
             n["effective"] = min(limit, n["effective"])
     if answer_budget is not None:
         data["config"]["model_args"] = data["config"]["model_args"].replace(

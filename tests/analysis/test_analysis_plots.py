@@ -23,7 +23,7 @@ def rs():
 
 
 def _lines(ax, prefix):
-    return {l.get_gid().split(":", 1)[1]: l for l in ax.lines if (l.get_gid() or "").startswith(prefix)}
+    return {ln.get_gid().split(":", 1)[1]: ln for ln in ax.lines if (ln.get_gid() or "").startswith(prefix)}
 
 
 def test_plot_command_writes_files_of_expected_size(tmp_path):

@@ -96,6 +96,7 @@ def test_max_concurrency_reaches_the_owned_data_parallel_server_and_is_ignored_o
 ):
     """engine=vllm with data_parallel_size > 1 drives its own server, so max_concurrency applies (no warning);
     with one engine in process it does not (warned). vLLM is stubbed out: the run stops at its import."""
+    from m1_harness.thinking.engines import owned
     from m1_harness.thinking.engines import vllm as vllm_engine
     from m1_harness.thinking.lm import M1BudgetLM
 
@@ -103,6 +104,7 @@ def test_max_concurrency_reaches_the_owned_data_parallel_server_and_is_ignored_o
         raise ImportError("vllm stubbed out by the test")
 
     monkeypatch.setattr(vllm_engine, "import_vllm", no_vllm)
+    monkeypatch.setattr(owned, "import_vllm", no_vllm)  # the owned server's own reference to it
     with pytest.raises(ImportError, match="stubbed out"):
         M1BudgetLM(pretrained=str(tiny_model), engine="vllm", data_parallel_size=2, max_concurrency=64, cache="off")
     assert "do not apply" not in caplog.text

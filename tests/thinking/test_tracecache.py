@@ -63,7 +63,10 @@ def test_resume_after_crash_regenerates_nothing_finished(tmp_path):
 def test_serving_rules(tmp_path):
     tok = ScriptedEngine({}).tokenizer
     cache = TraceCache(tmp_path / "c.sqlite", "m")
-    req = lambda m, **kw: GenRequest([5, 6], m, **kw)
+
+    def req(m, **kw):
+        return GenRequest([5, 6], m, **kw)
+
     cache.store([req(10, stop_token_ids=[2])], [GenResult([107, 108, 2], "stop", 2)], tok)
     assert cache.lookup(req(3, stop_token_ids=[2]), tok).token_ids == [107, 108, 2]
     r = cache.lookup(req(2, stop_token_ids=[2]), tok)
@@ -111,7 +114,10 @@ def test_seeded_sampled_calls_hit_only_with_the_same_seed_and_decoding(tmp_path)
 def test_a_longer_result_replaces_a_shorter_one_and_a_stop_is_never_replaced(tmp_path):
     tok = ScriptedEngine({}).tokenizer
     cache = TraceCache(tmp_path / "c.sqlite", "m")
-    req = lambda m: GenRequest([5, 6], m, stop_token_ids=[2])  # a length result has exactly max_tokens ids
+
+    def req(m):
+        return GenRequest([5, 6], m, stop_token_ids=[2])  # a length result has exactly max_tokens ids
+
     cache.store([req(2)], [GenResult([107, 108], "length")], tok)
     cache.store([req(1)], [GenResult([107], "length")], tok)  # shorter: kept the longer
     assert cache.lookup(GenRequest([5, 6], 2, stop_token_ids=[2]), tok).token_ids == [107, 108]

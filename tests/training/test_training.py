@@ -644,7 +644,9 @@ def test_smollm2_short_run_then_evaluates_with_m1_budget(train_data, smollm2_dir
     assert len(files) == 1
     res = json.loads(files[0].read_text())["results"]["m1_demo"]
     assert res["acc,none"] == pytest.approx(rescored_accuracy(results, "m1_demo"))
-    traces = [json.loads(l) for f in results.rglob("traces_*.jsonl") for l in f.read_text().splitlines() if l.strip()]
+    traces = [
+        json.loads(ln) for f in results.rglob("traces_*.jsonl") for ln in f.read_text().splitlines() if ln.strip()
+    ]
     assert len(traces) == 3 and {t["task"] for t in traces} == {"m1_demo"}
     assert all(
         t["generated_tokens"] + t["forced_tokens"] <= 16 and t["text"].startswith("<|im_start|>think") for t in traces

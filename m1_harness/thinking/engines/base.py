@@ -25,9 +25,6 @@ def data_parallel_ranks(value) -> int:
     return dp
 
 
-from m1_harness.errors import UserError
-
-
 @dataclass
 class GenRequest:
     """One continuation to generate, greedy unless the engine was built with sampling settings.

@@ -280,7 +280,7 @@ class HFEngine(Engine):
         if cache_width <= 0:
             return None
         kvs, used = [], []
-        for p, (key, n) in zip(prompts, found):
+        for p, (key, _n) in zip(prompts, found):
             kvs.append(self.prefix_cache.entries[key][1] if key is not None else None)
             used.append(max(0, len(p) - suffix) if key is not None else 0)
         for key, n in found:

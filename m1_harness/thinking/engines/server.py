@@ -448,8 +448,10 @@ class ServerEngine(Engine):
             got: list[GenResult] = []
             try:
                 with rep.slots:
-                    raw = rep.client.post(
-                        "/completions", self._body(rep, r, room), check=lambda raw: got.append(self._completion(r, raw))
+                    rep.client.post(
+                        "/completions",
+                        self._body(rep, r, room),
+                        check=lambda raw, got=got: got.append(self._completion(r, raw)),
                     )
             except ApiError as exc:
                 if exc.kind == "refused":  # a status that retrying cannot change (4xx)
