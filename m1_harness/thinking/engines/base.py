@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from m1_harness.errors import UserError
 
@@ -46,10 +46,14 @@ class GenRequest:
     priority: int = 0  # lower goes first (vLLM priority scheduling); the streaming driver sends new prompts at 1
 
 
+# Why a generate call ended: a stop id / string fired, or max_tokens (or the context) ran out.
+FinishReason = Literal["stop", "length"]
+
+
 @dataclass
 class GenResult:
     token_ids: list[int]
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     stop_reason: int | str | None = None  # the stop id or string that fired, None on length
     text: str = field(default="")
     # What the call cost the engine, 0 when nothing ran (served by the trace cache, max_tokens 0);
@@ -198,3 +202,10 @@ class StreamingEngine(Engine, Protocol):
     def cancel(self) -> None:
         """Drop every request in flight (the driver stopped part-way: an error, an interrupt)."""
         ...
+
+
+def as_streaming(engine: Engine) -> StreamingEngine:
+    """``engine`` as a StreamingEngine, which its ``streaming`` flag promises (the drivers branch on it)."""
+    if not engine.streaming:
+        raise TypeError(f"{type(engine).__name__} is not a streaming engine (streaming=False): it has no submit/poll")
+    return cast(StreamingEngine, engine)
