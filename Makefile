@@ -22,7 +22,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 2
 DEMO_ARGS ?=
 DEMO_GRID ?=
 
-.PHONY: demo test test-fast test-main test-vllm test-cuda test-cuda-versions venv venv-vllm lock clean chromium
+.PHONY: demo lint test test-fast test-main test-vllm test-cuda test-cuda-versions venv venv-vllm lock clean chromium
 
 # The install steps of each environment, one home for `make venv` (pinned by the lock file) and
 # `make lock` (fresh, unpinned). $(1): the environment's python; $(2): extra pip options (-c FILE).
@@ -107,7 +107,14 @@ $(VENV_CV)/.installed: pyproject.toml $(LOCK) $(LOCK_CUDA)
 test-cuda-versions: $(VENV_CV)/.installed
 	$(VENV_CV)/bin/python -m pytest -m "not vllm and not slow" -q -p no:cacheprovider
 
-test: test-main test-vllm test-cuda
+# Lint, format check and types (config in pyproject: [tool.ruff], [tool.mypy]); `ruff format .` and
+# `ruff check --fix .` mend most of what it reports.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint test-main test-vllm test-cuda
 
 # The quick loop while editing (under two minutes on a 2-core machine): in-process tests only, leaving out
 # vLLM, the browser, anything that starts a process, and the slow end-to-end runs (make test runs them all).

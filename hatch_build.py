@@ -1,4 +1,5 @@
 """Editable installs get the start-up .pth too, so `lm_eval` sees m1 tasks in a dev checkout."""
+
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 

@@ -220,9 +220,18 @@ def evaluate(lm, task: str, limit: int, gen_kwargs: dict | None = None, apply_ch
 
     t0 = time.perf_counter()
     res = lm_eval.simple_evaluate(
-        model=lm, tasks=[task], limit=limit, gen_kwargs=gen_kwargs or None, log_samples=True,
-        apply_chat_template=apply_chat_template, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
-        torch_random_seed=0, fewshot_random_seed=0, task_manager=task_manager(),
+        model=lm,
+        tasks=[task],
+        limit=limit,
+        gen_kwargs=gen_kwargs or None,
+        log_samples=True,
+        apply_chat_template=apply_chat_template,
+        bootstrap_iters=0,
+        random_seed=0,
+        numpy_random_seed=0,
+        torch_random_seed=0,
+        fewshot_random_seed=0,
+        task_manager=task_manager(),
     )
     return time.perf_counter() - t0, res
 
@@ -291,8 +300,12 @@ def environment() -> dict:
     import transformers
 
     info = {
-        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "load_avg_at_start": os.getloadavg(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
     }
     try:
@@ -305,7 +318,9 @@ def environment() -> dict:
 
 
 def _row_key(row: dict) -> tuple:
-    return tuple(row.get(k) for k in ("model", "requests", "thinking_budget", "answer_budget", "new_tokens", "kv_cache_gib"))
+    return tuple(
+        row.get(k) for k in ("model", "requests", "thinking_budget", "answer_budget", "new_tokens", "kv_cache_gib")
+    )
 
 
 def write_result(name: str, payload: dict) -> Path:
@@ -317,11 +332,13 @@ def write_result(name: str, payload: dict) -> Path:
     if path.is_file() and "rows" in payload:  # a run of some models updates only their rows
         old = json.loads(path.read_text())
         new_keys = {_row_key(r) for r in payload["rows"]}
-        kept = [dict(r, run_utc=r.get("run_utc", old.get("utc"))) for r in old.get("rows", [])
-                if _row_key(r) not in new_keys]
+        kept = [
+            dict(r, run_utc=r.get("run_utc", old.get("utc")))
+            for r in old.get("rows", [])
+            if _row_key(r) not in new_keys
+        ]
         payload = dict(payload, rows=kept + payload["rows"])
-    payload = {"benchmark": name, "utc": now,
-               "argv": sys.argv[1:], "environment": environment(), **payload}
+    payload = {"benchmark": name, "utc": now, "argv": sys.argv[1:], "environment": environment(), **payload}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"wrote {path}")
     return path

@@ -31,7 +31,12 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MIX = (("medmcqa", 0.93, (8, 30)), ("medqa", 0.05, (90, 220)), ("headqa", 0.014, (10, 40)), ("pubmedqa", 0.006, (180, 320)))
+MIX = (
+    ("medmcqa", 0.93, (8, 30)),
+    ("medqa", 0.05, (90, 220)),
+    ("headqa", 0.014, (10, 40)),
+    ("pubmedqa", 0.006, (180, 320)),
+)
 
 
 def eval_dir() -> Path:
@@ -91,23 +96,44 @@ def generate_pool(n: int, path: Path, seed: int = 0) -> dict:
     for i in range(n_base):
         src, _, (lo, hi) = rng.choices(MIX, weights)[0]
         q = sentence(lo, hi) + "?"
-        items.append({"id": f"syn-{i}", "question": q, "options": {L: sentence(1, 6) for L in "ABCD"},
-                      "answer_idx": "ABCD"[i % 4], "source": src})
+        items.append(
+            {
+                "id": f"syn-{i}",
+                "question": q,
+                "options": {L: sentence(1, 6) for L in "ABCD"},
+                "answer_idx": "ABCD"[i % 4],
+                "source": src,
+            }
+        )
     for it in items:
         it["answer"] = it["options"][it["answer_idx"]]
     extra = []
     for k in range(n_near):
         base = items[rng.randrange(n_base)]
-        extra.append({**base, "id": f"near-{k}", "bench_base": base["id"],
-                      "question": perturb(base["question"], rng.randint(1, max(1, len(base["question"]) // 60)))})
+        extra.append(
+            {
+                **base,
+                "id": f"near-{k}",
+                "bench_base": base["id"],
+                "question": perturb(base["question"], rng.randint(1, max(1, len(base["question"]) // 60))),
+            }
+        )
     for k in range(n_copy):
         base = items[rng.randrange(n_base)]
         extra.append({**base, "id": f"copy-{k}", "bench_base": base["id"]})
     for k in range(n_leak):
         e = evals[rng.randrange(len(evals))]
-        extra.append({"id": f"leak-{k}", "bench_eval_question": e["question"], "question": perturb(e["question"], 1),
-                      "options": e["options"],
-                      "answer_idx": e["answer_idx"], "answer": e["answer"], "source": "leak"})
+        extra.append(
+            {
+                "id": f"leak-{k}",
+                "bench_eval_question": e["question"],
+                "question": perturb(e["question"], 1),
+                "options": e["options"],
+                "answer_idx": e["answer_idx"],
+                "answer": e["answer"],
+                "source": "leak",
+            }
+        )
     items += extra
     rng.shuffle(items)
     chars = 0
@@ -115,9 +141,14 @@ def generate_pool(n: int, path: Path, seed: int = 0) -> dict:
         for it in items:
             chars += len(it["question"])
             fh.write(json.dumps(it) + "\n")
-    return {"items": len(items), "near_duplicates_injected": n_near, "exact_copies_injected": n_copy,
-            "eval_leaks_injected": n_leak, "mean_question_chars": round(chars / len(items), 1),
-            "file_mb": round(path.stat().st_size / 2**20, 1)}
+    return {
+        "items": len(items),
+        "near_duplicates_injected": n_near,
+        "exact_copies_injected": n_copy,
+        "eval_leaks_injected": n_leak,
+        "mean_question_chars": round(chars / len(items), 1),
+        "file_mb": round(path.stat().st_size / 2**20, 1),
+    }
 
 
 CHILD = """
@@ -138,10 +169,16 @@ def bench_filters(n: int, tmp: Path) -> dict:
     t = time.perf_counter()
     gen = generate_pool(n, pool)
     gen["generate_s"] = round(time.perf_counter() - t, 1)
-    recipe = {"stages": [{"collect": {"sources": [{"path": str(pool)}]}}, "dedup",
-                         {"decontaminate": {"eval_sets": str(eval_dir())}}]}
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(recipe), str(tmp / "work")],
-                         capture_output=True, text=True, check=True)
+    recipe = {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool)}]}},
+            "dedup",
+            {"decontaminate": {"eval_sets": str(eval_dir())}},
+        ]
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(recipe), str(tmp / "work")], capture_output=True, text=True, check=True
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     from rapidfuzz import fuzz
 
@@ -166,13 +203,16 @@ def bench_filters(n: int, tmp: Path) -> dict:
             res["dedup_injected_at_ratio_95"] = expected
             res["dedup_injected_found"] = found
         else:
-            res["per_eval_set"] = {k: {kk: vv for kk, vv in v.items() if kk != "examples"}
-                                   for k, v in done["report"]["per_eval_set"].items()}
+            res["per_eval_set"] = {
+                k: {kk: vv for kk, vv in v.items() if kk != "examples"}
+                for k, v in done["report"]["per_eval_set"].items()
+            }
             leaks = [it for it in pool_items.values() if it["id"].startswith("leak-")]
             dedup_dropped = {d["id"] for d in read_jsonl(next(work.glob("*_dedup/dropped.jsonl")))}
             leaks = [it for it in leaks if it["id"] not in dedup_dropped]  # two leaks of one eval question
-            at95 = [it for it in leaks
-                    if fuzz.ratio(normalise(it["question"]), normalise(it["bench_eval_question"])) >= 95]
+            at95 = [
+                it for it in leaks if fuzz.ratio(normalise(it["question"]), normalise(it["bench_eval_question"])) >= 95
+            ]
             res["leaks_reaching_decontaminate"] = len(leaks)
             res["leaks_at_ratio_95"] = len(at95)
             res["leaks_caught"] = sum(it["id"] in dropped for it in leaks)
@@ -189,30 +229,59 @@ def bench_distill(tmp: Path, n_items: int = 300) -> list[dict]:
     pool = tmp / "distill_pool.jsonl"
     with open(pool, "w") as fh:
         for i in range(n_items):
-            fh.write(json.dumps({"id": f"d-{i}", "question": f"Question number {i}: which finding is most likely?",
-                                 "options": {"A": "alpha", "B": "beta", "C": "gamma", "D": "delta"},
-                                 "answer_idx": "B", "answer": "beta", "source": "bench"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"d-{i}",
+                        "question": f"Question number {i}: which finding is most likely?",
+                        "options": {"A": "alpha", "B": "beta", "C": "gamma", "D": "delta"},
+                        "answer_idx": "B",
+                        "answer": "beta",
+                        "source": "bench",
+                    }
+                )
+                + "\n"
+            )
     rows = []
     for delay in (0.0, 0.05):
-        srv = subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers" / "teacher_server.py"), "--delay", str(delay)],
-                               stdout=subprocess.PIPE, text=True)
+        srv = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "helpers" / "teacher_server.py"), "--delay", str(delay)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             base_url = srv.stdout.readline().strip()
             for conc in (1, 8, 32):
                 n = n_items if (delay == 0 or conc > 1) else min(n_items, 100)
-                recipe = {"stages": [{"collect": {"sources": [{"path": str(pool), "limit": n}]}},
-                                     {"distill": {"base_url": base_url, "model": f"teacher-{delay}-{conc}",
-                                                  "concurrency": conc, "timeout": 30}}]}
+                recipe = {
+                    "stages": [
+                        {"collect": {"sources": [{"path": str(pool), "limit": n}]}},
+                        {
+                            "distill": {
+                                "base_url": base_url,
+                                "model": f"teacher-{delay}-{conc}",
+                                "concurrency": conc,
+                                "timeout": 30,
+                            }
+                        },
+                    ]
+                }
                 wd = tmp / f"distill-{delay}-{conc}"
-                t = time.perf_counter()
                 run_recipe(recipe, workdir=wd, registry=builtin_stages(), show_progress=False, log=lambda m: None)
-                secs = time.perf_counter() - t
                 done = json.loads((wd / "01_distill" / "_done.json").read_text())
-                rows.append({"server_delay_s": delay, "concurrency": conc, "requests": done["report"]["api"]["requests"],
-                             "stage_s": round(done["seconds"], 3), "requests_per_s": round(n / done["seconds"], 1)})
-                t = time.perf_counter()  # rerun: everything from the cache
-                run_recipe(recipe, workdir=wd, registry=builtin_stages(), show_progress=False, log=lambda m: None,
-                           force=True)
+                rows.append(
+                    {
+                        "server_delay_s": delay,
+                        "concurrency": conc,
+                        "requests": done["report"]["api"]["requests"],
+                        "stage_s": round(done["seconds"], 3),
+                        "requests_per_s": round(n / done["seconds"], 1),
+                    }
+                )
+                # rerun: everything from the cache
+                run_recipe(
+                    recipe, workdir=wd, registry=builtin_stages(), show_progress=False, log=lambda m: None, force=True
+                )
                 done = json.loads((wd / "01_distill" / "_done.json").read_text())
                 rows[-1]["cached_rerun_requests"] = done["report"]["api"].get("requests", 0)
                 rows[-1]["cached_rerun_items_per_s"] = round(n / done["seconds"], 1)
@@ -263,8 +332,10 @@ def write_md(res: dict, path: Path) -> None:
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res.get("distill", []):
-        lines.append(f"| {int(r['server_delay_s'] * 1000)} ms | {r['concurrency']} | {r['requests']} | {r['requests_per_s']} | "
-                     f"{r['cached_rerun_requests']} | {r['cached_rerun_items_per_s']} |")
+        lines.append(
+            f"| {int(r['server_delay_s'] * 1000)} ms | {r['concurrency']} | {r['requests']} | {r['requests_per_s']} | "
+            f"{r['cached_rerun_requests']} | {r['cached_rerun_items_per_s']} |"
+        )
     lines += [
         "",
         "Each row distills a fresh set of items (nothing cached), then reruns the stage with `--force`: the rerun "
@@ -290,8 +361,10 @@ def main() -> int:
     ap.add_argument("--skip-distill", action="store_true")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args()
-    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-           "command": "python benchmarks/bench_curation.py " + " ".join(sys.argv[1:])}
+    res = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "command": "python benchmarks/bench_curation.py " + " ".join(sys.argv[1:]),
+    }
     with tempfile.TemporaryDirectory(prefix="bench_curation_") as tmp:
         tmp = Path(tmp)
         res["filters"] = bench_filters(args.items, tmp)

@@ -36,13 +36,25 @@ def build(kv: int, path: Path, think: int, answer: int, work: Path) -> dict:
     """m1_budget and lm-eval vllm with ``kv`` GiB of KV cache each: name -> (lm, timer, token counter)."""
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv)
     common = dict(pretrained=path, dtype="float32", enforce_eager=True, max_model_len=2048)
-    m1, m1_pids = B.build_with_pids("m1_budget", dict(
-        common, engine="vllm", thinking_budget=think, forcing=0, answer_budget=answer, cache="off",
-        trace_path=work / f"traces-kv{kv}.jsonl"))
-    base, base_pids = B.build_with_pids("vllm", dict(
-        common, batch_size="auto", enable_prefix_caching=True, block_size=32))  # what VLLMEngine uses on CPU
-    return {f"m1_budget@{kv}": (m1, B.Timed(m1, m1_pids), None),
-            f"vllm@{kv}": (base, B.Timed(base, base_pids), count_baseline_tokens(base, "vllm"))}
+    m1, m1_pids = B.build_with_pids(
+        "m1_budget",
+        dict(
+            common,
+            engine="vllm",
+            thinking_budget=think,
+            forcing=0,
+            answer_budget=answer,
+            cache="off",
+            trace_path=work / f"traces-kv{kv}.jsonl",
+        ),
+    )
+    base, base_pids = B.build_with_pids(
+        "vllm", dict(common, batch_size="auto", enable_prefix_caching=True, block_size=32)
+    )  # what VLLMEngine uses on CPU
+    return {
+        f"m1_budget@{kv}": (m1, B.Timed(m1, m1_pids), None),
+        f"vllm@{kv}": (base, B.Timed(base, base_pids), count_baseline_tokens(base, "vllm")),
+    }
 
 
 def run_once(system: str, lm, timer, counter, args, think: int, answer: int) -> tuple[float, float, int]:
@@ -60,13 +72,17 @@ def run_once(system: str, lm, timer, counter, args, think: int, answer: int) -> 
 def engine_work(records: list[dict]) -> dict:
     """m1_budget's exact engine work from its trace records: context sent, taken from vLLM's prefix
     cache and generated, over all rounds and over the rounds after the first (the answer round here)."""
-    def total(key: str, later: bool = False) -> int:
-        return sum(sum(r["round_tokens"][key][1 if later else 0:]) for r in records)
 
-    return {"context_tokens": total("context_tokens"), "cached_tokens": total("cached_tokens"),
-            "generated_tokens": total("generated_tokens"),
-            "later_rounds_context_tokens": total("context_tokens", True),
-            "later_rounds_cached_tokens": total("cached_tokens", True)}
+    def total(key: str, later: bool = False) -> int:
+        return sum(sum(r["round_tokens"][key][1 if later else 0 :]) for r in records)
+
+    return {
+        "context_tokens": total("context_tokens"),
+        "cached_tokens": total("cached_tokens"),
+        "generated_tokens": total("generated_tokens"),
+        "later_rounds_context_tokens": total("context_tokens", True),
+        "later_rounds_cached_tokens": total("cached_tokens", True),
+    }
 
 
 def main() -> None:
@@ -89,12 +105,18 @@ def main() -> None:
     names = list(systems)
     for name in names:  # warm-up: a few requests each, not counted
         lm, timer, counter = systems[name]
-        B.timed_evaluate(timer, lm, args.task, 4, None if counter is None else {"max_gen_toks": think + answer},
-                         apply_chat_template=counter is not None)
+        B.timed_evaluate(
+            timer,
+            lm,
+            args.task,
+            4,
+            None if counter is None else {"max_gen_toks": think + answer},
+            apply_chat_template=counter is not None,
+        )
     walls, cpus, tokens = ({n: [] for n in names} for _ in range(3))
     work_of: dict[str, dict] = {}  # m1_budget systems: engine work of their last timed run
     for rep in range(args.repeats):
-        order = names[rep % len(names):] + names[:rep % len(names)]  # each system first in turn
+        order = names[rep % len(names) :] + names[: rep % len(names)]  # each system first in turn
         for name in order:
             wall, cpu, tok = run_once(name, *systems[name], args, think, answer)
             walls[name].append(round(wall, 2))
@@ -108,23 +130,43 @@ def main() -> None:
     small, large = args.kv
     expected = args.limit * (think + answer)
     result = {
-        "model": "smollm2-never-stop", "task": args.task, "requests": args.limit, "thinking_budget": think,
-        "answer_budget": answer, "kv_cache_gib": args.kv, "repeats": args.repeats, "expected_tokens": expected,
-        "same_tokens": all(t == expected for v in tokens.values() for t in v), "tokens": tokens,
-        "wall_s": walls, "cpu_s": cpus, "m1_budget_engine_work": work_of,
+        "model": "smollm2-never-stop",
+        "task": args.task,
+        "requests": args.limit,
+        "thinking_budget": think,
+        "answer_budget": answer,
+        "kv_cache_gib": args.kv,
+        "repeats": args.repeats,
+        "expected_tokens": expected,
+        "same_tokens": all(t == expected for v in tokens.values() for t in v),
+        "tokens": tokens,
+        "wall_s": walls,
+        "cpu_s": cpus,
+        "m1_budget_engine_work": work_of,
         "median_wall_s": {n: round(v, 2) for n, v in wall_m.items()},
         "median_cpu_s": {n: round(v, 2) for n, v in cpu_m.items()},
-        "small_over_large": {sys_: {"wall": round(wall_m[f"{sys_}@{small}"] / wall_m[f"{sys_}@{large}"], 3),
-                                    "cpu": round(cpu_m[f"{sys_}@{small}"] / cpu_m[f"{sys_}@{large}"], 3)}
-                             for sys_ in ("m1_budget", "vllm")},
-        "m1_budget_over_vllm": {str(kv): {"wall": round(wall_m[f"m1_budget@{kv}"] / wall_m[f"vllm@{kv}"], 3),
-                                          "cpu": round(cpu_m[f"m1_budget@{kv}"] / cpu_m[f"vllm@{kv}"], 3)}
-                                for kv in args.kv},
+        "small_over_large": {
+            sys_: {
+                "wall": round(wall_m[f"{sys_}@{small}"] / wall_m[f"{sys_}@{large}"], 3),
+                "cpu": round(cpu_m[f"{sys_}@{small}"] / cpu_m[f"{sys_}@{large}"], 3),
+            }
+            for sys_ in ("m1_budget", "vllm")
+        },
+        "m1_budget_over_vllm": {
+            str(kv): {
+                "wall": round(wall_m[f"m1_budget@{kv}"] / wall_m[f"vllm@{kv}"], 3),
+                "cpu": round(cpu_m[f"m1_budget@{kv}"] / cpu_m[f"vllm@{kv}"], 3),
+            }
+            for kv in args.kv
+        },
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
     }
     B.write_result("kv_pressure_vllm", result)
-    print(f"   {small} GiB / {large} GiB: {result['small_over_large']}; m1_budget / lm-eval vllm: "
-          f"{result['m1_budget_over_vllm']} (same tokens: {result['same_tokens']})", flush=True)
+    print(
+        f"   {small} GiB / {large} GiB: {result['small_over_large']}; m1_budget / lm-eval vllm: "
+        f"{result['m1_budget_over_vllm']} (same tokens: {result['same_tokens']})",
+        flush=True,
+    )
     B.release(*(lm for lm, _, _ in systems.values()))
 
 

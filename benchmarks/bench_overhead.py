@@ -34,16 +34,19 @@ def count_baseline_tokens(lm, engine: str):
     box = {"tokens": 0}
     inner = lm._model_generate
     if engine == "hf":
+
         def gen(context, max_length, stop, **kw):
             out = inner(context, max_length, stop, **kw)
             box["tokens"] += int((out.shape[1] - context.shape[1]) * out.shape[0])
             return out
     else:
+
         def gen(*a, **kw):
             out = inner(*a, **kw)
             if kw.get("generate") or (len(a) > 1 and a[1]):
                 box["tokens"] += sum(len(o.outputs[0].token_ids) for o in out)
             return out
+
     lm._model_generate = gen
     return box
 
@@ -54,8 +57,13 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["tiny", "smollm2"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--task", default="medqa")
-    ap.add_argument("--size", nargs=3, type=int, metavar=("REQUESTS", "THINKING", "ANSWER"),
-                    help="override the per-model sizes below")
+    ap.add_argument(
+        "--size",
+        nargs=3,
+        type=int,
+        metavar=("REQUESTS", "THINKING", "ANSWER"),
+        help="override the per-model sizes below",
+    )
     args = ap.parse_args()
     if args.engine == "hf":
         B.single_thread()
@@ -67,16 +75,33 @@ def main() -> None:
         limit, think, answer = args.size or SIZES[name]
         work = B.WORK / "overhead" / f"{args.engine}-{name}"
         work.mkdir(parents=True, exist_ok=True)
-        m1_args = dict(pretrained=path, engine=args.engine, thinking_budget=think, forcing=0, answer_budget=answer,
-                       dtype="float32", cache="off", trace_path=work / "traces.jsonl")
+        m1_args = dict(
+            pretrained=path,
+            engine=args.engine,
+            thinking_budget=think,
+            forcing=0,
+            answer_budget=answer,
+            dtype="float32",
+            cache="off",
+            trace_path=work / "traces.jsonl",
+        )
         if args.engine == "hf":
             m1_args.update(batch_size=8, device="cpu")
             base_name, base_args = "hf", dict(pretrained=path, dtype="float32", batch_size=8, device="cpu")
         else:
             m1_args.update(enforce_eager=True, max_model_len=2048)
-            base_name, base_args = "vllm", dict(pretrained=path, dtype="float32", batch_size="auto",
-                                                enforce_eager=True, max_model_len=2048, enable_prefix_caching=True,
-                                                block_size=32)  # what VLLMEngine uses on CPU: same kernels
+            base_name, base_args = (
+                "vllm",
+                dict(
+                    pretrained=path,
+                    dtype="float32",
+                    batch_size="auto",
+                    enforce_eager=True,
+                    max_model_len=2048,
+                    enable_prefix_caching=True,
+                    block_size=32,
+                ),
+            )  # what VLLMEngine uses on CPU: same kernels
         print(f"== {name}: building m1_budget and lm-eval {base_name}", flush=True)
         m1, m1_pids = B.build_with_pids("m1_budget", m1_args)
         base, base_pids = B.build_with_pids(base_name, base_args)
@@ -107,34 +132,54 @@ def main() -> None:
                         cpus["m1_budget"].append(m1_timer.cpu)
                         walls["m1_budget"].append(wall)
                         m1_tokens.append(gen_tokens)
-            print(f"   rep {rep}: {base_name} {base_timer.seconds:.2f}s wall {base_timer.cpu:.2f}s cpu "
-                  f"({base_count['tokens']} tok), m1_budget {m1_timer.seconds:.2f}s wall {m1_timer.cpu:.2f}s cpu "
-                  f"({gen_tokens} tok)", flush=True)
+            print(
+                f"   rep {rep}: {base_name} {base_timer.seconds:.2f}s wall {base_timer.cpu:.2f}s cpu "
+                f"({base_count['tokens']} tok), m1_budget {m1_timer.seconds:.2f}s wall {m1_timer.cpu:.2f}s cpu "
+                f"({gen_tokens} tok)",
+                flush=True,
+            )
         expected = limit * (think + answer)
         med_m1, med_base = B.median(times["m1_budget"]), B.median(times[base_name])
         cpu_m1, cpu_base = B.median(cpus["m1_budget"]), B.median(cpus[base_name])
         row = {
-            "model": name, "engine": args.engine, "baseline": f"lm-eval {base_name}", "requests": limit,
-            "thinking_budget": think, "answer_budget": answer, "expected_tokens": expected,
-            "m1_budget_tokens": m1_tokens, "baseline_tokens": base_tokens,
+            "model": name,
+            "engine": args.engine,
+            "baseline": f"lm-eval {base_name}",
+            "requests": limit,
+            "thinking_budget": think,
+            "answer_budget": answer,
+            "expected_tokens": expected,
+            "m1_budget_tokens": m1_tokens,
+            "baseline_tokens": base_tokens,
             "same_tokens": all(t == expected for t in m1_tokens + base_tokens),
-            "m1_budget_seconds": times["m1_budget"], "baseline_seconds": times[base_name],
-            "m1_budget_wall_seconds": walls["m1_budget"], "baseline_wall_seconds": walls[base_name],
-            "m1_budget_median_s": round(med_m1, 3), "baseline_median_s": round(med_base, 3),
-            "m1_budget_tokens_per_s": round(expected / med_m1, 1), "baseline_tokens_per_s": round(expected / med_base, 1),
-            "m1_budget_cpu_seconds": cpus["m1_budget"], "baseline_cpu_seconds": cpus[base_name],
-            "m1_budget_median_cpu_s": round(cpu_m1, 3), "baseline_median_cpu_s": round(cpu_base, 3),
+            "m1_budget_seconds": times["m1_budget"],
+            "baseline_seconds": times[base_name],
+            "m1_budget_wall_seconds": walls["m1_budget"],
+            "baseline_wall_seconds": walls[base_name],
+            "m1_budget_median_s": round(med_m1, 3),
+            "baseline_median_s": round(med_base, 3),
+            "m1_budget_tokens_per_s": round(expected / med_m1, 1),
+            "baseline_tokens_per_s": round(expected / med_base, 1),
+            "m1_budget_cpu_seconds": cpus["m1_budget"],
+            "baseline_cpu_seconds": cpus[base_name],
+            "m1_budget_median_cpu_s": round(cpu_m1, 3),
+            "baseline_median_cpu_s": round(cpu_base, 3),
             "idle_engine_cpu_per_s": idle,
             # vLLM's KV cache per engine (GiB, VLLM_CPU_KVCACHE_SPACE; rows are keyed by it too). Both
             # systems at 1 and 4 GiB in one run: bench_kv_pressure.py
             "kv_cache_gib": float(os.environ["VLLM_CPU_KVCACHE_SPACE"]) if args.engine == "vllm" else None,
-            "ratio": round(cpu_m1 / cpu_base, 3), "ratio_wall": round(med_m1 / med_base, 3), "target": 1.10,
+            "ratio": round(cpu_m1 / cpu_base, 3),
+            "ratio_wall": round(med_m1 / med_base, 3),
+            "target": 1.10,
         }
         row["meets_target"] = row["ratio"] <= row["target"]
         rows.append(row)
         B.write_result(f"overhead_{args.engine}", {"rows": rows})  # after each model: partial runs keep results
-        print(f"   -> ratio m1_budget/{base_name} = {row['ratio']} cpu, {row['ratio_wall']} wall "
-              f"(same tokens: {row['same_tokens']})", flush=True)
+        print(
+            f"   -> ratio m1_budget/{base_name} = {row['ratio']} cpu, {row['ratio_wall']} wall "
+            f"(same tokens: {row['same_tokens']})",
+            flush=True,
+        )
         B.release(m1, base)
 
 

@@ -81,22 +81,53 @@ def main() -> None:
         return out, round(time.process_time() - c0, 2), round(time.perf_counter() - t0, 2)
 
     print(f"== sweep: budgets {args.budgets} x samples {ks}, one run per budget with {ks[-1]} samples", flush=True)
-    rows, cpu, wall = timed(lambda: sweep.run_sweep(base, [args.task], args.budgets, [0], work / "sweep", samples=ks,
-                                                     **common))
-    result = {"model": "tiny (never-stop)", "engine": "hf", "task": args.task, "items": args.limit,
-              "budgets": args.budgets, "samples": ks, "temperature": args.temperature,
-              "answer_budget": args.answer_budget,
-              "sweep": {"generated_tokens": engine_tokens(rows), "cpu_s": cpu, "wall_s": wall,
-                        "rows": [{k: r[k] for k in ("budget", "k", "maj_at_k", "pass_at_k", "mean_at_k",
-                                                    "mean_generated_tokens_per_item", "generated_tokens")} for r in rows]}}
+    rows, cpu, wall = timed(
+        lambda: sweep.run_sweep(base, [args.task], args.budgets, [0], work / "sweep", samples=ks, **common)
+    )
+    result = {
+        "model": "tiny (never-stop)",
+        "engine": "hf",
+        "task": args.task,
+        "items": args.limit,
+        "budgets": args.budgets,
+        "samples": ks,
+        "temperature": args.temperature,
+        "answer_budget": args.answer_budget,
+        "sweep": {
+            "generated_tokens": engine_tokens(rows),
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "rows": [
+                {
+                    k: r[k]
+                    for k in (
+                        "budget",
+                        "k",
+                        "maj_at_k",
+                        "pass_at_k",
+                        "mean_at_k",
+                        "mean_generated_tokens_per_item",
+                        "generated_tokens",
+                    )
+                }
+                for r in rows
+            ],
+        },
+    }
     print(f"   {result['sweep']}", flush=True)
-    arms = {"per_budget": [(b, ks[-1]) for b in args.budgets], "per_budget_and_k": [(b, k) for b in args.budgets for k in ks]}
+    arms = {
+        "per_budget": [(b, ks[-1]) for b in args.budgets],
+        "per_budget_and_k": [(b, k) for b in args.budgets for k in ks],
+    }
     for arm, grid in arms.items():
         tokens, cpu_total, wall_total, compared, differing, same_metrics = 0, 0.0, 0.0, 0, [], True
         for b, k in grid:
             out = work / arm / f"b{b}_k{k}"
-            got, cpu, wall = timed(lambda: sweep.run_sweep(base + ",cache=off", [args.task], [b], [0], out, samples=[k],
-                                                            evaluate=independent, **common))
+            got, cpu, wall = timed(
+                lambda b=b, k=k, out=out: sweep.run_sweep(
+                    base + ",cache=off", [args.task], [b], [0], out, samples=[k], evaluate=independent, **common
+                )
+            )
             tokens += engine_tokens(got)
             cpu_total += cpu
             wall_total += wall
@@ -104,12 +135,19 @@ def main() -> None:
             compared += len(mine)
             differing += [[b, k, *key] for key, text in mine.items() if theirs.get(key) != text]
             (row,) = [r for r in rows if r["budget"] == b and r["k"] == k]
-            same_metrics &= all(got[-1][m] == row[m] for m in ("maj_at_k", "mean_at_k", "mean_generated_tokens_per_item"))
+            same_metrics &= all(
+                got[-1][m] == row[m] for m in ("maj_at_k", "mean_at_k", "mean_generated_tokens_per_item")
+            )
             print(f"   {arm} budget {b} k {k}: {engine_tokens(got)} tokens, {cpu} s cpu", flush=True)
-        result[arm] = {"runs": len(grid), "generated_tokens": tokens, "cpu_s": round(cpu_total, 2),
-                       "wall_s": round(wall_total, 2), "samples_compared": compared,
-                       "samples_differing_from_sweep": differing,  # [budget, k of the run, doc_id, sample]
-                       "metrics_equal_sweep": same_metrics}
+        result[arm] = {
+            "runs": len(grid),
+            "generated_tokens": tokens,
+            "cpu_s": round(cpu_total, 2),
+            "wall_s": round(wall_total, 2),
+            "samples_compared": compared,
+            "samples_differing_from_sweep": differing,  # [budget, k of the run, doc_id, sample]
+            "metrics_equal_sweep": same_metrics,
+        }
         result[f"sweep_over_{arm}_tokens"] = round(result["sweep"]["generated_tokens"] / tokens, 3)
         result[f"sweep_over_{arm}_cpu"] = round(result["sweep"]["cpu_s"] / cpu_total, 3)
     B.write_result("passk_grid_hf", result)

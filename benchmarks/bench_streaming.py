@@ -47,11 +47,27 @@ def run_cli(model: Path, setting: dict, kv_gib: int, streaming: bool, limit: int
     name = f"{setting['name']}-kv{kv_gib}-{'stream' if streaming else 'barrier'}"
     out, traces = work / name, work / f"{name}.jsonl"
     traces.unlink(missing_ok=True)
-    args = (f"pretrained={model},engine=vllm,dtype=float32,enforce_eager=True,max_model_len=2048,cache=off,"
-            f"thinking_budget={setting['thinking_budget']},answer_budget={setting['answer_budget']},"
-            f"forcing={setting['forcing']},streaming={str(streaming).lower()},trace_path={traces}")
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "m1_budget", "--model_args", args, "--tasks", "medqa",
-           "--limit", str(limit), "--output_path", str(out), "--log_samples"]
+    args = (
+        f"pretrained={model},engine=vllm,dtype=float32,enforce_eager=True,max_model_len=2048,cache=off,"
+        f"thinking_budget={setting['thinking_budget']},answer_budget={setting['answer_budget']},"
+        f"forcing={setting['forcing']},streaming={str(streaming).lower()},trace_path={traces}"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "m1_budget",
+        "--model_args",
+        args,
+        "--tasks",
+        "medqa",
+        "--limit",
+        str(limit),
+        "--output_path",
+        str(out),
+        "--log_samples",
+    ]
     wall, cpu = cli(cmd, dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(kv_gib)), name)
     recs = list(read_records(traces))
     rounds = [r["round_tokens"] for r in recs]
@@ -61,20 +77,28 @@ def run_cli(model: Path, setting: dict, kv_gib: int, streaming: bool, limit: int
 
     later_ctx, later_cached = total("context_tokens", False), total("cached_tokens", False)
     return {
-        "setting": setting["name"], "kv_cache_gib": kv_gib, "streaming": streaming, "requests": len(recs),
-        "thinking_budget": setting["thinking_budget"], "answer_budget": setting["answer_budget"],
-        "forcing": setting["forcing"], "model": setting["model"],
-        "context_tokens": total("context_tokens"), "cached_tokens": total("cached_tokens"),
+        "setting": setting["name"],
+        "kv_cache_gib": kv_gib,
+        "streaming": streaming,
+        "requests": len(recs),
+        "thinking_budget": setting["thinking_budget"],
+        "answer_budget": setting["answer_budget"],
+        "forcing": setting["forcing"],
+        "model": setting["model"],
+        "context_tokens": total("context_tokens"),
+        "cached_tokens": total("cached_tokens"),
         "generated_tokens": total("generated_tokens"),
         "calls": sum(len(v["context_tokens"]) for v in rounds),
-        "later_rounds_context_tokens": later_ctx, "later_rounds_cached_tokens": later_cached,
+        "later_rounds_context_tokens": later_ctx,
+        "later_rounds_cached_tokens": later_cached,
         "later_rounds_cached_share": round(later_cached / max(1, later_ctx), 4),
         "later_rounds_prefilled_tokens": later_ctx - later_cached,
         "mean_forcing_rounds": round(sum(r["forcing_rounds"] for r in recs) / len(recs), 3),
         "thinking_tokens": sum(r["thinking_tokens"] for r in recs),
         "answer_tokens": sum(r["answer_tokens"] for r in recs),
         "generate_wall_s": round(sum(r["wall_time"] for r in recs), 1),
-        "cli_wall_s": wall, "cli_cpu_s": cpu,
+        "cli_wall_s": wall,
+        "cli_cpu_s": cpu,
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "texts_sha": _digest([r["text"] for r in recs]),  # equal across runs of a setting: same traces
     }
@@ -110,8 +134,16 @@ def cli(cmd: list[str], env: dict, name: str) -> tuple[float, float]:
     return round(time.perf_counter() - t0, 1), round(sum(seen.values()), 1)
 
 
-def run_sweep(model: Path, budgets: list[int], forcings: list[int], kv_gib: int, limit: int, work: Path,
-              code: str, answer_budget: int) -> dict:
+def run_sweep(
+    model: Path,
+    budgets: list[int],
+    forcings: list[int],
+    kv_gib: int,
+    limit: int,
+    work: Path,
+    code: str,
+    answer_budget: int,
+) -> dict:
     """``m1-harness sweep`` over the grid (``code``: this tree, or another checkout for today's
     per-setting sweep), and the largest setting alone; token totals of both from the trace records."""
     tag = f"sweep-{'this' if code == 'this' else 'today'}-kv{kv_gib}-{limit}"
@@ -122,24 +154,55 @@ def run_sweep(model: Path, budgets: list[int], forcings: list[int], kv_gib: int,
     shutil.rmtree(cache, ignore_errors=True)
     root = Path(__file__).resolve().parents[1] if code == "this" else Path(code)
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(kv_gib), PYTHONPATH=str(root), M1_HARNESS_CACHE=str(cache))
-    margs = (f"pretrained={model},engine=vllm,dtype=float32,enforce_eager=True,max_model_len=2048,"
-             f"answer_budget={answer_budget}")
-    cmd = [sys.executable, "-m", "m1_harness", "sweep", "--model_args", margs, "--tasks", "medqa",
-           "--budgets", ",".join(map(str, budgets)), "--forcing", ",".join(map(str, forcings)),
-           "--output_path", str(out), "--limit", str(limit)]
+    margs = (
+        f"pretrained={model},engine=vllm,dtype=float32,enforce_eager=True,max_model_len=2048,"
+        f"answer_budget={answer_budget}"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "m1_harness",
+        "sweep",
+        "--model_args",
+        margs,
+        "--tasks",
+        "medqa",
+        "--budgets",
+        ",".join(map(str, budgets)),
+        "--forcing",
+        ",".join(map(str, forcings)),
+        "--output_path",
+        str(out),
+        "--limit",
+        str(limit),
+    ]
     wall, cpu = cli(cmd, env, tag)
     totals = dict.fromkeys(("context_tokens", "cached_tokens", "generated_tokens"), 0)
     per_setting = {}
     for f in sorted(out.glob("budget*_forcing*/traces.jsonl")):
         recs = list(read_records(f))
-        row = {k: sum(sum(r["round_tokens"][k]) + r.get("probe_tokens", {}).get(k, 0) for r in recs) if "round_tokens" in recs[0]
-               else None for k in totals}
+        row = {
+            k: sum(sum(r["round_tokens"][k]) + r.get("probe_tokens", {}).get(k, 0) for r in recs)
+            if "round_tokens" in recs[0]
+            else None
+            for k in totals
+        }
         per_setting[f.parent.name] = dict(row, texts_sha=_digest([r["text"] for r in recs]))
         for k in totals:
             totals[k] += row[k] or 0
-    return {"sweep_code": code, "kv_cache_gib": kv_gib, "requests": limit, "budgets": budgets, "forcing": forcings,
-            "settings": len(per_setting), "sweep_wall_s": wall, "sweep_cpu_s": cpu, **totals,
-            "prefilled_tokens": totals["context_tokens"] - totals["cached_tokens"], "per_setting": per_setting}
+    return {
+        "sweep_code": code,
+        "kv_cache_gib": kv_gib,
+        "requests": limit,
+        "budgets": budgets,
+        "forcing": forcings,
+        "settings": len(per_setting),
+        "sweep_wall_s": wall,
+        "sweep_cpu_s": cpu,
+        **totals,
+        "prefilled_tokens": totals["context_tokens"] - totals["cached_tokens"],
+        "per_setting": per_setting,
+    }
 
 
 def probe_floor(out: Path, model: Path, largest: str, blocks=(32, 16, 1)) -> dict:
@@ -155,7 +218,9 @@ def probe_floor(out: Path, model: Path, largest: str, blocks=(32, 16, 1)) -> dic
     from m1_harness.thinking.markers import PRESETS
 
     tok = AutoTokenizer.from_pretrained(str(model))
-    prefix = {cut: len(tok.encode(PRESETS["m1"].answer_prefix(cut=cut), add_special_tokens=False)) for cut in (False, True)}
+    prefix = {
+        cut: len(tok.encode(PRESETS["m1"].answer_prefix(cut=cut), add_special_tokens=False)) for cut in (False, True)
+    }
     own, seen = set(), set()
     for f in sorted(out.glob("budget*_forcing*/traces.jsonl")):
         for n, r in enumerate(read_records(f)):
@@ -163,8 +228,11 @@ def probe_floor(out: Path, model: Path, largest: str, blocks=(32, 16, 1)) -> dic
             (own if f.parent.name == largest else seen).add(call)
     probes = sorted(seen - own)
     markers = sum(prefix[cut] for _, _, cut in probes)
-    return {"distinct_probe_answers": len(probes), "answer_marker_tokens": markers,
-            "partial_block_tokens": {str(b): sum(p % b for _, p, _ in probes) for b in blocks}}
+    return {
+        "distinct_probe_answers": len(probes),
+        "answer_marker_tokens": markers,
+        "partial_block_tokens": {str(b): sum(p % b for _, p, _ in probes) for b in blocks},
+    }
 
 
 def _digest(texts: list[str]) -> str:
@@ -201,15 +269,18 @@ def main() -> None:
     path = B.RESULTS / "streaming_vllm.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     keys = {(r["setting"], r["kv_cache_gib"], r["streaming"], r["requests"]) for r in rows}
-    rows = [r for r in old.get("rows", []) if (r["setting"], r["kv_cache_gib"], r["streaming"], r["requests"]) not in keys] + rows
+    rows = [
+        r for r in old.get("rows", []) if (r["setting"], r["kv_cache_gib"], r["streaming"], r["requests"]) not in keys
+    ] + rows
     B.write_result("streaming_vllm", {"rows": rows, **{k: old[k] for k in ("earlier",) if k in old}})
 
 
 def sweep_main(a, model: Path, work: Path) -> None:
     """The grid through ``m1-harness sweep`` against its largest setting alone (same KV, same model)."""
     budgets, forcings, kv = [8, 16, 32, 64, 128, 256, 512, 1024], [0, 1, 2], (a.kv or [4])[0]
-    setting = dict(name="sweep-largest", model="shipped", thinking_budget=max(budgets), answer_budget=8,
-                   forcing=max(forcings))
+    setting = dict(
+        name="sweep-largest", model="shipped", thinking_budget=max(budgets), answer_budget=8, forcing=max(forcings)
+    )
     alone = run_cli(model, setting, kv, True, a.limit, work)
     print(json.dumps(alone), flush=True)
     rows = [run_sweep(model, budgets, forcings, kv, a.limit, work, "this", 8)]
@@ -218,23 +289,32 @@ def sweep_main(a, model: Path, work: Path) -> None:
     else:  # keep the last measured per-setting sweep (the code before issue 16), dated
         path = B.RESULTS / f"sweep_streaming_vllm_kv{kv}.json"
         old = json.loads(path.read_text()) if path.is_file() else {}
-        rows += [dict(r, run_utc=r.get("run_utc", old["utc"]), largest_alone_then=old["largest_alone"])
-                 for r in old.get("sweeps", []) if r["sweep_code"] != "this" and r["requests"] == a.limit]
+        rows += [
+            dict(r, run_utc=r.get("run_utc", old["utc"]), largest_alone_then=old["largest_alone"])
+            for r in old.get("sweeps", [])
+            if r["sweep_code"] != "this" and r["requests"] == a.limit
+        ]
     for r in rows:
         if "largest_alone_then" in r:  # measured against its own run of the largest setting
             continue
         r["vs_largest_alone"] = {
             "generated_tokens": round(r["generated_tokens"] / alone["generated_tokens"], 3),
             "prefilled_tokens": round(r["prefilled_tokens"] / (alone["context_tokens"] - alone["cached_tokens"]), 3)
-            if r["context_tokens"] else None,
-            "cpu_s": round(r["sweep_cpu_s"] / alone["cli_cpu_s"], 3), "wall_s": round(r["sweep_wall_s"] / alone["cli_wall_s"], 3)}
+            if r["context_tokens"]
+            else None,
+            "cpu_s": round(r["sweep_cpu_s"] / alone["cli_cpu_s"], 3),
+            "wall_s": round(r["sweep_wall_s"] / alone["cli_wall_s"], 3),
+        }
         print(json.dumps({k: v for k, v in r.items() if k != "per_setting"}), flush=True)
     alone_prefilled = alone["context_tokens"] - alone["cached_tokens"]
     floor = probe_floor(work / f"sweep-this-kv{kv}-{a.limit}", model, f"budget{max(budgets)}_forcing{max(forcings)}")
-    floor["prefilled_floor_vs_largest_alone"] = round((alone_prefilled + floor["answer_marker_tokens"]) / alone_prefilled, 3)
+    floor["prefilled_floor_vs_largest_alone"] = round(
+        (alone_prefilled + floor["answer_marker_tokens"]) / alone_prefilled, 3
+    )
     floor["prefilled_at_block_vs_largest_alone"] = {
         b: round((alone_prefilled + floor["answer_marker_tokens"] + n) / alone_prefilled, 3)
-        for b, n in floor["partial_block_tokens"].items()}
+        for b, n in floor["partial_block_tokens"].items()
+    }
     print(json.dumps(floor), flush=True)
     B.write_result(f"sweep_streaming_vllm_kv{kv}", {"largest_alone": alone, "sweeps": rows, "probe_prefill": floor})
 

@@ -48,9 +48,17 @@ def main() -> None:
         work = B.WORK / "sweep" / f"{args.engine}-{name}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        common = dict(pretrained=path, engine=args.engine, forcing=0, answer_budget=args.answer_budget,
-                      dtype="float32", trace_path=work / "traces.jsonl")
-        common.update(dict(batch_size=8, device="cpu") if args.engine == "hf" else dict(enforce_eager=True, max_model_len=2048))
+        common = dict(
+            pretrained=path,
+            engine=args.engine,
+            forcing=0,
+            answer_budget=args.answer_budget,
+            dtype="float32",
+            trace_path=work / "traces.jsonl",
+        )
+        common.update(
+            dict(batch_size=8, device="cpu") if args.engine == "hf" else dict(enforce_eager=True, max_model_len=2048)
+        )
         print(f"== {name}: building m1_budget (cache off) and m1_budget (fresh trace cache)", flush=True)
         indep, i_pids = B.build_with_pids("m1_budget", dict(common, cache="off"))
         sweep, s_pids = B.build_with_pids("m1_budget", dict(common, cache="on", cache_dir=work / "cache"))
@@ -62,7 +70,10 @@ def main() -> None:
         wall_i = {b: [] for b in budgets}
         wall_s = {b: [] for b in budgets}
         ind_text, swp_text, hits = {}, {}, {b: [] for b in budgets}
-        arms = {"independent": (indep, t_indep, runs_i, wall_i, ind_text), "sweep": (sweep, t_sweep, runs_s, wall_s, swp_text)}
+        arms = {
+            "independent": (indep, t_indep, runs_i, wall_i, ind_text),
+            "sweep": (sweep, t_sweep, runs_s, wall_s, swp_text),
+        }
         for rep in range(args.repeats):
             sweep._cache.db.execute("DELETE FROM gen")  # a fresh, empty trace cache per repetition
             sweep._cache.db.commit()
@@ -76,31 +87,47 @@ def main() -> None:
                     text[b] = list(timer.responses)
                     if system == "sweep":
                         hits[b].append(sweep._cache.hits - h0)
-                print(f"   rep {rep} budget {b}: independent {t_indep.cpu:.2f}s cpu {t_indep.seconds:.2f}s wall, "
-                      f"sweep {t_sweep.cpu:.2f}s cpu {t_sweep.seconds:.2f}s wall "
-                      f"({hits[b][-1]} cache hits)", flush=True)
+                print(
+                    f"   rep {rep} budget {b}: independent {t_indep.cpu:.2f}s cpu {t_indep.seconds:.2f}s wall, "
+                    f"sweep {t_sweep.cpu:.2f}s cpu {t_sweep.seconds:.2f}s wall "
+                    f"({hits[b][-1]} cache hits)",
+                    flush=True,
+                )
         ind_s = {b: B.median(v) for b, v in runs_i.items()}
         swp_s = {b: B.median(v) for b, v in runs_s.items()}
         largest = ind_s[budgets[0]]
         row = {
-            "model": name, "engine": args.engine, "requests": limit, "budgets": budgets,
+            "model": name,
+            "engine": args.engine,
+            "requests": limit,
+            "budgets": budgets,
             "answer_budget": args.answer_budget,
-            "independent_runs_cpu_s": runs_i, "sweep_runs_cpu_s": runs_s,
-            "independent_runs_wall_s": wall_i, "sweep_runs_wall_s": wall_s,
-            "independent_median_cpu_s": ind_s, "sweep_median_cpu_s": swp_s, "sweep_cache_hits": hits,
-            "largest_run_s": round(largest, 3), "sweep_total_s": round(sum(swp_s.values()), 3),
+            "independent_runs_cpu_s": runs_i,
+            "sweep_runs_cpu_s": runs_s,
+            "independent_runs_wall_s": wall_i,
+            "sweep_runs_wall_s": wall_s,
+            "independent_median_cpu_s": ind_s,
+            "sweep_median_cpu_s": swp_s,
+            "sweep_cache_hits": hits,
+            "largest_run_s": round(largest, 3),
+            "sweep_total_s": round(sum(swp_s.values()), 3),
             "independent_total_s": round(sum(ind_s.values()), 3),
             "sweep_over_largest": round(sum(swp_s.values()) / largest, 3),
             "independent_over_largest": round(sum(ind_s.values()) / largest, 3),
-            "sweep_over_largest_wall": round(sum(B.median(v) for v in wall_s.values()) / B.median(wall_i[budgets[0]]), 3),
+            "sweep_over_largest_wall": round(
+                sum(B.median(v) for v in wall_s.values()) / B.median(wall_i[budgets[0]]), 3
+            ),
             "sweep_equals_independent": all(swp_text[b] == ind_text[b] for b in budgets),
             "target": 1.25,
         }
         row["meets_target"] = row["sweep_over_largest"] <= row["target"]
         rows.append(row)
         B.write_result(f"sweep_{args.engine}", {"rows": rows})  # after each model: partial runs keep results
-        print(f"   -> sweep/largest = {row['sweep_over_largest']}, independent/largest = "
-              f"{row['independent_over_largest']}, identical traces: {row['sweep_equals_independent']}", flush=True)
+        print(
+            f"   -> sweep/largest = {row['sweep_over_largest']}, independent/largest = "
+            f"{row['independent_over_largest']}, identical traces: {row['sweep_equals_independent']}",
+            flush=True,
+        )
         B.release(indep, sweep)
 
 

@@ -33,9 +33,14 @@ def prompts(tokenizer, n: int) -> list[list[int]]:
     with data.open() as f:
         for line in f:
             item = json.loads(line)
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": build_prompt(item["question"], item["options"])}],
-                tokenize=False, add_generation_prompt=True) + "<|im_start|>think\n"
+            text = (
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": build_prompt(item["question"], item["options"])}],
+                    tokenize=False,
+                    add_generation_prompt=True,
+                )
+                + "<|im_start|>think\n"
+            )
             out.append(list(tokenizer.encode(text, add_special_tokens=False)))
             if len(out) == n:
                 break
@@ -67,8 +72,14 @@ def main() -> None:
             from m1_harness.thinking.engines.vllm import VLLMEngine
 
             before = B.child_pids()
-            eng = VLLMEngine(str(path), dtype="float32", enforce_eager=True, max_model_len=2048, progress=False,
-                             enable_prefix_caching=False)  # no reuse between repeats: measure generation
+            eng = VLLMEngine(
+                str(path),
+                dtype="float32",
+                enforce_eager=True,
+                max_model_len=2048,
+                progress=False,
+                enable_prefix_caching=False,
+            )  # no reuse between repeats: measure generation
             engines = {1: eng, 8: eng}
             pids = B.child_pids() - before
         reqs = [GenRequest(p, args.new_tokens) for p in prompts(engines[1].tokenizer, args.requests)]
@@ -87,18 +98,31 @@ def main() -> None:
                 secs[batch].append(time.perf_counter() - t0)
                 cpus[batch].append(B.cpu_seconds(pids) - c0)
                 tokens[batch].append(sum(len(r.token_ids) for r in res))
-                print(f"   rep {rep} batch {batch}: {tokens[batch][-1]} tokens in {secs[batch][-1]:.2f}s wall, "
-                      f"{cpus[batch][-1]:.2f}s cpu", flush=True)
-        row = {"model": name, "engine": args.engine, "requests": len(reqs), "new_tokens": args.new_tokens,
-               "prompt_tokens_mean": round(sum(len(q.prompt_ids) for q in reqs) / len(reqs), 1),
-               "seconds": secs, "cpu_seconds": cpus, "tokens": tokens,
-               "exact_tokens": all(t == len(reqs) * args.new_tokens for v in tokens.values() for t in v)}
+                print(
+                    f"   rep {rep} batch {batch}: {tokens[batch][-1]} tokens in {secs[batch][-1]:.2f}s wall, "
+                    f"{cpus[batch][-1]:.2f}s cpu",
+                    flush=True,
+                )
+        row = {
+            "model": name,
+            "engine": args.engine,
+            "requests": len(reqs),
+            "new_tokens": args.new_tokens,
+            "prompt_tokens_mean": round(sum(len(q.prompt_ids) for q in reqs) / len(reqs), 1),
+            "seconds": secs,
+            "cpu_seconds": cpus,
+            "tokens": tokens,
+            "exact_tokens": all(t == len(reqs) * args.new_tokens for v in tokens.values() for t in v),
+        }
         for batch in (1, 8):
             row[f"tokens_per_s_batch{batch}"] = round(len(reqs) * args.new_tokens / B.median(secs[batch]), 1)
             row[f"tokens_per_cpu_s_batch{batch}"] = round(len(reqs) * args.new_tokens / B.median(cpus[batch]), 1)
         rows.append(row)
         B.write_result(f"throughput_{args.engine}", {"rows": rows})  # after each model: partial runs keep results
-        print(f"   -> batch 1: {row['tokens_per_s_batch1']} tok/s, batch 8: {row['tokens_per_s_batch8']} tok/s", flush=True)
+        print(
+            f"   -> batch 1: {row['tokens_per_s_batch1']} tok/s, batch 8: {row['tokens_per_s_batch8']} tok/s",
+            flush=True,
+        )
         if args.engine == "vllm":
             core = engines[8].llm.llm_engine.engine_core
             core.shutdown()

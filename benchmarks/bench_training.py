@@ -44,10 +44,20 @@ def one(model_name: str, steps: int, max_length: int, batch: int) -> dict:
     cfg = build_config(
         "m1-7b-1k",
         dict(
-            model=str(model), data=str(data_dir()), output_dir=str(work / "out"), bf16=False,
-            gradient_checkpointing=False, max_length=max_length, limit=steps * batch + 8,
-            per_device_batch_size=batch, global_batch_size=batch, max_steps=steps,
-            learning_rate=1e-5, save_strategy="no", seed=0, logging_steps=1,
+            model=str(model),
+            data=str(data_dir()),
+            output_dir=str(work / "out"),
+            bf16=False,
+            gradient_checkpointing=False,
+            max_length=max_length,
+            limit=steps * batch + 8,
+            per_device_batch_size=batch,
+            global_batch_size=batch,
+            max_steps=steps,
+            learning_rate=1e-5,
+            save_strategy="no",
+            seed=0,
+            logging_steps=1,
         ),
     )
     start = time.perf_counter()
@@ -94,23 +104,38 @@ def main(argv=None) -> int:
         return 2
     rows = []
     for name in args.models:
-        cmd = [sys.executable, __file__, "--one", name, "--max-length", str(args.max_length), "--batch", str(args.batch)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--max-length",
+            str(args.max_length),
+            "--batch",
+            str(args.batch),
+        ]
         if args.steps:
             cmd += ["--steps", str(args.steps)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode or line is None:
             print(proc.stderr[-3000:], file=sys.stderr)
             return 1
-        row = json.loads(line[len("RESULT "):])
+        row = json.loads(line[len("RESULT ") :])
         rows.append(row)
-        print(f"{name:8s} {row['tokens_per_s']:>9.1f} tokens/s  {row['seconds_per_step']:.2f} s/step  "
-              f"peak RSS {row['peak_rss_mib']:.0f} MiB  loss {row['first_loss']:.3f} -> {row['last_loss']:.3f}")
+        print(
+            f"{name:8s} {row['tokens_per_s']:>9.1f} tokens/s  {row['seconds_per_step']:.2f} s/step  "
+            f"peak RSS {row['peak_rss_mib']:.0f} MiB  loss {row['first_loss']:.3f} -> {row['last_loss']:.3f}"
+        )
     result = {
         "benchmark": "bench_training",
         "what": "m1-harness sft trainer on the project SFT sample, fp32 on CPU, no gradient checkpointing",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "note": "2 cores shared with other jobs while measured: numbers are a floor, not a spec"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "note": "2 cores shared with other jobs while measured: numbers are a floor, not a spec",
+        },
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": rows,
     }

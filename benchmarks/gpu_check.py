@@ -41,10 +41,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SHAPE_7B = dict(num_hidden_layers=28, hidden_size=3584, num_attention_heads=28, num_key_value_heads=4,
-                intermediate_size=18944, vocab_size=152064, max_position_embeddings=32768, rope_theta=1e6)
-SHAPE_SMALL = dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4, num_key_value_heads=2,
-                   intermediate_size=256, vocab_size=1000, max_position_embeddings=8192)
+SHAPE_7B = dict(
+    num_hidden_layers=28,
+    hidden_size=3584,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    intermediate_size=18944,
+    vocab_size=152064,
+    max_position_embeddings=32768,
+    rope_theta=1e6,
+)
+SHAPE_SMALL = dict(
+    num_hidden_layers=2,
+    hidden_size=128,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=256,
+    vocab_size=1000,
+    max_position_embeddings=8192,
+)
 
 
 def sync(device) -> None:
@@ -87,7 +102,7 @@ def measure(model, device, prefill_shapes, decode_batches, kv_len: int, repeats:
     with torch.inference_mode():
         for b, n in prefill_shapes:
             ids = torch.randint(0, vocab, (b, n), device=device)
-            s = timed(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1), device, repeats)
+            s = timed(lambda ids=ids: model(input_ids=ids, use_cache=False, logits_to_keep=1), device, repeats)
             out["prefill"].append({"batch": b, "ids": n, "seconds": s, "s_per_token": s / (b * n)})
         for b in decode_batches:
             ids = torch.randint(0, vocab, (b, kv_len), device=device)
@@ -95,7 +110,7 @@ def measure(model, device, prefill_shapes, decode_batches, kv_len: int, repeats:
             model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
             step_ids = torch.randint(0, vocab, (b, 1), device=device)
 
-            def step():
+            def step(step_ids=step_ids, cache=cache):
                 model(input_ids=step_ids, past_key_values=cache, use_cache=True)
                 cache.crop(-1)  # drop the step again: every timed step sees the same KV length
 
@@ -113,8 +128,11 @@ def measure(model, device, prefill_shapes, decode_batches, kv_len: int, repeats:
 # The sweep the engine check runs: its own setting, and probes that must be cuts of it (budget.py)
 BUDGET, FORCING, ANSWER = 48, 2, 16
 PROBES = [(24, 1), (48, 0)]
-USERS = ["The patient presents with fever, cough and shortness of breath.",
-         "Which of the following is the most likely diagnosis?", "Myocardial infarction"]
+USERS = [
+    "The patient presents with fever, cough and shortness of breath.",
+    "Which of the following is the most likely diagnosis?",
+    "Myocardial infarction",
+]
 
 
 def prompts_and_markers(path: Path):
@@ -129,8 +147,14 @@ def prompts_and_markers(path: Path):
 
     eng = HFEngine(str(path), dtype="float32", device="cpu", batch_size=4, progress=False)
     tok = eng.tokenizer
-    prompts = [list(tok.apply_chat_template([{"role": "user", "content": u}], tokenize=True,
-                                            add_generation_prompt=True, return_dict=True)["input_ids"]) for u in USERS]
+    prompts = [
+        list(
+            tok.apply_chat_template(
+                [{"role": "user", "content": u}], tokenize=True, add_generation_prompt=True, return_dict=True
+            )["input_ids"]
+        )
+        for u in USERS
+    ]
     start = tok.encode(PRESETS["m1"].think_start, add_special_tokens=False)
     outs = eng.generate([GenRequest(p + start, max_tokens=BUDGET) for p in prompts])
     counts = Counter(i for o in outs for i in o.token_ids[: BUDGET // 2] if i not in tok.all_special_ids)
@@ -145,14 +169,14 @@ def engine_run(path: Path, prompts, markers, where: str, dtype: str, cache_dir: 
     """m1_budget's loop on the transformers engine at (device, dtype): forcing, sweep probes behind a
     trace cache, then a replay of one probe setting from that cache (which must need no engine call)."""
     from m1_harness.thinking.budget import BudgetForcer
-    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.thinking.engines.hf import HFEngine
+    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
     eng = HFEngine(str(path), dtype=dtype, device=where, batch_size=4, progress=False)
     cache = TraceCache(cache_dir / f"{where}-{dtype}.sqlite", f"tiny-qwen2-{where}-{dtype}")
 
-    def run(budget: int, forcing: int, probes=()):
+    def run(budget: int, forcing: int, probes=(), eng=eng):
         reqs = [BudgetRequest(p, thinking_budget=budget, forcing=forcing, answer_budget=ANSWER) for p in prompts]
         t0 = time.perf_counter()
         traces = BudgetForcer(CachingEngine(eng, cache), markers).run(reqs, probes=probes)
@@ -161,11 +185,22 @@ def engine_run(path: Path, prompts, markers, where: str, dtype: str, cache_dir: 
     traces, seconds = run(BUDGET, FORCING, PROBES)
     hits, misses = cache.hits, cache.misses
     replay, replay_s = run(*PROBES[0])
-    out = {"device": where, "dtype": dtype, "seconds": seconds, "texts": [t.text for t in traces],
-           "forcing_rounds": [t.forcing_rounds for t in traces], "round_tokens": [t.round_tokens for t in traces],
-           "probe_tokens": [t.probe_tokens for t in traces], "cache_hits": hits, "cache_misses": misses,
-           "replay_setting": list(PROBES[0]), "replay_seconds": replay_s, "replay_hits": cache.hits - hits,
-           "replay_misses": cache.misses - misses, "replay_texts": [t.text for t in replay]}
+    out = {
+        "device": where,
+        "dtype": dtype,
+        "seconds": seconds,
+        "texts": [t.text for t in traces],
+        "forcing_rounds": [t.forcing_rounds for t in traces],
+        "round_tokens": [t.round_tokens for t in traces],
+        "probe_tokens": [t.probe_tokens for t in traces],
+        "cache_hits": hits,
+        "cache_misses": misses,
+        "replay_setting": list(PROBES[0]),
+        "replay_seconds": replay_s,
+        "replay_hits": cache.hits - hits,
+        "replay_misses": cache.misses - misses,
+        "replay_texts": [t.text for t in replay],
+    }
     cache.close()
     del eng
     return out
@@ -179,8 +214,9 @@ def engine_check(device) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="m1-gpu-check-"))
     path = tiny_qwen2(tmp / "tiny")
-    settings = [("cpu", "float32")] + ([(device.type, "float32"), (device.type, "bfloat16")]
-                                       if device.type == "cuda" else [("cpu", "bfloat16")])
+    settings = [("cpu", "float32")] + (
+        [(device.type, "float32"), (device.type, "bfloat16")] if device.type == "cuda" else [("cpu", "bfloat16")]
+    )
     prompts, markers = prompts_and_markers(path)
     runs = [engine_run(path, prompts, markers, where, dtype, tmp / "caches") for where, dtype in settings]
     ref = runs[0]
@@ -188,14 +224,20 @@ def engine_check(device) -> dict:
         r["same_texts_as_cpu_float32"] = r["texts"] == ref["texts"]
     for r in runs:
         r["replay_equals_probe_cut"] = r["replay_misses"] == 0  # the replay needed no engine call
-    return {"device": device.type, "probes": PROBES, "setting": [BUDGET, FORCING, ANSWER],
-            "think_end": list(markers.think_end), "runs": runs}
+    return {
+        "device": device.type,
+        "probes": PROBES,
+        "setting": [BUDGET, FORCING, ANSWER],
+        "think_end": list(markers.think_end),
+        "runs": runs,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=None, help="default: benchmarks/results/gpu_check.json "
-                    "(gpu_check_small.json with --small)")
+    ap.add_argument(
+        "--out", default=None, help="default: benchmarks/results/gpu_check.json (gpu_check_small.json with --small)"
+    )
     ap.add_argument("--small", action="store_true", help="tiny shape, to check the script (numbers mean nothing)")
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
@@ -209,9 +251,16 @@ def main() -> None:
         raise SystemExit("gpu_check: no CUDA device; run it on a lent GPU machine, or with --small to check the script")
     shape = SHAPE_SMALL if a.small else SHAPE_7B
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    report = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "small": a.small,
-              "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
-              "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None, "dtype": str(dtype), "shape": shape}
+    report = {
+        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "small": a.small,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+        "dtype": str(dtype),
+        "shape": shape,
+    }
     t0 = time.perf_counter()
     model = build(shape, device, dtype)
     report["params"] = sum(p.numel() for p in model.parameters())

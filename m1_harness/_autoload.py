@@ -6,8 +6,11 @@ finder (stdlib, microseconds); nothing else happens unless lm-eval itself is imp
   not vanish from the registry), then ``m1_budget`` and plugin models (``m1_register_models``)
   as lazy placeholders;
 - after ``lm_eval.tasks.manager`` loads, every ``TaskManager`` also indexes the task folders
-  that plugins register (``m1_register_tasks``).
-Set ``M1_HARNESS_AUTOLOAD=0`` to switch it off; ``python -m m1_harness eval`` works either way.
+  that plugins register (``m1_register_tasks``);
+- after ``lm_eval.evaluator`` / ``lm_eval.config.evaluate_config`` load, ``simple_evaluate`` and the
+  CLI's task matching check the run's arguments and data before the model loads (preflight.py).
+In a Python started by an engine that ties its children to its life, it also sets the parent-death
+signal (lifetime.py), whatever ``M1_HARNESS_AUTOLOAD`` says. Set ``M1_HARNESS_AUTOLOAD=0`` to switch the rest off; ``python -m m1_harness eval`` works either way.
 Errors here never break the interpreter: they are reported once on stderr.
 """
 
@@ -15,7 +18,7 @@ import os
 import sys
 
 ENV = "M1_HARNESS_AUTOLOAD"
-_TARGETS = ("lm_eval.api.registry", "lm_eval.tasks.manager")
+_TARGETS = ("lm_eval.api.registry", "lm_eval.tasks.manager", "lm_eval.evaluator", "lm_eval.config.evaluate_config")
 
 
 def _warn(exc):
@@ -43,8 +46,10 @@ class _ChatTemplateNote:
     when the model is a loaded M1BudgetLM (``m1-harness sweep``, which calls lm-eval once per setting)."""
 
     TEXT = "chat template is not applied"
-    NOTE = ("m1_budget applies the model's chat template to every prompt itself "
-            "(lm-eval's --apply_chat_template is not needed)")
+    NOTE = (
+        "m1_budget applies the model's chat template to every prompt itself "
+        "(lm-eval's --apply_chat_template is not needed)"
+    )
 
     def filter(self, record):
         if self.TEXT in " ".join(str(record.msg).split()):  # lm-eval wraps it
@@ -69,8 +74,9 @@ def _evaluating(model_name: str) -> str:
             model = frame.f_locals.get("model")
             if isinstance(model, str):
                 return "name" if model == model_name else ""
-            loaded = model_name == "m1_budget" and any(f"{c.__module__}.{c.__qualname__}" == M1_BUDGET_CLASS
-                                                       for c in type(model).__mro__)
+            loaded = model_name == "m1_budget" and any(
+                f"{c.__module__}.{c.__qualname__}" == M1_BUDGET_CLASS for c in type(model).__mro__
+            )
             return "instance" if loaded else ""
         frame = frame.f_back
     return ""
@@ -106,9 +112,25 @@ def patch_task_manager(manager_module):
     cls._m1_harness_patched = True
 
 
+def patch_evaluator(evaluator_module):
+    """``simple_evaluate`` checks limit, tasks and data before it builds the model (preflight.py)."""
+    from m1_harness.preflight import preflighted
+
+    evaluator_module.simple_evaluate = preflighted(evaluator_module.simple_evaluate)
+
+
+def patch_evaluate_config(config_module):
+    """lm-eval's "Tasks not found" becomes one sentence with the names meant (preflight.py)."""
+    from m1_harness.preflight import preflighted_tasks
+
+    cls = config_module.EvaluatorConfig
+    cls.process_tasks = preflighted_tasks(cls.process_tasks)
+
+
 def install_excepthook():
-    """In an lm-eval process, an uncaught m1-harness UserError prints its sentence, not a traceback."""
-    from m1_harness.errors import UserError, format_user_error
+    """In an lm-eval process, an uncaught m1-harness UserError prints its sentence, not a traceback,
+    and Ctrl-C one line saying what was kept."""
+    from m1_harness.errors import INTERRUPTED_EVAL, UserError, format_user_error
 
     previous = sys.excepthook
     if getattr(previous, "_m1_harness", False):
@@ -117,6 +139,8 @@ def install_excepthook():
     def hook(kind, value, tb):
         if isinstance(value, UserError):
             sys.stderr.write(format_user_error(value, "lm_eval"))
+        elif issubclass(kind, KeyboardInterrupt):
+            sys.stderr.write(f"\nlm_eval: {INTERRUPTED_EVAL}\n")
         else:
             previous(kind, value, tb)
 
@@ -131,6 +155,12 @@ def _after_load(name, module):
             install_excepthook()
         elif name == "lm_eval.tasks.manager":
             patch_task_manager(module)
+        elif name == "lm_eval.evaluator":
+            patch_evaluator(module)
+            install_excepthook()
+        elif name == "lm_eval.config.evaluate_config":
+            patch_evaluate_config(module)
+            install_excepthook()
     except Exception as exc:  # never break the user's interpreter
         _warn(exc)
 
@@ -171,3 +201,7 @@ try:
     install()
 except Exception as exc:
     _warn(exc)
+if os.environ.get("M1_HARNESS_DIE_WITH_PARENT"):  # a child of an engine that ties its children (lifetime.py)
+    from m1_harness import lifetime
+
+    lifetime.on_interpreter_start()

@@ -3,13 +3,15 @@
 Each registered benchmark becomes a task YAML that includes the m1 template, so it gets the
 m1 prompt, ``\\boxed{}`` scoring and extraction metrics with no code in the plugin. The YAMLs
 are written to a cache folder named by a hash of the registrations, so an unchanged plugin set
-reuses the folder and a changed one never sees stale tasks.
+reuses the folder and a changed one never sees stale tasks. A benchmark whose file is missing keeps
+its task (one warning): only a run that asks for it fails, with the file named.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import yaml
@@ -17,6 +19,25 @@ import yaml
 from m1_harness.paths import cache_dir, shipped_dir
 
 TEMPLATE = "m1/_m1_template_yaml"
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _warn_missing(bench) -> None:
+    """A plugin whose data file is missing (installed without its package data) costs only its own
+    tasks: one warning per file and process, never an error for a run that does not ask for them."""
+    if str(bench.path) in _warned:
+        return
+    _warned.add(str(bench.path))
+    log.warning(
+        "m1-harness: plugin %r registered benchmark %r with data %s, which does not exist: its task fails "
+        "if asked for; reinstall the plugin with its data files (package-data)",
+        bench.plugin,
+        bench.name,
+        bench.path,
+    )
+
+
 GROUP = "m1/m1.yaml"
 
 
@@ -47,9 +68,7 @@ def generated_task_dir(benchmarks) -> Path | None:
     groups: dict[str, list[str]] = {}
     for bench in benchmarks:
         if not bench.path.exists():
-            raise FileNotFoundError(
-                f"plugin {bench.plugin!r} registered benchmark {bench.name!r} with data {str(bench.path)!r}, which does not exist"
-            )
+            _warn_missing(bench)  # its task stays listed; asking for it is the error (data.py)
         files[f"{bench.name}.yaml"] = _task_yaml(bench)
         if bench.group:
             groups.setdefault(bench.group, []).append(bench.name)

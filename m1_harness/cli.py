@@ -17,7 +17,10 @@ COMMANDS = {
     "sweep": ("m1_harness.analysis.sweep", "evaluate over thinking budgets / forcing rounds through the trace cache"),
     "plot": ("m1_harness.analysis.plots", "accuracy-vs-budget and forcing figures from result folders"),
     "report": ("m1_harness.analysis.report", "paper-style tables (Table 1 layout) from result folders"),
-    "explain": ("m1_harness.analysis.explain", "per-item trajectories, flips, cut-off-aware accuracy and a trace viewer"),
+    "explain": (
+        "m1_harness.analysis.explain",
+        "per-item trajectories, flips, cut-off-aware accuracy and a trace viewer",
+    ),
     "curate": ("m1_harness.curation.cli", "run a data-curation recipe (m1K / m23K pipeline)"),
     "train": ("m1_harness.training.cli", "supervised fine-tuning in the m1 thinking format (TRL)"),
     "cache": ("m1_harness.cache_cli", "where the trace cache lives and what it holds (info), or empty it (clear)"),
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
     sub = argparse.ArgumentParser(prog=f"m1-harness {name}", description=COMMANDS[name][1])
-    from m1_harness.errors import UserError, format_user_error
+    from m1_harness.errors import INTERRUPTED_EVAL, Interrupted, UserError, format_user_error
 
     try:
         if hasattr(module, "main"):  # commands that forward their arguments (eval)
@@ -56,9 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments(sub)
         args = sub.parse_args(rest)
         return int(module.run(args) or 0)
+    except Interrupted as exc:  # Ctrl-C, with what the command kept
+        sys.stderr.write(f"\nm1-harness {name}: {exc}\n")
+        return 130
     except UserError as exc:  # a mistake the user can fix: its sentence, not a traceback
         sys.stderr.write(format_user_error(exc, f"m1-harness {name}"))
         return 2
+    except KeyboardInterrupt:  # commands that keep work raise Interrupted instead
+        kept = INTERRUPTED_EVAL if name == "eval" else "interrupted (Ctrl-C)"
+        sys.stderr.write(f"\nm1-harness {name}: {kept}\n")
+        return 130
 
 
 if __name__ == "__main__":

@@ -82,8 +82,19 @@ def resolve(root: Path, constraints: Path | None = None, python: str = sys.execu
     """pip's dry-run report of ``.[vllm]`` for ``python`` (metadata only: nothing is installed)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--report", str(report), *(["-c", str(constraints)] if constraints else []), ".[vllm]"]
+        cmd = [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            *(["-c", str(constraints)] if constraints else []),
+            ".[vllm]",
+        ]
         done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-12:]
@@ -100,8 +111,12 @@ def report_pins(report: dict) -> dict[str, str]:
 
 def python_floor(report: dict) -> Version:
     """The highest ``>=`` floor among the resolved packages' Requires-Python: the oldest Python the set runs on."""
-    floors = [Version(s.version) for i in report["install"]
-              for s in SpecifierSet(i["metadata"].get("requires_python") or "") if s.operator in (">=", "~=")]
+    floors = [
+        Version(s.version)
+        for i in report["install"]
+        for s in SpecifierSet(i["metadata"].get("requires_python") or "")
+        if s.operator in (">=", "~=")
+    ]
     return max(floors, default=Version("3"))
 
 
@@ -130,28 +145,43 @@ def write_lock(root: Path = ROOT, pythons: list[str] = ()) -> Path:
     first = next(iter(reports.values()))
     pins, env = report_pins(first), first["environment"]
     floor = min(python_floor(r) for r in reports.values())
-    head = [f"# {LOCK_CUDA}: what `pip install \".[vllm]\"` resolves to for a GPU user (make lock writes it;",
-            "# `python -m m1_harness.cudacheck lock` checks it). A metadata-only resolve: pip install --dry-run",
-            "# --ignore-installed --report, nothing installed.",
-            f"# resolved {time.strftime('%Y-%m-%d', time.gmtime())} on {env['sys_platform']} {env['platform_machine']} for "
-            + ", ".join(f"{r['environment']['implementation_name']} {r['environment']['python_full_version']} "
-                        f"(pip {r['pip_version']})" for r in reports.values()),
-            f"# {len(pins)} packages; " + ", ".join(f"{n} {pins[n]}" for n in NAMED if n in pins)
-            + f"; the set needs Python >= {floor}"]
+    head = [
+        f'# {LOCK_CUDA}: what `pip install ".[vllm]"` resolves to for a GPU user (make lock writes it;',
+        "# `python -m m1_harness.cudacheck lock` checks it). A metadata-only resolve: pip install --dry-run",
+        "# --ignore-installed --report, nothing installed.",
+        f"# resolved {time.strftime('%Y-%m-%d', time.gmtime())} on {env['sys_platform']} {env['platform_machine']} for "
+        + ", ".join(
+            f"{r['environment']['implementation_name']} {r['environment']['python_full_version']} "
+            f"(pip {r['pip_version']})"
+            for r in reports.values()
+        ),
+        f"# {len(pins)} packages; "
+        + ", ".join(f"{n} {pins[n]}" for n in NAMED if n in pins)
+        + f"; the set needs Python >= {floor}",
+    ]
     path = root / LOCK_CUDA
     path.write_text("\n".join(head + merge_pins({py: report_pins(r) for py, r in reports.items()})) + "\n")
     vllm_meta = next(i["metadata"] for i in first["install"] if canonicalize_name(i["metadata"]["name"]) == "vllm")
-    record = {"command": 'pip install --dry-run --ignore-installed --report REPORT ".[vllm]"',
-              "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "platform": f"{env['sys_platform']} {env['platform_machine']}",
-              "resolves": [{"python": r["environment"]["python_full_version"], "pip": r["pip_version"],
-                            "packages": len(report_pins(r)), **{n: report_pins(r).get(n) for n in NAMED}}
-                           for r in reports.values()],
-              "differ_by_python": sorted({ln.split("==")[0] for ln in merge_pins(
-                  {py: report_pins(r) for py, r in reports.items()}) if ";" in ln}),
-              "vllm_requires_python": vllm_meta.get("requires_python"),
-              "vllm_requires": [r for r in vllm_meta.get("requires_dist", []) if Requirement(r).name in NAMED],
-              "python_floor": str(floor)}
+    record = {
+        "command": 'pip install --dry-run --ignore-installed --report REPORT ".[vllm]"',
+        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "platform": f"{env['sys_platform']} {env['platform_machine']}",
+        "resolves": [
+            {
+                "python": r["environment"]["python_full_version"],
+                "pip": r["pip_version"],
+                "packages": len(report_pins(r)),
+                **{n: report_pins(r).get(n) for n in NAMED},
+            }
+            for r in reports.values()
+        ],
+        "differ_by_python": sorted(
+            {ln.split("==")[0] for ln in merge_pins({py: report_pins(r) for py, r in reports.items()}) if ";" in ln}
+        ),
+        "vllm_requires_python": vllm_meta.get("requires_python"),
+        "vllm_requires": [r for r in vllm_meta.get("requires_dist", []) if Requirement(r).name in NAMED],
+        "python_floor": str(floor),
+    }
     (root / RESOLVE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return path
 
@@ -176,13 +206,17 @@ def check_bounds(root: Path = ROOT) -> dict[str, str]:
             raise CheckError(f"{lock}: pins no {name}, which pyproject.toml requires; run `make lock`")
         for req in reqs:
             if not req.specifier.contains(pins[name], prereleases=True):
-                raise CheckError(f"pyproject.toml: the bound {req} excludes {name}=={pins[name]} of {LOCK_CUDA}; "
-                                 "fix the bound or run `make lock`")
+                raise CheckError(
+                    f"pyproject.toml: the bound {req} excludes {name}=={pins[name]} of {LOCK_CUDA}; "
+                    "fix the bound or run `make lock`"
+                )
     floor = re.search(r"needs Python >= ([0-9.]+)", lock.read_text())
     requires = meta["project"]["requires-python"]
     if floor and requires != f">={floor.group(1)}":
-        raise CheckError(f"pyproject.toml: requires-python = {requires!r}, but the packages of {LOCK_CUDA} need "
-                         f"Python >= {floor.group(1)}; set requires-python = \">={floor.group(1)}\"")
+        raise CheckError(
+            f"pyproject.toml: requires-python = {requires!r}, but the packages of {LOCK_CUDA} need "
+            f'Python >= {floor.group(1)}; set requires-python = ">={floor.group(1)}"'
+        )
     return pins
 
 
@@ -194,8 +228,14 @@ def check_docs(pins: dict[str, str], requires_python: str, root: Path = ROOT) ->
     for doc in INSTALL_DOCS:
         if not (root / doc).is_file():
             raise CheckError(f"{root / doc}: missing (the install page GPU users read)")
-    pages = [*INSTALL_DOCS, *sorted(str(p.relative_to(root)) for p in (root / "docs").glob("*.md")
-                                    if str(p.relative_to(root)) not in INSTALL_DOCS)]
+    pages = [
+        *INSTALL_DOCS,
+        *sorted(
+            str(p.relative_to(root))
+            for p in (root / "docs").glob("*.md")
+            if str(p.relative_to(root)) not in INSTALL_DOCS
+        ),
+    ]
     for doc in pages:
         text = (root / doc).read_text()
         for n, line in enumerate(text.splitlines(), 1):
@@ -206,8 +246,9 @@ def check_docs(pins: dict[str, str], requires_python: str, root: Path = ROOT) ->
             for m in _PIN.finditer(line.replace(" ", "\n")):
                 name = canonicalize_name(m.group(1).strip("'\""))
                 if pins.get(name) != m.group(2).strip("'\""):
-                    raise CheckError(f"{doc}:{n}: {m.group(0)} disagrees with {LOCK_CUDA} "
-                                     f"({name}=={pins.get(name)}): {line.strip()}")
+                    raise CheckError(
+                        f"{doc}:{n}: {m.group(0)} disagrees with {LOCK_CUDA} ({name}=={pins.get(name)}): {line.strip()}"
+                    )
         if doc not in INSTALL_DOCS:
             continue
         for name in NAMED:
@@ -244,14 +285,32 @@ def surface_wheels(root: Path = ROOT) -> dict[str, str]:
 def download_wheel(requirement: str, dest: Path = WHEELS) -> Path:
     """The newest wheel for ``requirement`` (no dependencies), kept in ``dest`` so CI downloads it once."""
     dest.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                           "--quiet", "-d", str(dest), requirement], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--quiet",
+            "-d",
+            str(dest),
+            requirement,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise CheckError(f"pip download --no-deps {requirement!r} failed:\n{(done.stderr or done.stdout)[-1500:]}")
     req = Requirement(requirement)
-    found = [(Version(p.name.split("-")[1]), p) for p in dest.glob("*.whl")
-             if canonicalize_name(p.name.split("-")[0]) == canonicalize_name(req.name)
-             and req.specifier.contains(p.name.split("-")[1], prereleases=True)]
+    found = [
+        (Version(p.name.split("-")[1]), p)
+        for p in dest.glob("*.whl")
+        if canonicalize_name(p.name.split("-")[0]) == canonicalize_name(req.name)
+        and req.specifier.contains(p.name.split("-")[1], prereleases=True)
+    ]
     if not found:
         raise CheckError(f"{dest}: no wheel of {requirement} after pip download")
     return max(found)[1]
@@ -293,7 +352,9 @@ def _top_level(body) -> list[ast.stmt]:
         if isinstance(node, ast.If):
             out += _top_level(node.body) + _top_level(node.orelse)
         elif isinstance(node, ast.Try):
-            out += _top_level(node.body) + _top_level(node.orelse) + [s for h in node.handlers for s in _top_level(h.body)]
+            out += (
+                _top_level(node.body) + _top_level(node.orelse) + [s for h in node.handlers for s in _top_level(h.body)]
+            )
     return out
 
 
@@ -330,7 +391,9 @@ class Surface:
         """None when ``entry`` is found; else what is missing, as words."""
         m = self._ENTRY.match(entry)
         if not m:
-            raise CheckError(f"API_SURFACE entry {entry!r}: write dotted.path, dotted.path(arg, ...) or dotted.module 'text'")
+            raise CheckError(
+                f"API_SURFACE entry {entry!r}: write dotted.path, dotted.path(arg, ...) or dotted.module 'text'"
+            )
         dotted, args, text = m.group(1), m.group(2), m.group(3)
         if text is not None:
             files = self.src.files_under(dotted)
@@ -383,9 +446,15 @@ class Surface:
         if lazy:
             target_module, _, target = lazy.partition(":")
             if target_module.startswith("."):
-                target_module = module + target_module if file.endswith("__init__.py") else module.rpartition(".")[0] + target_module
+                target_module = (
+                    module + target_module
+                    if file.endswith("__init__.py")
+                    else module.rpartition(".")[0] + target_module
+                )
             return self._resolve(target_module, [target or head, *rest], depth + 1)
-        if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body) and head in _strings(tree):
+        if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body) and head in _strings(
+            tree
+        ):
             return module, tree  # a lazy module attribute (e.g. vllm.platforms.current_platform)
         return f"no {head} in {module}"
 
@@ -396,8 +465,12 @@ class Surface:
             value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
             if isinstance(value, ast.Dict):
                 for k, v in zip(value.keys, value.values):
-                    if isinstance(k, ast.Constant) and k.value == name and isinstance(v, ast.Constant) \
-                            and isinstance(v.value, str):
+                    if (
+                        isinstance(k, ast.Constant)
+                        and k.value == name
+                        and isinstance(v, ast.Constant)
+                        and isinstance(v.value, str)
+                    ):
                         return v.value
         return None
 
@@ -421,14 +494,22 @@ class Surface:
         head = names[0]
         for node in _top_level(cls.body):
             if head in _names_bound(node):
-                return self._member(module, node, names[1:], depth) if names[1:] and isinstance(node, ast.ClassDef) \
+                return (
+                    self._member(module, node, names[1:], depth)
+                    if names[1:] and isinstance(node, ast.ClassDef)
                     else (module, node)
+                )
         for fn in (n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
             for n in ast.walk(fn):
                 target = n.target if isinstance(n, ast.AnnAssign) else None
                 targets = n.targets if isinstance(n, ast.Assign) else [target] if target is not None else []
-                if any(isinstance(t, ast.Attribute) and t.attr == head and isinstance(t.value, ast.Name)
-                       and t.value.id == "self" for t in targets):
+                if any(
+                    isinstance(t, ast.Attribute)
+                    and t.attr == head
+                    and isinstance(t.value, ast.Name)
+                    and t.value.id == "self"
+                    for t in targets
+                ):
                     return module, n
         for base in cls.bases:
             found = self._class(module, base, depth)
@@ -481,23 +562,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m m1_harness.cudacheck", description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["lock", "write", "surface"])
     ap.add_argument("--offline", action="store_true", help="lock: skip the pip resolve (bounds and docs only)")
-    ap.add_argument("--python", action="append", default=[], metavar="PATH",
-                    help="write: also resolve for this interpreter (another Python minor version; repeatable)")
+    ap.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="write: also resolve for this interpreter (another Python minor version; repeatable)",
+    )
     a = ap.parse_args(argv)
     try:
         if a.what == "write":
             print(f"wrote {write_lock(pythons=a.python)}")
         elif a.what == "lock":
             pins = check_lock(online=not a.offline)
-            print(f"{LOCK_CUDA}: agrees with pyproject.toml and {', '.join(INSTALL_DOCS)} "
-                  f"({', '.join(f'{n}=={pins[n]}' for n in NAMED)}; {platform.python_version()})")
+            print(
+                f"{LOCK_CUDA}: agrees with pyproject.toml and {', '.join(INSTALL_DOCS)} "
+                f"({', '.join(f'{n}=={pins[n]}' for n in NAMED)}; {platform.python_version()})"
+            )
         else:
             wheels = {dist: download_wheel(req) for dist, req in surface_wheels().items()}
             problems = check_surface(wheels)
             if problems:
                 raise CheckError("the CUDA wheels lack what the engines use (API_SURFACE):\n" + "\n".join(problems))
-            print(f"API surface: {sum(map(len, surfaces().values()))} entries found in "
-                  + ", ".join(p.name for p in wheels.values()))
+            print(
+                f"API surface: {sum(map(len, surfaces().values()))} entries found in "
+                + ", ".join(p.name for p in wheels.values())
+            )
     except CheckError as e:
         print(f"cudacheck {a.what}: {e}", file=sys.stderr)
         return 1

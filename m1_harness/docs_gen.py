@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from m1_harness.paths import PACKAGE_DIR, atomic_write_text
 from m1_harness.thinking.lm import GEN_ALIASES, HF_ONLY, MODEL_ARGS, SERVER_ONLY, VLLM_ONLY
@@ -57,13 +56,17 @@ def _cell(text: str) -> str:
 def render_model_args() -> str:
     """The whole page: one row per ``MODEL_ARGS`` entry, then the gen_kwargs aliases."""
     rows = ["| model_arg | type | default | engines | meaning |", "|---|---|---|---|---|"]
-    rows += [f"| `{name}` | {_type(kind)} | {_default(default)} | {_engines(name)} | {_cell(meaning)} |"
-             for name, (kind, default, meaning) in MODEL_ARGS.items()]
+    rows += [
+        f"| `{name}` | {_type(kind)} | {_default(default)} | {_engines(name)} | {_cell(meaning)} |"
+        for name, (kind, default, meaning) in MODEL_ARGS.items()
+    ]
     aliases = ["| gen_kwarg | sets |", "|---|---|"]
     aliases += [f"| `{alias}` | `{target}` |" for alias, target in GEN_ALIASES.items()]
-    return (HEADER + "\n".join(rows) + "\n\n## Per-request gen_kwargs\n\n"
-            "These `--gen_kwargs` (s1's names and ours) override the model_args of the same meaning for each "
-            "request, so s1 commands work unchanged:\n\n" + "\n".join(aliases) + "\n")
+    return (
+        HEADER + "\n".join(rows) + "\n\n## Per-request gen_kwargs\n\n"
+        "These `--gen_kwargs` (s1's names and ours) override the model_args of the same meaning for each "
+        "request, so s1 commands work unchanged:\n\n" + "\n".join(aliases) + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

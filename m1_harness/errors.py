@@ -12,3 +12,15 @@ class UserError(Exception):
 
 def format_user_error(exc: BaseException, prog: str) -> str:
     return f"{prog}: error: {exc}\n"
+
+
+# What Ctrl-C during an evaluation leaves: said in one line instead of a KeyboardInterrupt traceback.
+INTERRUPTED_EVAL = (
+    "interrupted (Ctrl-C): lm-eval writes its results only when a run ends, so this run wrote none; "
+    "m1_budget keeps every request it finished in its trace cache (unless cache=off), so the same "
+    "command resumes from them"
+)
+
+
+class Interrupted(UserError):
+    """Ctrl-C, re-raised by a command with one sentence saying what it kept."""

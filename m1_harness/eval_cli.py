@@ -14,9 +14,13 @@ def main(argv: list[str]) -> int:
 
     _autoload.register_model()
     _autoload.install_excepthook()
+    import lm_eval.config.evaluate_config as evaluate_config
+    import lm_eval.evaluator as evaluator
     import lm_eval.tasks.manager as manager
 
     _autoload.patch_task_manager(manager)
+    _autoload.patch_evaluator(evaluator)
+    _autoload.patch_evaluate_config(evaluate_config)
     from lm_eval.__main__ import cli_evaluate
 
     sys.argv = ["lm_eval", *argv]

@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import httpcore
 import httpx
@@ -81,7 +81,9 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         return left if timeout is None else min(timeout, left)
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        return _DeadlineStream(self.inner.connect_tcp(host, port, self.left(timeout), local_address, socket_options), self)
+        return _DeadlineStream(
+            self.inner.connect_tcp(host, port, self.left(timeout), local_address, socket_options), self
+        )
 
     def connect_unix_socket(self, path, timeout=None, socket_options=None):
         return _DeadlineStream(self.inner.connect_unix_socket(path, self.left(timeout), socket_options), self)
@@ -106,8 +108,9 @@ class _DeadlineStream(httpcore.NetworkStream):
         self.inner.close()
 
     def start_tls(self, ssl_context, server_hostname=None, timeout=None):
-        return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, self.backend.left(timeout)),
-                               self.backend)
+        return _DeadlineStream(
+            self.inner.start_tls(ssl_context, server_hostname, self.backend.left(timeout)), self.backend
+        )
 
     def get_extra_info(self, info: str):
         return self.inner.get_extra_info(info)
@@ -139,18 +142,30 @@ def read_api_key(api_key_env: str | None) -> str | None:
         return None
     key = os.environ.get(api_key_env)
     if not key:
-        raise ApiKeyMissing(f"api_key_env={api_key_env!r}: the environment variable {api_key_env} is not set; "
-                            f"export it (export {api_key_env}=...) or drop api_key_env for a server without a key")
+        raise ApiKeyMissing(
+            f"api_key_env={api_key_env!r}: the environment variable {api_key_env} is not set; "
+            f"export it (export {api_key_env}=...) or drop api_key_env for a server without a key"
+        )
     return key
 
 
 class JsonClient:
     """POST/GET JSON to one server, with the retry policy above; thread-safe (one httpx pool)."""
 
-    def __init__(self, base_url: str, *, api_key_env: str | None = None, timeout: float = 600.0,
-                 max_retries: int = 8, backoff: float = 1.0, max_backoff: float = 60.0,
-                 deadline: float | None = None, max_connections: int = 64, headers: dict | None = None,
-                 max_bytes: int = 64 << 20):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key_env: str | None = None,
+        timeout: float = 600.0,
+        max_retries: int = 8,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        deadline: float | None = None,
+        max_connections: int = 64,
+        headers: dict | None = None,
+        max_bytes: int = 64 << 20,
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout, self.max_retries = float(timeout), int(max_retries)
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
@@ -162,7 +177,8 @@ class JsonClient:
         if self.__key:
             headers["Authorization"] = f"Bearer {self.__key}"
         self._http = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            headers=headers,
+            timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             trust_env=not _is_local(self.base_url),  # no proxy settings for a server on this machine
         )
@@ -186,8 +202,14 @@ class JsonClient:
     def post(self, path: str, body: dict, check: Callable[[dict], None] | None = None) -> dict:
         return self.request("POST", path, body, check)
 
-    def request(self, method: str, path: str, body: dict | None = None,
-                check: Callable[[dict], None] | None = None, retries: int | None = None) -> dict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        check: Callable[[dict], None] | None = None,
+        retries: int | None = None,
+    ) -> dict:
         """One JSON request, retried per the policy (``retries`` overrides ``max_retries``); the decoded body.
         ``path`` is under ``base_url``, or a whole URL on the same server (e.g. SGLang's /get_server_info)."""
         retries = self.max_retries if retries is None else int(retries)
@@ -199,7 +221,7 @@ class JsonClient:
                 return self._once(method, url, data, check)
             except _Retryable as exc:
                 self.count(f"retry_{exc.kind}")
-                delay = min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + random.random() / 2)
+                delay = min(self.max_backoff, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
                 if exc.retry_after is not None:
                     delay = min(self.max_backoff, max(delay, exc.retry_after))
                 late = self.deadline is not None and time.monotonic() - start + delay > self.deadline
@@ -215,8 +237,9 @@ class JsonClient:
         thread capped by _DeadlineBackend, headers included) and at most ``max_bytes`` long."""
         self._sockets.local.end = time.monotonic() + self.timeout
         try:
-            with self._http.stream(method, url, content=data,
-                                   headers={"Content-Type": "application/json"} if data is not None else None) as resp:
+            with self._http.stream(
+                method, url, content=data, headers={"Content-Type": "application/json"} if data is not None else None
+            ) as resp:
                 chunks, size = [], 0
                 for chunk in resp.iter_bytes():
                     chunks.append(chunk)

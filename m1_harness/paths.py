@@ -44,15 +44,19 @@ def ensure_writable_dir(path: str | os.PathLike, setting: str) -> Path:
     path = Path(path)
     existing = next((q for q in (path, *path.parents) if q.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise OutputError(f"{setting}={str(path)!r} cannot be written ({str(existing)!r} is a file, not a folder): "
-                          "choose a folder you can write to")
+        raise OutputError(
+            f"{setting}={str(path)!r} cannot be written ({str(existing)!r} is a file, not a folder): "
+            "choose a folder you can write to"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".m1_write_check_"):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"{setting}={str(path)!r} cannot be written ({reason}): choose a folder you can write to") from None
+        raise OutputError(
+            f"{setting}={str(path)!r} cannot be written ({reason}): choose a folder you can write to"
+        ) from None
     return path
 
 
@@ -72,8 +76,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_utf8(path: str | os.PathLike, error: type[Exception] = OutputError) -> str:
-    """A data file's text, or ``error`` naming the file when it is not UTF-8 (a binary or Latin-1 file)."""
+    """A data file's text, or ``error`` naming the file when it is not UTF-8 (a binary or Latin-1 file).
+    A leading byte-order mark (Windows editors write one) is dropped: it is not part of the first line."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8 JSON") from None

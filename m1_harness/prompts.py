@@ -64,12 +64,15 @@ def require_chat_template(tokenizer) -> None:
     """m1 models read (and are trained on) chat-formatted prompts, so a tokenizer without a chat
     template is an error rather than a silent fallback to plain text."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"the tokenizer of {getattr(tokenizer, 'name_or_path', None) or 'this model'} has no chat "
-                         "template; m1 prompts are chat-formatted (pick a chat / instruct model)")
+        raise ValueError(
+            f"the tokenizer of {getattr(tokenizer, 'name_or_path', None) or 'this model'} has no chat "
+            "template; m1 prompts are chat-formatted (pick a chat / instruct model)"
+        )
 
 
 def chat_prompt(user_text: str, tokenizer) -> str:
     """``user_text`` as the user turn of the model's chat template, opening the model's reply."""
     require_chat_template(tokenizer)
-    return tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False,
-                                         add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+    )

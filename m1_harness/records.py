@@ -88,10 +88,25 @@ class TraceRecord(TypedDict):
 
 # What a version-1 record lacks, and the value that says so (fields older still: the same defaults).
 _UPGRADE: dict[str, Any] = {
-    "run_id": None, "model": None, "task": None, "doc_id": None, "item_id": None, "item_hash": None, "sample": 0,
-    "sample_seed": None, "top_p": 1.0, "temperature": 0.0, "markers": None, "forcing_skipped": False,
-    "thinking_span": [], "forced_spans": [], "wall_time": 0.0, "round_tokens": {k: [] for k in TOKEN_COUNTS},
-    "probe_tokens": dict.fromkeys(TOKEN_COUNTS, 0), "budget_clamped": False, "requested_answer_budget": None,
+    "run_id": None,
+    "model": None,
+    "task": None,
+    "doc_id": None,
+    "item_id": None,
+    "item_hash": None,
+    "sample": 0,
+    "sample_seed": None,
+    "top_p": 1.0,
+    "temperature": 0.0,
+    "markers": None,
+    "forcing_skipped": False,
+    "thinking_span": [],
+    "forced_spans": [],
+    "wall_time": 0.0,
+    "round_tokens": {k: [] for k in TOKEN_COUNTS},
+    "probe_tokens": dict.fromkeys(TOKEN_COUNTS, 0),
+    "budget_clamped": False,
+    "requested_answer_budget": None,
     "prompt_too_long": False,
 }
 
@@ -115,33 +130,76 @@ def item_identity(doc: Mapping[str, Any] | None) -> tuple[str | None, str | None
     raw_id = doc.get("id", doc.get("idx"))
     question = doc.get("question")
     options = doc.get("options")
-    if not isinstance(options, Mapping) and isinstance(doc.get("letters"), list) and isinstance(doc.get("choices"), list):
+    if (
+        not isinstance(options, Mapping)
+        and isinstance(doc.get("letters"), list)
+        and isinstance(doc.get("choices"), list)
+    ):
         options = dict(zip(doc["letters"], doc["choices"]))
     digest = item_hash(question, options) if isinstance(question, str) and isinstance(options, Mapping) else None
     return (None if raw_id is None else str(raw_id)), digest
 
 
-def build_record(trace: Trace, *, run_id: str, model: str | None, task: str | None, doc_id: int | None,
-                 doc: Mapping[str, Any] | None, sample: int, sample_seed: int | None,
-                 requested_thinking_budget: int | str, forcing: int, forcing_str: str, temperature: float,
-                 top_p: float, markers: str, requested_answer_budget: int) -> TraceRecord:
+def build_record(
+    trace: Trace,
+    *,
+    run_id: str,
+    model: str | None,
+    task: str | None,
+    doc_id: int | None,
+    doc: Mapping[str, Any] | None,
+    sample: int,
+    sample_seed: int | None,
+    requested_thinking_budget: int | str,
+    forcing: int,
+    forcing_str: str,
+    temperature: float,
+    top_p: float,
+    markers: str,
+    requested_answer_budget: int,
+) -> TraceRecord:
     """The one builder of a trace record: the run's settings, the item's identity, the trace without
     its (long) id lists, and whether the context, not the user, decided a budget."""
     item_id, digest = item_identity(doc)
     return TraceRecord(
-        version=VERSION, run_id=run_id, model=model, task=task, doc_id=doc_id, item_id=item_id, item_hash=digest,
-        sample=sample, sample_seed=sample_seed, requested_thinking_budget=requested_thinking_budget,
-        forcing=forcing, forcing_str=forcing_str, temperature=temperature, top_p=top_p, markers=markers,
-        thinking_budget=trace.thinking_budget, generated_tokens=trace.generated_tokens,
-        forced_tokens=trace.forced_tokens, forced_positions=list(trace.forced_positions),
-        forced_counts=list(trace.forced_counts), rounds=trace.rounds, finish_reasons=list(trace.finish_reasons),
-        stop_reasons=list(trace.stop_reasons), hit_budget=trace.hit_budget, forcing_skipped=trace.forcing_skipped,
-        answer_budget=trace.answer_budget, answer_finish_reason=trace.answer_finish_reason,
-        answer_stop_reason=trace.answer_stop_reason, text=trace.text, thinking_span=list(trace.thinking_span),
-        forced_spans=copy.deepcopy(trace.forced_spans), wall_time=trace.wall_time,
-        round_tokens=copy.deepcopy(trace.round_tokens), probe_tokens=dict(trace.probe_tokens),
-        prompt_tokens=len(trace.prompt_ids), thinking_tokens=trace.thinking_tokens,
-        answer_tokens=len(trace.answer_ids), forcing_rounds=trace.forcing_rounds,
+        version=VERSION,
+        run_id=run_id,
+        model=model,
+        task=task,
+        doc_id=doc_id,
+        item_id=item_id,
+        item_hash=digest,
+        sample=sample,
+        sample_seed=sample_seed,
+        requested_thinking_budget=requested_thinking_budget,
+        forcing=forcing,
+        forcing_str=forcing_str,
+        temperature=temperature,
+        top_p=top_p,
+        markers=markers,
+        thinking_budget=trace.thinking_budget,
+        generated_tokens=trace.generated_tokens,
+        forced_tokens=trace.forced_tokens,
+        forced_positions=list(trace.forced_positions),
+        forced_counts=list(trace.forced_counts),
+        rounds=trace.rounds,
+        finish_reasons=list(trace.finish_reasons),
+        stop_reasons=list(trace.stop_reasons),
+        hit_budget=trace.hit_budget,
+        forcing_skipped=trace.forcing_skipped,
+        answer_budget=trace.answer_budget,
+        answer_finish_reason=trace.answer_finish_reason,
+        answer_stop_reason=trace.answer_stop_reason,
+        text=trace.text,
+        thinking_span=list(trace.thinking_span),
+        forced_spans=copy.deepcopy(trace.forced_spans),
+        wall_time=trace.wall_time,
+        round_tokens=copy.deepcopy(trace.round_tokens),
+        probe_tokens=dict(trace.probe_tokens),
+        prompt_tokens=len(trace.prompt_ids),
+        thinking_tokens=trace.thinking_tokens,
+        answer_tokens=len(trace.answer_ids),
+        forcing_rounds=trace.forcing_rounds,
         budget_clamped=requested_thinking_budget != AUTO and trace.thinking_budget < int(requested_thinking_budget),
         requested_answer_budget=requested_answer_budget,
         prompt_too_long=requested_answer_budget > 0 and trace.answer_budget == 0,
@@ -186,7 +244,8 @@ class TraceFile:
         return TraceFileError(
             f"trace_path={str(self.path)!r}: writing a trace record failed ({reason}); the {self.written} records "
             "finished before it are kept there: free space (or raise the file-size limit) or choose another "
-            "trace_path, then run again (finished generate calls come back from the trace cache)")
+            "trace_path, then run again (finished generate calls come back from the trace cache)"
+        )
 
     def append(self, record: Mapping[str, Any]) -> None:
         data = memoryview(_line(record).encode("utf-8"))
@@ -197,7 +256,7 @@ class TraceFile:
                     size = os.fstat(fd).st_size
                     try:
                         while data:
-                            data = data[os.write(fd, data):]
+                            data = data[os.write(fd, data) :]
                     except OSError:
                         os.ftruncate(fd, size)  # no half record left behind
                         raise

@@ -143,7 +143,7 @@ def _unwrap(content: str) -> str:
 def last_boxed(text: str) -> str | None:
     """Unwrapped content of the last ``\\boxed{...}``/``\\fbox{...}``; None if none or unclosed."""
     last = None
-    for last in _BOX_OPEN.finditer(text):
+    for last in _BOX_OPEN.finditer(text):  # noqa: B007 (the loop only finds the last match)
         pass
     if last is None:
         return None
@@ -170,8 +170,10 @@ def _answer_is_regex(letters: tuple[str, ...]) -> re.Pattern:
 @lru_cache(maxsize=256)
 def _letter_regex(letters: tuple[str, ...]) -> re.Pattern:
     # longest first, so "AA" is never read as "A"; a number key never as either side of "2.5"
-    alts = "|".join((r"(?<![0-9][.,])" + re.escape(x) + r"(?![.,][0-9])") if x.isdigit() else re.escape(x)
-                    for x in sorted(letters, key=len, reverse=True))
+    alts = "|".join(
+        (r"(?<![0-9][.,])" + re.escape(x) + r"(?![.,][0-9])") if x.isdigit() else re.escape(x)
+        for x in sorted(letters, key=len, reverse=True)
+    )
     # HuatuoGPT-o1's rule: a letter preceded by a non-word (or CJK) character or the start, and
     # followed by one or the end, never "A " (the article); both neighbours are consumed.
     return re.compile(rf"(?:[{_CJK}]|\W|^)(?![aA] )({alts})(?:\W|[{_CJK}]|$)", re.S)
@@ -233,9 +235,7 @@ def _cascade(text: str, options: Mapping[str, str], first: bool) -> tuple[str | 
     return best, "similarity"
 
 
-def extract_choice(
-    response: str, options: Mapping[str, str], *, match: str = "last"
-) -> tuple[str | None, str]:
+def extract_choice(response: str, options: Mapping[str, str], *, match: str = "last") -> tuple[str | None, str]:
     """The option letter a response chose and how it was found (one of ``METHODS``)."""
     if match not in MATCH_MODES:
         raise ValueError(f"match must be one of {MATCH_MODES!r}, got {match!r}")

@@ -23,8 +23,17 @@ STRICT_ENV = "M1_HARNESS_STRICT"
 """``1``: a *similarity guess* (no rule found an answer, so the option text most like the response was
 taken) counts as wrong; ``0`` (the default): it counts as m1's code counts it. Either way the share of
 guesses is reported (``guess_share``). Read beside ``M1_HARNESS_MATCH``."""
-_STRICT_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
-                  "off": False, "": False}
+_STRICT_VALUES = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+    "": False,
+}
 METHOD_GROUPS = {
     "boxed": "boxed_share",
     "answer_is": "regex_share",
@@ -45,12 +54,15 @@ def scoring_rules() -> dict:
     the tasks load (``load_dataset``), so a typo is one sentence before any answer is generated."""
     match = os.environ.get(MATCH_ENV, "last").strip() or "last"
     if match not in MATCH_MODES:
-        raise ScoringSettingError(f"{MATCH_ENV}={match!r}: use 'last' (m1's released code, the default) or 'first' "
-                                  "(the paper's text)")
+        raise ScoringSettingError(
+            f"{MATCH_ENV}={match!r}: use 'last' (m1's released code, the default) or 'first' (the paper's text)"
+        )
     strict = os.environ.get(STRICT_ENV, "").strip().lower()
     if strict not in _STRICT_VALUES:
-        raise ScoringSettingError(f"{STRICT_ENV}={strict!r}: use 1 (a similarity guess counts as wrong) or 0 "
-                                  "(it counts as m1's code counts it, the default)")
+        raise ScoringSettingError(
+            f"{STRICT_ENV}={strict!r}: use 1 (a similarity guess counts as wrong) or 0 "
+            "(it counts as m1's code counts it, the default)"
+        )
     return {"match": match, "strict": _STRICT_VALUES[strict]}
 
 
@@ -76,8 +88,12 @@ class BudgetedText(str):
 
 
 def load_dataset(
-    benchmark: str, data: str | None = None, prompt: str = "m1", source: str | None = None,
-    bad_items: str = "error", **_ignored
+    benchmark: str,
+    data: str | None = None,
+    prompt: str = "m1",
+    source: str | None = None,
+    bad_items: str = "error",
+    **_ignored,
 ) -> datasets.DatasetDict:
     """lm-eval ``custom_dataset``: validated items with their prompt, as a one-split DatasetDict.
 

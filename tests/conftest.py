@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from m1tiny import chatty_tiny_qwen2
 from repo_paths import SHARED_EVAL
 
@@ -70,8 +69,11 @@ def tiny_lm_eval_run(chatty_tiny, eval_data_dir, tmp_path_factory) -> LmEvalRun:
     res = lm_eval.simple_evaluate(
         model="m1_budget",
         model_args=f"pretrained={chatty_tiny},engine=hf,dtype=float32,thinking_budget=24,forcing=1,answer_budget=16,"
-                   f"samples=2,seed=3,trace_path={out / 'tr.jsonl'},cache_dir={out / 'c'}",
-        tasks=["medqa"], limit=3, log_samples=True, gen_kwargs="do_sample=true,temperature=0.7,top_p=0.9",
+        f"samples=2,seed=3,trace_path={out / 'tr.jsonl'},cache_dir={out / 'c'}",
+        tasks=["medqa"],
+        limit=3,
+        log_samples=True,
+        gen_kwargs="do_sample=true,temperature=0.7,top_p=0.9",
         task_manager=TaskManager(include_path=str(shipped_dir("tasks"))),
     )
     return LmEvalRun(res, [json.loads(line) for line in (out / "tr.jsonl").read_text().splitlines()])

@@ -45,31 +45,52 @@ def _line_of(path: Path, text: str) -> int:
 
 # (file, what is changed, into what, the check's sentence; {line}: the changed line's number)
 WRONG = {
-    "a wrong bound": ("pyproject.toml", '"vllm>=0.32,<0.34"', '"vllm>=0.32,<0.33"',
-                      "pyproject.toml: the bound vllm<0.33,>=0.32 excludes vllm==0.33.0 of constraints-cuda.txt; "
-                      "fix the bound or run `make lock`"),
+    "a wrong bound": (
+        "pyproject.toml",
+        '"vllm>=0.32,<0.34"',
+        '"vllm>=0.32,<0.33"',
+        "pyproject.toml: the bound vllm<0.33,>=0.32 excludes vllm==0.33.0 of constraints-cuda.txt; "
+        "fix the bound or run `make lock`",
+    ),
     "a base bound the GPU resolve leaves": (
-        "pyproject.toml", '"transformers>=5.19,<6"', '"transformers>=5.21,<6"',
+        "pyproject.toml",
+        '"transformers>=5.19,<6"',
+        '"transformers>=5.21,<6"',
         "pyproject.toml: the bound transformers<6,>=5.21 excludes transformers==5.20.2 of constraints-cuda.txt; "
-        "fix the bound or run `make lock`"),
+        "fix the bound or run `make lock`",
+    ),
     "requires-python below the lock's needs": (
-        "pyproject.toml", 'requires-python = ">=3.11"', 'requires-python = ">=3.10"',
+        "pyproject.toml",
+        'requires-python = ">=3.11"',
+        'requires-python = ">=3.10"',
         "pyproject.toml: requires-python = '>=3.10', but the packages of constraints-cuda.txt need Python >= 3.11; "
-        'set requires-python = ">=3.11"'),
+        'set requires-python = ">=3.11"',
+    ),
     "a GPU install line without the lock": (
-        "docs/install.md", 'pip install -e ".[vllm]" -c constraints-cuda.txt', 'pip install -e ".[vllm]"',
-        'docs/install.md:{line}: a GPU install line without `-c constraints-cuda.txt`: pip install -e ".[vllm]"'),
+        "docs/install.md",
+        'pip install -e ".[vllm]" -c constraints-cuda.txt',
+        'pip install -e ".[vllm]"',
+        'docs/install.md:{line}: a GPU install line without `-c constraints-cuda.txt`: pip install -e ".[vllm]"',
+    ),
     "such a line on another docs page": (
-        "docs/engines.md", '`pip install -e ".[vllm]" -c constraints-cuda.txt`', '`pip install -e ".[vllm]"`',
-        "docs/engines.md:{line}: a GPU install line without `-c constraints-cuda.txt`: {text}"),
+        "docs/engines.md",
+        '`pip install -e ".[vllm]" -c constraints-cuda.txt`',
+        '`pip install -e ".[vllm]"`',
+        "docs/engines.md:{line}: a GPU install line without `-c constraints-cuda.txt`: {text}",
+    ),
     "a pin on a GPU install line that is not the lock's": (
-        "docs/install.md", 'pip install -e ".[vllm]" -c constraints-cuda.txt',
+        "docs/install.md",
+        'pip install -e ".[vllm]" -c constraints-cuda.txt',
         'pip install -e ".[vllm]" -c constraints-cuda.txt torch==2.13.0',
         "docs/install.md:{line}: torch==2.13.0 disagrees with constraints-cuda.txt (torch==2.14.0): "
-        'pip install -e ".[vllm]" -c constraints-cuda.txt torch==2.13.0'),
+        'pip install -e ".[vllm]" -c constraints-cuda.txt torch==2.13.0',
+    ),
     "the README naming another torch": (
-        "README.md", "torch==2.14.0", "torch==2.13.0",
-        "README.md: does not name torch==2.14.0, the version constraints-cuda.txt gives GPU users"),
+        "README.md",
+        "torch==2.14.0",
+        "torch==2.13.0",
+        "README.md: does not name torch==2.14.0, the version constraints-cuda.txt gives GPU users",
+    ),
 }
 
 
@@ -85,10 +106,18 @@ def test_a_disagreement_fails_with_a_sentence_naming_the_file(repo_copy, case):
 
 
 def test_pins_that_differ_by_python_get_markers_and_only_this_pythons_apply(tmp_path):
-    lines = cudacheck.merge_pins({"3.11": {"setuptools": "84.2.1", "torch": "2.14.0", "tomli": "2.2.1"},
-                                  "3.12": {"setuptools": "80.9.0", "torch": "2.14.0"}})
-    assert lines == ['setuptools==84.2.1; python_version == "3.11"', 'setuptools==80.9.0; python_version == "3.12"',
-                     'tomli==2.2.1; python_version == "3.11"', "torch==2.14.0"]
+    lines = cudacheck.merge_pins(
+        {
+            "3.11": {"setuptools": "84.2.1", "torch": "2.14.0", "tomli": "2.2.1"},
+            "3.12": {"setuptools": "80.9.0", "torch": "2.14.0"},
+        }
+    )
+    assert lines == [
+        'setuptools==84.2.1; python_version == "3.11"',
+        'setuptools==80.9.0; python_version == "3.12"',
+        'tomli==2.2.1; python_version == "3.11"',
+        "torch==2.14.0",
+    ]
     lock = tmp_path / "c.txt"
     lock.write_text("# a comment\n" + "\n".join(lines) + "\n")
     assert cudacheck.read_pins(lock) == {"setuptools": "84.2.1", "tomli": "2.2.1", "torch": "2.14.0"}  # CI: 3.11
@@ -124,15 +153,30 @@ def _sources_without(wheel: Path, dest: Path, file: str, old: str, new: str) -> 
     return dest
 
 
-@pytest.mark.parametrize("file, old, new, problem", [
-    ("vllm/outputs.py", "self.num_cached_tokens = num_cached_tokens", "pass",
-     "vllm.outputs.RequestOutput.num_cached_tokens: no num_cached_tokens in vllm.outputs.RequestOutput"),
-    ("vllm/v1/engine/llm_engine.py", "priority: int = 0,", "",
-     "vllm.v1.engine.llm_engine.LLMEngine.add_request(request_id, prompt, params, priority): "
-     "vllm.v1.engine.llm_engine.LLMEngine.add_request takes no priority"),
-    ("vllm/entrypoints/generate/base/serving.py", '"X-data-parallel-rank"', '"X-dp-rank"',
-     "vllm.entrypoints 'X-data-parallel-rank': no 'X-data-parallel-rank' in vllm.entrypoints"),
-])
+@pytest.mark.parametrize(
+    "file, old, new, problem",
+    [
+        (
+            "vllm/outputs.py",
+            "self.num_cached_tokens = num_cached_tokens",
+            "pass",
+            "vllm.outputs.RequestOutput.num_cached_tokens: no num_cached_tokens in vllm.outputs.RequestOutput",
+        ),
+        (
+            "vllm/v1/engine/llm_engine.py",
+            "priority: int = 0,",
+            "",
+            "vllm.v1.engine.llm_engine.LLMEngine.add_request(request_id, prompt, params, priority): "
+            "vllm.v1.engine.llm_engine.LLMEngine.add_request takes no priority",
+        ),
+        (
+            "vllm/entrypoints/generate/base/serving.py",
+            '"X-data-parallel-rank"',
+            '"X-dp-rank"',
+            "vllm.entrypoints 'X-data-parallel-rank': no 'X-data-parallel-rank' in vllm.entrypoints",
+        ),
+    ],
+)
 def test_a_symbol_removed_from_the_wheel_fails_the_check(wheels, tmp_path, file, old, new, problem):
     sources = _sources_without(wheels["vllm"], tmp_path / "vllm", file, old, new)
     assert check_surface({**wheels, "vllm": sources}) == [f"vllm: {problem}"]
@@ -144,12 +188,15 @@ def test_lookups_follow_lazy_exports_and_base_classes(wheels):
     assert vllm.missing("vllm.LLMs") == "no LLMs in vllm"
     assert vllm.missing("vllm.config.CacheConfig.num_gpu_blocks") is None  # re-exported by vllm.config
     # routed_dp_rank is a field of CompletionRequest's base class PDRoutingFields
-    assert sglang.missing("sglang.srt.entrypoints.openai.protocol.CompletionRequest(routed_dp_rank, dp)") == \
-        "sglang.srt.entrypoints.openai.protocol.CompletionRequest takes no dp"
+    assert (
+        sglang.missing("sglang.srt.entrypoints.openai.protocol.CompletionRequest(routed_dp_rank, dp)")
+        == "sglang.srt.entrypoints.openai.protocol.CompletionRequest takes no dp"
+    )
 
 
 def test_a_malformed_entry_is_an_error_that_says_the_forms():
     with pytest.raises(CheckError) as err:
         Surface(Sources(REPO / "m1_harness")).missing("vllm.LLM(")
-    assert str(err.value) == ("API_SURFACE entry 'vllm.LLM(': write dotted.path, dotted.path(arg, ...) or "
-                              "dotted.module 'text'")
+    assert str(err.value) == (
+        "API_SURFACE entry 'vllm.LLM(': write dotted.path, dotted.path(arg, ...) or dotted.module 'text'"
+    )

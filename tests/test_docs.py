@@ -14,9 +14,17 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 # Where code cites docs: the package, tests, benchmarks, the Makefile and pyproject (not this file,
 # whose examples cite pages that do not exist on purpose).
-CODE = [f for f in (*sorted((ROOT / "m1_harness").rglob("*.py")), *sorted((ROOT / "tests").rglob("*.py")),
-                    *sorted((ROOT / "benchmarks").rglob("*.py")), ROOT / "Makefile", ROOT / "pyproject.toml")
-        if f != Path(__file__).resolve()]
+CODE = [
+    f
+    for f in (
+        *sorted((ROOT / "m1_harness").rglob("*.py")),
+        *sorted((ROOT / "tests").rglob("*.py")),
+        *sorted((ROOT / "benchmarks").rglob("*.py")),
+        ROOT / "Makefile",
+        ROOT / "pyproject.toml",
+    )
+    if f != Path(__file__).resolve()
+]
 CITED_DOC = re.compile(r"(?<![\w/.])docs/([\w./-]+?\.md)(?:#([\w-]+))?")
 CITED_README = re.compile(r"README\.md#([\w-]+)")
 # A section named instead of linked ("README, 'vLLM on CPU'"), or a design note outside the repo.
@@ -50,12 +58,14 @@ def test_slug_follows_github():
     assert slug("Sampling: `samples` and seeds") == "sampling-samples-and-seeds"
     assert slug("m1_register_tasks") == "m1_register_tasks"
     assert slug("Sampling again or thinking longer: maj@k, pass@k, mean@k at matched compute") == (
-        "sampling-again-or-thinking-longer-majk-passk-meank-at-matched-compute")
+        "sampling-again-or-thinking-longer-majk-passk-meank-at-matched-compute"
+    )
 
 
 def test_model_args_page_is_the_table():
     assert MODEL_ARGS_PAGE.read_text(encoding="utf-8") == render_model_args(), (
-        "docs/model_args.md differs from MODEL_ARGS in m1_harness/thinking/lm.py: run `python -m m1_harness.docs_gen`")
+        "docs/model_args.md differs from MODEL_ARGS in m1_harness/thinking/lm.py: run `python -m m1_harness.docs_gen`"
+    )
 
 
 def test_check_fails_when_the_table_changes(monkeypatch, capsys):
@@ -63,7 +73,9 @@ def test_check_fails_when_the_table_changes(monkeypatch, capsys):
     monkeypatch.setitem(docs_gen.MODEL_ARGS, "new_arg", (int, 3, "an argument the page does not know yet"))
     assert "| `new_arg` | int | `3` | all | an argument the page does not know yet |" in render_model_args()
     assert docs_gen.main(["--check"]) == 1
-    assert capsys.readouterr().err == f"{MODEL_ARGS_PAGE} differs from MODEL_ARGS: run `python -m m1_harness.docs_gen`\n"
+    assert (
+        capsys.readouterr().err == f"{MODEL_ARGS_PAGE} differs from MODEL_ARGS: run `python -m m1_harness.docs_gen`\n"
+    )
 
 
 def test_readme_is_short_and_does_not_repeat_the_model_args_table():
@@ -73,13 +85,19 @@ def test_readme_is_short_and_does_not_repeat_the_model_args_table():
 
 
 def test_every_docs_page_is_in_the_readme_table():
-    table = {Path(link).name for link in LINK.findall(README.read_text(encoding="utf-8"))
-             if link.startswith("docs/") and link.endswith(".md")}
+    table = {
+        Path(link).name
+        for link in LINK.findall(README.read_text(encoding="utf-8"))
+        if link.startswith("docs/") and link.endswith(".md")
+    }
     assert table == {p.name for p in DOCS.glob("*.md")}
 
 
-@pytest.mark.parametrize("page", [README, ROOT / "benchmarks" / "README.md", *sorted(DOCS.glob("*.md"))],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page",
+    [README, ROOT / "benchmarks" / "README.md", *sorted(DOCS.glob("*.md"))],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_every_link_in_the_docs_resolves(page):
     broken = []
     for link in LINK.findall(page.read_text(encoding="utf-8")):
@@ -100,26 +118,38 @@ def test_every_docs_page_and_readme_anchor_cited_in_the_code_exists():
             path = DOCS / page
             if not path.is_file() or (anchor and anchor not in anchors(path)):
                 missing.append(f"{f.relative_to(ROOT)}: docs/{page}{'#' + anchor if anchor else ''}")
-        missing += [f"{f.relative_to(ROOT)}: README.md#{a}" for a in CITED_README.findall(text) if a not in anchors(README)]
+        missing += [
+            f"{f.relative_to(ROOT)}: README.md#{a}" for a in CITED_README.findall(text) if a not in anchors(README)
+        ]
     assert not missing
 
 
 def test_the_citation_check_sees_a_missing_page_and_anchor():
-    assert CITED_DOC.findall("see docs/engines.md#vllm-on-cpu, docs/nope.md") == [("engines.md", "vllm-on-cpu"), ("nope.md", "")]
+    assert CITED_DOC.findall("see docs/engines.md#vllm-on-cpu, docs/nope.md") == [
+        ("engines.md", "vllm-on-cpu"),
+        ("nope.md", ""),
+    ]
     assert "vllm-on-cpu" in anchors(DOCS / "engines.md") and "no-such-heading" not in anchors(DOCS / "engines.md")
 
 
 def test_the_code_cites_pages_not_section_names():
-    named = [f"{f.relative_to(ROOT)}:{n}: {line.strip()}" for f in CODE
-             for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if NAMED_SECTION.search(line)]
+    named = [
+        f"{f.relative_to(ROOT)}:{n}: {line.strip()}"
+        for f in CODE
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if NAMED_SECTION.search(line)
+    ]
     assert not named
 
 
 def test_docs_keep_no_measurement_history():
     """Dates, "before issue N" and machine loads belong in benchmarks/README.md or the results files."""
     history = re.compile(r"\b20\d\d-\d\d-\d\d\b|before issue \d+|load average|machine's load")
-    found = [f"{p.name}: {m.group(0)}" for p in [README, *DOCS.glob("*.md")]
-             for m in history.finditer(p.read_text(encoding="utf-8"))]
+    found = [
+        f"{p.name}: {m.group(0)}"
+        for p in [README, *DOCS.glob("*.md")]
+        for m in history.finditer(p.read_text(encoding="utf-8"))
+    ]
     assert not found
 
 

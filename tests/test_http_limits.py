@@ -21,10 +21,13 @@ def server(tiny_model):
         yield srv
 
 
-@pytest.mark.parametrize("fault, why", [
-    ("slow_headers", "no whole response within 2s (ReadTimeout)"),  # main: held for hours (one byte per 0.2 s)
-    ("huge", "response body past max_bytes=67108864 bytes"),  # main: gigabytes read until the timeout
-])
+@pytest.mark.parametrize(
+    "fault, why",
+    [
+        ("slow_headers", "no whole response within 2s (ReadTimeout)"),  # main: held for hours (one byte per 0.2 s)
+        ("huge", "response body past max_bytes=67108864 bytes"),  # main: gigabytes read until the timeout
+    ],
+)
 def test_a_response_is_bounded_in_time_and_size(server, tiny_model, fault, why):
     with FaultProxy(server.base_url, always=fault, trickle_s=0.2) as proxy:
         eng = ServerEngine(str(tiny_model), proxy.base_url, served_model="ckpt-1000", timeout=2, max_retries=0)

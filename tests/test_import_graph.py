@@ -51,7 +51,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         stack.append(u)
         for v in sorted(edges[u]):
             if state.get(v) == "open":
-                found.append(stack[stack.index(v):] + [v])
+                found.append(stack[stack.index(v) :] + [v])
             elif v not in state:
                 visit(v)
         stack.pop()
@@ -81,7 +81,11 @@ def test_no_private_name_imported_across_files():
     bad = []
     for name, path in MODULES.items():
         for line, target, imported in imports(name, path):
-            if imported and imported.startswith("_") and not imported.startswith("__") \
-                    and f"{target}.{imported}" not in MODULES:
+            if (
+                imported
+                and imported.startswith("_")
+                and not imported.startswith("__")
+                and f"{target}.{imported}" not in MODULES
+            ):
                 bad.append(f"{path.relative_to(ROOT)}:{line}: from {target} import {imported}")
     assert bad == [], "\n".join(bad)

@@ -8,12 +8,15 @@ from m1_harness.scoring import extract_choice
 OPTIONS = {str(i): t for i, t in enumerate(["aspirin", "heparin", "warfarin", "clopidogrel", "alteplase"], 1)}
 
 
-@pytest.mark.parametrize("response, expected", [
-    ("The dose is 2.5 mg. The answer is 3", ("3", "answer_is")),
-    ("Give 0.5 mg, then option 4.", ("4", "letter")),
-    ("Halve it to 2,5 mg; I pick 1", ("1", "letter")),
-    ("\\boxed{4}", ("4", "boxed")),
-])
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ("The dose is 2.5 mg. The answer is 3", ("3", "answer_is")),
+        ("Give 0.5 mg, then option 4.", ("4", "letter")),
+        ("Halve it to 2,5 mg; I pick 1", ("1", "letter")),
+        ("\\boxed{4}", ("4", "boxed")),
+    ],
+)
 def test_a_decimal_is_not_a_number_key(response, expected):
     assert extract_choice(response, OPTIONS) == expected
 

@@ -27,8 +27,21 @@ from .sampled import NoTraceRecords, default_ks, k_rows, sampled_outcomes
 
 log = logging.getLogger(__name__)
 
-POINT_FIELDS = ["model", "task", "budget", "forcing", "k", "samples", "n", "mean_generated_tokens_per_item",
-                "accuracy", "ci_low", "ci_high", "series", "pareto"]
+POINT_FIELDS = [
+    "model",
+    "task",
+    "budget",
+    "forcing",
+    "k",
+    "samples",
+    "n",
+    "mean_generated_tokens_per_item",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "series",
+    "pareto",
+]
 
 
 def _numeric(v) -> bool:
@@ -50,7 +63,9 @@ def compute_points(results: list[TaskResult]) -> list[dict]:
             continue
         drawn = len(next(iter(outcomes.values())))
         rows = k_rows(outcomes, default_ks(drawn))
-        runs.setdefault((r.model, r.task), {})[(r.budget, r.forcing or 0)] = [dict(row, n=len(outcomes)) for row in rows]
+        runs.setdefault((r.model, r.task), {})[(r.budget, r.forcing or 0)] = [
+            dict(row, n=len(outcomes)) for row in rows
+        ]
     points = []
     for (model, task), settings in sorted(runs.items()):
         base = min(f for _, f in settings)
@@ -68,11 +83,22 @@ def compute_points(results: list[TaskResult]) -> list[dict]:
                     series.append(f"vote@{budget}")
                 if not series:
                     continue
-                mine.append({"model": model, "task": task, "budget": budget, "forcing": forcing, "k": row["k"],
-                             "samples": row["samples"], "n": row["n"],
-                             "mean_generated_tokens_per_item": row["mean_generated_tokens_per_item"],
-                             "accuracy": row["maj_at_k"], "ci_low": row["maj_ci_low"], "ci_high": row["maj_ci_high"],
-                             "series": " ".join(series)})
+                mine.append(
+                    {
+                        "model": model,
+                        "task": task,
+                        "budget": budget,
+                        "forcing": forcing,
+                        "k": row["k"],
+                        "samples": row["samples"],
+                        "n": row["n"],
+                        "mean_generated_tokens_per_item": row["mean_generated_tokens_per_item"],
+                        "accuracy": row["maj_at_k"],
+                        "ci_low": row["maj_ci_low"],
+                        "ci_high": row["maj_ci_high"],
+                        "series": " ".join(series),
+                    }
+                )
         for p in mine:
             p["pareto"] = not any(_dominates(q, p) for q in mine)
         points += mine
@@ -97,17 +123,24 @@ def to_markdown(points: list[dict]) -> str:
     """A table per (task, model), cheapest first; frontier points in bold."""
     out = []
     for key in sorted({(p["task"], p["model"]) for p in points}):
-        rows = sorted((p for p in points if (p["task"], p["model"]) == key),
-                      key=lambda p: (p["mean_generated_tokens_per_item"], -p["accuracy"]))
-        out += [f"### {key[0]}: {display_name(key[1])} (n={rows[0]['n']})", "",
-                "| budget | forcing | k | tokens per item | accuracy (%) | 95% Wilson | series | Pareto |",
-                "|---:|---:|---:|---:|---:|---|---|:---:|"]
+        rows = sorted(
+            (p for p in points if (p["task"], p["model"]) == key),
+            key=lambda p: (p["mean_generated_tokens_per_item"], -p["accuracy"]),
+        )
+        out += [
+            f"### {key[0]}: {display_name(key[1])} (n={rows[0]['n']})",
+            "",
+            "| budget | forcing | k | tokens per item | accuracy (%) | 95% Wilson | series | Pareto |",
+            "|---:|---:|---:|---:|---:|---|---|:---:|",
+        ]
         for p in rows:
             acc = f"{100 * p['accuracy']:.1f}"
             if p["pareto"]:
                 acc = f"**{acc}**"
-            out.append(f"| {p['budget']} | {p['forcing']} | {p['k']} | {p['mean_generated_tokens_per_item']:.1f} | {acc} | "
-                       f"[{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}] | {p['series']} | {'yes' if p['pareto'] else ''} |")
+            out.append(
+                f"| {p['budget']} | {p['forcing']} | {p['k']} | {p['mean_generated_tokens_per_item']:.1f} | {acc} | "
+                f"[{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}] | {p['series']} | {'yes' if p['pareto'] else ''} |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -126,28 +159,59 @@ def figure_compute_matched(points: list[dict], colours: dict):
     for ax, task in zip(axes, tasks):
         for model in sorted({p["model"] for p in points if p["task"] == task}):
             mine = [p for p in points if p["task"] == task and p["model"] == model]
-            names = sorted({s for p in mine for s in p["series"].split()}, key=lambda s: (s.split("@")[0] != "budget", s))
+            names = sorted(
+                {s for p in mine for s in p["series"].split()}, key=lambda s: (s.split("@")[0] != "budget", s)
+            )
             for i, name in enumerate(names):
                 colour = shade(colours[model], i, len(names))
-                pts = sorted((p for p in mine if name in p["series"].split()), key=lambda p: p["mean_generated_tokens_per_item"])
+                pts = sorted(
+                    (p for p in mine if name in p["series"].split()), key=lambda p: p["mean_generated_tokens_per_item"]
+                )
                 kind = name.split("@")[0]
                 x = np.array([p["mean_generated_tokens_per_item"] for p in pts])
                 y = np.array([100 * p["accuracy"] for p in pts])
                 err = [y - [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts] - y]
-                what = {"budget": "budget sweep", "forcing": f"forcing at budget {name[8:]}",
-                        "vote": f"maj@k at budget {name[5:]}"}[kind]
-                cont = ax.errorbar(x, y, yerr=err, linestyle=styles[kind], marker=MARKERS[i % len(MARKERS)],
-                                   color=colour, capsize=2, linewidth=1.3, markersize=4, alpha=0.9,
-                                   label=f"{display_name(model)}: {what}")
+                what = {
+                    "budget": "budget sweep",
+                    "forcing": f"forcing at budget {name[8:]}",
+                    "vote": f"maj@k at budget {name[5:]}",
+                }[kind]
+                cont = ax.errorbar(
+                    x,
+                    y,
+                    yerr=err,
+                    linestyle=styles[kind],
+                    marker=MARKERS[i % len(MARKERS)],
+                    color=colour,
+                    capsize=2,
+                    linewidth=1.3,
+                    markersize=4,
+                    alpha=0.9,
+                    label=f"{display_name(model)}: {what}",
+                )
                 cont.lines[0].set_gid(f"{name}:{model}")
                 if kind == "vote":
                     for p, xi, yi in zip(pts, x, y):
-                        ax.annotate(f"k={p['k']}", (xi, yi), textcoords="offset points", xytext=(3, -9), fontsize=7,
-                                    color=colour)
+                        ax.annotate(
+                            f"k={p['k']}",
+                            (xi, yi),
+                            textcoords="offset points",
+                            xytext=(3, -9),
+                            fontsize=7,
+                            color=colour,
+                        )
             front = sorted((p for p in mine if p["pareto"]), key=lambda p: p["mean_generated_tokens_per_item"])
-            (line,) = ax.plot([p["mean_generated_tokens_per_item"] for p in front], [100 * p["accuracy"] for p in front],
-                              drawstyle="steps-post", color="black", linewidth=1.0, marker="o", markersize=9,
-                              markerfacecolor="none", label="Pareto frontier")
+            (line,) = ax.plot(
+                [p["mean_generated_tokens_per_item"] for p in front],
+                [100 * p["accuracy"] for p in front],
+                drawstyle="steps-post",
+                color="black",
+                linewidth=1.0,
+                marker="o",
+                markersize=9,
+                markerfacecolor="none",
+                label="Pareto frontier",
+            )
             line.set_gid(f"pareto:{model}")
         ax.set_xscale("log", base=2)
         ax.set_title(panel_title(task), fontsize=11)
@@ -155,6 +219,12 @@ def figure_compute_matched(points: list[dict], colours: dict):
         ax.set_ylabel("accuracy (%)")
         clip_percent(ax)
         ax.grid(alpha=0.3)
-    finish(fig, axes, axes, "Accuracy at matched compute: thinking longer, forcing, or voting over k samples\n"
-                              "(error bars: 95% Wilson intervals over items; ringed: Pareto frontier)", ncol=2)
+    finish(
+        fig,
+        axes,
+        axes,
+        "Accuracy at matched compute: thinking longer, forcing, or voting over k samples\n"
+        "(error bars: 95% Wilson intervals over items; ringed: Pareto frontier)",
+        ncol=2,
+    )
     return fig

@@ -47,10 +47,41 @@ from .results import sortable
 from .stats import holm, mcnemar_exact
 from .viewer import write_viewer
 
-FLIP_FIELDS = ["task", "model", "axis", "neighbours", "from", "to", "n", "stayed_right", "wrong_to_right",
-               "right_to_wrong", "stayed_wrong", "acc_from", "acc_to", "p", "p_holm", "at"]
-SETTING_FIELDS = ["model", "task", "setting", "budget", "forcing", "n", "right", "acc", "with_trace", "cut",
-                  "share_cut", "acc_ended", "acc_cut", "mean_thinking_tokens", "thinking_tokens_per_right"]
+FLIP_FIELDS = [
+    "task",
+    "model",
+    "axis",
+    "neighbours",
+    "from",
+    "to",
+    "n",
+    "stayed_right",
+    "wrong_to_right",
+    "right_to_wrong",
+    "stayed_wrong",
+    "acc_from",
+    "acc_to",
+    "p",
+    "p_holm",
+    "at",
+]
+SETTING_FIELDS = [
+    "model",
+    "task",
+    "setting",
+    "budget",
+    "forcing",
+    "n",
+    "right",
+    "acc",
+    "with_trace",
+    "cut",
+    "share_cut",
+    "acc_ended",
+    "acc_cut",
+    "mean_thinking_tokens",
+    "thinking_tokens_per_right",
+]
 
 
 # -- 1. trajectories ----------------------------------------------------------------------------------
@@ -94,12 +125,30 @@ def trajectories(runs: list[Run]) -> list[dict]:
                 o = r.outcomes.get(doc_id)
                 if o is None:
                     continue
-                settings.append({"setting": r.label, "budget": r.budget, "forcing": r.forcing, "letter": o.letter,
-                                 "method": o.method, "correct": o.correct, "thinking_tokens": o.thinking_tokens,
-                                 "hit_budget": o.hit_budget})
-            rows.append({"model": model, "task": task, "doc_id": doc_id, "item": doc.get("id", doc_id), "gold": gold,
-                         "class": classify(group, doc_id), "settled_budget": settled_budget(group, doc_id),
-                         "settings": settings})
+                settings.append(
+                    {
+                        "setting": r.label,
+                        "budget": r.budget,
+                        "forcing": r.forcing,
+                        "letter": o.letter,
+                        "method": o.method,
+                        "correct": o.correct,
+                        "thinking_tokens": o.thinking_tokens,
+                        "hit_budget": o.hit_budget,
+                    }
+                )
+            rows.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "doc_id": doc_id,
+                    "item": doc.get("id", doc_id),
+                    "gold": gold,
+                    "class": classify(group, doc_id),
+                    "settled_budget": settled_budget(group, doc_id),
+                    "settings": settings,
+                }
+            )
     return rows
 
 
@@ -112,17 +161,38 @@ def write_trajectories(rows: list[dict], out: Path) -> None:
                 labels.append(s["setting"])
     with open(out / "trajectories.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["model", "task", "doc_id", "item", "gold", "class", "settled_budget"]
-                   + [f"{lab}: {part}" for lab in labels for part in ("letter", "method", "correct", "thinking_tokens", "cut")])
+        w.writerow(
+            ["model", "task", "doc_id", "item", "gold", "class", "settled_budget"]
+            + [f"{lab}: {part}" for lab in labels for part in ("letter", "method", "correct", "thinking_tokens", "cut")]
+        )
         for row in rows:
             by = {s["setting"]: s for s in row["settings"]}
             cells = []
             for lab in labels:
                 s = by.get(lab)
-                cells += ([s["letter"], s["method"], int(s["correct"]), s["thinking_tokens"],
-                           "" if s["hit_budget"] is None else int(s["hit_budget"])] if s else [""] * 5)
-            w.writerow([row["model"], row["task"], row["doc_id"], row["item"], row["gold"], row["class"],
-                        "" if row["settled_budget"] is None else row["settled_budget"]] + cells)
+                cells += (
+                    [
+                        s["letter"],
+                        s["method"],
+                        int(s["correct"]),
+                        s["thinking_tokens"],
+                        "" if s["hit_budget"] is None else int(s["hit_budget"]),
+                    ]
+                    if s
+                    else [""] * 5
+                )
+            w.writerow(
+                [
+                    row["model"],
+                    row["task"],
+                    row["doc_id"],
+                    row["item"],
+                    row["gold"],
+                    row["class"],
+                    "" if row["settled_budget"] is None else row["settled_budget"],
+                ]
+                + cells
+            )
 
 
 # -- 2. flips -----------------------------------------------------------------------------------------
@@ -132,10 +202,23 @@ def _compare(task, model, axis, neighbours, a: Run, b: Run, frm: str, to: str) -
     y = [b.outcomes[d].correct for d in common]
     test = mcnemar_exact(x, y)
     both = sum(1 for i, j in zip(x, y) if i and j)
-    return {"task": task, "model": model, "axis": axis, "neighbours": neighbours, "from": frm, "to": to,
-            "n": test.n, "stayed_right": both, "wrong_to_right": test.b_only, "right_to_wrong": test.a_only,
-            "stayed_wrong": test.n - both - test.a_only - test.b_only, "acc_from": test.acc_a, "acc_to": test.acc_b,
-            "p": test.p_value, "p_holm": None}
+    return {
+        "task": task,
+        "model": model,
+        "axis": axis,
+        "neighbours": neighbours,
+        "from": frm,
+        "to": to,
+        "n": test.n,
+        "stayed_right": both,
+        "wrong_to_right": test.b_only,
+        "right_to_wrong": test.a_only,
+        "stayed_wrong": test.n - both - test.a_only - test.b_only,
+        "acc_from": test.acc_a,
+        "acc_to": test.acc_b,
+        "p": test.p_value,
+        "p_holm": None,
+    }
 
 
 def _axis_pairs(values: list) -> list[tuple[object, object, bool]]:
@@ -155,13 +238,17 @@ def flips(runs: list[Run]) -> list[dict]:
         for f in sorted({f for _, f in at}, key=sortable):
             budgets = sorted((b for b, g in at if g == f), key=sortable)
             for b1, b2, nb in _axis_pairs(budgets):
-                out.append(_compare(task, model, "budget", nb, at[b1, f], at[b2, f], f"budget {b1}", f"budget {b2}")
-                           | {"at": f"forcing {f}"})
+                out.append(
+                    _compare(task, model, "budget", nb, at[b1, f], at[b2, f], f"budget {b1}", f"budget {b2}")
+                    | {"at": f"forcing {f}"}
+                )
         for b in sorted({b for b, _ in at}, key=sortable):
             forcings = sorted((f for g, f in at if g == b), key=sortable)
             for f1, f2, nb in _axis_pairs(forcings):
-                out.append(_compare(task, model, "forcing", nb, at[b, f1], at[b, f2], f"forcing {f1}", f"forcing {f2}")
-                           | {"at": f"budget {b}"})
+                out.append(
+                    _compare(task, model, "forcing", nb, at[b, f1], at[b, f2], f"forcing {f1}", f"forcing {f2}")
+                    | {"at": f"budget {b}"}
+                )
     tasks = sorted({t for _, t in groups})
     for task in tasks:
         models = sorted(m for m, t in groups if t == task)
@@ -188,8 +275,10 @@ def sentence(row: dict) -> str:
     else:
         what = f"{row['model']}, {row['axis']} {row['from'].split()[-1]} -> {row['to'].split()[-1]} ({row['at']})"
     wrong = row["right_to_wrong"]
-    return (f"{row['task']}, {what}: {wrong} answer{'' if wrong == 1 else 's'} turned wrong, {row['wrong_to_right']} "
-            f"turned right, of {row['n']} (McNemar p = {fmt_p(row['p'])}, Holm {fmt_p(row['p_holm'])})")
+    return (
+        f"{row['task']}, {what}: {wrong} answer{'' if wrong == 1 else 's'} turned wrong, {row['wrong_to_right']} "
+        f"turned right, of {row['n']} (McNemar p = {fmt_p(row['p'])}, Holm {fmt_p(row['p_holm'])})"
+    )
 
 
 def fmt_p(p: float) -> str:
@@ -201,7 +290,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     """The comparisons worth a sentence: per model the whole budget axis at each forcing, the whole
     forcing axis at the largest budget, and every model pair."""
     keep = []
-    for (task, model, axis, at), family in _families(rows).items():
+    for (_task, _model, axis, _at), family in _families(rows).items():
         if axis == "model":
             keep += family
             continue
@@ -241,14 +330,28 @@ def setting_rows(runs: list[Run]) -> list[dict]:
             right = sum(o.correct for o in outs)
             tokens = sum(o.thinking_tokens for o in traced)
             acc = lambda xs: sum(o.correct for o in xs) / len(xs) if xs else None  # noqa: E731
-            rows.append({
-                "model": model, "task": task, "setting": r.label, "budget": r.budget, "forcing": r.forcing,
-                "n": len(outs), "right": right, "acc": acc(outs), "with_trace": len(traced), "cut": len(cut),
-                "share_cut": len(cut) / len(traced) if traced else None, "acc_ended": acc(ended), "acc_cut": acc(cut),
-                "mean_thinking_tokens": tokens / len(traced) if traced else None,
-                # over the traced items only, so a partial trace file does not deflate it
-                "thinking_tokens_per_right": tokens / sum(o.correct for o in traced) if traced and any(o.correct for o in traced) else None,
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "setting": r.label,
+                    "budget": r.budget,
+                    "forcing": r.forcing,
+                    "n": len(outs),
+                    "right": right,
+                    "acc": acc(outs),
+                    "with_trace": len(traced),
+                    "cut": len(cut),
+                    "share_cut": len(cut) / len(traced) if traced else None,
+                    "acc_ended": acc(ended),
+                    "acc_cut": acc(cut),
+                    "mean_thinking_tokens": tokens / len(traced) if traced else None,
+                    # over the traced items only, so a partial trace file does not deflate it
+                    "thinking_tokens_per_right": tokens / sum(o.correct for o in traced)
+                    if traced and any(o.correct for o in traced)
+                    else None,
+                }
+            )
     return rows
 
 
@@ -280,19 +383,27 @@ def figure_efficiency(rows: list[dict]):
         span_x = (max(r["mean_thinking_tokens"] for r in mine) - min(r["mean_thinking_tokens"] for r in mine)) or 1.0
         span_y = (max(r["acc"] for r in mine) - min(r["acc"] for r in mine)) * 100 or 1.0
         placed: list[tuple] = []  # (text, x, y) of labels already in this panel
-        for i, ((model, forcing), pts) in enumerate(sorted(lines.items(), key=lambda kv: (kv[0][0], sortable(kv[0][1])))):
+        for (model, forcing), pts in sorted(lines.items(), key=lambda kv: (kv[0][0], sortable(kv[0][1]))):
             pts.sort(key=lambda r: r["mean_thinking_tokens"])
             xs = [p["mean_thinking_tokens"] for p in pts]
             ys = [100 * p["acc"] for p in pts]
             forcings = sorted({f for m, f in lines if m == model}, key=sortable)
-            ax.plot(xs, ys, styles[forcings.index(forcing) % len(styles)], color=colours[model], ms=4,
-                    label=f"{model}, forcing {forcing}")
+            ax.plot(
+                xs,
+                ys,
+                styles[forcings.index(forcing) % len(styles)],
+                color=colours[model],
+                ms=4,
+                label=f"{model}, forcing {forcing}",
+            )
             labels: dict[tuple, list[str]] = {}  # budgets at one point (a model that never thinks) share a label
             for x, y, p in zip(xs, ys, pts):
                 labels.setdefault((round(x, 1), round(y, 3)), []).append(str(p["budget"]))
             for (x, y), budgets in labels.items():
                 text = "/".join(budgets)
-                if any(t == text and abs(x - px) < 0.03 * span_x and abs(y - py) < 0.03 * span_y for t, px, py in placed):
+                if any(
+                    t == text and abs(x - px) < 0.03 * span_x and abs(y - py) < 0.03 * span_y for t, px, py in placed
+                ):
                     continue  # another series' point of the same budget lies here: one label reads, two overprint
                 placed.append((text, x, y))
                 ax.annotate(text, (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
@@ -305,8 +416,12 @@ def figure_efficiency(rows: list[dict]):
     return fig
 
 
-FLIP_PARTS = (("stayed_right", "stayed right", "#4c9a5b"), ("wrong_to_right", "turned right", "#9bd19f"),
-              ("right_to_wrong", "turned wrong", "#f08a6c"), ("stayed_wrong", "stayed wrong", "#b5474b"))
+FLIP_PARTS = (
+    ("stayed_right", "stayed right", "#4c9a5b"),
+    ("wrong_to_right", "turned right", "#9bd19f"),
+    ("right_to_wrong", "turned wrong", "#f08a6c"),
+    ("stayed_wrong", "stayed wrong", "#b5474b"),
+)
 
 
 def figure_flips(rows: list[dict], task: str):
@@ -356,9 +471,15 @@ def explain(paths, out: Path | None, metric: str = "acc") -> dict:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUNS",
-                        help="lm-eval output folders (with --log_samples), results_*.json files or globs")
-    parser.add_argument("--out", metavar="DIR", default="explain", help="folder for the tables, figures and viewer.html")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUNS",
+        help="lm-eval output folders (with --log_samples), results_*.json files or globs",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", default="explain", help="folder for the tables, figures and viewer.html"
+    )
     parser.add_argument("--json", action="store_true", help="print the flips as JSON instead of sentences")
     parser.add_argument("--metric", default="acc", help="per-item metric that says right or wrong (default acc)")
 

@@ -48,8 +48,9 @@ def grid(n_panels: int):
     cols = min(MAX_COLS, max(1, n_panels))
     rows = max(1, math.ceil(n_panels / cols))
     width = max(PANEL_W * cols, MIN_W)
-    fig, axes = plt.subplots(rows, cols, figsize=(width, PANEL_H * rows + 1.0), dpi=DPI, squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width, PANEL_H * rows + 1.0), dpi=DPI, squeeze=False, layout="constrained"
+    )
     flat = list(axes.ravel())
     for ax in flat[n_panels:]:
         ax.set_visible(False)

@@ -16,7 +16,13 @@ from m1_harness.taskfns import METHOD_GROUPS
 from .items import item_hash, keyed_by_item, options_of
 from .results import display_name, load_results, read_sample_records, sortable, trace_files_near
 
-CLASSES = ("always right", "always wrong", "helped by thinking", "hurt by thinking", "unstable")  # explain and the viewer
+CLASSES = (
+    "always right",
+    "always wrong",
+    "helped by thinking",
+    "hurt by thinking",
+    "unstable",
+)  # explain and the viewer
 
 
 class ExplainError(UserError):
@@ -99,8 +105,9 @@ def response_text(rec: dict) -> str:
     return str(filtered[0] if isinstance(filtered, list) and filtered else filtered or "")
 
 
-def trace_records_for(results_file: Path, task: str, budget, forcing, cache: dict | None = None,
-                      model: str | None = None) -> dict:
+def trace_records_for(
+    results_file: Path, task: str, budget, forcing, cache: dict | None = None, model: str | None = None
+) -> dict:
     """doc_id -> the trace records of this task and setting near the results file, oldest first
     (``cache``: path -> records, so a file shared by several tasks or settings is read once). Records
     that name another model (``model``; records written before it was added have none) are another
@@ -125,7 +132,11 @@ def record_is_item(rec: dict, doc: dict) -> bool:
     """A trace record names the item it was written for (``item_id``, ``item_hash``; older records
     have neither): one written at the same doc_id for another question (another data file into the
     same m1_traces/ folder) is not this item's."""
-    if rec.get("item_id") not in (None, "") and doc.get("id") not in (None, "") and str(rec["item_id"]) != str(doc["id"]):
+    if (
+        rec.get("item_id") not in (None, "")
+        and doc.get("id") not in (None, "")
+        and str(rec["item_id"]) != str(doc["id"])
+    ):
         return False
     return rec.get("item_hash") in (None, "") or rec["item_hash"] == item_hash(doc)
 
@@ -159,7 +170,9 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
     """Every (model, task, setting) under ``paths`` with its per-item outcomes."""
     results = load_results(paths, metric)  # a missing path: ResultsError, printed by the CLI as one sentence
     if not results:
-        raise ExplainError(f"no lm-eval results (results_*.json) with metric {metric!r} under: {' '.join(map(str, paths))}")
+        raise ExplainError(
+            f"no lm-eval results (results_*.json) with metric {metric!r} under: {' '.join(map(str, paths))}"
+        )
     labels = {}
     for r in results:  # lm-eval's own runs get their model type in the name: "Qwen2.5 (hf)"
         name = display_name(r.model)
@@ -169,10 +182,15 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
         source = Path(r.source)
         samples = read_sample_records(source, r.task, r.metric_key)
         if not samples:
-            raise ExplainError(f"{source}: no samples_{r.task}_*.jsonl beside it; rerun lm-eval with --log_samples "
-                               "(explain needs every item's answer)")
-        traces = (trace_records_for(source, r.task, r.budget, r.forcing, trace_cache, r.run_model)
-                  if r.budget is not None else {})
+            raise ExplainError(
+                f"{source}: no samples_{r.task}_*.jsonl beside it; rerun lm-eval with --log_samples "
+                "(explain needs every item's answer)"
+            )
+        traces = (
+            trace_records_for(source, r.task, r.budget, r.forcing, trace_cache, r.run_model)
+            if r.budget is not None
+            else {}
+        )
         run = Run(labels[r.setting], r.task, r.budget, r.forcing, str(source))
         metric_name = r.metric_key.partition(",")[0]
         for rec, identity in zip(samples, keyed_by_item(rec.get("doc") or {} for rec in samples)):
@@ -192,9 +210,15 @@ def load_runs(paths, metric: str = "acc") -> list[Run]:
                     letter, method = None, "-"
             trace = matching_record(traces.get(doc_id, []), text, doc)  # the records of this run: its own doc_ids
             run.outcomes[item] = Outcome(
-                correct=bool(float(rec[metric_name])), letter=letter, method=method, answer=answer_part(text).strip(),
-                text=text, thinking_tokens=trace.get("thinking_tokens") if trace else None,
-                hit_budget=bool(trace.get("hit_budget")) if trace else None, record=trace)
+                correct=bool(float(rec[metric_name])),
+                letter=letter,
+                method=method,
+                answer=answer_part(text).strip(),
+                text=text,
+                thinking_tokens=trace.get("thinking_tokens") if trace else None,
+                hit_budget=bool(trace.get("hit_budget")) if trace else None,
+                record=trace,
+            )
             run.docs[item] = (doc, gold_of(doc, rec))
         runs.append(run)
     return runs

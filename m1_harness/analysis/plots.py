@@ -31,7 +31,18 @@ from m1_harness.errors import UserError
 from m1_harness.paths import atomic_write_text, ensure_writable_dir
 
 from .compute_matched import compute_points, figure_compute_matched, to_csv, to_markdown
-from .figures import LINESTYLES, MARKERS, clip_percent, finish, grid, model_colours, panel_title, save, shade, task_order
+from .figures import (
+    LINESTYLES,
+    MARKERS,
+    clip_percent,
+    finish,
+    grid,
+    model_colours,
+    panel_title,
+    save,
+    shade,
+    task_order,
+)
 from .results import TaskResult, display_name, load_results, load_traces, sortable
 from .stats import ols_fit, proportion_interval
 
@@ -53,8 +64,17 @@ def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regressio
     ys = np.asarray(accs, dtype=float)
     lows = np.array([i[0] for i in intervals])
     highs = np.array([i[1] for i in intervals])
-    cont = ax.errorbar(xs, ys, yerr=[ys - lows, highs - ys], fmt=f"{marker}-", color=colour, label=label,
-                       capsize=3, linewidth=1.6, markersize=5)
+    cont = ax.errorbar(
+        xs,
+        ys,
+        yerr=[ys - lows, highs - ys],
+        fmt=f"{marker}-",
+        color=colour,
+        label=label,
+        capsize=3,
+        linewidth=1.6,
+        markersize=5,
+    )
     line = cont.lines[0]
     line.set_gid(f"acc:{model}")
     line.m1_interval = list(zip(lows.tolist(), highs.tolist()))
@@ -74,8 +94,14 @@ def _draw_series(ax, xs, accs, intervals, colour, label, model, scale, regressio
     return line
 
 
-def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "wilson", seed: int = 0,
-                  iters: int = 10000, colours: dict | None = None):
+def figure_budget(
+    results: list[TaskResult],
+    scale: str = "linear",
+    ci: str = "wilson",
+    seed: int = 0,
+    iters: int = 10000,
+    colours: dict | None = None,
+):
     """Figure 1: accuracy against thinking budget, a panel per benchmark, a line per (model, forcing).
 
     A model's fewest forcing rounds (0 as in the paper) is drawn in its colour with round markers
@@ -102,10 +128,17 @@ def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "w
             levels = forcings[model]
             i = levels.index(forcing)
             named = levels != [0]
-            _draw_series(ax, [r.budget for r in rs], [100 * r.acc for r in rs],
-                         [_interval(r, ci, seed, iters) for r in rs], shade(colours[model], i, len(levels)),
-                         display_name(model) + (f" (forcing {forcing})" if named else ""),
-                         model if i == 0 else f"{model}|forcing {forcing}", scale, marker=MARKERS[i % len(MARKERS)])
+            _draw_series(
+                ax,
+                [r.budget for r in rs],
+                [100 * r.acc for r in rs],
+                [_interval(r, ci, seed, iters) for r in rs],
+                shade(colours[model], i, len(levels)),
+                display_name(model) + (f" (forcing {forcing})" if named else ""),
+                model if i == 0 else f"{model}|forcing {forcing}",
+                scale,
+                marker=MARKERS[i % len(MARKERS)],
+            )
         ax.set_title(panel_title(task), fontsize=11)
         ax.set_xlabel("thinking budget (tokens)")
         ax.set_ylabel("accuracy (%)")
@@ -121,12 +154,18 @@ def figure_budget(results: list[TaskResult], scale: str = "linear", ci: str = "w
         ax.set_xticklabels([_k(b) + (f"\n(ran ≤{ran[b]})" if b in ran else "") for b in budgets])
         clip_percent(ax)
         ax.grid(alpha=0.3)
-    finish(fig, axes, axes, f"Accuracy vs thinking budget\n(error bars: 95% {_ci_name(ci)} intervals; dotted: OLS fit with 95% band)")
+    finish(
+        fig,
+        axes,
+        axes,
+        f"Accuracy vs thinking budget\n(error bars: 95% {_ci_name(ci)} intervals; dotted: OLS fit with 95% band)",
+    )
     return fig
 
 
-def figure_forcing(results: list[TaskResult], ci: str = "wilson", seed: int = 0, iters: int = 10000,
-                   colours: dict | None = None):
+def figure_forcing(
+    results: list[TaskResult], ci: str = "wilson", seed: int = 0, iters: int = 10000, colours: dict | None = None
+):
     """Figure 3: accuracy against budget-forcing rounds, a line per (model, budget): the model's colour
     (shaded), marker and line style tell its budgets apart."""
     pts: dict[str, dict[tuple, list[TaskResult]]] = {}
@@ -151,9 +190,18 @@ def figure_forcing(results: list[TaskResult], ci: str = "wilson", seed: int = 0,
             rs = sorted(pts[task][(model, budget)], key=lambda r: r.forcing)
             label = display_name(model) + (f" (budget {budget})" if len(budgets_all) > 1 else "")
             i, n = budgets_of[model].index(budget), len(budgets_of[model])
-            line = _draw_series(ax, [r.forcing for r in rs], [100 * r.acc for r in rs],
-                                [_interval(r, ci, seed, iters) for r in rs], shade(colours[model], i, n), label,
-                                model, "linear", regression=False, marker=MARKERS[i % len(MARKERS)])
+            line = _draw_series(
+                ax,
+                [r.forcing for r in rs],
+                [100 * r.acc for r in rs],
+                [_interval(r, ci, seed, iters) for r in rs],
+                shade(colours[model], i, n),
+                label,
+                model,
+                "linear",
+                regression=False,
+                marker=MARKERS[i % len(MARKERS)],
+            )
             line.set_linestyle(LINESTYLES[i % len(LINESTYLES)])
         ax.set_title(panel_title(task), fontsize=11)
         ax.set_xlabel("budget-forcing rounds")
@@ -186,8 +234,9 @@ def figure_thinking_lengths(traces: dict[str, list[dict]], colours: dict | None 
         ax.axvline(tokens.mean(), color="black", linestyle="--", linewidth=1)
         share = f", {100 * sum(hits) / len(hits):.0f}% hit the budget" if hits else ""
         at = f" at budget {budget}" if budget is not None else ""
-        ax.set_title(f"{display_name(model)}{at}\nmean {tokens.mean():.0f} tokens (n={len(tokens)}){share}",
-                     fontsize=10)
+        ax.set_title(
+            f"{display_name(model)}{at}\nmean {tokens.mean():.0f} tokens (n={len(tokens)}){share}", fontsize=10
+        )
         ax.set_xlabel("thinking tokens")
         ax.set_ylabel("requests")
         ax.grid(alpha=0.3)
@@ -213,14 +262,24 @@ def _ci_name(ci: str) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("results", nargs="+", metavar="RESULTS",
-                        help="lm-eval output folders, results_*.json files or globs")
+    parser.add_argument(
+        "results", nargs="+", metavar="RESULTS", help="lm-eval output folders, results_*.json files or globs"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the figures")
-    parser.add_argument("--scale", choices=["linear", "log2"], default="linear",
-                        help="budget axis of Figure 1 (log2 also fits the regression on log2(budget))")
+    parser.add_argument(
+        "--scale",
+        choices=["linear", "log2"],
+        default="linear",
+        help="budget axis of Figure 1 (log2 also fits the regression on log2(budget))",
+    )
     parser.add_argument("--format", default="png,pdf", help="comma-separated: png, pdf, svg (default png,pdf)")
-    parser.add_argument("--traces", action="append", default=[], metavar="GLOB",
-                        help="trace JSONL files written by m1_budget (repeatable; quote globs)")
+    parser.add_argument(
+        "--traces",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="trace JSONL files written by m1_budget (repeatable; quote globs)",
+    )
     parser.add_argument("--ci", choices=["wilson", "bootstrap"], default="wilson")
     parser.add_argument("--bootstrap_iters", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)

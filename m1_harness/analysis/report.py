@@ -179,8 +179,13 @@ def to_csv(rows: list[TableRow]) -> str:
     header += ["avg", "avg_n_benchmarks", "missing"]
     w.writerow(header)
     for row in rows:
-        line = [row.label, row.model, "" if row.budget is None else row.budget,
-                "" if row.forcing is None else row.forcing, "paper" if row.reference else "measured"]
+        line = [
+            row.label,
+            row.model,
+            "" if row.budget is None else row.budget,
+            "" if row.forcing is None else row.forcing,
+            "paper" if row.reference else "measured",
+        ]
         for c in COLUMNS:
             cell = row.cells.get(c)
             if cell is None:
@@ -214,12 +219,22 @@ def paired_comparisons(results: list[TaskResult]) -> list[dict]:
                 g.sort(key=lambda r: getattr(r, vary))
                 for a, b in zip(g, g[1:]):
                     m = mcnemar_exact(a.items, b.items)
-                    out.append({
-                        "model": model, "task": task, "vary": vary, fixed: fixed_value,
-                        "a": getattr(a, vary), "b": getattr(b, vary), "n": m.n,
-                        "acc_a": m.acc_a, "acc_b": m.acc_b, "a_only": m.a_only, "b_only": m.b_only,
-                        "p_value": m.p_value,
-                    })
+                    out.append(
+                        {
+                            "model": model,
+                            "task": task,
+                            "vary": vary,
+                            fixed: fixed_value,
+                            "a": getattr(a, vary),
+                            "b": getattr(b, vary),
+                            "n": m.n,
+                            "acc_a": m.acc_a,
+                            "acc_b": m.acc_b,
+                            "a_only": m.a_only,
+                            "b_only": m.b_only,
+                            "p_value": m.p_value,
+                        }
+                    )
     return out
 
 
@@ -241,20 +256,35 @@ def paired_markdown(pairs: list[dict]) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("results", nargs="+", metavar="RESULTS",
-                        help="lm-eval output folders, results_*.json files or globs")
-    parser.add_argument("--out", default=None, metavar="DIR",
-                        help="write table1.md and table1.csv (and paired.md with --paired) here")
-    parser.add_argument("--ci", choices=["wilson", "bootstrap"], default="wilson",
-                        help="95%% interval per cell: Wilson score (default) or percentile bootstrap")
+    parser.add_argument(
+        "results", nargs="+", metavar="RESULTS", help="lm-eval output folders, results_*.json files or globs"
+    )
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help="write table1.md and table1.csv (and paired.md with --paired) here"
+    )
+    parser.add_argument(
+        "--ci",
+        choices=["wilson", "bootstrap"],
+        default="wilson",
+        help="95%% interval per cell: Wilson score (default) or percentile bootstrap",
+    )
     parser.add_argument("--bootstrap_iters", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--digits", type=int, default=2)
     parser.add_argument("--no_intervals", action="store_true", help="accuracy only in the Markdown table")
-    parser.add_argument("--reference", nargs="?", const="", default=None, metavar="NAMES",
-                        help="append the paper's Table 1 rows (all, or those matching comma-separated NAMES)")
-    parser.add_argument("--paired", action="store_true",
-                        help="McNemar's exact test between neighbouring budgets / forcing rounds (needs samples)")
+    parser.add_argument(
+        "--reference",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAMES",
+        help="append the paper's Table 1 rows (all, or those matching comma-separated NAMES)",
+    )
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="McNemar's exact test between neighbouring budgets / forcing rounds (needs samples)",
+    )
 
 
 def run(args) -> int:

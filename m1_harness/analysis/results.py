@@ -23,9 +23,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from m1_harness.errors import UserError
 from m1_harness.records import read_records
@@ -147,8 +147,9 @@ def find_results_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
             elif c.is_file():
                 found.add(c.resolve())
             else:
-                raise ResultsError(f"no such results path: {p} (give lm-eval output folders, results_*.json files "
-                                   "or quoted globs)")
+                raise ResultsError(
+                    f"no such results path: {p} (give lm-eval output folders, results_*.json files or quoted globs)"
+                )
     return sorted(found)
 
 
@@ -227,9 +228,11 @@ def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples
     except UnicodeDecodeError:
         raise ResultsError(f"{path}: not a UTF-8 text file, so not an lm-eval results file") from None
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not a complete lm-eval results file (invalid JSON at line {exc.lineno}, "
-                           f"column {exc.colno}: {exc.msg}); a run interrupted while writing it, or a full disk? "
-                           "Rerun that setting") from None
+        raise ResultsError(
+            f"{path}: not a complete lm-eval results file (invalid JSON at line {exc.lineno}, "
+            f"column {exc.colno}: {exc.msg}); a run interrupted while writing it, or a full disk? "
+            "Rerun that setting"
+        ) from None
     if not isinstance(data, dict):
         raise ResultsError(f"{path}: expected an lm-eval results object, got a JSON {type(data).__name__}")
     config = data.get("config") or {}
@@ -253,7 +256,10 @@ def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples
         if with_samples:
             records = read_sample_records(path, task, key)
             metric_name = key.partition(",")[0]
-            items = {k: float(rec[metric_name]) for k, rec in zip(keyed_by_item(rec.get("doc") or {} for rec in records), records)}
+            items = {
+                k: float(rec[metric_name])
+                for k, rec in zip(keyed_by_item(rec.get("doc") or {} for rec in records), records)
+            }
             data = _fingerprint(sorted(items)) if items else None
         if n is None:
             n = len(items)
@@ -283,8 +289,11 @@ def read_results_file(path: str | os.PathLike, metric: str = "acc", with_samples
 
 def _run_args(config: dict, data: str | None) -> dict:
     """What a run was besides its model and setting: a rerun with another of these is another result."""
-    args = {k: str(v) for k, v in parse_arg_string(config.get("model_args")).items()
-            if k not in WHERE_KEYS + BUDGET_KEYS + FORCING_KEYS + NAME_KEYS}
+    args = {
+        k: str(v)
+        for k, v in parse_arg_string(config.get("model_args")).items()
+        if k not in WHERE_KEYS + BUDGET_KEYS + FORCING_KEYS + NAME_KEYS
+    }
     limit = as_int(config.get("limit"))
     args["limit"] = "all" if limit is None else str(limit)
     if data is not None:
@@ -316,15 +325,22 @@ def trace_files_near(results_file: Path) -> list[Path]:
 def ran_budget(results_file: Path, task: str, budget, forcing) -> int | None:
     """The largest thinking budget that really ran for ``task`` at this setting, when the context clamped
     any request below the asked one (trace records: ``budget_clamped``); None when none was clamped."""
-    recs = [rec for f in trace_files_near(results_file) for rec in read_records(f)
-            if rec.get("task") in (task, None) and as_int(rec.get("requested_thinking_budget")) == budget
-            and (rec.get("forcing") or 0) == (forcing or 0)]
+    recs = [
+        rec
+        for f in trace_files_near(results_file)
+        for rec in read_records(f)
+        if rec.get("task") in (task, None)
+        and as_int(rec.get("requested_thinking_budget")) == budget
+        and (rec.get("forcing") or 0) == (forcing or 0)
+    ]
     if not any(rec.get("budget_clamped") for rec in recs):
         return None
     return max(int(rec["thinking_budget"]) for rec in recs)
 
 
-def load_results(paths: Iterable[str | os.PathLike], metric: str = "acc", with_samples: bool = True) -> list[TaskResult]:
+def load_results(
+    paths: Iterable[str | os.PathLike], metric: str = "acc", with_samples: bool = True
+) -> list[TaskResult]:
     """All task results under ``paths``. Runs of one (model, task, budget, forcing) that were run alike
     (same other model_args, ``--limit`` and items) are reruns: the newest wins. Runs that differ in any
     of these are all kept, each model named with what differs (``org/m1 [limit=8]``), so no table or

@@ -59,12 +59,16 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
     source = Path(result.source)
     rows = read_sample_records(source, result.task, result.metric_key)
     if not rows:
-        raise SampledError(f"{source}: no samples_{result.task}_*.jsonl beside it; rerun with --log_samples "
-                           "(the gold answers of each item come from it)")
+        raise SampledError(
+            f"{source}: no samples_{result.task}_*.jsonl beside it; rerun with --log_samples "
+            "(the gold answers of each item come from it)"
+        )
     traces = trace_records_for(source, result.task, result.budget, result.forcing, cache, result.run_model)
     if not traces:
-        raise NoTraceRecords(f"{source}: no trace records of task {result.task} at budget {result.budget}, forcing "
-                             f"{result.forcing} beside it (a sweep's traces.jsonl or m1_budget's m1_traces/)")
+        raise NoTraceRecords(
+            f"{source}: no trace records of task {result.task} at budget {result.budget}, forcing "
+            f"{result.forcing} beside it (a sweep's traces.jsonl or m1_budget's m1_traces/)"
+        )
     metric = result.metric_key.partition(",")[0]
     rules = scoring_rules()
     out: dict = {}
@@ -72,19 +76,25 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
         doc_id, doc = row["doc_id"], row.get("doc") or {}
         options, gold = options_of(doc), gold_of(doc, row)
         if not options or gold is None:
-            raise SampledError(f"{source}: task {result.task} item {doc_id} has no options or no gold answer in "
-                               "lm-eval's samples file; maj@k and pass@k need multiple-choice items")
+            raise SampledError(
+                f"{source}: task {result.task} item {doc_id} has no options or no gold answer in "
+                "lm-eval's samples file; maj@k and pass@k need multiple-choice items"
+            )
         by_index: dict[int, dict] = {}
         for rec in traces.get(doc_id, []):  # oldest first: the newest record of a sample index wins
             if record_is_item(rec, doc):
                 by_index[int(rec.get("sample") or 0)] = rec
         if not by_index:
-            raise SampledError(f"{source}: no trace record for task {result.task} item {doc_id} at budget "
-                               f"{result.budget}, forcing {result.forcing} (the run's traces.jsonl or m1_traces/ "
-                               "must lie beside its results)")
+            raise SampledError(
+                f"{source}: no trace record for task {result.task} item {doc_id} at budget "
+                f"{result.budget}, forcing {result.forcing} (the run's traces.jsonl or m1_traces/ "
+                "must lie beside its results)"
+            )
         if sorted(by_index) != list(range(len(by_index))):
-            raise SampledError(f"{source}: task {result.task} item {doc_id} has trace records of samples "
-                               f"{sorted(by_index)}, not 0..{len(by_index) - 1}: an unfinished run? Rerun it")
+            raise SampledError(
+                f"{source}: task {result.task} item {doc_id} has trace records of samples "
+                f"{sorted(by_index)}, not 0..{len(by_index) - 1}: an unfinished run? Rerun it"
+            )
         samples = []
         for j in range(len(by_index)):
             rec = by_index[j]
@@ -95,13 +105,16 @@ def sampled_outcomes(result: TaskResult, cache: dict | None = None) -> dict:
                 f"{source}: task {result.task} item {doc_id}: sample 0 of the trace records "
                 f"({'right' if samples[0].correct else 'wrong'}) is not the response lm-eval scored "
                 f"({'right' if float(row[metric]) else 'wrong'}{'' if by_index[0].get('text') == response_text(row) else ', another text'}); "
-                "the trace file holds another run's records. Rerun the setting into a fresh folder")
+                "the trace file holds another run's records. Rerun the setting into a fresh folder"
+            )
         out[doc_id] = samples
     counts = {len(s) for s in out.values()}
     if len(counts) > 1:
         short = min(out, key=lambda d: len(out[d]))
-        raise SampledError(f"{source}: task {result.task}: items have {sorted(counts)} samples (item {short}: "
-                           f"{len(out[short])}); every item needs the same number. Rerun the setting")
+        raise SampledError(
+            f"{source}: task {result.task}: items have {sorted(counts)} samples (item {short}: "
+            f"{len(out[short])}); every item needs the same number. Rerun the setting"
+        )
     return out
 
 
@@ -115,9 +128,14 @@ def k_rows(outcomes: dict, ks: list[int]) -> list[dict]:
         raise SampledError(f"k={bad[0]} asked but the run drew {drawn} samples per item")
     rows = []
     for k in ks:
-        row = {"k": k, "samples": drawn,
-               **sample_metrics([[(s.letter, s.correct) for s in samples] for samples in items], k)}
-        row["mean_generated_tokens_per_item"] = sum(sum(s.tokens for s in samples[:k]) for samples in items) / len(items)
+        row = {
+            "k": k,
+            "samples": drawn,
+            **sample_metrics([[(s.letter, s.correct) for s in samples] for samples in items], k),
+        }
+        row["mean_generated_tokens_per_item"] = sum(sum(s.tokens for s in samples[:k]) for samples in items) / len(
+            items
+        )
         rows.append(row)
     return rows
 

@@ -7,8 +7,8 @@ All functions take plain numbers or sequences and return plain floats (numpy/sci
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats as _st
@@ -234,8 +234,17 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     return (max(0.0, m - half), min(1.0, m + half))
 
 
-SAMPLE_METRICS = ("maj_at_k", "maj_ci_low", "maj_ci_high", "pass_at_k", "pass_ci_low", "pass_ci_high",
-                  "mean_at_k", "mean_ci_low", "mean_ci_high")
+SAMPLE_METRICS = (
+    "maj_at_k",
+    "maj_ci_low",
+    "maj_ci_high",
+    "pass_at_k",
+    "pass_ci_low",
+    "pass_ci_high",
+    "mean_at_k",
+    "mean_ci_low",
+    "mean_ci_high",
+)
 
 
 def sample_metrics(items: Sequence[Sequence[tuple]], k: int, confidence: float = 0.95) -> dict:

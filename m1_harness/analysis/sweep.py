@@ -30,7 +30,8 @@ the setting's own columns repeat on each of its k rows (``acc``: lm-eval's, of s
 statistics and engine work: over all samples of the run).
 
 Resumable: a setting is done when its results cover every requested task AND its
-``sweep_setting.json`` (written when the setting finished) records the same model, model_args, tasks,
+``sweep_setting.json`` (written before the setting runs, so an interrupt right after lm-eval saved its
+results never leaves them unnamed) records the same model, model_args, tasks,
 limit, data and decoding arguments as asked; a folder holding another run is refused with what
 differs (``--force`` moves it aside and redoes it), so a table never mixes two runs. A killed run
 resumes from the trace cache.
@@ -45,13 +46,14 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from m1_harness.thinking.engines.base import TOKEN_COUNTS
-from m1_harness.errors import UserError
+from m1_harness.errors import Interrupted, UserError
 from m1_harness.paths import DATA_ENV, atomic_write_text, ensure_writable_dir
+from m1_harness.preflight import check_limit, check_run, unknown_tasks
 from m1_harness.records import read_records
+from m1_harness.thinking.engines.base import TOKEN_COUNTS
 
 from .results import as_int, load_results, parse_arg_string
 from .sampled import K_FIELDS, k_rows, sampled_outcomes
@@ -60,10 +62,23 @@ from .stats import wilson_interval
 log = logging.getLogger(__name__)
 
 SETTING_KEYS = ("thinking_budget", "forcing", "trace_path", "max_tokens_thinking", "thinking_n_ignore")
-FIELDS = ["model", "task", "budget", "forcing", "n", "acc", "ci_low", "ci_high",
-          "mean_thinking_tokens", "hit_budget_share", "ran_budget", "budget_clamped_share", "trace_records",
-          "results_file",
-          *TOKEN_COUNTS]  # engine work of the setting's run (+ its probes)
+FIELDS = [
+    "model",
+    "task",
+    "budget",
+    "forcing",
+    "n",
+    "acc",
+    "ci_low",
+    "ci_high",
+    "mean_thinking_tokens",
+    "hit_budget_share",
+    "ran_budget",
+    "budget_clamped_share",
+    "trace_records",
+    "results_file",
+    *TOKEN_COUNTS,
+]  # engine work of the setting's run (+ its probes)
 MANIFEST = "sweep_setting.json"
 SAMPLING_GEN_KWARGS = ("temperature", "top_p", "do_sample")  # set by --temperature / --top_p under --samples
 
@@ -96,13 +111,21 @@ def parse_samples(text: str) -> list[int]:
     return ks
 
 
-def sampling_args(model_args: str, gen_kwargs: str | None, ks: list[int], temperature: float | None,
-                  top_p: float | None, seed: int | None) -> tuple[str, str]:
+def sampling_args(
+    model_args: str,
+    gen_kwargs: str | None,
+    ks: list[int],
+    temperature: float | None,
+    top_p: float | None,
+    seed: int | None,
+) -> tuple[str, str]:
     """(model_args, gen_kwargs) of a sampled sweep: samples=max(ks) and seed in the model_args,
     do_sample / temperature / top_p in the gen_kwargs; clear errors for what cannot be meant."""
     if temperature is None or temperature <= 0:
-        raise SweepError(f"--samples {','.join(map(str, ks))} needs --temperature above 0 (got {temperature}): "
-                         "greedy samples of one item are all the same")
+        raise SweepError(
+            f"--samples {','.join(map(str, ks))} needs --temperature above 0 (got {temperature}): "
+            "greedy samples of one item are all the same"
+        )
     if top_p is not None and not 0 < top_p <= 1:
         raise SweepError(f"--top_p must be in (0, 1], got {top_p}")
     taken = [k for k in ("samples", "seed") if k in parse_arg_string(model_args)]
@@ -151,9 +174,13 @@ def setting_identity(model: str, model_args: str, tasks: list[str], **run_args) 
     """What makes two runs of one setting the same: compared before a finished setting is reused."""
     margs = {k: v for k, v in parse_arg_string(model_args).items() if k != "trace_path"}
     data = os.environ.get(DATA_ENV)
-    return {"model": model, "model_args": dict(sorted(margs.items())), "tasks": list(tasks),
-            "data": str(Path(data).expanduser().resolve()) if data else None,
-            **{k: run_args.get(k) for k in sorted(run_args)}}
+    return {
+        "model": model,
+        "model_args": dict(sorted(margs.items())),
+        "tasks": list(tasks),
+        "data": str(Path(data).expanduser().resolve()) if data else None,
+        **{k: run_args.get(k) for k in sorted(run_args)},
+    }
 
 
 def identity_differences(folder: Path, wanted: dict) -> list[str]:
@@ -161,7 +188,7 @@ def identity_differences(folder: Path, wanted: dict) -> list[str]:
     try:
         have = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return [f"it has no {MANIFEST} (written when a setting finishes), so what made these results is unknown"]
+        return [f"it has no {MANIFEST} (written when a setting starts), so what made these results is unknown"]
     except (OSError, ValueError) as exc:
         return [f"its {MANIFEST} cannot be read ({exc})"]
     return [f"{k}: {have.get(k)!r} there, {wanted[k]!r} asked" for k in wanted if have.get(k) != wanted[k]]
@@ -247,16 +274,25 @@ def run_sweep(
     from lm_eval.loggers import EvaluationTracker
 
     if samples is None and (temperature is not None or top_p is not None):
-        raise SweepError("--temperature / --top_p sample several answers per item: give --samples too (e.g. --samples 1,4)")
+        raise SweepError(
+            "--temperature / --top_p sample several answers per item: give --samples too (e.g. --samples 1,4)"
+        )
     base = base_model_args(model_args)
     if samples is not None:
         base, gen_kwargs = sampling_args(base, gen_kwargs, samples, temperature, top_p, seed)
     out = ensure_writable_dir(output_path, "--output_path")
     order = settings_order(budgets, forcings)
-    run_args = dict(limit=limit, gen_kwargs=gen_kwargs, num_fewshot=num_fewshot,
-                    apply_chat_template=apply_chat_template, seed=seed, include_path=include_path)
-    identities = {(b, f): setting_identity(model, setting_model_args(base, b, f, None), tasks, **run_args)
-                  for b, f in order}
+    run_args = dict(
+        limit=limit,
+        gen_kwargs=gen_kwargs,
+        num_fewshot=num_fewshot,
+        apply_chat_template=apply_chat_template,
+        seed=seed,
+        include_path=include_path,
+    )
+    identities = {
+        (b, f): setting_identity(model, setting_model_args(base, b, f, None), tasks, **run_args) for b, f in order
+    }
     done = _check_finished(out, order, tasks, identities, force, echo)
     real_lm_eval = evaluate is None
     if evaluate is None:
@@ -269,8 +305,8 @@ def run_sweep(
         task_manager = TaskManager(include_path=include_path)  # indexed once, shared by every setting
         unknown = [t for t in tasks if not task_manager.match_tasks([t])]
         if unknown:  # before the model loads (lm-eval would say so only after)
-            raise SweepError(f"--tasks: unknown task or group {', '.join(map(repr, unknown))}; "
-                             "`lm_eval ls tasks` lists them (add folders with --include_path)")
+            raise unknown_tasks(unknown, task_manager.all_tasks)
+        check_run(tasks, task_manager, limit=limit)  # the data too, before the model loads
         if model == "m1_budget":  # loaded once, reconfigured per setting (a vLLM start-up costs minutes)
             loaded = load_m1_budget(base, batch_size)
     for i, (budget, forcing) in enumerate(order, 1):
@@ -280,36 +316,65 @@ def run_sweep(
             echo(f"{tag}: results of this run exist in {folder}, skipped")
             continue
         folder.mkdir(parents=True, exist_ok=True)
+        # what runs here, named before anything is written: lm-eval's results never lie unnamed
+        atomic_write_text(folder / MANIFEST, json.dumps(identities[(budget, forcing)], indent=2) + "\n")
         trace_path = folder / "traces.jsonl" if write_traces else None
         if trace_path is not None and trace_path.exists():
             trace_path.unlink()  # records of an unfinished run; the trace cache keeps the generations
         margs = setting_model_args(base, budget, forcing, trace_path)
         echo(f"{tag}: {model} {margs}")
         tracker = EvaluationTracker(output_path=str(folder))
-        kwargs = dict(model=model, model_args=margs, tasks=list(tasks), limit=limit, log_samples=log_samples,
-                      evaluation_tracker=tracker, gen_kwargs=gen_kwargs, apply_chat_template=apply_chat_template,
-                      num_fewshot=num_fewshot, task_manager=task_manager)
+        kwargs = dict(
+            model=model,
+            model_args=margs,
+            tasks=list(tasks),
+            limit=limit,
+            log_samples=log_samples,
+            evaluation_tracker=tracker,
+            gen_kwargs=gen_kwargs,
+            apply_chat_template=apply_chat_template,
+            num_fewshot=num_fewshot,
+            task_manager=task_manager,
+        )
         if loaded is not None:
             # the first (largest) setting answers every other one in flight; they then replay the cache
             probes = [s for s in order if s != (budget, forcing)] if i == 1 else None
-            loaded.reconfigure(thinking_budget=budget, forcing=forcing, trace_path=str(trace_path) if trace_path else None,
-                               probes=probes)
+            loaded.reconfigure(
+                thinking_budget=budget,
+                forcing=forcing,
+                trace_path=str(trace_path) if trace_path else None,
+                probes=probes,
+            )
             kwargs["model"] = loaded  # model_args stay: lm-eval records them in the results' config
         if batch_size is not None:
             kwargs["batch_size"] = batch_size
         if seed is not None:
             kwargs.update(random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
-        results = evaluate(**kwargs)
-        if results is None:  # non-zero ranks under multi-process evaluation
-            continue
-        results["config"]["model"] = model  # lm-eval records a loaded model by its class name
-        save_like_lm_eval(tracker, results)
-        atomic_write_text(folder / MANIFEST, json.dumps(identities[(budget, forcing)], indent=2) + "\n")
+        try:
+            results = evaluate(**kwargs)
+            if results is None:  # non-zero ranks under multi-process evaluation
+                continue
+            results["config"]["model"] = model  # lm-eval records a loaded model by its class name
+            save_like_lm_eval(tracker, results)
+        except KeyboardInterrupt:
+            raise Interrupted(_interrupted(out, order, done, tag)) from None
+        done.add((budget, forcing))
         if ran is not None:
             ran.append((budget, forcing))
     rows = sweep_table(out, [setting_dir(out, b, f) for b, f in order], samples)
     write_table(out, rows, samples is not None)
     return rows
+
+
+def _interrupted(out: Path, order, done: set, tag: str) -> str:
+    """What Ctrl-C during a setting leaves: the finished settings, and where the rest resumes from."""
+    kept = [f"budget={b} forcing={f}" for b, f in order if (b, f) in done]
+    return (
+        f"interrupted (Ctrl-C) during {tag}: {len(kept)} of {len(order)} settings finished and are kept in {out}"
+        + (f" ({', '.join(kept)})" if kept else "")
+        + "; the requests the interrupted setting finished are in "
+        "the trace cache. Rerun the same command to resume."
+    )
 
 
 def _check_finished(out: Path, order, tasks, identities: dict, force: bool, echo) -> set:
@@ -327,8 +392,11 @@ def _check_finished(out: Path, order, tasks, identities: dict, force: bool, echo
             other.append((folder, diffs))
     if other and not force:
         lines = [f"  {folder}: " + "; ".join(diffs) for folder, diffs in other]
-        raise SweepError(f"{out} holds results of another run for {len(other)} setting(s):\n" + "\n".join(lines) +
-                         "\nUse another --output_path, or --force to move those folders aside and redo them.")
+        raise SweepError(
+            f"{out} holds results of another run for {len(other)} setting(s):\n"
+            + "\n".join(lines)
+            + "\nUse another --output_path, or --force to move those folders aside and redo them."
+        )
     for folder, _ in other:
         aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
         folder.rename(aside)
@@ -354,8 +422,14 @@ def trace_summary(trace_file: Path) -> dict[str | None, dict]:
             "hit_budget_share": sum(hits) / len(hits) if hits else None,
             "ran_budget": max(as_int(r["thinking_budget"]) for r in recs) if clamped else None,
             "budget_clamped_share": len(clamped) / len(recs),
-            **({k: sum(sum(r["round_tokens"][k]) + r.get("probe_tokens", {}).get(k, 0) for r in recs) for k in TOKEN_COUNTS}
-               if all("round_tokens" in r for r in recs) else {}),
+            **(
+                {
+                    k: sum(sum(r["round_tokens"][k]) + r.get("probe_tokens", {}).get(k, 0) for r in recs)
+                    for k in TOKEN_COUNTS
+                }
+                if all("round_tokens" in r for r in recs)
+                else {}
+            ),
         }
     return out
 
@@ -371,22 +445,39 @@ def sweep_table(out: Path, folders: list[Path], ks: list[int] | None = None) -> 
             # records name their task; records without one (a single-task run) count for every task
             t = traces.get(r.task) or (traces.get(None) if set(traces) == {None} else None) or {}
             lo, hi = wilson_interval(r.acc * r.n, r.n)
-            rows.append({
-                "model": r.model, "task": r.task, "budget": r.budget, "forcing": r.forcing, "n": r.n,
-                "acc": r.acc, "ci_low": lo, "ci_high": hi,
-                "mean_thinking_tokens": t.get("mean_thinking_tokens"),
-                "hit_budget_share": t.get("hit_budget_share"),
-                "ran_budget": t.get("ran_budget"),
-                "budget_clamped_share": t.get("budget_clamped_share"),
-                "trace_records": t.get("records", 0),
-                "results_file": str(Path(r.source).relative_to(out.resolve())) if Path(r.source).is_relative_to(out.resolve()) else r.source,
-                **{k: t.get(k) for k in TOKEN_COUNTS},
-            })
+            rows.append(
+                {
+                    "model": r.model,
+                    "task": r.task,
+                    "budget": r.budget,
+                    "forcing": r.forcing,
+                    "n": r.n,
+                    "acc": r.acc,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "mean_thinking_tokens": t.get("mean_thinking_tokens"),
+                    "hit_budget_share": t.get("hit_budget_share"),
+                    "ran_budget": t.get("ran_budget"),
+                    "budget_clamped_share": t.get("budget_clamped_share"),
+                    "trace_records": t.get("records", 0),
+                    "results_file": str(Path(r.source).relative_to(out.resolve()))
+                    if Path(r.source).is_relative_to(out.resolve())
+                    else r.source,
+                    **{k: t.get(k) for k in TOKEN_COUNTS},
+                }
+            )
             if ks:
                 base = rows.pop()
                 rows += [base | row for row in k_rows(sampled_outcomes(r, cache), ks)]
-    rows.sort(key=lambda d: (d["model"], d["task"], d["budget"] if isinstance(d["budget"], int) else -1, d["forcing"] or 0,
-                             d.get("k", 0)))
+    rows.sort(
+        key=lambda d: (
+            d["model"],
+            d["task"],
+            d["budget"] if isinstance(d["budget"], int) else -1,
+            d["forcing"] or 0,
+            d.get("k", 0),
+        )
+    )
     return rows
 
 
@@ -404,7 +495,9 @@ def write_table(out: Path, rows: list[dict], sampled: bool = False) -> None:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default="m1_budget", help="lm-eval model (default m1_budget)")
-    parser.add_argument("--model_args", default="", help="base model_args, e.g. pretrained=UCSC-VLAA/m1-7B-1K,engine=vllm")
+    parser.add_argument(
+        "--model_args", default="", help="base model_args, e.g. pretrained=UCSC-VLAA/m1-7B-1K,engine=vllm"
+    )
     parser.add_argument("--tasks", required=True, help="comma-separated lm-eval tasks or groups (e.g. m1)")
     parser.add_argument("--budgets", required=True, help="comma-separated thinking budgets, e.g. 512,1024,2048")
     parser.add_argument("--forcing", default="0", help="comma-separated budget-forcing rounds (default 0)")
@@ -415,18 +508,29 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num_fewshot", type=int, default=None)
     parser.add_argument("--apply_chat_template", action="store_true")
     parser.add_argument("--include_path", default=None, help="extra task folder, as lm-eval's --include_path")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="lm-eval's seeds; with --samples also the samples' seed (default 0)")
-    parser.add_argument("--samples", default=None, metavar="K1,K2,...",
-                        help="sample answers per item and report maj@k, pass@k, mean@k at each k (e.g. 1,2,4,8); "
-                             "each setting runs once with the largest k; needs --temperature")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="lm-eval's seeds; with --samples also the samples' seed (default 0)"
+    )
+    parser.add_argument(
+        "--samples",
+        default=None,
+        metavar="K1,K2,...",
+        help="sample answers per item and report maj@k, pass@k, mean@k at each k (e.g. 1,2,4,8); "
+        "each setting runs once with the largest k; needs --temperature",
+    )
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature of --samples (above 0)")
     parser.add_argument("--top_p", type=float, default=None, help="nucleus sampling of --samples (0 < top_p <= 1)")
-    parser.add_argument("--no_log_samples", action="store_true",
-                        help="skip per-item samples files (then no paired tests or item bootstrap later)")
+    parser.add_argument(
+        "--no_log_samples",
+        action="store_true",
+        help="skip per-item samples files (then no paired tests or item bootstrap later)",
+    )
     parser.add_argument("--no_traces", action="store_true", help="do not pass trace_path (models other than m1_budget)")
-    parser.add_argument("--force", action="store_true",
-                        help="redo settings whose folder holds another run's results (moved aside, not deleted)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="redo settings whose folder holds another run's results (moved aside, not deleted)",
+    )
 
 
 def run(args) -> int:
@@ -435,6 +539,7 @@ def run(args) -> int:
     forcings = parse_int_list(args.forcing, "forcing")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     limit = args.limit
+    check_limit(limit)
     if limit is not None and limit >= 1 and limit == int(limit):
         limit = int(limit)
     batch = args.batch_size
@@ -442,12 +547,26 @@ def run(args) -> int:
         batch = int(batch)
     ran: list = []
     rows = run_sweep(
-        args.model_args, tasks, budgets, forcings, args.output_path, model=args.model, limit=limit,
-        batch_size=batch, log_samples=not args.no_log_samples, gen_kwargs=args.gen_kwargs,
-        apply_chat_template=args.apply_chat_template, num_fewshot=args.num_fewshot, seed=args.seed,
-        include_path=args.include_path, write_traces=not args.no_traces, force=args.force,
+        args.model_args,
+        tasks,
+        budgets,
+        forcings,
+        args.output_path,
+        model=args.model,
+        limit=limit,
+        batch_size=batch,
+        log_samples=not args.no_log_samples,
+        gen_kwargs=args.gen_kwargs,
+        apply_chat_template=args.apply_chat_template,
+        num_fewshot=args.num_fewshot,
+        seed=args.seed,
+        include_path=args.include_path,
+        write_traces=not args.no_traces,
+        force=args.force,
         samples=parse_samples(args.samples) if args.samples is not None else None,
-        temperature=args.temperature, top_p=args.top_p, ran=ran,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        ran=ran,
     )
     out = Path(args.output_path)
     print(f"\n{len(rows)} rows -> {out / 'sweep.csv'} and {out / 'sweep.json'}")
@@ -459,12 +578,16 @@ def run(args) -> int:
                 extra += f", {100 * row['hit_budget_share']:.0f}% hit budget"
         budget = str(row["budget"]) + (f" (ran <={row['ran_budget']})" if row.get("ran_budget") is not None else "")
         if "k" in row:  # a sampled sweep: one line per k
-            extra = (f"  maj@k={100 * row['maj_at_k']:.2f} pass@k={100 * row['pass_at_k']:.2f} "
-                     f"mean@k={100 * row['mean_at_k']:.2f}  {row['mean_generated_tokens_per_item']:.0f} tok/item")
+            extra = (
+                f"  maj@k={100 * row['maj_at_k']:.2f} pass@k={100 * row['pass_at_k']:.2f} "
+                f"mean@k={100 * row['mean_at_k']:.2f}  {row['mean_generated_tokens_per_item']:.0f} tok/item"
+            )
             budget += f" k={row['k']}"
-        print(f"{row['task']:<18} budget={budget:<6} forcing={row['forcing']!s:<3} "
-              f"acc={100 * row['acc']:.2f} [{100 * row['ci_low']:.2f}, {100 * row['ci_high']:.2f}] n={row['n']}{extra}",
-              file=sys.stdout)
+        print(
+            f"{row['task']:<18} budget={budget:<6} forcing={row['forcing']!s:<3} "
+            f"acc={100 * row['acc']:.2f} [{100 * row['ci_low']:.2f}, {100 * row['ci_high']:.2f}] n={row['n']}{extra}",
+            file=sys.stdout,
+        )
     print(engine_work_line(rows, ran))
     return 0
 
@@ -474,10 +597,17 @@ def engine_work_line(rows: list[dict], ran: list) -> str:
     settings an earlier run finished cost nothing now, and their recorded work stays in sweep.csv."""
     settings = {(r["budget"], r["forcing"]) for r in rows}
     if not ran:
-        return (f"engine work of this command: none (all {len(settings)} settings were finished by an earlier "
-                "run; what that run generated is in sweep.csv)")
-    counted = list({(r["model"], r["task"], r["budget"], r["forcing"]): r for r in rows  # a sampled sweep: k rows
-                    if (r["budget"], r["forcing"]) in set(ran) and r.get("context_tokens") is not None}.values())
+        return (
+            f"engine work of this command: none (all {len(settings)} settings were finished by an earlier "
+            "run; what that run generated is in sweep.csv)"
+        )
+    counted = list(
+        {
+            (r["model"], r["task"], r["budget"], r["forcing"]): r
+            for r in rows  # a sampled sweep: k rows
+            if (r["budget"], r["forcing"]) in set(ran) and r.get("context_tokens") is not None
+        }.values()
+    )
     if not counted:  # models other than m1_budget record no engine work
         return f"ran {len(set(ran))} of {len(settings)} settings now (no engine work recorded by this model)"
     note = "" if len(set(ran)) == len(settings) else f" ({len(set(ran))} of {len(settings)} settings run now)"

@@ -29,7 +29,7 @@ PLACEHOLDER = "/*M1_DATA*/null"
 def _thinking(o) -> str | None:
     rec = o.record or {}
     span = rec.get("thinking_span")
-    return rec.get("text", o.text)[span[0]:span[1]] if span else None
+    return rec.get("text", o.text)[span[0] : span[1]] if span else None
 
 
 def longest_trace(group, doc_id) -> dict:
@@ -38,13 +38,19 @@ def longest_trace(group, doc_id) -> dict:
     traced = [r for r in have if (r.outcomes[doc_id].record or {}).get("thinking_span")]
     if not traced:  # lm-eval's own runs, or trace records without character spans: the text alone
         r = have[-1]
-        return {"setting": r.label, "text": r.outcomes[doc_id].text, "thinking": None, "cuts": [], "forced": [],
-                "note": "no m1_budget trace records with character spans: no marks"}
+        return {
+            "setting": r.label,
+            "text": r.outcomes[doc_id].text,
+            "thinking": None,
+            "cuts": [],
+            "forced": [],
+            "note": "no m1_budget trace records with character spans: no marks",
+        }
     longest = max(traced, key=lambda r: (r.outcomes[doc_id].thinking_tokens or 0, r.key))
     lo = longest.outcomes[doc_id]
     rec = lo.record
     text, span = rec.get("text", lo.text), rec["thinking_span"]
-    thinking = text[span[0]:span[1]]
+    thinking = text[span[0] : span[1]]
     cuts, skipped = {}, []
     for r in traced:
         o = r.outcomes[doc_id]
@@ -57,13 +63,21 @@ def longest_trace(group, doc_id) -> dict:
             skipped.append(r.label)
     forcing_str = rec.get("forcing_str", "Wait")
     return {
-        "setting": longest.label, "text": text, "thinking": span, "thinking_tokens": lo.thinking_tokens,
-        "cuts": [{"at": at, "budget": b, "tokens": rs[0].outcomes[doc_id].thinking_tokens,
-                  "settings": [r.label for r in rs]}
-                 for (b, at), rs in sorted(cuts.items(), key=lambda kv: (kv[0][1], sortable(kv[0][0])))],
-        "forced": [{"start": s, "end": e, "label": f"forced {forcing_str!r} #{i + 1}"}
-                   for i, (s, e) in enumerate(rec.get("forced_spans") or [])],
-        "note": f"thinking of {', '.join(skipped)} is not a prefix of this trace: its cut is not marked" if skipped else "",
+        "setting": longest.label,
+        "text": text,
+        "thinking": span,
+        "thinking_tokens": lo.thinking_tokens,
+        "cuts": [
+            {"at": at, "budget": b, "tokens": rs[0].outcomes[doc_id].thinking_tokens, "settings": [r.label for r in rs]}
+            for (b, at), rs in sorted(cuts.items(), key=lambda kv: (kv[0][1], sortable(kv[0][0])))
+        ],
+        "forced": [
+            {"start": s, "end": e, "label": f"forced {forcing_str!r} #{i + 1}"}
+            for i, (s, e) in enumerate(rec.get("forced_spans") or [])
+        ],
+        "note": f"thinking of {', '.join(skipped)} is not a prefix of this trace: its cut is not marked"
+        if skipped
+        else "",
     }
 
 
@@ -76,27 +90,57 @@ def viewer_data(runs, trajectories: list[dict]) -> dict:
         if key not in items:
             doc, gold = next(r.docs[t["doc_id"]] for r in group if t["doc_id"] in r.docs)
             options = options_of(doc) or {}
-            items[key] = {"task": t["task"], "doc_id": t["doc_id"], "item": str(t["item"]), "gold": gold,
-                          "question": question_of(doc),
-                          "options": [[k, v] for k, v in options.items()]}
+            items[key] = {
+                "task": t["task"],
+                "doc_id": t["doc_id"],
+                "item": str(t["item"]),
+                "gold": gold,
+                "question": question_of(doc),
+                "options": [[k, v] for k, v in options.items()],
+            }
         settings = []
         for r in group:
             o = r.outcomes.get(t["doc_id"])
             if o is not None:
-                settings.append({"setting": r.label, "letter": o.letter, "method": o.method, "correct": o.correct,
-                                 "answer": o.answer, "thinking_tokens": o.thinking_tokens, "hit_budget": o.hit_budget})
-        rows.append({"model": t["model"], "task": t["task"], "key": key, "class": t["class"],
-                     "settled_budget": t["settled_budget"], "final_correct": settings[-1]["correct"],
-                     "settings": settings, "trace": longest_trace(group, t["doc_id"])})
+                settings.append(
+                    {
+                        "setting": r.label,
+                        "letter": o.letter,
+                        "method": o.method,
+                        "correct": o.correct,
+                        "answer": o.answer,
+                        "thinking_tokens": o.thinking_tokens,
+                        "hit_budget": o.hit_budget,
+                    }
+                )
+        rows.append(
+            {
+                "model": t["model"],
+                "task": t["task"],
+                "key": key,
+                "class": t["class"],
+                "settled_budget": t["settled_budget"],
+                "final_correct": settings[-1]["correct"],
+                "settings": settings,
+                "trace": longest_trace(group, t["doc_id"]),
+            }
+        )
     rows.sort(key=lambda r: (r["task"], sortable(items[r["key"]]["doc_id"]), r["model"]))  # an item's models together
-    labels = {(sortable(r.budget), sortable(r.forcing)): r.label for r in runs}  # the flip filter's settings, least thinking first
+    labels = {
+        (sortable(r.budget), sortable(r.forcing)): r.label for r in runs
+    }  # the flip filter's settings, least thinking first
     return {"classes": list(CLASSES), "items": items, "rows": rows, "settings": [labels[k] for k in sorted(labels)]}
 
 
 def render(data: dict) -> str:
     template = resources.files("m1_harness.analysis").joinpath(TEMPLATE).read_text(encoding="utf-8")
     # JSON inside <script>: "</" must not close the element, and U+2028/9 must not end a JS line
-    blob = json.dumps(data, ensure_ascii=False).replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    blob = (
+        json.dumps(data, ensure_ascii=False)
+        .replace("</", "<\\/")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
     return template.replace(PLACEHOLDER, blob)
 
 
@@ -115,8 +159,15 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=exe, args=["--no-sandbox"])
 
 
-def screenshot(html: Path, png: Path, *, row: str | None = None, compare: str | None = None,
-               size: tuple[int, int] = (1440, 900), playwright=None) -> Path:
+def screenshot(
+    html: Path,
+    png: Path,
+    *,
+    row: str | None = None,
+    compare: str | None = None,
+    size: tuple[int, int] = (1440, 900),
+    playwright=None,
+) -> Path:
     """A PNG of the viewer in a laptop-sized window, with a row opened (``"<task>|<doc_id>@<model>"``)
     and another model beside it: how docs/explain.md's picture is made. ``playwright``: a running sync
     Playwright to reuse (one per thread)."""

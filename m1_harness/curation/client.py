@@ -47,7 +47,9 @@ class ResponseCache:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, response TEXT, created REAL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, response TEXT, created REAL)"
+        )
 
     @staticmethod
     def key(model: str, body: dict) -> str:
@@ -95,8 +97,14 @@ class ChatClient:
         self.cache = cache
         self.default_params = {k: v for k, v in (default_params or {}).items() if v is not None}
         self.api_key_env = api_key_env
-        self.http = JsonClient(base_url, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
-                               backoff=backoff, max_backoff=max_backoff)
+        self.http = JsonClient(
+            base_url,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
         self.base_url = self.http.base_url
         self.url = self.base_url + "/chat/completions"
         self.stats = self.http.stats

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
-from m1_harness.curation.stage import Stage, StageError
 from m1_harness.curation.items import LETTERS, problems, read_jsonl
+from m1_harness.curation.stage import Stage, StageError
 
 PUBMEDQA_INSTRUCTION = (
     "Using the above document as a reference, please review the following question and choose the option "
@@ -139,7 +139,9 @@ class Collect(Stage):
                 raise StageError(f"collect: source #{n + 1} must be a mapping")
             bad = set(s) - SOURCE_KEYS
             if bad:
-                raise StageError(f"collect: source #{n + 1}: unknown key(s) {sorted(bad)}; accepted: {sorted(SOURCE_KEYS)}")
+                raise StageError(
+                    f"collect: source #{n + 1}: unknown key(s) {sorted(bad)}; accepted: {sorted(SOURCE_KEYS)}"
+                )
             fmt = s.get("format", "items" if "path" in s else None)
             if fmt not in FORMATS:
                 raise StageError(f"collect: source #{n + 1}: format {fmt!r} is not one of {sorted(FORMATS)}")
@@ -179,7 +181,11 @@ class Collect(Stage):
             hub = spec.get("hub", hub)
             config = spec.get("config", config)
             try:
-                ds = datasets.load_dataset(hub, config, split=split) if config else datasets.load_dataset(hub, split=split)
+                ds = (
+                    datasets.load_dataset(hub, config, split=split)
+                    if config
+                    else datasets.load_dataset(hub, split=split)
+                )
             except Exception as exc:  # noqa: BLE001 - name the dataset in the error
                 raise StageError(
                     f"collect: could not load {hub}" + (f" ({config})" if config else "") + f" split {split!r} "
@@ -204,7 +210,11 @@ class Collect(Stage):
                     break
                 item = mapper(dict(row))
                 item["source"] = source
-                if not item.get("answer") and isinstance(item.get("options"), dict) and item.get("answer_idx") in item["options"]:
+                if (
+                    not item.get("answer")
+                    and isinstance(item.get("options"), dict)
+                    and item.get("answer_idx") in item["options"]
+                ):
                     item["answer"] = item["options"][item["answer_idx"]]
                 if item.get("id") in (None, ""):
                     item["id"] = f"{prefix or source}-{n:06d}"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from m1_harness.curation.stage import Stage, StageError
 from m1_harness.curation import neardup
 from m1_harness.curation.items import normalise, read_jsonl
+from m1_harness.curation.stage import Stage, StageError
 from m1_harness.paths import DATA_ENV
 
 LSH_DEFAULTS = {"shingle": 5, "num_perm": 128, "bands": 21, "rows": 6}
@@ -41,7 +41,9 @@ class Dedup(Stage):
     def run(self, ctx, items):
         p = self.params
         texts = [normalise(str(it.get(p["field"], ""))) for it in items]
-        dropped, stats = neardup.find_duplicates(texts, threshold=float(p["threshold"]), method=p["method"], **_lsh_params(p))
+        dropped, stats = neardup.find_duplicates(
+            texts, threshold=float(p["threshold"]), method=p["method"], **_lsh_params(p)
+        )
         out = []
         by_pair = Counter()
         for i, item in enumerate(items):
@@ -130,8 +132,12 @@ class Decontaminate(Stage):
         cands = neardup.cross_candidates(sig_a, sig_b, lsh["bands"], lsh["rows"])
         lens_a = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
         lens_b = np.fromiter((len(t) for t in eval_texts), dtype=np.int64, count=len(eval_texts))
-        fuzzy = neardup.verify(neardup.length_filter(cands, lens_a, lens_b, float(p["fuzzy_threshold"])),
-                               texts, eval_texts, float(p["fuzzy_threshold"]))
+        fuzzy = neardup.verify(
+            neardup.length_filter(cands, lens_a, lens_b, float(p["fuzzy_threshold"])),
+            texts,
+            eval_texts,
+            float(p["fuzzy_threshold"]),
+        )
         for i, j, s in sorted(fuzzy, key=lambda t: (t[0], -t[2])):
             if i not in hits:
                 hits[i] = {"method": "fuzzy", "eval_set": evals[j][0], "eval_id": evals[j][1], "score": round(s, 2)}
@@ -160,10 +166,20 @@ class Decontaminate(Stage):
                     ngram_hits += 1
                     f, j = max(best)
                     if i not in hits:
-                        hits[i] = {"method": "ngram", "eval_set": evals[j][0], "eval_id": evals[j][1],
-                                   "ngram_fraction": round(f, 3)}
+                        hits[i] = {
+                            "method": "ngram",
+                            "eval_set": evals[j][0],
+                            "eval_id": evals[j][1],
+                            "ngram_fraction": round(f, 3),
+                        }
         per_set = {
-            name: {"eval_items": sum(1 for e in evals if e[0] == name), "contaminated": 0, "fuzzy": 0, "ngram": 0, "examples": []}
+            name: {
+                "eval_items": sum(1 for e in evals if e[0] == name),
+                "contaminated": 0,
+                "fuzzy": 0,
+                "ngram": 0,
+                "examples": [],
+            }
             for name in files
         }
         out = []

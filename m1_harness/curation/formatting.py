@@ -12,8 +12,9 @@ Items without reasoning are rejected with their ids.
 from __future__ import annotations
 
 from m1_harness.curation.stage import Reject, Stage, StageError
-from m1_harness.thinking.markers import PRESETS
 from m1_harness.prompts import chat_prompt, require_chat_template, sft_completion, sft_prompt
+from m1_harness.thinking.markers import PRESETS
+
 
 class Format(Stage):
     name = "format"
@@ -52,7 +53,11 @@ class Format(Stage):
         prompt = sft_prompt(item["question"], item["options"])
         if self._tok is not None:
             prompt = chat_prompt(prompt, self._tok)
-        rec = {"id": item["id"], "prompt": prompt, "completion": sft_completion(reasoning, answer, self.params["markers"])}
+        rec = {
+            "id": item["id"],
+            "prompt": prompt,
+            "completion": sft_completion(reasoning, answer, self.params["markers"]),
+        }
         for k in self.params["keep_fields"] or []:
             if k in item:
                 rec[k] = item[k]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 REQUIRED = ("id", "question", "options", "answer_idx", "answer", "source")
 LETTERS = "ABCDEFGHIJ"

@@ -15,10 +15,10 @@ import re
 import threading
 from collections import Counter
 
-from m1_harness.curation.stage import Drop, Reject, Stage, StageError
 from m1_harness.curation.client import ChatClient, ResponseCache
-from m1_harness.prompts import distill_prompt, options_text
 from m1_harness.curation.mesh import QUALIFIERS, UNCLASSIFIED
+from m1_harness.curation.stage import Drop, Reject, Stage, StageError
+from m1_harness.prompts import distill_prompt, options_text
 
 API_DEFAULTS = {
     "base_url": None,
@@ -50,8 +50,11 @@ def _client(p: dict, cache: ResponseCache) -> ChatClient:
             p["base_url"],
             p["model"],
             cache=cache,
-            default_params={"max_tokens": p.get("max_tokens"), "temperature": p.get("temperature"),
-                            "extra_body": p.get("extra_body") or None},
+            default_params={
+                "max_tokens": p.get("max_tokens"),
+                "temperature": p.get("temperature"),
+                "extra_body": p.get("extra_body") or None,
+            },
             **{k: p[k] for k in CLIENT_KEYS if p.get(k) is not None},
         )
     except ValueError as exc:
@@ -132,8 +135,10 @@ class Difficulty(ApiStage):
             if "m1_budget" in m:
                 bad = set(m) - {"m1_budget", "name", "max_tokens"}
                 if bad or not isinstance(m["m1_budget"], dict) or not m["m1_budget"].get("pretrained"):
-                    raise StageError("difficulty: an in-process model is {name: ..., m1_budget: {pretrained: ..., ...}}"
-                                     f" (optionally max_tokens); got {m}")
+                    raise StageError(
+                        "difficulty: an in-process model is {name: ..., m1_budget: {pretrained: ..., ...}}"
+                        f" (optionally max_tokens); got {m}"
+                    )
                 continue
             _check_api("difficulty", {**self.params, **m})
 
@@ -167,8 +172,12 @@ class Difficulty(ApiStage):
         for client in self.clients:
             resp = client.chat([{"role": "user", "content": prompt}])
             s = score(resp.content, item["options"], item["answer_idx"], match=self.params["match"])
-            results[client.model] = {"letter": s.letter, "method": s.method, "correct": bool(s.correct),
-                                     "finish_reason": resp.finish_reason}
+            results[client.model] = {
+                "letter": s.letter,
+                "method": s.method,
+                "correct": bool(s.correct),
+                "finish_reason": resp.finish_reason,
+            }
         solved_by = [m for m, r in results.items() if r["correct"]]
         if solved_by and self.params["drop"]:
             raise Drop("answered_correctly", by=solved_by)
@@ -196,7 +205,7 @@ def split_reasoning(content: str, reasoning_content: str | None) -> tuple[str, s
         return reasoning_content.strip(), content.strip()
     m = _THINK.search(content)
     if m:
-        return m.group(1).strip(), content[m.end():].strip()
+        return m.group(1).strip(), content[m.end() :].strip()
     if "</think>" in content:
         before, after = content.rsplit("</think>", 1)
         return before.replace("<think>", "").strip(), after.strip()
@@ -237,8 +246,9 @@ class Distill(ApiStage):
 
     def finish(self, ctx, items_out):
         ctx.report["finish_reasons"] = dict(Counter(str(it["teacher"].get("finish_reason")) for it in items_out))
-        ctx.report["completion_tokens"] = sum(int((it["teacher"].get("usage") or {}).get("completion_tokens") or 0)
-                                              for it in items_out)
+        ctx.report["completion_tokens"] = sum(
+            int((it["teacher"].get("usage") or {}).get("completion_tokens") or 0) for it in items_out
+        )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -252,8 +252,15 @@ def find_duplicates(
     """{dropped index: (kept index, score)} under the first-come rule, and statistics."""
     reps, rep_of = exact_groups(texts)
     rep_texts = [texts[i] for i in reps]
-    stats = {"items": len(texts), "distinct_texts": len(reps), "method": method, "num_perm": num_perm,
-             "bands": bands, "rows": rows, "shingle": k}
+    stats = {
+        "items": len(texts),
+        "distinct_texts": len(reps),
+        "method": method,
+        "num_perm": num_perm,
+        "bands": bands,
+        "rows": rows,
+        "shingle": k,
+    }
     if method == "exact":
         edges = exact_pairs(rep_texts, rep_texts, threshold, same=True)
         stats["candidate_pairs"] = len(rep_texts) * (len(rep_texts) - 1) // 2

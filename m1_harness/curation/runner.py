@@ -25,20 +25,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import re
 import shutil
 import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from m1_harness.curation.stage import Drop, Reject, Stage, StageError
 from m1_harness.curation.items import dumps, read_jsonl, read_jsonl_tolerant, write_jsonl
+from m1_harness.curation.stage import Drop, Reject, Stage, StageError
+from m1_harness.http import UNREACHABLE
 
 DONE = "_done.json"
 PROGRESS = "_progress.jsonl"
@@ -124,13 +126,24 @@ class RecipeResult:
         return self.stages[-1].dir / "items.jsonl" if self.stages else None
 
 
-def _expand(value):
+_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def _expand(value, where: str):
+    """``$VARS`` in string parameters, from the environment; an unset one is an error before any stage runs
+    (expandvars left ``$TEACHER_URL`` in a base_url, and the stage retried a URL that cannot answer)."""
     if isinstance(value, str) and "$" in value:
+        unset = [a or b for a, b in _VAR.findall(value) if (a or b) not in os.environ]
+        if unset:
+            raise StageError(
+                f"recipe {where}: ${unset[0]} is not set: export {unset[0]}=... before running "
+                "(the recipe's comments say what it should name)"
+            )
         return os.path.expandvars(value)
     if isinstance(value, list):
-        return [_expand(v) for v in value]
+        return [_expand(v, where) for v in value]
     if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
+        return {k: _expand(v, f"{where}, {k}") for k, v in value.items()}
     return value
 
 
@@ -173,7 +186,13 @@ def load_recipe(recipe: str | Path | dict, *, workdir: str | Path | None = None)
             raise StageError(f"recipe stage #{n + 1}: write '- stage: NAME' with 'params', or '- NAME: {{params}}'")
         if not isinstance(params, dict):
             raise StageError(f"recipe stage #{n + 1} ({name}): params must be a mapping")
-        specs.append(StageSpec(stage=str(name), label=str(label or name), params=_expand(params)))
+        specs.append(
+            StageSpec(
+                stage=str(name),
+                label=str(label or name),
+                params=_expand(params, f"{source or ''} stage #{n + 1} ({name})"),
+            )
+        )
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise StageError(f"recipe: stage labels must be unique (use 'label:'), got {labels}")
@@ -183,8 +202,8 @@ def load_recipe(recipe: str | Path | dict, *, workdir: str | Path | None = None)
     cache = recipe.get("cache")
     return Recipe(
         stages=specs,
-        workdir=Path(_expand(str(wd))),
-        cache=Path(_expand(str(cache))) if cache else None,
+        workdir=Path(_expand(str(wd), f"{source or ''} workdir")),
+        cache=Path(_expand(str(cache), f"{source or ''} cache")) if cache else None,
         source=source,
     )
 
@@ -308,7 +327,7 @@ def _run_stage(stage, spec, stage_dir, fp, items, rec, cache_path, show_progress
     t0 = time.perf_counter()
     resumed = 0
     if stage.per_item:
-        out, resumed = _run_per_item(stage, ctx, items)
+        out, resumed = _run_per_item(stage, ctx, items, log)
         stage.finish(ctx, out)
     else:
         out = stage.run(ctx, items)
@@ -343,7 +362,69 @@ def _run_stage(stage, spec, stage_dir, fp, items, rec, cache_path, show_progress
     return out
 
 
-def _run_per_item(stage: Stage, ctx: Context, items: list[dict]) -> tuple[list[dict], int]:
+HEARTBEAT = 30.0  # seconds without a finished item before a stage says it is still waiting
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A server that stopped answering (after the client's retries): every other item would wait the same."""
+    return getattr(exc, "kind", None) in UNREACHABLE
+
+
+def _run_items(
+    one, todo: list[dict], concurrency: int, label: str, n_finished, total: int, failures: list, log
+) -> None:
+    """Run ``one(item)`` over ``todo`` on ``concurrency`` daemon threads (so Ctrl-C ends the process at once,
+    never waiting on a request in its retries); a line every ``HEARTBEAT`` s without progress; the first
+    unreachable server stops the stage. Item errors are appended to ``failures``."""
+    work: queue.Queue = queue.Queue()
+    done: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    for item in todo:
+        work.put(item)
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                item = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                one(item)
+                done.put((item["id"], None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                if not isinstance(exc, Exception):
+                    stop.set()  # KeyboardInterrupt / SystemExit: no item starts after it
+                done.put((item["id"], exc))
+
+    for _ in range(max(1, min(concurrency, len(todo)))):
+        threading.Thread(target=worker, name=f"curate-{label}", daemon=True).start()
+    started = time.monotonic()
+    try:
+        for _ in todo:
+            while True:
+                try:
+                    item_id, exc = done.get(timeout=HEARTBEAT)
+                    break
+                except queue.Empty:
+                    log(
+                        f"[{label}] still waiting after {time.monotonic() - started:.0f}s: {n_finished()} of {total} "
+                        "items finished (a stage waiting on a server gives up when the server stops answering)"
+                    )
+            if exc is None:
+                continue
+            if not isinstance(exc, Exception):
+                raise exc  # SystemExit from a worker: stop everything
+            failures.append((item_id, exc))
+            if _unreachable(exc):
+                raise StageError(
+                    f"stage {label!r}: its server does not answer ({exc}): start it or correct its "
+                    f"base_url, then rerun; the {n_finished()} finished items are kept"
+                )
+    finally:
+        stop.set()
+
+
+def _run_per_item(stage: Stage, ctx: Context, items: list[dict], log=print) -> tuple[list[dict], int]:
     ids = [it.get("id") for it in items]
     if len(set(ids)) != len(ids) or None in ids:
         raise StageError(f"stage {ctx.label!r}: per-item stages need unique, non-empty item ids")
@@ -379,29 +460,7 @@ def _run_per_item(stage: Stage, ctx: Context, items: list[dict]) -> tuple[list[d
             bar.update(1)
 
     try:
-        if stage.concurrency <= 1:
-            for item in todo:
-                try:
-                    one(item)
-                except Exception as exc:  # noqa: BLE001 - reported below, item stays unfinished
-                    failures.append((item["id"], exc))
-        else:
-            with ThreadPoolExecutor(max_workers=stage.concurrency) as pool:
-                pending = {pool.submit(one, it): it["id"] for it in todo}
-                try:
-                    while pending:
-                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in done:
-                            item_id = pending.pop(fut)
-                            exc = fut.exception()
-                            if exc is not None and not isinstance(exc, Exception):
-                                raise exc  # KeyboardInterrupt / SystemExit: stop everything
-                            if exc is not None:
-                                failures.append((item_id, exc))
-                except BaseException:
-                    for fut in pending:
-                        fut.cancel()
-                    raise
+        _run_items(one, todo, stage.concurrency, ctx.label, lambda: len(finished), len(items), failures, log)
     finally:
         fh.close()
         bar.close()

@@ -28,8 +28,16 @@ def _pick(rng: random.Random, pools: dict) -> object:
     return keys[rng.randrange(len(keys))] if keys else None
 
 
-def sample_indices(items: list[dict], n: int, variant: str, seed: int, *, domain_field="domain",
-                   source_field="source", hard_field="hard") -> list[int]:
+def sample_indices(
+    items: list[dict],
+    n: int,
+    variant: str,
+    seed: int,
+    *,
+    domain_field="domain",
+    source_field="source",
+    hard_field="hard",
+) -> list[int]:
     rng = random.Random(seed)
     hard = variant != "random"
     eligible = [i for i, it in enumerate(items) if not hard or bool(it.get(hard_field, True))]
@@ -55,8 +63,14 @@ def sample_indices(items: list[dict], n: int, variant: str, seed: int, *, domain
 class Sample(Stage):
     name = "sample"
     description = "diversity sampling to N items (domain, then source, then item; seeded) and ablation variants"
-    defaults = {"n": 1000, "seed": 42, "variant": "diversity", "domain_field": "domain", "source_field": "source",
-                "hard_field": "hard"}
+    defaults = {
+        "n": 1000,
+        "seed": 42,
+        "variant": "diversity",
+        "domain_field": "domain",
+        "source_field": "source",
+        "hard_field": "hard",
+    }
 
     def validate(self) -> None:
         if self.params["variant"] not in VARIANTS:
@@ -66,21 +80,32 @@ class Sample(Stage):
 
     def run(self, ctx, items):
         p = self.params
-        idx = sample_indices(items, int(p["n"]), p["variant"], int(p["seed"]), domain_field=p["domain_field"],
-                             source_field=p["source_field"], hard_field=p["hard_field"])
+        idx = sample_indices(
+            items,
+            int(p["n"]),
+            p["variant"],
+            int(p["seed"]),
+            domain_field=p["domain_field"],
+            source_field=p["source_field"],
+            hard_field=p["hard_field"],
+        )
         picked = set(idx)
         out = []
         for rank, i in enumerate(idx):
             out.append({**items[i], "sample_rank": rank})
         for i, it in enumerate(items):
             if i not in picked:
-                ctx.drop({"id": it.get("id"), "source": it.get(p["source_field"]), "domain": it.get(p["domain_field"])},
-                         "not_sampled")
-        ctx.report.update({
-            "requested": int(p["n"]),
-            "selected": len(out),
-            "shortfall": max(0, int(p["n"]) - len(out)),
-            "by_source": dict(Counter(str(it.get(p["source_field"])) for it in out).most_common()),
-            "by_domain": dict(Counter(str(it.get(p["domain_field"])) for it in out).most_common()),
-        })
+                ctx.drop(
+                    {"id": it.get("id"), "source": it.get(p["source_field"]), "domain": it.get(p["domain_field"])},
+                    "not_sampled",
+                )
+        ctx.report.update(
+            {
+                "requested": int(p["n"]),
+                "selected": len(out),
+                "shortfall": max(0, int(p["n"]) - len(out)),
+                "by_source": dict(Counter(str(it.get(p["source_field"])) for it in out).most_common()),
+                "by_domain": dict(Counter(str(it.get(p["domain_field"])) for it in out).most_common()),
+            }
+        )
         return out

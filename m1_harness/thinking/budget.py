@@ -53,8 +53,9 @@ class BudgetForcer(RequestSetup):
     encoded once (``RequestSetup``), then the engine's driver carries every request's calls."""
 
     # -- the drivers ----------------------------------------------------------------------------
-    def run(self, requests: list[BudgetRequest], progress: bool = False, on_done=None,
-            probes: list[tuple[int, int]] = ()) -> list[Trace]:
+    def run(
+        self, requests: list[BudgetRequest], progress: bool = False, on_done=None, probes: list[tuple[int, int]] = ()
+    ) -> list[Trace]:
         """All rounds of all requests; ``on_done(i, trace)`` is called the moment request i's trace is final.
 
         ``probes``: other (thinking budget, forcing) settings of a sweep grid, each at most this run's
@@ -81,7 +82,7 @@ class BudgetForcer(RequestSetup):
         traces: list[Trace | None] = [None] * len(requests)
         with tqdm(total=len(requests), desc="m1_budget", unit="request", disable=not progress) as bar:
             for start in range(0, len(order), size):
-                group = order[start: start + size]
+                group = order[start : start + size]
                 for i, trace in zip(group, self._run_group([requests[i] for i in group])):
                     traces[i] = trace
                     if on_done is not None:
@@ -119,5 +120,7 @@ class BudgetForcer(RequestSetup):
                 raise ValueError(f"probe ({b!r}, {f!r}): thinking budget and forcing must be non-negative integers")
             for r in requests:
                 if f > r.forcing or (r.thinking_budget != AUTO and b > int(r.thinking_budget)):
-                    raise ValueError(f"probe (budget {b}, forcing {f}) exceeds the run's own (budget "
-                                     f"{r.thinking_budget}, forcing {r.forcing}): probes must be cuts of it")
+                    raise ValueError(
+                        f"probe (budget {b}, forcing {f}) exceeds the run's own (budget "
+                        f"{r.thinking_budget}, forcing {r.forcing}): probes must be cuts of it"
+                    )

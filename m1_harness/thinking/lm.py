@@ -22,20 +22,21 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import handle_arg_string
 
-from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.engines.base import TOKEN_COUNTS
-from m1_harness.records import TraceFile, TraceRecord, build_record, new_run_id
-from m1_harness.thinking.request import AUTO, BudgetRequest, Trace
-from m1_harness.thinking.engines import load_engine, resolve_engine_name
 from m1_harness.errors import UserError
-from m1_harness.thinking.markers import PRESETS, detect
-from m1_harness.thinking.seeds import sample_seed
 from m1_harness.paths import OutputError, cache_dir, ensure_writable_dir
+from m1_harness.records import TraceFile, TraceRecord, build_record, new_run_id
 from m1_harness.taskfns import BudgetedText
+from m1_harness.thinking.budget import BudgetForcer
+from m1_harness.thinking.engines import load_engine, resolve_engine_name
+from m1_harness.thinking.engines.base import TOKEN_COUNTS, hub_revision
+from m1_harness.thinking.markers import PRESETS, detect
+from m1_harness.thinking.request import AUTO, BudgetRequest, Trace
+from m1_harness.thinking.seeds import sample_seed
 from m1_harness.thinking.tracecache import CACHE_FILE, CacheRefused, CachingEngine, TraceCache
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
+
 
 class ModelArgError(UserError, ValueError):
     """A model_arg or gen_kwarg m1_budget cannot use; the message lists the valid ones."""
@@ -45,77 +46,161 @@ BUDGET = "int|auto"
 # name: (type, default, meaning)
 MODEL_ARGS: dict[str, tuple[object, object, str]] = {
     "pretrained": (str, None, "model path or Hugging Face id (required)"),
-    "engine": (str, "auto", "vllm, hf, server (a running OpenAI-compatible server: base_url), or auto (vLLM if "
-               "installed and a GPU is present, else hf)"),
-    "thinking_budget": (BUDGET, AUTO, "most thinking tokens per request (generated + forced); 0 skips "
-                        "thinking; auto = context length - prompt - answer budget"),
+    "engine": (
+        str,
+        "auto",
+        "vllm, hf, server (a running OpenAI-compatible server: base_url), or auto (vLLM if "
+        "installed and a GPU is present, else hf)",
+    ),
+    "thinking_budget": (
+        BUDGET,
+        AUTO,
+        "most thinking tokens per request (generated + forced); 0 skips "
+        "thinking; auto = context length - prompt - answer budget",
+    ),
     "forcing": (int, 0, "times to replace an early end of thinking by the forcing string"),
     "forcing_str": (str, "Wait", "the string spliced in when forcing (after a newline unless at whitespace)"),
-    "answer_budget": (int, None, "most answer tokens (default: the task's max_gen_toks, else 256); "
-                      "clamped to the context"),
-    "markers": (str, "m1", f"thinking format: a preset ({', '.join(PRESETS)}) or auto (chosen from the chat "
-                "template and special tokens)"),
+    "answer_budget": (
+        int,
+        None,
+        "most answer tokens (default: the task's max_gen_toks, else 256); clamped to the context",
+    ),
+    "markers": (
+        str,
+        "m1",
+        f"thinking format: a preset ({', '.join(PRESETS)}) or auto (chosen from the chat template and special tokens)",
+    ),
     "think_start": (str, None, "override: text appended to the chat prompt to open thinking (\\n allowed)"),
     "think_end": (str, None, "override: space-separated markers that end thinking (EOS always does)"),
-    "answer_start": (str, None, "override: text that opens the answer (after the preset's separator: a newline; two "
-                     "for huatuo_o1, none for gpt_oss and magistral)"),
+    "answer_start": (
+        str,
+        None,
+        "override: text that opens the answer (after the preset's separator: a newline; two "
+        "for huatuo_o1, none for gpt_oss and magistral)",
+    ),
     "budget_cut_prefix": (str, None, "override: text after answer_start when the budget cut thinking"),
-    "budget_cut_text": (str, None, "override: a text that itself ends thinking at a budget cut, used instead "
-                        "of answer_start + budget_cut_prefix (qwen3's own); empty for none"),
-    "enable_thinking": (bool, None, "passed to the chat template (hybrid models such as Qwen3); false gives "
-                        "the template's closed think block, so no thinking"),
-    "chat_template_args": ("dict", None, "more chat-template arguments: key=value;key=value or a JSON object "
-                           "(e.g. reasoning_effort=high for gpt-oss)"),
+    "budget_cut_text": (
+        str,
+        None,
+        "override: a text that itself ends thinking at a budget cut, used instead "
+        "of answer_start + budget_cut_prefix (qwen3's own); empty for none",
+    ),
+    "enable_thinking": (
+        bool,
+        None,
+        "passed to the chat template (hybrid models such as Qwen3); false gives "
+        "the template's closed think block, so no thinking",
+    ),
+    "chat_template_args": (
+        "dict",
+        None,
+        "more chat-template arguments: key=value;key=value or a JSON object (e.g. reasoning_effort=high for gpt-oss)",
+    ),
     "dtype": (str, "auto", "weights dtype: auto, bfloat16, float16, float32"),
     "batch_size": ("int|auto", 8, "hf engine batch size (vLLM schedules its own)"),
     "max_batch_size": (int, None, "accepted from lm-eval, unused"),
     "device": (str, None, "hf engine device (default cuda if available, else cpu)"),
-    "prefix_cache": (bool, True, "hf engine: keep each row's KV cache between rounds, so forcing and answer "
-                     "rounds prefill only their new ids (about one batch's KV cache more memory)"),
-    "seed": ("int|none", 42, "sampling seed S: sample j of doc d of task t is seeded by a hash of (S, t, d, j) "
-             "and each of its generate calls by a hash of that and the call's context length "
-             "(docs/sampling.md); none = unseeded (one shared stream; no trace cache). Greedy ignores it"),
-    "samples": (int, 1, "traces per request (K >= 1; K > 1 needs sampling: gen_kwargs do_sample=true and a "
-                "temperature > 0): lm-eval scores sample 0, every sample gets a trace record (m1-harness sweep "
-                "--samples reports maj@k/pass@k)"),
+    "prefix_cache": (
+        bool,
+        True,
+        "hf engine: keep each row's KV cache between rounds, so forcing and answer "
+        "rounds prefill only their new ids (about one batch's KV cache more memory)",
+    ),
+    "seed": (
+        "int|none",
+        42,
+        "sampling seed S: sample j of doc d of task t is seeded by a hash of (S, t, d, j) "
+        "and each of its generate calls by a hash of that and the call's context length "
+        "(docs/sampling.md); none = unseeded (one shared stream; no trace cache). Greedy ignores it",
+    ),
+    "samples": (
+        int,
+        1,
+        "traces per request (K >= 1; K > 1 needs sampling: gen_kwargs do_sample=true and a "
+        "temperature > 0): lm-eval scores sample 0, every sample gets a trace record (m1-harness sweep "
+        "--samples reports maj@k/pass@k)",
+    ),
     "max_model_len": (int, None, "context length (default: the model's)"),
     "tensor_parallel_size": (int, 1, "vLLM tensor parallel GPUs"),
-    "data_parallel_size": (int, 1, "vLLM data parallel ranks: engine=vllm starts vLLM's own data-parallel server "
-                           "(one engine per GPU group) and drives it; engine=server: the server's ranks, each request "
-                           "pinned to one"),
+    "data_parallel_size": (
+        int,
+        1,
+        "vLLM data parallel ranks: engine=vllm starts vLLM's own data-parallel server "
+        "(one engine per GPU group) and drives it; engine=server: the server's ranks, each request "
+        "pinned to one",
+    ),
     "gpu_memory_utilization": (float, 0.9, "vLLM share of GPU memory"),
     "enforce_eager": (bool, False, "vLLM: skip CUDA graphs / torch.compile (faster start)"),
-    "streaming": (bool, True, "vLLM and server engines: each request starts its next round (forcing, answer) as "
-                  "soon as its last one ends, while its KV blocks are cached; false: rounds wait for every request"),
-    "base_url": (str, None, "server engine: the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1; "
-                 "several replicas separated by commas or spaces"),
-    "served_model": (str, None, "server engine: the served model name (default: the one named pretrained, or the "
-                     "only one served)"),
+    "streaming": (
+        bool,
+        True,
+        "vLLM and server engines: each request starts its next round (forcing, answer) as "
+        "soon as its last one ends, while its KV blocks are cached; false: rounds wait for every request",
+    ),
+    "base_url": (
+        str,
+        None,
+        "server engine: the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1; "
+        "several replicas separated by commas or spaces",
+    ),
+    "served_model": (
+        str,
+        None,
+        "server engine: the served model name (default: the one named pretrained, or the only one served)",
+    ),
     "api_key_env": (str, None, "server engine: name of the environment variable holding the API key"),
-    "max_concurrency": (int, 16, "server engine (and vLLM with data_parallel_size > 1): requests in flight per "
-                        "replica or rank"),
+    "max_concurrency": (
+        int,
+        16,
+        "server engine (and vLLM with data_parallel_size > 1): requests in flight per replica or rank",
+    ),
     "timeout": (float, 600.0, "server engine: seconds to wait for one response before retrying"),
     "max_retries": (int, 6, "server engine: retries per request (429, 5xx, timeouts, dropped connections)"),
     "server_api": (str, "vllm", "server engine: the server's completion dialect, vllm or sglang"),
     "trust_remote_code": (bool, False, "passed to transformers / vLLM"),
-    "trace_path": (str, None, "JSONL file or folder for trace records (default: m1_traces/ beside "
-                   "--output_path, else in the current folder)"),
-    "cache": (str, "auto", "trace cache: on, off, or auto (on for greedy decoding and seeded sampling, off for "
-              "unseeded sampling, seed=none)"),
+    "trace_path": (
+        str,
+        None,
+        "JSONL file or folder for trace records (default: m1_traces/ beside --output_path, else in the current folder)",
+    ),
+    "cache": (
+        str,
+        "auto",
+        "trace cache: on, off, or auto (on for greedy decoding and seeded sampling, off for "
+        "unseeded sampling, seed=none)",
+    ),
     "cache_dir": (str, None, "trace cache folder (default: $M1_HARNESS_CACHE/traces)"),
 }
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 RECONFIGURABLE = ("thinking_budget", "forcing", "forcing_str", "answer_budget", "trace_path", "samples")
 HF_ONLY = {"batch_size", "device", "prefix_cache"}
 VLLM_ONLY = {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "enforce_eager", "streaming"}
-SERVER_ONLY = {"base_url", "served_model", "api_key_env", "max_concurrency", "timeout", "max_retries", "streaming",
-               "data_parallel_size", "server_api"}
-OTHER_ENGINES_ARGS = {"hf": VLLM_ONLY | SERVER_ONLY, "vllm": (HF_ONLY | SERVER_ONLY) - VLLM_ONLY,
-                      "server": (HF_ONLY | VLLM_ONLY) - SERVER_ONLY}
+SERVER_ONLY = {
+    "base_url",
+    "served_model",
+    "api_key_env",
+    "max_concurrency",
+    "timeout",
+    "max_retries",
+    "streaming",
+    "data_parallel_size",
+    "server_api",
+}
+OTHER_ENGINES_ARGS = {
+    "hf": VLLM_ONLY | SERVER_ONLY,
+    "vllm": (HF_ONLY | SERVER_ONLY) - VLLM_ONLY,
+    "server": (HF_ONLY | VLLM_ONLY) - SERVER_ONLY,
+}
 # s1's gen_kwargs names (and ours) accepted per request; values override model_args.
-GEN_ALIASES = {"max_tokens_thinking": "thinking_budget", "thinking_n_ignore": "forcing",
-               "thinking_n_ignore_str": "forcing_str", "thinking_budget": "thinking_budget",
-               "forcing": "forcing", "forcing_str": "forcing_str", "answer_budget": "answer_budget"}
+GEN_ALIASES = {
+    "max_tokens_thinking": "thinking_budget",
+    "thinking_n_ignore": "forcing",
+    "thinking_n_ignore_str": "forcing_str",
+    "thinking_budget": "thinking_budget",
+    "forcing": "forcing",
+    "forcing_str": "forcing_str",
+    "answer_budget": "answer_budget",
+}
 GEN_KWARGS = {"until", "max_gen_toks", "do_sample", "temperature", "top_p", *GEN_ALIASES}
 
 
@@ -125,8 +210,20 @@ def _usage() -> str:
     )
 
 
+# What each argument type accepts, in the words of the error for a value it refuses.
+_VALID = {
+    int: "a whole number >= 0",
+    float: "a number",
+    str: "a text",
+    bool: "true or false",
+    "int|auto": "a whole number >= 0, or auto",
+    "int|none": "a whole number >= 0, or none",
+}
+
+
 def _check(name: str, value, kind):
-    """Coerce ``value`` to ``kind`` or raise a ValueError that lists the valid arguments."""
+    """Coerce ``value`` to ``kind`` or raise a ModelArgError that says what ``kind`` accepts."""
+    asked = kind
     try:
         if value is None:
             return None
@@ -154,9 +251,11 @@ def _check(name: str, value, kind):
         return out
     except (TypeError, ValueError):  # json.JSONDecodeError is a ValueError
         if kind == "dict":
-            raise ModelArgError(f"m1_budget: {name}={value!r} is not key=value;key=value or a JSON object "
-                                "(e.g. enable_thinking=false;reasoning_effort=high)") from None
-        raise ModelArgError(f"m1_budget: {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}.\n{_usage()}") from None
+            raise ModelArgError(
+                f"m1_budget: {name}={value!r} is not key=value;key=value or a JSON object "
+                "(e.g. enable_thinking=false;reasoning_effort=high)"
+            ) from None
+        raise ModelArgError(f"m1_budget: {name}={value!r} is not valid: give {_VALID.get(asked, asked)}") from None
 
 
 def _template_args(value) -> dict:
@@ -191,8 +290,11 @@ def _lm_eval_output_dir() -> Path | None:
     """The folder of lm-eval's --output_path when this process was started with one."""
     argv = sys.argv
     for i, a in enumerate(argv):
-        value = argv[i + 1] if a in ("--output_path", "-o") and i + 1 < len(argv) else (
-            a.split("=", 1)[1] if a.startswith("--output_path=") else None)
+        value = (
+            argv[i + 1]
+            if a in ("--output_path", "-o") and i + 1 < len(argv)
+            else (a.split("=", 1)[1] if a.startswith("--output_path=") else None)
+        )
         if value:
             out = Path(value)
             return out.parent if out.suffix == ".json" else out
@@ -204,16 +306,35 @@ def _default_trace_dir() -> Path:
     return (_lm_eval_output_dir() or Path.cwd()) / "m1_traces"
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_hub_id_offline(pretrained: str) -> None:
+    """With HF_HUB_OFFLINE set, a Hub id whose files are not in the local cache cannot load: say so now,
+    instead of transformers' chained traceback after its retries."""
+    if not _offline() or Path(pretrained).expanduser().is_dir() or hub_revision(pretrained) is not None:
+        return
+    raise ModelArgError(
+        f"m1_budget: pretrained={pretrained!r} is a Hugging Face id that is not in the local cache, "
+        "and HF_HUB_OFFLINE is set, so it cannot be downloaded: download it once online "
+        f"(`hf download {pretrained}`), or pass the folder that holds its config.json"
+    )
+
+
 def _check_pretrained(pretrained: str) -> None:
     """A path that names no folder is an error saying so, before any load (transformers would call it a bad
     Hub repo id). Hub ids (``name`` or ``org/name``) that are not local folders go on to the Hub."""
     path = Path(pretrained).expanduser()
-    looks_like_path = (path.is_absolute() or pretrained.startswith(("~", ".")) or pretrained.endswith("/")
-                       or pretrained.count("/") > 1)
+    looks_like_path = (
+        path.is_absolute() or pretrained.startswith(("~", ".")) or pretrained.endswith("/") or pretrained.count("/") > 1
+    )
     if looks_like_path and not path.is_dir():
         what = "it is a file, not a model directory" if path.is_file() else "no model directory exists at that path"
-        raise ModelArgError(f"m1_budget: pretrained={pretrained!r}: {what} ({path.resolve()}). Pass the folder that "
-                         "holds the model's config.json, or a Hugging Face id such as org/name.")
+        raise ModelArgError(
+            f"m1_budget: pretrained={pretrained!r}: {what} ({path.resolve()}). Pass the folder that "
+            "holds the model's config.json, or a Hugging Face id such as org/name."
+        )
 
 
 @register_model("m1_budget")
@@ -244,13 +365,23 @@ class M1BudgetLM(LM):
             self.template_args["enable_thinking"] = a["enable_thinking"]
         self._check_outputs()
         self.engine_name = resolve_engine_name(a["engine"])
+        if self.engine_name != "server":  # a server engine's pretrained names only its tokenizer's files
+            _check_hub_id_offline(a["pretrained"])
         owned_server = self.engine_name == "vllm" and a["data_parallel_size"] > 1  # engines/owned.py
-        ignored = sorted(k for k in OTHER_ENGINES_ARGS[self.engine_name] if k in kwargs
-                         and not (owned_server and k == "max_concurrency"))
+        ignored = sorted(
+            k
+            for k in OTHER_ENGINES_ARGS[self.engine_name]
+            if k in kwargs and not (owned_server and k == "max_concurrency")
+        )
         if ignored:
             log.warning("m1_budget: %s do not apply to the %s engine and are ignored", ignored, self.engine_name)
-        common = dict(pretrained=a["pretrained"], dtype=a["dtype"], seed=a["seed"],
-                      max_model_len=a["max_model_len"], trust_remote_code=a["trust_remote_code"])
+        common = dict(
+            pretrained=a["pretrained"],
+            dtype=a["dtype"],
+            seed=a["seed"],
+            max_model_len=a["max_model_len"],
+            trust_remote_code=a["trust_remote_code"],
+        )
         if self.engine_name == "hf":
             if str(a["device"] or "").startswith("cuda"):
                 import torch
@@ -260,12 +391,15 @@ class M1BudgetLM(LM):
                     a["device"] = "cpu"
             bs = 16 if a["batch_size"] == AUTO else a["batch_size"]
             # progress=False: the budget loop's bar counts requests; the engine's would count calls (rounds, probes)
-            self.engine = load_engine("hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"],
-                                      progress=False, **common)
+            self.engine = load_engine(
+                "hf", batch_size=bs, device=a["device"], prefix_cache=a["prefix_cache"], progress=False, **common
+            )
         elif self.engine_name == "server":
             if not a["base_url"]:
-                raise ModelArgError("m1_budget: engine=server needs base_url=http://HOST:PORT/v1 (several: separated by "
-                                    "commas or spaces)")
+                raise ModelArgError(
+                    "m1_budget: engine=server needs base_url=http://HOST:PORT/v1 (several: separated by "
+                    "commas or spaces)"
+                )
             self.engine = load_engine("server", **common, **{k: a[k] for k in SERVER_ONLY})
         else:
             extra = {"max_concurrency": a["max_concurrency"]} if owned_server else {"progress": False}
@@ -288,11 +422,15 @@ class M1BudgetLM(LM):
         identity = self.engine.model_identity if a["cache"] != "off" else None
         if a["cache"] != "off" and identity is None:
             if a["cache"] == "on":
-                raise CacheRefused(f"m1_budget: cache=on, but the Hub commit of {a['pretrained']!r} cannot be found in the "
-                                   "local Hugging Face cache, so cached traces could belong to other weights")
-            log.warning("m1_budget: the Hub commit of %s cannot be found in the local Hugging Face cache: the trace "
-                        "cache is off for this run (traces keyed by the id alone could belong to other weights)",
-                        a["pretrained"])
+                raise CacheRefused(
+                    f"m1_budget: cache=on, but the Hub commit of {a['pretrained']!r} cannot be found in the "
+                    "local Hugging Face cache, so cached traces could belong to other weights"
+                )
+            log.warning(
+                "m1_budget: the Hub commit of %s cannot be found in the local Hugging Face cache: the trace "
+                "cache is off for this run (traces keyed by the id alone could belong to other weights)",
+                a["pretrained"],
+            )
         elif a["cache"] != "off":
             root = Path(a["cache_dir"]) if a["cache_dir"] else cache_dir("traces")
             self._cache = TraceCache(root / CACHE_FILE, identity)
@@ -319,8 +457,10 @@ class M1BudgetLM(LM):
         settings = {k: v for k, v in self.args.items() if k not in (*other, "engine", "max_batch_size")}
         settings.update(markers=self.markers_name, max_model_len=self.engine.max_model_len)  # as resolved
         temps, top_ps = [t for t, _ in self.decodings], [p for _, p in self.decodings]  # from gen_kwargs
-        settings.update(temperature=temps[0] if len(temps) == 1 else temps or None,
-                        top_p=top_ps[0] if len(top_ps) == 1 else top_ps or None)
+        settings.update(
+            temperature=temps[0] if len(temps) == 1 else temps or None,
+            top_p=top_ps[0] if len(top_ps) == 1 else top_ps or None,
+        )
         if self.engine_name == "hf":
             settings.update(device=str(self.engine.device), batch_size=self.engine.batch_size)
         return {"m1_budget": {"engine": self.engine_name, "settings": settings, "versions": library_versions()}}
@@ -334,8 +474,9 @@ class M1BudgetLM(LM):
         return getattr(self.tokenizer, "chat_template", None) or ""
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        text = self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                                  **self.template_args)
+        text = self.tokenizer.apply_chat_template(
+            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt, **self.template_args
+        )
         self._templated.add(text)  # generate_until must not template this string a second time
         return text
 
@@ -345,22 +486,28 @@ class M1BudgetLM(LM):
         if context not in self._templated:
             if getattr(self.tokenizer, "chat_template", None):
                 context = self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True,
-                    **self.template_args)
+                    [{"role": "user", "content": context}],
+                    tokenize=False,
+                    add_generation_prompt=True,
+                    **self.template_args,
+                )
             else:
                 log.warning("m1_budget: %s has no chat template; the prompt is used as is", self.args["pretrained"])
         context, state = self.markers.template_state(context)
         if state == "closed" and not self._closed_warned:
             self._closed_warned = True
-            log.warning("m1_budget: the chat template closed thinking itself (%s): no thinking, thinking_budget=0",
-                        self.template_args or "its own choice")
+            log.warning(
+                "m1_budget: the chat template closed thinking itself (%s): no thinking, thinking_budget=0",
+                self.template_args or "its own choice",
+            )
         return list(self.tokenizer.encode(context, add_special_tokens=False)), state == "closed"
 
     # -- requests -------------------------------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError(
             "m1_budget is generative (it thinks, then answers): loglikelihood / multiple_choice tasks are not "
-            "supported. Use a generate_until task such as medqa, or lm-eval's hf / vllm models.")
+            "supported. Use a generate_until task such as medqa, or lm-eval's hf / vllm models."
+        )
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         self.loglikelihood(requests)
@@ -373,8 +520,10 @@ class M1BudgetLM(LM):
         self.probes = [(int(b), int(f)) for b, f in (probes or ())]
         bad = sorted(set(args) - set(RECONFIGURABLE))
         if bad:
-            raise ModelArgError(f"m1_budget: {bad} cannot change without reloading the model; "
-                                f"reconfigure takes {', '.join(RECONFIGURABLE)}")
+            raise ModelArgError(
+                f"m1_budget: {bad} cannot change without reloading the model; "
+                f"reconfigure takes {', '.join(RECONFIGURABLE)}"
+            )
         for k, v in args.items():
             self.args[k] = _check(k, v, MODEL_ARGS[k][0])
         _check_samples(self.args["samples"])
@@ -409,7 +558,9 @@ class M1BudgetLM(LM):
         until = gen_kwargs.get("until") or []
         s["until"] = [until] if isinstance(until, str) else list(until)
         if s.get("answer_budget") is None:
-            s["answer_budget"] = a["answer_budget"] if a["answer_budget"] is not None else int(gen_kwargs.get("max_gen_toks") or 256)
+            s["answer_budget"] = (
+                a["answer_budget"] if a["answer_budget"] is not None else int(gen_kwargs.get("max_gen_toks") or 256)
+            )
         temp = float(gen_kwargs.get("temperature") or 0.0)
         do_sample = gen_kwargs.get("do_sample")
         sampling = do_sample is True or (do_sample is None and temp > 0)
@@ -431,7 +582,8 @@ class M1BudgetLM(LM):
                 f"m1_budget: samples={k_samples} needs sampling: under greedy decoding (do_sample=false or "
                 f"temperature 0) the {k_samples} samples would be one trace {k_samples} times. Pass do_sample=true and "
                 "a temperature > 0 (lm_eval --gen_kwargs do_sample=true,temperature=0.6,top_p=0.95; the m1 tasks set "
-                "do_sample=false), or samples=1.")
+                "do_sample=false), or samples=1."
+            )
         out: list[str] = [""] * len(requests)
         self.traces = [None] * (len(requests) * k_samples)  # type: ignore[list-item]  # request i, sample j: i*K + j
         self.decodings = sorted({decoding for decoding, _ in groups})
@@ -448,13 +600,22 @@ class M1BudgetLM(LM):
                     for j in range(k_samples):
                         seed = self._sample_seed(requests[i], j, ids) if temp > 0 else None
                         seeds.append(seed)
-                        breqs.append(BudgetRequest(ids, 0 if closed else s["thinking_budget"],
-                                                   0 if closed else s["forcing"], s["answer_budget"], s["until"],
-                                                   seed=seed))
+                        breqs.append(
+                            BudgetRequest(
+                                ids,
+                                0 if closed else s["thinking_budget"],
+                                0 if closed else s["forcing"],
+                                s["answer_budget"],
+                                s["until"],
+                                seed=seed,
+                            )
+                        )
                 probes = self.probes if isinstance(engine, CachingEngine) else []
                 if self.probes and not probes:
-                    log.warning("m1_budget: sweep probes need the trace cache (greedy decoding or seeded sampling, "
-                                "cache on); not probing")
+                    log.warning(
+                        "m1_budget: sweep probes need the trace cache (greedy decoding or seeded sampling, "
+                        "cache on); not probing"
+                    )
 
                 def done(n: int, trace, idx=idx, seeds=seeds, temp=temp, top_p=top_p, forcing_str=forcing_str) -> None:
                     i, j = idx[n // k_samples], n % k_samples
@@ -477,17 +638,39 @@ class M1BudgetLM(LM):
         """Sample j's seed (seeds.sample_seed); None under seed=none (unseeded sampling)."""
         if self.args["seed"] is None:
             return None
-        return sample_seed(self.args["seed"], getattr(req, "task_name", None), getattr(req, "doc_id", None), j,
-                           prompt_ids)
+        return sample_seed(
+            self.args["seed"], getattr(req, "task_name", None), getattr(req, "doc_id", None), j, prompt_ids
+        )
 
-    def _record(self, req, s: dict, trace: Trace, forcing_str: str, temperature: float, top_p: float, sample: int,
-                sample_seed: int | None) -> TraceRecord:
+    def _record(
+        self,
+        req,
+        s: dict,
+        trace: Trace,
+        forcing_str: str,
+        temperature: float,
+        top_p: float,
+        sample: int,
+        sample_seed: int | None,
+    ) -> TraceRecord:
         """Request ``req``'s sample ``sample`` as a trace record (records.py), its item identity from lm-eval's doc."""
         return build_record(
-            trace, run_id=self.run_id, model=self.args["pretrained"], task=getattr(req, "task_name", None),
-            doc_id=getattr(req, "doc_id", None), doc=getattr(req, "doc", None), sample=sample, sample_seed=sample_seed,
-            requested_thinking_budget=s["thinking_budget"], forcing=s["forcing"], forcing_str=forcing_str,
-            temperature=temperature, top_p=top_p, markers=self.markers_name, requested_answer_budget=s["answer_budget"])
+            trace,
+            run_id=self.run_id,
+            model=self.args["pretrained"],
+            task=getattr(req, "task_name", None),
+            doc_id=getattr(req, "doc_id", None),
+            doc=getattr(req, "doc", None),
+            sample=sample,
+            sample_seed=sample_seed,
+            requested_thinking_budget=s["thinking_budget"],
+            forcing=s["forcing"],
+            forcing_str=forcing_str,
+            temperature=temperature,
+            top_p=top_p,
+            markers=self.markers_name,
+            requested_answer_budget=s["answer_budget"],
+        )
 
     def _trace_file(self) -> Path:
         path = Path(self.args["trace_path"]) if self.args["trace_path"] else _default_trace_dir()
@@ -501,11 +684,15 @@ class M1BudgetLM(LM):
             return self.engine
         if temp > 0 and self.args["seed"] is None:
             if self.args["cache"] == "on":
-                raise CacheRefused(f"m1_budget: cache=on with seed=none (unseeded sampling, temperature={temp}): "
-                                   "the trace cache holds sampled traces only when each has its own seed. Pass "
-                                   "seed=S, or cache=off (or cache=auto) to sample unseeded.")
-            log.warning("m1_budget: unseeded sampling (seed=none, temperature=%s): the trace cache is off for "
-                        "these requests", temp)
+                raise CacheRefused(
+                    f"m1_budget: cache=on with seed=none (unseeded sampling, temperature={temp}): "
+                    "the trace cache holds sampled traces only when each has its own seed. Pass "
+                    "seed=S, or cache=off (or cache=auto) to sample unseeded."
+                )
+            log.warning(
+                "m1_budget: unseeded sampling (seed=none, temperature=%s): the trace cache is off for these requests",
+                temp,
+            )
             return self.engine
         check_seeds = getattr(self.engine, "seeded_sampling_problem", None)  # a server (engines/server.py)
         problem = check_seeds() if temp > 0 and check_seeds is not None else None
@@ -539,8 +726,11 @@ class M1BudgetLM(LM):
             **{k: sum(sum(r["round_tokens"][k]) + r["probe_tokens"][k] for r in recs) for k in TOKEN_COUNTS},
         }
         if self._cache is not None:
-            summary.update(cache_hits=self._cache.hits, cache_misses=self._cache.misses,
-                           cache_hits_other_versions=self._cache.other_version_hits)
+            summary.update(
+                cache_hits=self._cache.hits,
+                cache_misses=self._cache.misses,
+                cache_hits_other_versions=self._cache.other_version_hits,
+            )
             note = self._cache.version_note()
             if note:
                 log.warning("m1_budget: %s", note)
@@ -552,24 +742,39 @@ class M1BudgetLM(LM):
                 "m1_budget: %d of %d requests ran with a smaller thinking budget than asked (asked %s, ran %d-%d): "
                 "prompt + answer budget leave no more room in max_model_len=%d. Trace records and sweep tables carry "
                 "the effective budget; raise max_model_len or lower answer_budget to run what you asked.",
-                len(clamped), len(recs), ", ".join(map(str, asked)), min(ran), max(ran), limit)
+                len(clamped),
+                len(recs),
+                ", ".join(map(str, asked)),
+                min(ran),
+                max(ran),
+                limit,
+            )
         if too_long:
             log.warning(
                 "m1_budget: %d of %d prompts leave no room for an answer in max_model_len=%d: they got no "
                 "thinking and an empty answer, scored as wrong (trace records: prompt_too_long).",
-                len(too_long), len(recs), limit)
+                len(too_long),
+                len(recs),
+                limit,
+            )
         if hasattr(self.engine, "run_summary"):  # the server engine: replicas, and what moved between them
             summary["server"] = self.engine.run_summary()
         if self._cache is not None:  # a trace-cache hit costs no engine work: context_tokens 0 in every round
             summary["served_from_cache"] = sum(
-                not (sum(r["round_tokens"]["context_tokens"]) + r["probe_tokens"]["context_tokens"]) for r in recs)
+                not (sum(r["round_tokens"]["context_tokens"]) + r["probe_tokens"]["context_tokens"]) for r in recs
+            )
         self.summary = summary
         print(f"m1_budget: {json.dumps(summary)}; trace records in {self.trace_file}", file=sys.stderr)
         if self._cache is not None:
             what = "requests" if k_samples == 1 else "sampled traces"
-            print(f"m1_budget: {summary['served_from_cache']} of {len(recs)} {what} served from the trace cache "
-                  f"{self._cache.path} (`m1-harness cache info` shows it, `m1-harness cache clear` empties it)",
-                  file=sys.stderr)
+            print(
+                f"m1_budget: {summary['served_from_cache']} of {len(recs)} {what} served from the trace cache "
+                f"{self._cache.path} (`m1-harness cache info` shows it, `m1-harness cache clear` empties it)",
+                file=sys.stderr,
+            )
         if k_samples > 1:
-            print(f"m1_budget: lm-eval's table scores sample 0 of {k_samples}; maj@k / pass@k / mean@k: "
-                  "m1-harness sweep --samples / report", file=sys.stderr)
+            print(
+                f"m1_budget: lm-eval's table scores sample 0 of {k_samples}; maj@k / pass@k / mean@k: "
+                "m1-harness sweep --samples / report",
+                file=sys.stderr,
+            )

@@ -33,7 +33,7 @@ class Markers:
     budget_cut_text: str = ""  # the family's own text that ends thinking at a budget cut (replaces
     # answer_start + budget_cut_prefix); "" when the family documents none
 
-    def with_overrides(self, **kwargs) -> "Markers":
+    def with_overrides(self, **kwargs) -> Markers:
         return replace(self, **{k: v for k, v in kwargs.items() if v is not None})
 
     def answer_prefix(self, cut: bool) -> str:
@@ -71,8 +71,12 @@ def cut_opening(answer_start: str, cut_prefix: str) -> str:
     for n in range(min(len(label), len(cut_prefix)), 0, -1):
         tail = cut_prefix[-n:]
         head, lead = cut_prefix[:-n], label[:-n]
-        if (label.endswith(tail) and tail.strip() and (not head or head[-1].isspace())
-                and (not lead or lead[-1].isspace())):
+        if (
+            label.endswith(tail)
+            and tail.strip()
+            and (not head or head[-1].isspace())
+            and (not lead or lead[-1].isspace())
+        ):
             return lead + cut_prefix
     if label.endswith(":") and cut_prefix[:1].strip():  # two labels: "Response: Final Answer:"
         return label + " " + cut_prefix
@@ -117,7 +121,7 @@ PRESETS: dict[str, Markers] = {
         answer_start="</think>\n\n",
         budget_cut_prefix="",
         budget_cut_text="Considering the limited time by the user, I have to give the solution based on the "
-                        "thinking directly now.\n</think>.\n\n",
+        "thinking directly now.\n</think>.\n\n",
     ),
     # DeepSeek-R1 and its distills (deepseek-ai/DeepSeek-R1-Distill-*): the template's generation
     # prompt is "<｜Assistant｜><think>\n" (thinking opened by the template, so never opened twice:
@@ -170,8 +174,9 @@ PRESETS: dict[str, Markers] = {
 # preset's answer opening is one (without its whitespace, which a model may write differently; a
 # budget_cut_text contains its preset's opening), and harmony's final-channel header alone, which
 # ends where gpt_oss's opening ends and also splits raw gpt-oss output.
-ANSWER_SPLITS = tuple(dict.fromkeys([*(m.answer_start.strip() for m in PRESETS.values()),
-                                     "<|channel|>final<|message|>"]))
+ANSWER_SPLITS = tuple(
+    dict.fromkeys([*(m.answer_start.strip() for m in PRESETS.values()), "<|channel|>final<|message|>"])
+)
 
 OVERRIDES = ("think_start", "think_end", "answer_start", "budget_cut_prefix", "budget_cut_text")
 
@@ -194,17 +199,31 @@ def detect(tokenizer, name: str = "") -> tuple[str, str]:
     has = lambda s: s in template or s in specials  # noqa: E731
     lowered = str(name).lower()
     rules = [
-        ("huatuogpt-o1" in lowered, "huatuo_o1", "the model name contains HuatuoGPT-o1 (its template is a plain "
-                                                 "Llama/Qwen one; the format is the model's own)"),
+        (
+            "huatuogpt-o1" in lowered,
+            "huatuo_o1",
+            "the model name contains HuatuoGPT-o1 (its template is a plain "
+            "Llama/Qwen one; the format is the model's own)",
+        ),
         (has("<|channel|>") and has("<|message|>"), "gpt_oss", "harmony tokens <|channel|> / <|message|>"),
         (has("[THINK]"), "magistral", "special token [THINK]"),
-        ("<｜Assistant｜>" in template and has("<think>"), "deepseek_r1",
-         "DeepSeek template (<｜Assistant｜>) with <think>"),
+        (
+            "<｜Assistant｜>" in template and has("<think>"),
+            "deepseek_r1",
+            "DeepSeek template (<｜Assistant｜>) with <think>",
+        ),
         ("<|im_sep|>" in template and has("<think>"), "phi4_reasoning", "Phi-4 template (<|im_sep|>) with <think>"),
-        ("<|im_start|>" in template and has("<think>"), "qwen3",
-         "ChatML template with <think>" + (" and the enable_thinking switch" if "enable_thinking" in template else "")),
-        ("<|im_start|>" in template, "m1", "ChatML template without thinking markers of its own (m1's "
-                                           "<|im_start|>think / answer roles extend ChatML)"),
+        (
+            "<|im_start|>" in template and has("<think>"),
+            "qwen3",
+            "ChatML template with <think>"
+            + (" and the enable_thinking switch" if "enable_thinking" in template else ""),
+        ),
+        (
+            "<|im_start|>" in template,
+            "m1",
+            "ChatML template without thinking markers of its own (m1's <|im_start|>think / answer roles extend ChatML)",
+        ),
     ]
     for ok, preset, why in rules:
         if ok:
@@ -213,4 +232,5 @@ def detect(tokenizer, name: str = "") -> tuple[str, str]:
     raise MarkersError(
         f"m1_budget: markers=auto cannot tell how {name or 'this model'} thinks: its tokenizer {what}. "
         f"Pass markers=PRESET (one of {', '.join(PRESETS)}) or set the markers yourself with "
-        f"{', '.join(OVERRIDES)} (see docs/thinking_formats.md).")
+        f"{', '.join(OVERRIDES)} (see docs/thinking_formats.md)."
+    )

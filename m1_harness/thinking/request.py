@@ -117,7 +117,7 @@ class RequestSetup:
     def splice(self, thinking: list[int]) -> list[int]:
         """The forced ids: the forcing string, after a newline unless the thinking ends in whitespace."""
         tail = self.decode(thinking[-8:]) if thinking else self.markers.think_start
-        return (self.forced_ids if tail[-1:].isspace() else self.newline_ids + self.forced_ids)
+        return self.forced_ids if tail[-1:].isspace() else self.newline_ids + self.forced_ids
 
     def answer_stops(self, until: list[str]) -> tuple[list[int], list[str]]:
         """EOS plus the task's stop strings; one that is a single special token stops by id (vLLM)."""
@@ -164,8 +164,13 @@ class RequestLoop:
     def _think_call(self) -> None:
         t, f = self.trace, self.setup
         context = t.prompt_ids + t.thinking_ids
-        self.call = GenRequest(context, t.thinking_budget - len(t.thinking_ids), f.end_ids, f.end_strings,
-                               seed=call_seed(self.req.seed, len(context)))
+        self.call = GenRequest(
+            context,
+            t.thinking_budget - len(t.thinking_ids),
+            f.end_ids,
+            f.end_strings,
+            seed=call_seed(self.req.seed, len(context)),
+        )
 
     def _answer_call(self) -> None:
         t, f, r = self.trace, self.setup, self.req
@@ -178,8 +183,9 @@ class RequestLoop:
             self._finish()
             return
         stop_ids, stop_strings = f.answer_stops(r.until)
-        self.call = GenRequest(context, t.answer_budget, stop_ids, stop_strings, continued=False,
-                               seed=call_seed(r.seed, len(context)))
+        self.call = GenRequest(
+            context, t.answer_budget, stop_ids, stop_strings, continued=False, seed=call_seed(r.seed, len(context))
+        )
 
     def feed(self, res: GenResult) -> None:
         t = self.trace
@@ -242,7 +248,6 @@ class RequestLoop:
 
         t.thinking_span = [start, at(len(t.thinking_ids))]
         t.forced_spans = [[at(p), at(p + c)] for p, c in zip(t.forced_positions, t.forced_counts)]
-
 
 
 def add_probe(trace: Trace, probe: RequestLoop) -> None:

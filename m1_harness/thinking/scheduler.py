@@ -68,7 +68,9 @@ class Admission:
         """Blocks request ``lp`` holds now plus its expected growth (``grown``: ids of its call in flight)."""
         t, f, b = lp.trace, self.forcer, self.block
         if lp.done:
-            return _blocks(len(t.prompt_ids) + len(t.thinking_ids) + len(t.answer_prefix_ids) + len(t.answer_ids), b) + 1
+            return (
+                _blocks(len(t.prompt_ids) + len(t.thinking_ids) + len(t.answer_prefix_ids) + len(t.answer_ids), b) + 1
+            )
         grown = min(grown, lp.call.max_tokens)
         now = len(lp.call.prompt_ids) + grown
         if lp.thinking:
@@ -77,7 +79,11 @@ class Admission:
             rest += len(f.answer_cut) + lp.req.answer_budget
         else:
             rest = lp.call.max_tokens - grown
-        return min(_blocks(f.engine.max_model_len, b), _blocks(now + rest, b)) + 1 + (self.probe_blocks if probes_due else 0)
+        return (
+            min(_blocks(f.engine.max_model_len, b), _blocks(now + rest, b))
+            + 1
+            + (self.probe_blocks if probes_due else 0)
+        )
 
     def probe_blocks_held(self, lp: RequestLoop, shared: int) -> int:
         """An in-flight probe answer: its context past the ``shared`` ids (whole blocks) it has in
@@ -149,7 +155,8 @@ class StreamDriver:
                         # a server: requests, not blocks; read each time (it shrinks when a replica stops answering)
                         bound = self.eng.max_in_flight
                         if not self.adm.fits(used, need, bool(self.loops)) or (
-                                self.loops and bound and len(self.main) >= bound):
+                            self.loops and bound and len(self.main) >= bound
+                        ):
                             nxt = lp
                             break
                         pending.pop()

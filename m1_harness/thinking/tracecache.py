@@ -52,8 +52,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from m1_harness.thinking.engines.base import CAPABILITIES, Engine, GenRequest, GenResult, check_result
 from m1_harness.errors import UserError
+from m1_harness.thinking.engines.base import CAPABILITIES, Engine, GenRequest, GenResult, check_result
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ def _key(model_id: str, decoding: dict, req: GenRequest) -> str:
         if req.seed is None:
             raise CacheRefused(
                 f"the trace cache holds sampled calls only when each has its own seed (decoding {decoding}): "
-                "unseeded sampled traces are not prefixes of one another. Pass a seed (seed=S) or cache=off.")
+                "unseeded sampled traces are not prefixes of one another. Pass a seed (seed=S) or cache=off."
+            )
         decoding = {**decoding, "seed": int(req.seed)}
     payload = [model_id, decoding, list(req.prompt_ids), sorted(req.stop_token_ids), sorted(req.stop_strings)]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -97,8 +98,9 @@ class TraceCache:
             self.path.rename(aside)
             for extra in ("-wal", "-shm"):
                 Path(f"{self.path}{extra}").unlink(missing_ok=True)
-            log.warning("trace cache %s could not be read (%s): moved it to %s and started a fresh cache",
-                        self.path, exc, aside)
+            log.warning(
+                "trace cache %s could not be read (%s): moved it to %s and started a fresh cache", self.path, exc, aside
+            )
             self.db = self._open()
         self.versions = json.dumps(library_versions(), sort_keys=True)
         self.hits = self.misses = self.served_tokens = 0
@@ -110,9 +112,12 @@ class TraceCache:
         """A storage fault: the cache stops serving and storing for the rest of the run, said once."""
         if self.failed is None:
             self.failed = f"{type(exc).__name__}: {exc}"
-            log.warning("m1_budget: the trace cache %s failed (%s): it is off for the rest of this run, which goes on "
-                        "without it (nothing is lost but reuse); free space or pass another cache_dir for the next run",
-                        self.path, self.failed)
+            log.warning(
+                "m1_budget: the trace cache %s failed (%s): it is off for the rest of this run, which goes on "
+                "without it (nothing is lost but reuse); free space or pass another cache_dir for the next run",
+                self.path,
+                self.failed,
+            )
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60)
@@ -169,11 +174,20 @@ class TraceCache:
         for other in self.other_versions:
             then = json.loads(other)
             changed |= {f"{k} {then.get(k) or '?'} -> {now.get(k)}" for k in now if then.get(k) != now.get(k)}
-        return (f"{self.other_version_hits} of {self.hits} trace-cache hits were generated under other library "
-                f"versions ({'; '.join(sorted(changed))}); pass cache=off or a fresh cache_dir to regenerate them")
+        return (
+            f"{self.other_version_hits} of {self.hits} trace-cache hits were generated under other library "
+            f"versions ({'; '.join(sorted(changed))}); pass cache=off or a fresh cache_dir to regenerate them"
+        )
 
-    def store(self, reqs: list[GenRequest], results: list[GenResult], tokenizer, decoding: dict | None = None,
-              vocab_size: int | None = None, max_model_len: int | None = None) -> None:
+    def store(
+        self,
+        reqs: list[GenRequest],
+        results: list[GenResult],
+        tokenizer,
+        decoding: dict | None = None,
+        vocab_size: int | None = None,
+        max_model_len: int | None = None,
+    ) -> None:
         """Keep the most informative result per key: a stop beats a length, a longer length a shorter.
         Each result is checked first (base.check_result: ``BadResult``, nothing of the call stored)."""
         keys = [_key(self.model_id, self.decoding if decoding is None else decoding, req) for req in reqs]
@@ -189,15 +203,23 @@ class TraceCache:
     def _store(self, keys: list[str], results: list[GenResult], tokenizer) -> None:
         for key, res in zip(keys, results):
             old = self._get(key)
-            if old is not None and (old[1] == "stop" or (res.finish_reason == "length" and len(old[0]) >= len(res.token_ids))):
+            if old is not None and (
+                old[1] == "stop" or (res.finish_reason == "length" and len(old[0]) >= len(res.token_ids))
+            ):
                 continue
             stop_len = 0
             if res.finish_reason == "stop" and isinstance(res.stop_reason, str):
                 stop_len = len(tokenizer.encode(res.stop_reason, add_special_tokens=False))
             self.db.execute(
                 "INSERT OR REPLACE INTO gen (key, ids, finish, stop, stop_len, versions) VALUES (?,?,?,?,?,?)",
-                (key, json.dumps(list(res.token_ids)), res.finish_reason, json.dumps(res.stop_reason), stop_len,
-                 self.versions),
+                (
+                    key,
+                    json.dumps(list(res.token_ids)),
+                    res.finish_reason,
+                    json.dumps(res.stop_reason),
+                    stop_len,
+                    self.versions,
+                ),
             )
         self.db.commit()
 
@@ -287,7 +309,7 @@ class CachingEngine:
         misses.sort(key=lambda i: -len(requests[i].prompt_ids))  # chunks of similar length pad little
         step = self.chunk_size or len(misses) or 1
         for start in range(0, len(misses), step):
-            chunk = misses[start: start + step]
+            chunk = misses[start : start + step]
             reqs = [requests[i] for i in chunk]
             out = self.engine.generate(reqs)
             self.cache.store(reqs, out, self.tokenizer, self.decoding, *self._limits)
@@ -300,7 +322,9 @@ class CachingEngine:
 
 def _free(res: GenResult) -> GenResult:
     """The same result at no engine cost (a twin of a call generated once)."""
-    return dataclasses.replace(res, token_ids=list(res.token_ids), context_tokens=0, cached_tokens=0, generated_tokens=0)
+    return dataclasses.replace(
+        res, token_ids=list(res.token_ids), context_tokens=0, cached_tokens=0, generated_tokens=0
+    )
 
 
 def count_entries(path: str | Path) -> int:

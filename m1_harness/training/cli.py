@@ -56,25 +56,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (parser.description or "") + (
         " Options: preset, then --set key=value, then the explicit flags below."
     )
-    parser.add_argument("--preset", default="m1-7b-1k", help="preset name or YAML file (default m1-7b-1k; shipped: %s)" % ", ".join(preset_names()))
+    parser.add_argument(
+        "--preset",
+        default="m1-7b-1k",
+        help="preset name or YAML file (default m1-7b-1k; shipped: {})".format(", ".join(preset_names())),
+    )
     parser.add_argument("--data", help="a .jsonl/.json file, a folder, or a Hub dataset id (UCSC-VLAA/m1k-tokenized)")
     parser.add_argument("--output", help="output directory (checkpoints, final model, m1_train_summary.json)")
     parser.add_argument("--model", help="base model (Hub id or local folder)")
     parser.add_argument("--trainer", help="registered trainer name (default sft)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any preset option (repeatable); sft.KEY=VALUE goes to trl.SFTConfig as is")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any preset option (repeatable); sft.KEY=VALUE goes to trl.SFTConfig as is",
+    )
     parser.add_argument("--epochs", type=float)
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides --epochs)")
     parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
     parser.add_argument("--global-batch-size", type=int, help="per-device batch x gradient accumulation x world size")
     parser.add_argument("--per-device-batch-size", type=int)
     parser.add_argument("--max-length", type=int, help="tokens per sequence (prompt + completion)")
-    parser.add_argument("--overlong", choices=OVERLONG_CHOICES, help="sequences over --max-length: drop them or truncate them (default truncate)")
-    parser.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (peft) instead of all weights")
+    parser.add_argument(
+        "--overlong",
+        choices=OVERLONG_CHOICES,
+        help="sequences over --max-length: drop them or truncate them (default truncate)",
+    )
+    parser.add_argument(
+        "--lora", action="store_true", default=None, help="train LoRA adapters (peft) instead of all weights"
+    )
     parser.add_argument("--report-to", choices=REPORT_CHOICES, help="experiment tracking (default none)")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint in --output")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start again in an --output that holds an earlier run (its checkpoints are deleted)")
+    parser.add_argument(
+        "--resume", action="store_true", default=None, help="continue from the last checkpoint in --output"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an --output that holds an earlier run (its checkpoints are deleted)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--limit", type=int, help="use the first N records only")
     parser.add_argument("--format", dest="data_format", choices=FORMAT_CHOICES, help="data layout (default auto)")
@@ -83,7 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-steps", type=int)
     parser.add_argument("--logging-steps", type=int)
     parser.add_argument("--show-config", action="store_true", help="print the resolved options as JSON and exit")
-    parser.add_argument("--accelerate-config", metavar="NAME", help="print the path of a shipped accelerate config (fsdp, deepspeed_zero3) and exit")
+    parser.add_argument(
+        "--accelerate-config",
+        metavar="NAME",
+        help="print the path of a shipped accelerate config (fsdp, deepspeed_zero3) and exit",
+    )
 
 
 def resolve(args: argparse.Namespace):
@@ -102,14 +126,17 @@ def _check_earlier_run(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to start at step 0 over an earlier run's checkpoints (they used to be overwritten silently)."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: continue the earlier run, or start again")
-    checkpoints = sorted((d for d in out.glob("checkpoint-*") if d.is_dir() and d.name[11:].isdigit()),
-                         key=lambda d: int(d.name[11:]))
+    checkpoints = sorted(
+        (d for d in out.glob("checkpoint-*") if d.is_dir() and d.name[11:].isdigit()), key=lambda d: int(d.name[11:])
+    )
     if resume or not (checkpoints or (out / SUMMARY_FILE).is_file()):
         return
     if not overwrite:
         held = f"checkpoints up to {checkpoints[-1].name}" if checkpoints else f"a finished run ({SUMMARY_FILE})"
-        raise ConfigError(f"--output {str(out)!r} already holds {held}: pass --resume to continue from its last "
-                          "checkpoint, --overwrite to start again (its checkpoints are deleted), or another --output")
+        raise ConfigError(
+            f"--output {str(out)!r} already holds {held}: pass --resume to continue from its last "
+            "checkpoint, --overwrite to start again (its checkpoints are deleted), or another --output"
+        )
     if _is_main_process():
         import shutil
 
@@ -148,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
     registry = plugins.trainers()
     trainer = registry.get(cfg.trainer)
     if trainer is None:
-        print(f"m1-harness train: unknown trainer {cfg.trainer!r}; registered: {', '.join(sorted(registry)) or 'none'}", file=sys.stderr)
+        print(
+            f"m1-harness train: unknown trainer {cfg.trainer!r}; registered: {', '.join(sorted(registry)) or 'none'}",
+            file=sys.stderr,
+        )
         return 2
     try:
         out = trainer(cfg)

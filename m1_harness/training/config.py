@@ -72,7 +72,7 @@ class TrainConfig:
     preset: str | None = None
     extra: dict = field(default_factory=dict)  # passed to trl.SFTConfig as is (--set sft.<key>=value)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if not self.output_dir:
             raise ConfigError("no output directory: pass --output DIR")
         if self.overlong not in OVERLONG_CHOICES:
@@ -187,7 +187,9 @@ def parse_set(items: list[str]) -> dict:
             extra[key[4:]] = yaml.safe_load(raw)
             continue
         if key not in FIELDS or key == "extra":
-            raise ConfigError(f"--set: unknown option {key!r}; known: {', '.join(sorted(k for k in FIELDS if k != 'extra'))}")
+            raise ConfigError(
+                f"--set: unknown option {key!r}; known: {', '.join(sorted(k for k in FIELDS if k != 'extra'))}"
+            )
         out[key] = _coerce(key, raw)
     if extra:
         out["extra"] = extra

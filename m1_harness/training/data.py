@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m1_harness.errors import UserError
-from m1_harness.thinking.markers import PRESETS as MARKER_PRESETS
 from m1_harness.paths import read_utf8
 from m1_harness.prompts import END_OF_TURN, chat_prompt, sft_completion, sft_prompt
+from m1_harness.thinking.markers import PRESETS as MARKER_PRESETS
 
 log = logging.getLogger("m1_harness.training")
 
@@ -59,9 +59,7 @@ class DataStats:
 
     def report(self) -> str:
         what = "dropped" if self.overlong_policy == "drop" else f"truncated to {self.max_length} tokens"
-        skipped = (
-            f"; {self.prompt_too_long} skipped: the prompt alone fills max_length" if self.prompt_too_long else ""
-        )
+        skipped = f"; {self.prompt_too_long} skipped: the prompt alone fills max_length" if self.prompt_too_long else ""
         return (
             f"{self.source}: {self.records} records ({self.data_format}); {self.overlong} longer than "
             f"max_length {self.max_length} (longest {self.longest} tokens): {what}{skipped}; {self.kept} used"
@@ -197,7 +195,9 @@ def _where(row: dict, index: int, source: str) -> str:
 def _need(row: dict, key: str, index: int, source: str, fmt: str):
     value = row.get(key)
     if not _present(value):
-        raise DataError(f"{_where(row, index, source)}: field {key!r} is missing or empty (needed for the {fmt} format)")
+        raise DataError(
+            f"{_where(row, index, source)}: field {key!r} is missing or empty (needed for the {fmt} format)"
+        )
     return value
 
 
@@ -259,7 +259,11 @@ def apply_length_policy(pairs: list[dict], tokenizer, max_length: int, policy: s
         else:  # conversational: TRL renders it; count the rendered text
             text = tokenizer.apply_chat_template(p["prompt"] + p["completion"], tokenize=False)
             n = len(tokenizer(text)["input_ids"])
-            n_prompt = len(tokenizer(tokenizer.apply_chat_template(p["prompt"], tokenize=False, add_generation_prompt=True))["input_ids"])
+            n_prompt = len(
+                tokenizer(tokenizer.apply_chat_template(p["prompt"], tokenize=False, add_generation_prompt=True))[
+                    "input_ids"
+                ]
+            )
         stats.lengths.append(n)
         stats.longest = max(stats.longest, n)
         if n > max_length:

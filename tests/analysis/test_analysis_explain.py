@@ -4,13 +4,14 @@ by make_fixtures.py: real m1_budget traces on the scripted engine, one token per
 import csv
 import json
 import shutil
+
 import pytest
+from repo_paths import FIXTURES
 from scipy.stats import binomtest
 
 from m1_harness import cli
 from m1_harness.analysis import explain, outcomes, results
 from m1_harness.analysis.stats import holm
-from repo_paths import FIXTURES
 
 RUNS = FIXTURES / "explain" / "runs"
 A, B, BASE = "org/m1-a", "org/m1-b", "org/base (hf)"
@@ -56,23 +57,52 @@ def test_trajectory_rows_hold_every_setting(result):
     rows = result[0]["trajectories"]
     item3 = find(rows, model=A, task="medqa", doc_id=3)
     assert item3["item"] == "medqa-00003" and item3["gold"] == "D"
-    assert [(s["setting"], s["thinking_tokens"], s["hit_budget"], s["letter"], s["method"], s["correct"]) for s in item3["settings"]] == [
-        ("budget 16, forcing 0", 16, True, "A", "boxed", False), ("budget 16, forcing 1", 16, True, "A", "boxed", False),
-        ("budget 64, forcing 0", 64, True, "A", "boxed", False), ("budget 64, forcing 1", 64, True, "A", "boxed", False),
-        ("budget 128, forcing 0", 128, True, "D", "regex", True), ("budget 128, forcing 1", 128, True, "D", "regex", True)]
+    assert [
+        (s["setting"], s["thinking_tokens"], s["hit_budget"], s["letter"], s["method"], s["correct"])
+        for s in item3["settings"]
+    ] == [
+        ("budget 16, forcing 0", 16, True, "A", "boxed", False),
+        ("budget 16, forcing 1", 16, True, "A", "boxed", False),
+        ("budget 64, forcing 0", 64, True, "A", "boxed", False),
+        ("budget 64, forcing 1", 64, True, "A", "boxed", False),
+        ("budget 128, forcing 0", 128, True, "D", "regex", True),
+        ("budget 128, forcing 1", 128, True, "D", "regex", True),
+    ]
     item0 = find(rows, model=A, task="medqa", doc_id=0)  # 10 tokens, then "\nWait" (5) and 30 more
     assert [(s["thinking_tokens"], s["hit_budget"]) for s in item0["settings"]] == [
-        (10, False), (16, True), (10, False), (45, False), (10, False), (45, False)]
+        (10, False),
+        (16, True),
+        (10, False),
+        (45, False),
+        (10, False),
+        (45, False),
+    ]
     base = find(rows, model=BASE, task="medqa", doc_id=3)
-    assert base["settings"] == [{"setting": "no budget", "budget": None, "forcing": None, "letter": "A", "method": "boxed",
-                                 "correct": False, "thinking_tokens": None, "hit_budget": None}]
+    assert base["settings"] == [
+        {
+            "setting": "no budget",
+            "budget": None,
+            "forcing": None,
+            "letter": "A",
+            "method": "boxed",
+            "correct": False,
+            "thinking_tokens": None,
+            "hit_budget": None,
+        }
+    ]
     with open(result[1] / "trajectories.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == 60
     row = next(r for r in table if (r["model"], r["task"], r["doc_id"]) == (A, "medqa", "3"))
-    assert (row["class"], row["settled_budget"], row["budget 128, forcing 0: letter"], row["budget 128, forcing 0: method"],
-            row["budget 128, forcing 0: correct"], row["budget 128, forcing 0: thinking_tokens"], row["budget 16, forcing 0: cut"]) == \
-        (HELP, "128", "D", "regex", "1", "128", "1")
+    assert (
+        row["class"],
+        row["settled_budget"],
+        row["budget 128, forcing 0: letter"],
+        row["budget 128, forcing 0: method"],
+        row["budget 128, forcing 0: correct"],
+        row["budget 128, forcing 0: thinking_tokens"],
+        row["budget 16, forcing 0: cut"],
+    ) == (HELP, "128", "D", "regex", "1", "128", "1")
     assert json.loads((result[1] / "trajectories.json").read_text()) == json.loads(json.dumps(rows))
 
 
@@ -125,9 +155,17 @@ def test_lm_eval_multiple_choice_run(result):
     """lm-eval's own medqa_4options scores options by log-likelihood: the letter is the best option's."""
     rows = sorted((r for r in result[0]["trajectories"] if r["task"] == "medqa_4options"), key=lambda r: r["doc_id"])
     assert [(r["model"], r["gold"], r["class"]) for r in rows] == [
-        (BASE, "B", AR), (BASE, "C", AW), (BASE, "C", AR), (BASE, "D", AR)]
+        (BASE, "B", AR),
+        (BASE, "C", AW),
+        (BASE, "C", AR),
+        (BASE, "D", AR),
+    ]
     assert [(s["letter"], s["method"], s["correct"]) for r in rows for s in r["settings"]] == [
-        ("B", "loglikelihood", True), ("A", "loglikelihood", False), ("C", "loglikelihood", True), ("D", "loglikelihood", True)]
+        ("B", "loglikelihood", True),
+        ("A", "loglikelihood", False),
+        ("C", "loglikelihood", True),
+        ("D", "loglikelihood", True),
+    ]
 
 
 def test_sentences(result):
@@ -164,11 +202,22 @@ def test_cut_off_aware_accuracy_and_efficiency(result):
     r = find(rows, model=A, task="medqa", budget=128, forcing=1)
     assert (r["cut"], r["acc_cut"], r["acc_ended"]) == (4, 0.75, 0.5)  # items 2, 3, 6 right, 11 wrong; 4 of 8
     base = find(rows, model=BASE, task="medqa")
-    assert (base["n"], base["right"], base["with_trace"], base["share_cut"], base["mean_thinking_tokens"]) == (12, 6, 0, None, None)
+    assert (base["n"], base["right"], base["with_trace"], base["share_cut"], base["mean_thinking_tokens"]) == (
+        12,
+        6,
+        0,
+        None,
+        None,
+    )
     with open(result[1] / "settings.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == 6 + 3 + 1 + 6 + 1
-    assert next(t for t in table if t["model"] == A and t["task"] == "medqa" and t["setting"] == "budget 16, forcing 0")["share_cut"] == "0.8333"
+    assert (
+        next(t for t in table if t["model"] == A and t["task"] == "medqa" and t["setting"] == "budget 16, forcing 0")[
+            "share_cut"
+        ]
+        == "0.8333"
+    )
 
 
 def test_figures(result):
@@ -194,8 +243,17 @@ def test_cli_json_and_files(tmp_path, capsys):
     assert len(printed) == 26
     assert {"task", "model", "from", "to", "n", "right_to_wrong", "wrong_to_right", "p", "p_holm"} <= set(printed[0])
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
-        "efficiency.png", "flips.csv", "flips.json", "flips_medbullets4.png", "flips_medqa.png", "settings.csv",
-        "summary.txt", "trajectories.csv", "trajectories.json", "viewer.html"]
+        "efficiency.png",
+        "flips.csv",
+        "flips.json",
+        "flips_medbullets4.png",
+        "flips_medqa.png",
+        "settings.csv",
+        "summary.txt",
+        "trajectories.csv",
+        "trajectories.json",
+        "viewer.html",
+    ]
     assert cli.main(["explain", str(RUNS / "base-hf"), "--out", str(tmp_path / "y")]) == 0
     assert capsys.readouterr().out == "\n"  # one setting, one model: nothing to compare
 
@@ -203,11 +261,16 @@ def test_cli_json_and_files(tmp_path, capsys):
 def test_bad_inputs(tmp_path, capsys):
     assert cli.main(["explain", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"m1-harness explain: error: no such results path: {tmp_path / 'nope'} (give lm-eval output folders, "
-                   "results_*.json files or quoted globs)\n")
+    assert err == (
+        f"m1-harness explain: error: no such results path: {tmp_path / 'nope'} (give lm-eval output folders, "
+        "results_*.json files or quoted globs)\n"
+    )
     (tmp_path / "empty").mkdir()
     assert cli.main(["explain", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == f"m1-harness explain: error: no lm-eval results (results_*.json) with metric 'acc' under: {tmp_path / 'empty'}\n"
+    assert (
+        capsys.readouterr().err
+        == f"m1-harness explain: error: no lm-eval results (results_*.json) with metric 'acc' under: {tmp_path / 'empty'}\n"
+    )
     assert cli.main(["explain", str(RUNS / "base-hf"), "--metric", "exact_match", "--out", str(tmp_path / "o")]) == 2
     assert "with metric 'exact_match' under" in capsys.readouterr().err
     src = next((RUNS / "base-hf").rglob("results_*.json"))
@@ -215,8 +278,10 @@ def test_bad_inputs(tmp_path, capsys):
     lone.parent.mkdir()
     shutil.copy(src, lone)
     assert cli.main(["explain", str(tmp_path / "lone"), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == (f"m1-harness explain: error: {lone.resolve()}: no samples_medqa_*.jsonl beside it; rerun lm-eval "
-                                       "with --log_samples (explain needs every item's answer)\n")
+    assert capsys.readouterr().err == (
+        f"m1-harness explain: error: {lone.resolve()}: no samples_medqa_*.jsonl beside it; rerun lm-eval "
+        "with --log_samples (explain needs every item's answer)\n"
+    )
 
 
 def test_trace_records_in_m1_budget_default_folder(tmp_path):
@@ -226,12 +291,20 @@ def test_trace_records_in_m1_budget_default_folder(tmp_path):
     (tmp_path / "run" / "m1_traces").mkdir()
     shutil.copy(src / "traces.jsonl", tmp_path / "run" / "m1_traces" / "traces_20261129T100000_1.jsonl")
     # a later run of another model at the same setting into the same folder: its texts differ, so it is not taken
-    other = [json.loads(line) | {"text": "another model", "thinking_tokens": 1} for line in (src / "traces.jsonl").open()]
-    (tmp_path / "run" / "m1_traces" / "traces_20261129T110000_2.jsonl").write_text("".join(json.dumps(o) + "\n" for o in other))
+    other = [
+        json.loads(line) | {"text": "another model", "thinking_tokens": 1} for line in (src / "traces.jsonl").open()
+    ]
+    (tmp_path / "run" / "m1_traces" / "traces_20261129T110000_2.jsonl").write_text(
+        "".join(json.dumps(o) + "\n" for o in other)
+    )
     (r,) = [r for r in outcomes.load_runs([tmp_path / "run"]) if r.task == "medqa"]
     # item 10 thinks 60 tokens: "\nWait" and one more token do not fit in 64, so no forcing and no cut
     assert [r.outcomes[i].thinking_tokens for i in range(12)] == [45, 64, 64, 64, 55, 64, 64, 64, 64, 40, 60, 64]
-    assert [r.outcomes[i].hit_budget for i in range(12)] == [False, True, True, True, False] + [True] * 4 + [False, False, True]
+    assert [r.outcomes[i].hit_budget for i in range(12)] == [False, True, True, True, False] + [True] * 4 + [
+        False,
+        False,
+        True,
+    ]
 
 
 def test_trace_records_of_another_model_are_not_taken_even_with_the_same_text(tmp_path):
@@ -259,8 +332,13 @@ def test_viewer_data_cannot_close_its_script():
 
 def test_efficiency_labels_share_a_point():
     """A model that never thinks at forcing 0 puts every budget at one point: one label, not three on top."""
-    rows = [{"model": "m", "task": "medqa", "forcing": 0, "budget": b, "acc": 0.15, "mean_thinking_tokens": 0.0} for b in (16, 32, 64)]
-    rows += [{"model": "m", "task": "medqa", "forcing": 2, "budget": b, "acc": a, "mean_thinking_tokens": t}
-             for b, a, t in ((16, 0.35, 14.4), (32, 0.25, 27.95))]
+    rows = [
+        {"model": "m", "task": "medqa", "forcing": 0, "budget": b, "acc": 0.15, "mean_thinking_tokens": 0.0}
+        for b in (16, 32, 64)
+    ]
+    rows += [
+        {"model": "m", "task": "medqa", "forcing": 2, "budget": b, "acc": a, "mean_thinking_tokens": t}
+        for b, a, t in ((16, 0.35, 14.4), (32, 0.25, 27.95))
+    ]
     fig = explain.figure_efficiency(rows)
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["16", "16/32/64", "32"]

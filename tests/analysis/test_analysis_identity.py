@@ -6,9 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
+from repo_paths import FIXTURES
+
 from m1_harness import cli
 from m1_harness.analysis import explain, items, outcomes, report, results
-from repo_paths import FIXTURES
 
 RUNS = FIXTURES / "explain" / "runs"
 SETTING = "org__m1-a"
@@ -29,8 +30,9 @@ def shifted_copy(src: Path, dst: Path, task: str = "medqa") -> Path:
     (samples,) = (dst / SETTING).glob(f"samples_{task}_*.jsonl")
     write_jsonl(samples, [r | {"doc_id": r["doc_id"] - 1} for r in jsonl(samples) if r["doc_id"] > 0])
     recs = jsonl(dst / "traces.jsonl")
-    write_jsonl(dst / "traces.jsonl", [r | {"doc_id": r["doc_id"] - 1} for r in recs
-                                       if r["task"] != task or r["doc_id"] > 0] )
+    write_jsonl(
+        dst / "traces.jsonl", [r | {"doc_id": r["doc_id"] - 1} for r in recs if r["task"] != task or r["doc_id"] > 0]
+    )
     return dst
 
 
@@ -62,8 +64,9 @@ def test_explain_pairs_a_shifted_data_file_by_item_not_by_position(tmp_path):
 
 def test_report_paired_pairs_a_shifted_data_file_by_item(tmp_path, capsys):
     shifted = shifted_copy(RUNS / "m1-a" / "budget128_forcing0", tmp_path / "budget128_forcing0")
-    whole = report.paired_comparisons(results.load_results([RUNS / "m1-a" / "budget16_forcing0",
-                                                            RUNS / "m1-a" / "budget128_forcing0"]))
+    whole = report.paired_comparisons(
+        results.load_results([RUNS / "m1-a" / "budget16_forcing0", RUNS / "m1-a" / "budget128_forcing0"])
+    )
     moved = report.paired_comparisons(results.load_results([RUNS / "m1-a" / "budget16_forcing0", shifted]))
     pick = lambda ps: next(p for p in ps if p["task"] == "medqa" and p["vary"] == "budget")  # noqa: E731
     a, b = pick(whole), pick(moved)
@@ -71,8 +74,10 @@ def test_report_paired_pairs_a_shifted_data_file_by_item(tmp_path, capsys):
     r16 = next(r for r in results.load_results([RUNS / "m1-a" / "budget16_forcing0"]) if r.task == "medqa")
     r128 = next(r for r in results.load_results([RUNS / "m1-a" / "budget128_forcing0"]) if r.task == "medqa")
     key0 = next(k for k in r16.items if k.startswith("medqa-00000#"))
-    assert (b["a_only"], b["b_only"]) == (a["a_only"] - (r16.items[key0] > r128.items[key0]),
-                                          a["b_only"] - (r128.items[key0] > r16.items[key0]))
+    assert (b["a_only"], b["b_only"]) == (
+        a["a_only"] - (r16.items[key0] > r128.items[key0]),
+        a["b_only"] - (r128.items[key0] > r16.items[key0]),
+    )
 
 
 def test_trace_records_of_another_item_at_the_same_doc_id_are_not_taken(tmp_path):
@@ -97,10 +102,12 @@ def limited_copy(src: Path, dst: Path, date: str, limit: int | None = None, answ
     data = json.loads(res.read_text())
     if limit is not None:
         data["config"]["limit"] = limit
-        for task, n in data["n-samples"].items():
+        for n in data["n-samples"].values():
             n["effective"] = min(limit, n["effective"])
     if answer_budget is not None:
-        data["config"]["model_args"] = data["config"]["model_args"].replace("answer_budget=64", f"answer_budget={answer_budget}")
+        data["config"]["model_args"] = data["config"]["model_args"].replace(
+            "answer_budget=64", f"answer_budget={answer_budget}"
+        )
     old = res.name.removeprefix("results_").removesuffix(".json")
     for f in (dst / SETTING).iterdir():
         text = f.read_text()
@@ -119,14 +126,18 @@ def test_report_keeps_runs_that_differ_in_limit_or_answer_budget(tmp_path, capsy
     rerun = limited_copy(src, tmp_path / "rerun", "2026-11-30T12-00-00.000000")  # the same run again: newest wins
     loaded = results.load_results([src, short, answer, rerun])
     medqa = sorted((r.model, r.n, Path(r.source).parent.parent.name) for r in loaded if r.task == "medqa")
-    assert medqa == [("org/m1-a [answer_budget=16, limit=all]", 12, "answer"),
-                     ("org/m1-a [answer_budget=64, limit=8]", 8, "short"),
-                     ("org/m1-a [answer_budget=64, limit=all]", 12, "rerun")]
+    assert medqa == [
+        ("org/m1-a [answer_budget=16, limit=all]", 12, "answer"),
+        ("org/m1-a [answer_budget=64, limit=8]", 8, "short"),
+        ("org/m1-a [answer_budget=64, limit=all]", 12, "rerun"),
+    ]
     assert cli.main(["report", str(src), str(short), str(answer), "--no_intervals"]) == 0
     table = capsys.readouterr().out
-    for label in ("org/m1-a [answer_budget=16, limit=all] (budget=16, forcing=0)",
-                  "org/m1-a [answer_budget=64, limit=8] (budget=16, forcing=0)",
-                  "org/m1-a [answer_budget=64, limit=all] (budget=16, forcing=0)"):
+    for label in (
+        "org/m1-a [answer_budget=16, limit=all] (budget=16, forcing=0)",
+        "org/m1-a [answer_budget=64, limit=8] (budget=16, forcing=0)",
+        "org/m1-a [answer_budget=64, limit=all] (budget=16, forcing=0)",
+    ):
         assert f"| {label} |" in table, table
 
 

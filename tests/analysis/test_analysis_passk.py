@@ -8,10 +8,9 @@ from fractions import Fraction
 from itertools import combinations
 
 import pytest
+from sampled_runs import ANSWER_TOKENS, GOLD, TABLE, SampledEvaluate, thinking_tokens, trace_record
 
 from m1_harness.analysis import results, sampled, stats, sweep
-
-from sampled_runs import ANSWER_TOKENS, GOLD, TABLE, SampledEvaluate, thinking_tokens, trace_record
 
 Z95 = 1.959963984540054
 
@@ -51,7 +50,9 @@ def test_mean_interval_is_a_t_interval_and_falls_back_to_wilson():
     m = 0.5
     s = math.sqrt(sum((v - m) ** 2 for v in values) / 4)
     t4 = 2.7764451051977987  # t(0.975, 4)
-    assert stats.mean_interval(values) == pytest.approx((m - t4 * s / math.sqrt(5), m + t4 * s / math.sqrt(5)), abs=1e-12)
+    assert stats.mean_interval(values) == pytest.approx(
+        (m - t4 * s / math.sqrt(5), m + t4 * s / math.sqrt(5)), abs=1e-12
+    )
     assert stats.mean_interval([1.0, 1.0, 1.0]) == stats.wilson_interval(3, 3)  # no spread: Wilson bounds it
     assert stats.mean_interval([0.0] * 4) == stats.wilson_interval(0, 4)
     assert stats.mean_interval([0.0, 1.0]) == (0.0, 1.0)  # clipped to [0, 1]
@@ -65,8 +66,14 @@ def fixture_items():
 # by hand from the table in sampled_runs.py (item-wise values, then averaged over the 4 items)
 HAND = {
     1: dict(maj=[1, 0, 0, 0], mean=[1, 0, 0, 0], pass_=[Fraction(2, 4), Fraction(2, 4), Fraction(1, 4), 0]),
-    2: dict(maj=[1, 0, 0, 0], mean=[Fraction(1, 2), Fraction(1, 2), 0, 0], pass_=[Fraction(5, 6), Fraction(5, 6), Fraction(1, 2), 0]),
-    3: dict(maj=[0, 0, 1, 0], mean=[Fraction(1, 3), Fraction(1, 3), Fraction(1, 3), 0], pass_=[1, 1, Fraction(3, 4), 0]),
+    2: dict(
+        maj=[1, 0, 0, 0],
+        mean=[Fraction(1, 2), Fraction(1, 2), 0, 0],
+        pass_=[Fraction(5, 6), Fraction(5, 6), Fraction(1, 2), 0],
+    ),
+    3: dict(
+        maj=[0, 0, 1, 0], mean=[Fraction(1, 3), Fraction(1, 3), Fraction(1, 3), 0], pass_=[1, 1, Fraction(3, 4), 0]
+    ),
     4: dict(maj=[1, 1, 1, 0], mean=[Fraction(2, 4), Fraction(2, 4), Fraction(1, 4), 0], pass_=[1, 1, 1, 0]),
 }
 
@@ -95,8 +102,17 @@ def test_sample_metrics_bad_k():
 def one_run(tmp_path, samples=4, budget=512):
     """A sampled sweep of one setting through the fixture evaluate; returns (folder, TaskResult)."""
     out = tmp_path / "sw"
-    sweep.run_sweep("pretrained=m", ["medqa"], [budget], [0], out, samples=list(range(1, samples + 1)), temperature=0.7,
-                    evaluate=SampledEvaluate(), echo=lambda *a: None)
+    sweep.run_sweep(
+        "pretrained=m",
+        ["medqa"],
+        [budget],
+        [0],
+        out,
+        samples=list(range(1, samples + 1)),
+        temperature=0.7,
+        evaluate=SampledEvaluate(),
+        echo=lambda *a: None,
+    )
     (r,) = results.load_results([out])
     return out, r
 
@@ -136,7 +152,8 @@ def test_a_trace_file_of_another_run_is_refused(tmp_path):
         sampled.sampled_outcomes(r)
     assert str(err.value) == (
         f"{r.source}: task medqa item 3: sample 0 of the trace records (right) is not the response lm-eval scored "
-        "(wrong, another text); the trace file holds another run's records. Rerun the setting into a fresh folder")
+        "(wrong, another text); the trace file holds another run's records. Rerun the setting into a fresh folder"
+    )
     # an item missing its last sample
     traces.write_text("".join(json.dumps(x) + "\n" for i, x in enumerate(recs) if i not in (12, 15)))
     with pytest.raises(sampled.SampledError, match=r"item 3 has trace records of samples \[1, 2\], not 0..1"):
@@ -159,35 +176,82 @@ def test_default_ks():
 def test_sampled_sweep_runs_the_largest_k_once_per_setting_and_tables_every_k(tmp_path):
     fake = SampledEvaluate()
     out = tmp_path / "sw"
-    rows = sweep.run_sweep("pretrained=m,engine=hf", ["medqa"], [512, 1024], [0], out, samples=[1, 2, 4],
-                           temperature=0.7, top_p=0.9, seed=5, evaluate=fake, echo=lambda *a: None)
+    rows = sweep.run_sweep(
+        "pretrained=m,engine=hf",
+        ["medqa"],
+        [512, 1024],
+        [0],
+        out,
+        samples=[1, 2, 4],
+        temperature=0.7,
+        top_p=0.9,
+        seed=5,
+        evaluate=fake,
+        echo=lambda *a: None,
+    )
     assert [(c["budget"], c["samples"], c["seed"], c["gen_kwargs"]) for c in fake.calls] == [
-        (1024, 4, 5, "do_sample=True,temperature=0.7,top_p=0.9"), (512, 4, 5, "do_sample=True,temperature=0.7,top_p=0.9")]
+        (1024, 4, 5, "do_sample=True,temperature=0.7,top_p=0.9"),
+        (512, 4, 5, "do_sample=True,temperature=0.7,top_p=0.9"),
+    ]
     assert [(r["budget"], r["k"]) for r in rows] == [(512, 1), (512, 2), (512, 4), (1024, 1), (1024, 2), (1024, 4)]
     for r in rows:
         k, scale = r["k"], r["budget"] // 512
         assert r["maj_at_k"] == float(sum(HAND[k]["maj"]) / 4)
         assert r["pass_at_k"] == pytest.approx(float(sum(HAND[k]["pass_"]) / 4), abs=1e-15)
         assert r["mean_at_k"] == pytest.approx(float(sum(HAND[k]["mean"]) / 4), abs=1e-15)
-        assert r["mean_generated_tokens_per_item"] == sum(scale * (10 * (j + 1) + d) + 5 for d in range(4) for j in range(k)) / 4
+        assert (
+            r["mean_generated_tokens_per_item"]
+            == sum(scale * (10 * (j + 1) + d) + 5 for d in range(4) for j in range(k)) / 4
+        )
         assert (r["acc"], r["n"], r["trace_records"]) == (0.25, 4, 16)  # lm-eval's acc: sample 0
     assert rows[0]["mean_at_k"] == rows[0]["acc"]
     table = list(csv.DictReader(open(out / "sweep.csv")))
     assert list(table[0]) == sweep.FIELDS + sampled.K_FIELDS
     assert json.loads((out / "sweep.json").read_text()) == rows
     manifest = json.loads((out / "budget512_forcing0" / sweep.MANIFEST).read_text())
-    assert manifest["model_args"] == {"engine": "hf", "forcing": "0", "pretrained": "m", "samples": "4", "seed": "5",
-                                      "thinking_budget": "512"}
+    assert manifest["model_args"] == {
+        "engine": "hf",
+        "forcing": "0",
+        "pretrained": "m",
+        "samples": "4",
+        "seed": "5",
+        "thinking_budget": "512",
+    }
     assert manifest["gen_kwargs"] == "do_sample=True,temperature=0.7,top_p=0.9"
     # other k of the same run: no new run, only the table
     again = SampledEvaluate()
-    rows = sweep.run_sweep("pretrained=m,engine=hf", ["medqa"], [512, 1024], [0], out, samples=[1, 2, 4], temperature=0.7,
-                           top_p=0.9, seed=5, evaluate=again, echo=lambda *a: None)
+    rows = sweep.run_sweep(
+        "pretrained=m,engine=hf",
+        ["medqa"],
+        [512, 1024],
+        [0],
+        out,
+        samples=[1, 2, 4],
+        temperature=0.7,
+        top_p=0.9,
+        seed=5,
+        evaluate=again,
+        echo=lambda *a: None,
+    )
     assert again.calls == []
     # another temperature is another run: refused with what differs
-    with pytest.raises(sweep.SweepError, match="gen_kwargs: 'do_sample=True,temperature=0.7,top_p=0.9' there, 'do_sample=True,temperature=1.0,top_p=0.9' asked"):
-        sweep.run_sweep("pretrained=m,engine=hf", ["medqa"], [512], [0], out, samples=[1, 2, 4], temperature=1.0,
-                        top_p=0.9, seed=5, evaluate=SampledEvaluate(), echo=lambda *a: None)
+    with pytest.raises(
+        sweep.SweepError,
+        match="gen_kwargs: 'do_sample=True,temperature=0.7,top_p=0.9' there, 'do_sample=True,temperature=1.0,top_p=0.9' asked",
+    ):
+        sweep.run_sweep(
+            "pretrained=m,engine=hf",
+            ["medqa"],
+            [512],
+            [0],
+            out,
+            samples=[1, 2, 4],
+            temperature=1.0,
+            top_p=0.9,
+            seed=5,
+            evaluate=SampledEvaluate(),
+            echo=lambda *a: None,
+        )
 
 
 def test_greedy_sweep_table_is_unchanged(tmp_path):
@@ -197,24 +261,47 @@ def test_greedy_sweep_table_is_unchanged(tmp_path):
     assert list(csv.DictReader(open(out / "sweep.csv")))[0].keys() == set(sweep.FIELDS)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--samples", "1,2,4"], "--samples 1,2,4 needs --temperature above 0 (got None): greedy samples of one item are all the same"),
-    (["--samples", "1,4", "--temperature", "0"], "--samples 1,4 needs --temperature above 0 (got 0.0)"),
-    (["--samples", "4,2", "--temperature", "0.7"], "--samples must increase (e.g. 1,2,4,8), got '4,2'"),
-    (["--samples", "2,2", "--temperature", "0.7"], "--samples must increase (e.g. 1,2,4,8), got '2,2'"),
-    (["--samples", "0,2", "--temperature", "0.7"], "--samples needs positive integers (samples per item), got '0,2'"),
-    (["--samples", "a", "--temperature", "0.7"], "--samples takes comma-separated integers, got 'a'"),
-    (["--temperature", "0.7"], "--temperature / --top_p sample several answers per item: give --samples too"),
-    (["--samples", "1,2", "--temperature", "0.7", "--top_p", "1.5"], "--top_p must be in (0, 1], got 1.5"),
-    (["--samples", "1,2", "--temperature", "0.7", "--gen_kwargs", "temperature=0.5"],
-     "--gen_kwargs sets temperature: give sampling as --temperature / --top_p"),
-    (["--samples", "1,2", "--temperature", "0.7", "--model_args", "pretrained=m,seed=3"],
-     "--model_args sets seed: a sampled sweep sets them from --samples and --seed"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["--samples", "1,2,4"],
+            "--samples 1,2,4 needs --temperature above 0 (got None): greedy samples of one item are all the same",
+        ),
+        (["--samples", "1,4", "--temperature", "0"], "--samples 1,4 needs --temperature above 0 (got 0.0)"),
+        (["--samples", "4,2", "--temperature", "0.7"], "--samples must increase (e.g. 1,2,4,8), got '4,2'"),
+        (["--samples", "2,2", "--temperature", "0.7"], "--samples must increase (e.g. 1,2,4,8), got '2,2'"),
+        (
+            ["--samples", "0,2", "--temperature", "0.7"],
+            "--samples needs positive integers (samples per item), got '0,2'",
+        ),
+        (["--samples", "a", "--temperature", "0.7"], "--samples takes comma-separated integers, got 'a'"),
+        (["--temperature", "0.7"], "--temperature / --top_p sample several answers per item: give --samples too"),
+        (["--samples", "1,2", "--temperature", "0.7", "--top_p", "1.5"], "--top_p must be in (0, 1], got 1.5"),
+        (
+            ["--samples", "1,2", "--temperature", "0.7", "--gen_kwargs", "temperature=0.5"],
+            "--gen_kwargs sets temperature: give sampling as --temperature / --top_p",
+        ),
+        (
+            ["--samples", "1,2", "--temperature", "0.7", "--model_args", "pretrained=m,seed=3"],
+            "--model_args sets seed: a sampled sweep sets them from --samples and --seed",
+        ),
+    ],
+)
 def test_bad_sampling_arguments(tmp_path, capsys, argv, message):
     from m1_harness import cli
 
-    base = ["sweep", "--model_args", "pretrained=m", "--tasks", "medqa", "--budgets", "64", "--output_path", str(tmp_path / "o")]
+    base = [
+        "sweep",
+        "--model_args",
+        "pretrained=m",
+        "--tasks",
+        "medqa",
+        "--budgets",
+        "64",
+        "--output_path",
+        str(tmp_path / "o"),
+    ]
     if "--model_args" in argv:
         base = base[:1] + base[3:]
     assert cli.main(base + argv) == 2
@@ -229,11 +316,30 @@ def test_compute_matched_points_frontier_figure_and_table(tmp_path, capsys):
     from m1_harness.analysis import compute_matched, plots
 
     out = tmp_path / "sw"
-    sweep.run_sweep("pretrained=m", ["medqa"], [512, 1024], [0, 1], out, samples=[1, 2, 4], temperature=0.7,
-                    evaluate=SampledEvaluate(), echo=lambda *a: None)
+    sweep.run_sweep(
+        "pretrained=m",
+        ["medqa"],
+        [512, 1024],
+        [0, 1],
+        out,
+        samples=[1, 2, 4],
+        temperature=0.7,
+        evaluate=SampledEvaluate(),
+        echo=lambda *a: None,
+    )
     points = compute_matched.compute_points(results.load_results([out]))
-    got = [(p["budget"], p["forcing"], p["k"], p["mean_generated_tokens_per_item"], p["accuracy"], p["series"], p["pareto"])
-           for p in points]
+    got = [
+        (
+            p["budget"],
+            p["forcing"],
+            p["k"],
+            p["mean_generated_tokens_per_item"],
+            p["accuracy"],
+            p["series"],
+            p["pareto"],
+        )
+        for p in points
+    ]
     # tokens: sum over the first k samples of scale * (10 (j+1) + d) + 5, averaged over the 4 items
     assert got == [
         (512, 0, 1, 16.5, 0.25, "budget forcing@512 vote@512", True),
@@ -254,10 +360,16 @@ def test_compute_matched_points_frontier_figure_and_table(tmp_path, capsys):
     assert lines["pareto:m"] == [[16.5, 25.0], [16.5, 25.0], [126.0, 75.0]]
     # `m1-harness plot` writes the figure and its table
     assert cli.main(["plot", str(out), "--out", str(tmp_path / "fig"), "--format", "png"]) == 0
-    assert {"compute_matched.png", "compute_matched.csv", "compute_matched.md"} <= {p.name for p in (tmp_path / "fig").iterdir()}
+    assert {"compute_matched.png", "compute_matched.csv", "compute_matched.md"} <= {
+        p.name for p in (tmp_path / "fig").iterdir()
+    }
     table = list(csv.DictReader(open(tmp_path / "fig" / "compute_matched.csv")))
     assert list(table[0]) == compute_matched.POINT_FIELDS
-    assert [(r["budget"], r["k"], r["pareto"]) for r in table][:3] == [("512", "1", "True"), ("512", "2", "False"), ("512", "4", "True")]
+    assert [(r["budget"], r["k"], r["pareto"]) for r in table][:3] == [
+        ("512", "1", "True"),
+        ("512", "2", "False"),
+        ("512", "4", "True"),
+    ]
     md = (tmp_path / "fig" / "compute_matched.md").read_text()
     assert "| 512 | 0 | 4 | 126.0 | **75.0** | [30.1, 95.4] | vote@512 | yes |" in md
     assert "| 1024 | 0 | 4 | 232.0 | 75.0 | [30.1, 95.4] | vote@1024 |  |" in md
@@ -286,17 +398,45 @@ def test_sampled_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir
     from m1_harness.scoring import score
 
     out = tmp_path / "sw"
-    argv = ["sweep", "--model_args", f"pretrained={tiny_model},engine=hf,answer_budget=8", "--tasks", "medqa",
-            "--budgets", "16,32", "--output_path", str(out), "--limit", "3", "--batch_size", "3",
-            "--samples", "1,3", "--temperature", "0.8", "--seed", "7"]
+    argv = [
+        "sweep",
+        "--model_args",
+        f"pretrained={tiny_model},engine=hf,answer_budget=8",
+        "--tasks",
+        "medqa",
+        "--budgets",
+        "16,32",
+        "--output_path",
+        str(out),
+        "--limit",
+        "3",
+        "--batch_size",
+        "3",
+        "--samples",
+        "1,3",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "7",
+    ]
     assert cli.main(argv) == 0
     rows = json.loads((out / "sweep.json").read_text())
-    assert [(r["budget"], r["k"], r["samples"], r["n"]) for r in rows] == [(16, 1, 3, 3), (16, 3, 3, 3), (32, 1, 3, 3), (32, 3, 3, 3)]
+    assert [(r["budget"], r["k"], r["samples"], r["n"]) for r in rows] == [
+        (16, 1, 3, 3),
+        (16, 3, 3, 3),
+        (32, 1, 3, 3),
+        (32, 3, 3, 3),
+    ]
     assert rows[0]["generated_tokens"] == 0 < rows[2]["generated_tokens"]  # budget 16: a pure replay
-    docs = {json.loads(x)["doc_id"]: json.loads(x) for f in (out / "budget32_forcing0").rglob("samples_medqa_*.jsonl")
-            for x in f.read_text().splitlines()}
+    docs = {
+        json.loads(x)["doc_id"]: json.loads(x)
+        for f in (out / "budget32_forcing0").rglob("samples_medqa_*.jsonl")
+        for x in f.read_text().splitlines()
+    }
     for r in rows:
-        recs = [json.loads(x) for x in (out / f"budget{r['budget']}_forcing0" / "traces.jsonl").read_text().splitlines()]
+        recs = [
+            json.loads(x) for x in (out / f"budget{r['budget']}_forcing0" / "traces.jsonl").read_text().splitlines()
+        ]
         assert sorted((x["doc_id"], x["sample"]) for x in recs) == [(d, j) for d in range(3) for j in range(3)]
         assert len({x["sample_seed"] for x in recs}) == 9  # every sample its own seed
         items = []
@@ -307,8 +447,10 @@ def test_sampled_sweep_end_to_end_tiny_model(tmp_path, tiny_model, eval_data_dir
             items.append([(s.letter, s.correct) for s in (score(x["text"], options, doc["answer_idx"]) for x in mine)])
         expect = stats.sample_metrics(items, r["k"])
         assert {m: r[m] for m in stats.SAMPLE_METRICS} == expect
-        tokens = [sum(x["generated_tokens"] + x["answer_tokens"] for x in recs if x["doc_id"] == d and x["sample"] < r["k"])
-                  for d in range(3)]
+        tokens = [
+            sum(x["generated_tokens"] + x["answer_tokens"] for x in recs if x["doc_id"] == d and x["sample"] < r["k"])
+            for d in range(3)
+        ]
         assert r["mean_generated_tokens_per_item"] == sum(tokens) / 3
         if r["k"] == 1:
             assert r["mean_at_k"] == r["acc"]  # lm-eval scored sample 0
@@ -324,7 +466,7 @@ def test_a_malformed_samples_line_is_skipped_with_a_warning_naming_the_file(tmp_
     res = run / "results_2026-11-29T10-00-00.json"
     res.write_text("{}")
     path = run / "samples_medqa_2026-11-29T10-00-00.jsonl"
-    path.write_text(json.dumps({"doc_id": 0, "filter": "none", "acc": 1.0}) + "\n{\"doc_id\": 1, \"acc\n")
+    path.write_text(json.dumps({"doc_id": 0, "filter": "none", "acc": 1.0}) + '\n{"doc_id": 1, "acc\n')
     with caplog.at_level("WARNING"):
         assert results.read_samples(res, "medqa", "acc,none") == {0: 1.0}
     assert f"skipping a malformed line in {path}" in caplog.text

@@ -4,11 +4,11 @@ figure objects compared with the table (tests/fixtures/analysis)."""
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from repo_paths import FIXTURES
 
 from m1_harness import cli
 from m1_harness.analysis import plots, report, results
 from m1_harness.analysis.stats import ols_fit, wilson_interval
-from repo_paths import FIXTURES
 
 FIX = FIXTURES / "analysis"
 RUNS = FIX / "runs"
@@ -23,7 +23,7 @@ def rs():
 
 
 def _lines(ax, prefix):
-    return {l.get_gid().split(":", 1)[1]: l for l in ax.lines if (l.get_gid() or "").startswith(prefix)}
+    return {ln.get_gid().split(":", 1)[1]: ln for ln in ax.lines if (ln.get_gid() or "").startswith(prefix)}
 
 
 def test_plot_command_writes_files_of_expected_size(tmp_path):
@@ -33,8 +33,10 @@ def test_plot_command_writes_files_of_expected_size(tmp_path):
         assert (tmp_path / f"{stem}.pdf").stat().st_size > 1000
         assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
     # 200 dpi; panels 4.0 x 3.2 in, at least 7 in wide, 1 in for titles and legend
-    sizes = {stem: mpimg.imread(tmp_path / f"{stem}.png").shape[:2] for stem in
-             ("figure1_budget", "figure3_forcing", "thinking_lengths")}
+    sizes = {
+        stem: mpimg.imread(tmp_path / f"{stem}.png").shape[:2]
+        for stem in ("figure1_budget", "figure3_forcing", "thinking_lengths")
+    }
     assert sizes == {"figure1_budget": (840, 2400), "figure3_forcing": (840, 1400), "thinking_lengths": (840, 1600)}
 
 
@@ -136,8 +138,18 @@ def test_traces_without_model_take_the_model_of_the_results_beside(tmp_path):
         with open(setting / "traces.jsonl", "w") as fh:
             for i in range(8):
                 t = min(b, 300 * (i + 1))
-                fh.write(json.dumps({"task": "medqa", "doc_id": i, "requested_thinking_budget": b,
-                                     "thinking_tokens": t, "hit_budget": t >= b}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "task": "medqa",
+                            "doc_id": i,
+                            "requested_thinking_budget": b,
+                            "thinking_tokens": t,
+                            "hit_budget": t >= b,
+                        }
+                    )
+                    + "\n"
+                )
     traces = results.load_traces([str(tmp_path / "*" / "traces.jsonl")])
     assert list(traces) == [M1] and len(traces[M1]) == 16
     fig = plots.figure_thinking_lengths(traces)
@@ -157,8 +169,9 @@ def test_traces_named_by_their_own_model_not_by_the_results_beside(tmp_path):
     traces = tmp_path / "run" / "m1_traces"
     traces.mkdir()
     for name, model in (("a.jsonl", "org/other-7B"), ("b.jsonl", M1)):
-        (traces / name).write_text(json.dumps({"model": model, "task": "medqa", "doc_id": 0,
-                                               "thinking_tokens": 5, "hit_budget": False}) + "\n")
+        (traces / name).write_text(
+            json.dumps({"model": model, "task": "medqa", "doc_id": 0, "thinking_tokens": 5, "hit_budget": False}) + "\n"
+        )
     assert {m: len(r) for m, r in results.load_traces([str(traces / "*.jsonl")]).items()} == {"org/other-7B": 1, M1: 1}
 
 
@@ -174,12 +187,30 @@ def test_figure1_draws_a_forcing_only_sweep_at_its_forcing():
     """A model swept only with forcing (no forcing-0 runs) is drawn at its fewest rounds, labelled so;
     its other forcing level is a line of its own, never mixed in."""
     rows = [
-        results.TaskResult(model="m/forced", task="medqa", budget=b, forcing=4, acc=acc, n=30,
-                           metric_key="acc,none", source="x", date="")
+        results.TaskResult(
+            model="m/forced",
+            task="medqa",
+            budget=b,
+            forcing=4,
+            acc=acc,
+            n=30,
+            metric_key="acc,none",
+            source="x",
+            date="",
+        )
         for b, acc in ((16, 0.3), (32, 0.2), (64, 0.1))
     ] + [
-        results.TaskResult(model="m/forced", task="medqa", budget=64, forcing=5, acc=0.9, n=30,
-                           metric_key="acc,none", source="x", date="")
+        results.TaskResult(
+            model="m/forced",
+            task="medqa",
+            budget=64,
+            forcing=5,
+            acc=0.9,
+            n=30,
+            metric_key="acc,none",
+            source="x",
+            date="",
+        )
     ]
     fig = plots.figure_budget(rows)
     assert fig is not None

@@ -3,11 +3,12 @@
 
 import csv
 import io
+
 import pytest
+from repo_paths import FIXTURES
 
 from m1_harness import cli
 from m1_harness.analysis import report, results
-from repo_paths import FIXTURES
 
 RUNS = FIXTURES / "analysis" / "runs"
 M1 = "UCSC-VLAA/m1-7B-1K"
@@ -17,12 +18,23 @@ QWEN = "Qwen/Qwen2.5-7B-Instruct"
 def test_layout_found_and_settings_parsed():
     files = results.find_results_files([RUNS])
     assert len(files) == 12  # 4 + 4 budgets, 3 forcing rounds, 1 hf run
-    assert all(f.name.startswith("results_") and f.parent.name in ("UCSC-VLAA__m1-7B-1K", "Qwen__Qwen2.5-7B-Instruct") for f in files)
+    assert all(
+        f.name.startswith("results_") and f.parent.name in ("UCSC-VLAA__m1-7B-1K", "Qwen__Qwen2.5-7B-Instruct")
+        for f in files
+    )
     rs = results.load_results([RUNS])
     settings = {(r.model, r.budget, r.forcing) for r in rs}
     assert (QWEN, None, None) in settings  # lm-eval's own hf model: no budget
     assert (M1, 2048, 3) in settings  # s1 aliases max_tokens_thinking / thinking_n_ignore, string model_args
-    assert {(b, f) for m, b, f in settings if m == M1} == {(512, 0), (1024, 0), (2048, 0), (4096, 0), (2048, 1), (2048, 2), (2048, 3)}
+    assert {(b, f) for m, b, f in settings if m == M1} == {
+        (512, 0),
+        (1024, 0),
+        (2048, 0),
+        (4096, 0),
+        (2048, 1),
+        (2048, 2),
+        (2048, 3),
+    }
     hf = [r for r in rs if r.model_type == "hf"]
     assert sorted(r.task for r in hf) == ["medmcqa", "medqa_4options"]
 
@@ -32,7 +44,9 @@ def test_acc_n_and_items_from_samples():
     assert (r.acc, r.n, r.metric_key) == (0.65, 20, "acc,none")
     assert len(r.items) == 20 and sum(r.items.values()) == 13
     # without samples files there are no items, but acc and n still come from the results file
-    (r2,) = [r for r in results.load_results([RUNS / "m1-7B-1K_b512_f0"], with_samples=False) if r.task == "m1_pubmedqa"]
+    (r2,) = [
+        r for r in results.load_results([RUNS / "m1-7B-1K_b512_f0"], with_samples=False) if r.task == "m1_pubmedqa"
+    ]
     assert r2.items == {} and (r2.acc, r2.n) == (0.65, 20)
 
 
@@ -50,7 +64,14 @@ def test_single_results_file_and_glob():
         ({"model": "m1_budget", "model_args": "pretrained=x,thinking_budget=1024,forcing=2"}, (1024, 2)),
         ({"model": "m1_budget", "model_args": {"pretrained": "x", "thinking_budget": 512}}, (512, 0)),
         ({"model": "m1_budget", "model_args": "pretrained=x,thinking_budget=auto"}, ("auto", 0)),
-        ({"model": "vllm", "model_args": "pretrained=x", "gen_kwargs": "max_tokens_thinking=2048,thinking_n_ignore=1"}, (2048, 1)),
+        (
+            {
+                "model": "vllm",
+                "model_args": "pretrained=x",
+                "gen_kwargs": "max_tokens_thinking=2048,thinking_n_ignore=1",
+            },
+            (2048, 1),
+        ),
         ({"model": "hf", "model_args": "pretrained=x,dtype=bfloat16"}, (None, None)),
         ({"model": "m1_budget", "model_args": "pretrained=x"}, (None, 0)),
     ],
@@ -60,7 +81,10 @@ def test_budget_and_forcing(config, expected):
 
 
 def test_model_name_like_lm_eval():
-    assert results.model_name_of({"model_args": "pretrained=/data/models/m1-7B-1K,thinking_budget=1"}) == "/data/models/m1-7B-1K"
+    assert (
+        results.model_name_of({"model_args": "pretrained=/data/models/m1-7B-1K,thinking_budget=1"})
+        == "/data/models/m1-7B-1K"
+    )
     assert results.model_name_of({"model_args": {"peft": "adapter", "pretrained": "base"}}) == "adapter"
     assert results.model_name_of({"model": "dummy", "model_args": ""}, "fallback") == "fallback"
     assert results.display_name("/data/models/m1-7B-1K/") == "m1-7B-1K"
@@ -110,7 +134,11 @@ def test_report_csv(tmp_path):
     cli.main(["report", *map(str, SUBSET), "--reference", "m1-7B-1K", "--out", str(tmp_path)])
     rows = list(csv.DictReader(io.StringIO((tmp_path / "table1.csv").read_text())))
     assert [r["label"] for r in rows] == [
-        QWEN, f"{M1} (budget=512, forcing=0)", f"{M1} (budget=2048, forcing=1)", "paper: m1-7B-1K"]
+        QWEN,
+        f"{M1} (budget=512, forcing=0)",
+        f"{M1} (budget=2048, forcing=1)",
+        "paper: m1-7B-1K",
+    ]
     r = rows[1]
     assert (r["budget"], r["forcing"], r["source"]) == ("512", "0", "measured")
     assert float(r["PubMed"]) == 65.0 and r["PubMed_n"] == "20"
@@ -145,7 +173,10 @@ def test_paired_comparisons_use_items():
     forcing = [p for p in pairs if p["model"] == M1 and p["vary"] == "forcing"]
     assert [(p["a"], p["b"]) for p in forcing] == [(0, 1), (1, 2), (2, 3)]
     (p,) = [p for p in pairs if p["model"] == M1 and p["task"] == "medqa" and p["vary"] == "budget" and p["a"] == 512]
-    r512, r1024 = (next(r for r in rs if r.model == M1 and r.task == "medqa" and r.budget == b and r.forcing == 0) for b in (512, 1024))
+    r512, r1024 = (
+        next(r for r in rs if r.model == M1 and r.task == "medqa" and r.budget == b and r.forcing == 0)
+        for b in (512, 1024)
+    )
     assert p["a_only"] == sum(1 for k in r512.items if r512.items[k] and not r1024.items[k])
     assert p["b_only"] == sum(1 for k in r512.items if r1024.items[k] and not r512.items[k])
     assert p["acc_a"] == 0.55 and p["acc_b"] == 0.65

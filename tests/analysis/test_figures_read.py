@@ -5,10 +5,10 @@ the frame, and every series told apart by colour, marker or line style (issue 25
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import pytest
+from repo_paths import FIXTURES
 
 from m1_harness import cli
 from m1_harness.analysis import compute_matched, explain, figures, plots, results
-from repo_paths import FIXTURES
 
 RUNS = FIXTURES / "explain" / "runs"
 
@@ -36,14 +36,28 @@ def assert_reads(fig, png=None):
             continue
         frame = ax.get_window_extent(renderer)
         for name, labels in (("x", ax.get_xticklabels()), ("y", ax.get_yticklabels())):
-            shown = [t for t in labels if t.get_text() and t.get_visible()
-                     and (frame.x0 - 1 <= t.get_window_extent(renderer).x0 <= frame.x1 + 1 if name == "x"
-                          else frame.y0 - 1 <= (t.get_window_extent(renderer).y0 + t.get_window_extent(renderer).y1) / 2 <= frame.y1 + 1)]
+            shown = [
+                t
+                for t in labels
+                if t.get_text()
+                and t.get_visible()
+                and (
+                    frame.x0 - 1 <= t.get_window_extent(renderer).x0 <= frame.x1 + 1
+                    if name == "x"
+                    else frame.y0 - 1
+                    <= (t.get_window_extent(renderer).y0 + t.get_window_extent(renderer).y1) / 2
+                    <= frame.y1 + 1
+                )
+            ]
             assert len(shown) >= 2, (ax.get_title(), name, [t.get_text() for t in labels])
         for text in ax.texts:
             if hasattr(text, "xyann"):
                 box = text.get_window_extent(renderer)
-                assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and box.y1 <= frame.y1 + 1, (text.get_text(), box, frame)
+                assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and box.y1 <= frame.y1 + 1, (
+                    text.get_text(),
+                    box,
+                    frame,
+                )
     entries = {}  # legend label -> style, over all panels: one label is one series
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -81,7 +95,10 @@ def test_figure1_reads_and_draws_every_forcing_level(plotted, loaded):
     forced = next(ln for ln in fig.axes[0].lines if ln.get_gid() == "acc:org/m1-a|forcing 1")
     assert forced.get_xydata()[:, 0].tolist() == [16.0, 64.0, 128.0]
     assert sorted(c.get_label() for c in fig.axes[0].containers) == [
-        "org/m1-a (forcing 0)", "org/m1-a (forcing 1)", "org/m1-b"]
+        "org/m1-a (forcing 0)",
+        "org/m1-a (forcing 1)",
+        "org/m1-b",
+    ]
     assert_reads(fig, plotted / "figure1_budget.png")
 
 
@@ -90,23 +107,53 @@ def test_figure3_reads(plotted, loaded):
 
 
 def test_figure3_legend_of_many_long_names_stays_inside():
-    rs = [results.TaskResult(model=f"organisation/a-rather-long-model-name-{m}", task="medqa", budget=b, forcing=f,
-                             acc=0.1 * (m + f) + b / 10000, n=50, metric_key="acc,none", source="", date="")
-          for m in range(4) for b in (256, 1024, 4096) for f in (0, 1, 2)]
+    rs = [
+        results.TaskResult(
+            model=f"organisation/a-rather-long-model-name-{m}",
+            task="medqa",
+            budget=b,
+            forcing=f,
+            acc=0.1 * (m + f) + b / 10000,
+            n=50,
+            metric_key="acc,none",
+            source="",
+            date="",
+        )
+        for m in range(4)
+        for b in (256, 1024, 4096)
+        for f in (0, 1, 2)
+    ]
     assert_reads(plots.figure_forcing(rs))
 
 
 def test_compute_matched_reads(plotted, loaded):
     points = compute_matched.compute_points(loaded)
-    assert_reads(compute_matched.figure_compute_matched(points, plots.model_colours(r.model for r in loaded)),
-                 plotted / "compute_matched.png")
+    assert_reads(
+        compute_matched.figure_compute_matched(points, plots.model_colours(r.model for r in loaded)),
+        plotted / "compute_matched.png",
+    )
 
 
 def test_compute_matched_narrow_token_range_has_tick_labels():
     """Within one octave the log axis has no power of two to label: it gets its own ticks."""
-    points = [{"model": "m", "task": "medqa", "budget": b, "forcing": 0, "k": 1, "samples": 1, "n": 10,
-               "mean_generated_tokens_per_item": t, "accuracy": a, "ci_low": a - 0.1, "ci_high": a + 0.1,
-               "series": "budget", "pareto": True} for b, t, a in ((16, 40.0, 0.3), (32, 48.0, 0.4), (64, 55.0, 0.5))]
+    points = [
+        {
+            "model": "m",
+            "task": "medqa",
+            "budget": b,
+            "forcing": 0,
+            "k": 1,
+            "samples": 1,
+            "n": 10,
+            "mean_generated_tokens_per_item": t,
+            "accuracy": a,
+            "ci_low": a - 0.1,
+            "ci_high": a + 0.1,
+            "series": "budget",
+            "pareto": True,
+        }
+        for b, t, a in ((16, 40.0, 0.3), (32, 48.0, 0.4), (64, 55.0, 0.5))
+    ]
     fig = compute_matched.figure_compute_matched(points, plots.model_colours(["m"]))
     assert_reads(fig)
     fig.canvas.draw()

@@ -8,16 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO, SHARED_TRAIN
 
-from m1_harness.curation import Drop, Reject, Stage, StageError, load_recipe, run_recipe
-from m1_harness.curation import neardup
+from m1_harness.curation import Drop, Reject, Stage, StageError, load_recipe, neardup, run_recipe
 from m1_harness.curation.collect import map_headqa, map_medmcqa, map_medqa, map_pubmedqa
-from m1_harness.prompts import sft_completion as completion_text
 from m1_harness.curation.items import normalise, read_jsonl
 from m1_harness.curation.plugin import builtin_stages
 from m1_harness.curation.sample import sample_indices
-
-from repo_paths import REPO, SHARED_TRAIN
+from m1_harness.prompts import sft_completion as completion_text
 
 TRAIN = SHARED_TRAIN / "huatuogpt_o1_demo_sft.jsonl"
 
@@ -35,8 +33,9 @@ def _write(path: Path, rows) -> Path:
 
 
 def _run(recipe, tmp_path, **kw):
-    return run_recipe(recipe, workdir=tmp_path / "work", registry=builtin_stages(), show_progress=False,
-                      log=lambda m: None, **kw)
+    return run_recipe(
+        recipe, workdir=tmp_path / "work", registry=builtin_stages(), show_progress=False, log=lambda m: None, **kw
+    )
 
 
 def _items(stage_dir: Path, name="items.jsonl"):
@@ -70,8 +69,13 @@ def test_recipe_errors_are_clear(tmp_path):
         _run({"stages": [{"dedup": {"bogus": 1}}]}, tmp_path)
     with pytest.raises(StageError, match="labels must be unique"):
         load_recipe({"workdir": "x", "stages": ["dedup", "dedup"]})
-    r = load_recipe({"workdir": "x", "stages": [{"stage": "dedup", "label": "d1", "params": {"threshold": 90}}, "sample"]})
-    assert [(s.stage, s.label, s.params) for s in r.stages] == [("dedup", "d1", {"threshold": 90}), ("sample", "sample", {})]
+    r = load_recipe(
+        {"workdir": "x", "stages": [{"stage": "dedup", "label": "d1", "params": {"threshold": 90}}, "sample"]}
+    )
+    assert [(s.stage, s.label, s.params) for s in r.stages] == [
+        ("dedup", "d1", {"threshold": 90}),
+        ("sample", "sample", {}),
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -79,31 +83,82 @@ def test_recipe_errors_are_clear(tmp_path):
 
 
 def test_collect_maps_the_four_hub_layouts_from_local_files(tmp_path, train_items):
-    medmcqa = _write(tmp_path / "medmcqa.jsonl", [
-        {"id": "m1", "question": "Q one?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 2, "subject_name": "Anatomy"},
-        {"id": "m2", "question": "Q two?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 7},  # bad answer
-        {"id": "m3", "question": "", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0},  # no question
-    ])
-    medqa = _write(tmp_path / "medqa.jsonl", [
-        {"question": "A 30-year-old...?", "options": {"A": "x", "B": "y", "C": "z", "D": "w"}, "answer_idx": "B", "answer": "y"},
-        {"question": "Mismatch?", "options": {"A": "x", "B": "y"}, "answer_idx": "F", "answer": "q"},
-    ])
-    headqa = _write(tmp_path / "headqa.jsonl", [
-        {"name": "Cuaderno_2013_1_B", "year": "2013", "category": "biology", "qid": 1, "qtext": "Which enzyme?",
-         "ra": 3, "answers": [{"aid": 1, "atext": "p"}, {"aid": 2, "atext": "q"}, {"aid": 3, "atext": "r"}, {"aid": 4, "atext": "s"}]},
-    ])
-    pubmedqa = _write(tmp_path / "pubmedqa.jsonl", [
-        {"pubid": 123, "question": "Does X cause Y?", "context": {"contexts": ["Background.", "Results."]},
-         "long_answer": "...", "final_decision": "maybe"},
-    ])
+    medmcqa = _write(
+        tmp_path / "medmcqa.jsonl",
+        [
+            {
+                "id": "m1",
+                "question": "Q one?",
+                "opa": "a",
+                "opb": "b",
+                "opc": "c",
+                "opd": "d",
+                "cop": 2,
+                "subject_name": "Anatomy",
+            },
+            {"id": "m2", "question": "Q two?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 7},  # bad answer
+            {"id": "m3", "question": "", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0},  # no question
+        ],
+    )
+    medqa = _write(
+        tmp_path / "medqa.jsonl",
+        [
+            {
+                "question": "A 30-year-old...?",
+                "options": {"A": "x", "B": "y", "C": "z", "D": "w"},
+                "answer_idx": "B",
+                "answer": "y",
+            },
+            {"question": "Mismatch?", "options": {"A": "x", "B": "y"}, "answer_idx": "F", "answer": "q"},
+        ],
+    )
+    headqa = _write(
+        tmp_path / "headqa.jsonl",
+        [
+            {
+                "name": "Cuaderno_2013_1_B",
+                "year": "2013",
+                "category": "biology",
+                "qid": 1,
+                "qtext": "Which enzyme?",
+                "ra": 3,
+                "answers": [
+                    {"aid": 1, "atext": "p"},
+                    {"aid": 2, "atext": "q"},
+                    {"aid": 3, "atext": "r"},
+                    {"aid": 4, "atext": "s"},
+                ],
+            },
+        ],
+    )
+    pubmedqa = _write(
+        tmp_path / "pubmedqa.jsonl",
+        [
+            {
+                "pubid": 123,
+                "question": "Does X cause Y?",
+                "context": {"contexts": ["Background.", "Results."]},
+                "long_answer": "...",
+                "final_decision": "maybe",
+            },
+        ],
+    )
     local = _write(tmp_path / "local.jsonl", train_items[:5])
-    recipe = {"stages": [{"collect": {"sources": [
-        {"format": "medmcqa", "data_files": str(medmcqa)},
-        {"format": "medqa", "data_files": str(medqa)},
-        {"format": "headqa", "data_files": str(headqa)},
-        {"format": "pubmedqa", "data_files": str(pubmedqa)},
-        {"path": str(local), "source": "huatuo"},
-    ]}}]}
+    recipe = {
+        "stages": [
+            {
+                "collect": {
+                    "sources": [
+                        {"format": "medmcqa", "data_files": str(medmcqa)},
+                        {"format": "medqa", "data_files": str(medqa)},
+                        {"format": "headqa", "data_files": str(headqa)},
+                        {"format": "pubmedqa", "data_files": str(pubmedqa)},
+                        {"path": str(local), "source": "huatuo"},
+                    ]
+                }
+            }
+        ]
+    }
     res = _run(recipe, tmp_path)
     out = _items(res.stages[0].dir)
     by_source = Counter(it["source"] for it in out)
@@ -113,7 +168,11 @@ def test_collect_maps_the_four_hub_layouts_from_local_files(tmp_path, train_item
     h = next(it for it in out if it["source"] == "headqa")
     assert (h["answer_idx"], h["answer"]) == ("C", "r")
     p = next(it for it in out if it["source"] == "pubmedqa")
-    assert p["answer_idx"] == "C" and p["question"].startswith("Background.\nResults.\n\n") and p["question"].endswith("Does X cause Y?")
+    assert (
+        p["answer_idx"] == "C"
+        and p["question"].startswith("Background.\nResults.\n\n")
+        and p["question"].endswith("Does X cause Y?")
+    )
     rejected = _items(res.stages[0].dir, "rejected.jsonl")
     assert sorted(r["id"] for r in rejected) == ["medmcqa-m2", "medmcqa-m3", "medqa-000001"]
     reasons = {r["id"]: r["reason"] for r in rejected}
@@ -127,8 +186,13 @@ def test_mappers_handle_dict_of_lists_and_string_answers():
     row = {"qid": 5, "name": "n", "qtext": "Q?", "ra": 2, "answers": {"aid": [2, 1], "atext": ["two", "one"]}}
     assert map_headqa(row)["answer_idx"] == "B" and map_headqa(row)["options"] == {"A": "one", "B": "two"}
     assert map_medmcqa({"question": "q", "opa": "1", "opb": "2", "opc": "3", "opd": "4", "cop": 3})["answer"] == "4"
-    assert map_medqa({"question": "q", "options": [{"key": "A", "value": "v"}], "answer_idx": "A", "answer": "v"})["options"] == {"A": "v"}
-    assert map_pubmedqa({"pubid": 1, "question": "q", "context": {"contexts": []}, "final_decision": "no"})["question"] == "q"
+    assert map_medqa({"question": "q", "options": [{"key": "A", "value": "v"}], "answer_idx": "A", "answer": "v"})[
+        "options"
+    ] == {"A": "v"}
+    assert (
+        map_pubmedqa({"pubid": 1, "question": "q", "context": {"contexts": []}, "final_decision": "no"})["question"]
+        == "q"
+    )
 
 
 def test_collect_hub_failure_names_the_dataset(tmp_path, monkeypatch):
@@ -200,7 +264,9 @@ def test_lsh_dedup_equals_exact_pairwise_on_real_items_and_their_near_duplicates
     from rapidfuzz import fuzz
 
     small = texts[:120]
-    brute = {(i, j) for i in range(len(small)) for j in range(i + 1, len(small)) if fuzz.ratio(small[i], small[j]) >= 95}
+    brute = {
+        (i, j) for i in range(len(small)) for j in range(i + 1, len(small)) if fuzz.ratio(small[i], small[j]) >= 95
+    }
     assert {(i, j) for i, j, _ in neardup.exact_pairs(small, small, 95, same=True)} == brute
 
 
@@ -234,9 +300,14 @@ def test_dedup_stage_reports_what_it_dropped(tmp_path, train_items):
     dup = dict(items[3], id="copy-of-3", question=items[3]["question"].upper() + " ")
     near = dict(items[5], id="near-5", question=items[5]["question"].replace("the", "teh", 1))
     pool = _write(tmp_path / "pool.jsonl", items + [dup, near])
-    res = _run({"stages": [{"collect": {"sources": [{"path": str(pool), "source": "s", "id_prefix": ""}]}}, "dedup"]}, tmp_path)
+    res = _run(
+        {"stages": [{"collect": {"sources": [{"path": str(pool), "source": "s", "id_prefix": ""}]}}, "dedup"]}, tmp_path
+    )
     dropped = _items(res.stages[1].dir, "dropped.jsonl")
-    assert {(d["id"], d["duplicate_of"]) for d in dropped} == {("copy-of-3", items[3]["id"]), ("near-5", items[5]["id"])}
+    assert {(d["id"], d["duplicate_of"]) for d in dropped} == {
+        ("copy-of-3", items[3]["id"]),
+        ("near-5", items[5]["id"]),
+    }
     assert all(d["reason"] == "duplicate" and d["score"] >= 95 for d in dropped)
     assert res.stages[1].counts == {"in": 42, "out": 40, "dropped": 2, "rejected": 0}
 
@@ -251,21 +322,35 @@ def test_decontaminate_fuzzy_and_ngram_per_eval_set(tmp_path, train_items, eval_
     pool = [dict(it) for it in train_items[:60]]
     leak_fuzzy = dict(medqa[10], id="leak-fuzzy", question=medqa[10]["question"].replace(".", ";", 2), source="x")
     # an eval question embedded in a longer text: ratio < 95, but it holds all its 13-grams
-    leak_ngram = dict(pubmed[3], id="leak-ngram", question="Background, paraphrased at length. " * 30 + pubmed[3]["question"], source="x")
+    leak_ngram = dict(
+        pubmed[3],
+        id="leak-ngram",
+        question="Background, paraphrased at length. " * 30 + pubmed[3]["question"],
+        source="x",
+    )
     # sharing a little boilerplate (a vital-signs 13-gram) is not contamination
     assert "huatuo_demo-0000" in {it["id"] for it in pool}
     pool += [leak_fuzzy, leak_ngram]
     pool_file = _write(tmp_path / "pool.jsonl", pool)
-    recipe = {"stages": [
-        {"collect": {"sources": [{"path": str(pool_file), "source": "mixed", "id_prefix": ""}]}},
-        {"decontaminate": {"eval_sets": [str(eval_data_dir / "medqa.jsonl"), str(eval_data_dir / "pubmedqa.jsonl")],
-                           "limit_per_set": 50}},
-    ]}
+    recipe = {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool_file), "source": "mixed", "id_prefix": ""}]}},
+            {
+                "decontaminate": {
+                    "eval_sets": [str(eval_data_dir / "medqa.jsonl"), str(eval_data_dir / "pubmedqa.jsonl")],
+                    "limit_per_set": 50,
+                }
+            },
+        ]
+    }
     res = _run(recipe, tmp_path)
     dropped = {d["id"]: d for d in _items(res.stages[1].dir, "dropped.jsonl")}
     assert set(dropped) == {"leak-fuzzy", "leak-ngram"}
     assert (dropped["leak-fuzzy"]["method"], dropped["leak-fuzzy"]["eval_set"], dropped["leak-fuzzy"]["eval_id"]) == (
-        "fuzzy", "medqa", medqa[10]["id"])
+        "fuzzy",
+        "medqa",
+        medqa[10]["id"],
+    )
     assert (dropped["leak-ngram"]["method"], dropped["leak-ngram"]["eval_set"]) == ("ngram", "pubmedqa")
     report = json.loads((res.stages[1].dir / "_done.json").read_text())["report"]["per_eval_set"]
     assert report["medqa"]["contaminated"] == 1 and report["pubmedqa"]["contaminated"] == 1
@@ -274,8 +359,9 @@ def test_decontaminate_fuzzy_and_ngram_per_eval_set(tmp_path, train_items, eval_
 
 def test_decontaminate_defaults_to_the_data_directory(tmp_path, train_items, eval_data_dir):
     pool_file = _write(tmp_path / "pool.jsonl", train_items[:30])
-    recipe = {"stages": [{"collect": {"sources": [{"path": str(pool_file)}]}},
-                         {"decontaminate": {"limit_per_set": 20}}]}
+    recipe = {
+        "stages": [{"collect": {"sources": [{"path": str(pool_file)}]}}, {"decontaminate": {"limit_per_set": 20}}]
+    }
     res = _run(recipe, tmp_path)
     report = json.loads((res.stages[1].dir / "_done.json").read_text())["report"]
     assert {"medqa", "medmcqa", "pubmedqa"} <= set(report["per_eval_set"])
@@ -289,8 +375,14 @@ def _pool(n_domains=4, sizes=(200, 20, 5, 60), sources=("medmcqa", "medqa", "hea
     items = []
     for d, size in zip(range(n_domains), sizes):
         for k in range(size):
-            items.append({"id": f"d{d}-{k}", "domain": f"D{d}", "source": sources[(k * 7 + d) % len(sources)] if k % 10 else "pubmedqa",
-                          "hard": k % 3 != 0})
+            items.append(
+                {
+                    "id": f"d{d}-{k}",
+                    "domain": f"D{d}",
+                    "source": sources[(k * 7 + d) % len(sources)] if k % 10 else "pubmedqa",
+                    "hard": k % 3 != 0,
+                }
+            )
     return items
 
 
@@ -324,22 +416,38 @@ def test_sampling_variants():
 def test_sample_and_format_stages(tmp_path, train_items):
     items = []
     for k, it in enumerate(train_items[:30]):
-        items.append({**it, "domain": ["Diagnosis", "Drug Therapy", "Pathology"][k % 3],
-                      "teacher": {"reasoning": f"Think {k}.", "answer": f"The answer is \\boxed{{{it['answer_idx']}}}."}})
+        items.append(
+            {
+                **it,
+                "domain": ["Diagnosis", "Drug Therapy", "Pathology"][k % 3],
+                "teacher": {"reasoning": f"Think {k}.", "answer": f"The answer is \\boxed{{{it['answer_idx']}}}."},
+            }
+        )
     items[4]["teacher"] = {}
     pool = _write(tmp_path / "pool.jsonl", items)
-    recipe = {"stages": [{"collect": {"sources": [{"path": str(pool), "id_prefix": ""}]}},
-                         {"sample": {"n": 12, "seed": 1}}, "format"]}
+    recipe = {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool), "id_prefix": ""}]}},
+            {"sample": {"n": 12, "seed": 1}},
+            "format",
+        ]
+    }
     res = _run(recipe, tmp_path)
     sampled = _items(res.stages[1].dir)
-    assert len(sampled) == 12 and set(Counter(it["domain"] for it in sampled)) == {"Diagnosis", "Drug Therapy", "Pathology"}
+    assert len(sampled) == 12 and set(Counter(it["domain"] for it in sampled)) == {
+        "Diagnosis",
+        "Drug Therapy",
+        "Pathology",
+    }
     assert len(_items(res.stages[1].dir, "dropped.jsonl")) == 18
     recs = {r["id"]: r for r in _items(res.stages[2].dir)}
     first = sampled[0] if sampled[0]["teacher"] else sampled[1]
     rec = recs[first["id"]]
     assert rec["prompt"] == first["question"] + "\n" + "\n".join(f"{k}. {v}" for k, v in first["options"].items())
-    assert rec["completion"] == (f"<|im_start|>think\n{first['teacher']['reasoning']}\n<|im_start|>answer\n"
-                                 f"Answer: {first['teacher']['answer']}<|im_end|>")
+    assert rec["completion"] == (
+        f"<|im_start|>think\n{first['teacher']['reasoning']}\n<|im_start|>answer\n"
+        f"Answer: {first['teacher']['answer']}<|im_end|>"
+    )
     if items[4]["id"] in {s["id"] for s in sampled}:
         assert [r["id"] for r in _items(res.stages[2].dir, "rejected.jsonl")] == [items[4]["id"]]
     assert completion_text("r", "Answer: B") == "<|im_start|>think\nr\n<|im_start|>answer\nAnswer: B<|im_end|>"
@@ -360,7 +468,11 @@ class Flaky(Stage):
         n = int(item["id"].split("-")[-1])
         with open(self.params["log"], "a") as fh:
             fh.write(item["id"] + "\n")
-        if self.params["crash_at"] is not None and n == self.params["crash_at"] and not Path(self.params["log"] + ".crashed").exists():
+        if (
+            self.params["crash_at"] is not None
+            and n == self.params["crash_at"]
+            and not Path(self.params["log"] + ".crashed").exists()
+        ):
             Path(self.params["log"] + ".crashed").write_text("x")
             raise KeyboardInterrupt  # like Ctrl-C: aborts the run
         if n % 5 == 0:
@@ -374,8 +486,12 @@ class Flaky(Stage):
 def test_per_item_stage_resumes_after_a_crash_without_redoing_items(tmp_path, train_items, concurrency):
     pool = _write(tmp_path / "pool.jsonl", [{**it, "id": f"x-{k}"} for k, it in enumerate(train_items[:40])])
     log = tmp_path / "calls.log"
-    recipe = {"stages": [{"collect": {"sources": [{"path": str(pool), "id_prefix": "x"}]}},
-                         {"flaky": {"crash_at": 17, "log": str(log), "concurrency": concurrency}}]}
+    recipe = {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool), "id_prefix": "x"}]}},
+            {"flaky": {"crash_at": 17, "log": str(log), "concurrency": concurrency}},
+        ]
+    }
     registry = {**builtin_stages(), "flaky": Flaky}
     with pytest.raises(KeyboardInterrupt):
         run_recipe(recipe, workdir=tmp_path / "w", registry=registry, show_progress=False, log=lambda m: None)
@@ -397,9 +513,16 @@ def test_per_item_stage_resumes_after_a_crash_without_redoing_items(tmp_path, tr
 
 def test_finished_stages_are_skipped_and_param_changes_redo_downstream(tmp_path, train_items):
     pool = _write(tmp_path / "pool.jsonl", train_items[:30])
+
     def recipe(th):
-        return {"stages": [{"collect": {"sources": [{"path": str(pool)}]}}, {"dedup": {"threshold": th}},
-                           {"sample": {"n": 5}}]}
+        return {
+            "stages": [
+                {"collect": {"sources": [{"path": str(pool)}]}},
+                {"dedup": {"threshold": th}},
+                {"sample": {"n": 5}},
+            ]
+        }
+
     r1 = _run(recipe(95), tmp_path)
     assert not any(s.skipped for s in r1.stages)
     r2 = _run(recipe(95), tmp_path)
@@ -410,6 +533,7 @@ def test_finished_stages_are_skipped_and_param_changes_redo_downstream(tmp_path,
     assert [s.skipped for s in r4.stages] == [True, True, False]
     # touching an input file invalidates collect
     import os
+
     st = pool.stat()
     os.utime(pool, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert [s.skipped for s in _run(recipe(90), tmp_path).stages] == [False, False, False]
@@ -448,16 +572,23 @@ def test_cli_lists_stages_and_runs_a_recipe(tmp_path, train_items, isolated_plug
     from m1_harness.cli import main
 
     if "m1_harness.curation.plugin" not in isolated_plugins.DEFAULT_PLUGINS:
-        monkeypatch.setattr(isolated_plugins, "DEFAULT_PLUGINS",
-                            isolated_plugins.DEFAULT_PLUGINS + ("m1_harness.curation.plugin",))
+        monkeypatch.setattr(
+            isolated_plugins, "DEFAULT_PLUGINS", isolated_plugins.DEFAULT_PLUGINS + ("m1_harness.curation.plugin",)
+        )
     assert main(["curate", "--list"]) == 0
     listed = capsys.readouterr().out
     for name in ("collect", "dedup", "decontaminate", "difficulty", "distill", "verify", "domain", "sample", "format"):
         assert f"{name}: " in listed
     pool = _write(tmp_path / "pool.jsonl", train_items[:12])
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({"workdir": str(tmp_path / "w"), "stages": [
-        {"collect": {"sources": [{"path": str(pool)}]}}, "dedup", {"sample": {"n": 5}}]}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "workdir": str(tmp_path / "w"),
+                "stages": [{"collect": {"sources": [{"path": str(pool)}]}}, "dedup", {"sample": {"n": 5}}],
+            }
+        )
+    )
     summary = tmp_path / "s.json"
     assert main(["curate", str(recipe), "--no-progress", "--summary-json", str(summary)]) == 0
     out = capsys.readouterr().out
@@ -473,8 +604,15 @@ def test_cli_lists_stages_and_runs_a_recipe(tmp_path, train_items, isolated_plug
 def test_format_renders_the_prompt_with_a_tokenizer_chat_template(tmp_path, train_items, tiny_model):
     items = [{**it, "teacher": {"reasoning": "R.", "answer": "\\boxed{A}"}} for it in train_items[:2]]
     pool = _write(tmp_path / "pool.jsonl", items)
-    res = _run({"stages": [{"collect": {"sources": [{"path": str(pool)}]}},
-                           {"format": {"tokenizer": str(tiny_model), "answer": "gold"}}]}, tmp_path)
+    res = _run(
+        {
+            "stages": [
+                {"collect": {"sources": [{"path": str(pool)}]}},
+                {"format": {"tokenizer": str(tiny_model), "answer": "gold"}},
+            ]
+        },
+        tmp_path,
+    )
     rec = _items(res.stages[1].dir)[0]
     assert rec["prompt"].startswith("<|im_start|>user\n" + items[0]["question"])
     assert rec["prompt"].endswith("<|im_end|>\n<|im_start|>assistant\n")
@@ -491,6 +629,11 @@ def test_format_refuses_a_tokenizer_without_chat_template_before_the_first_item(
     config.pop("chat_template", None)
     (plain / "tokenizer_config.json").write_text(json.dumps(config))
     (plain / "chat_template.jinja").unlink(missing_ok=True)
-    pool = _write(tmp_path / "pool.jsonl", [{**it, "teacher": {"reasoning": "R.", "answer": "A"}} for it in train_items[:2]])
+    pool = _write(
+        tmp_path / "pool.jsonl", [{**it, "teacher": {"reasoning": "R.", "answer": "A"}} for it in train_items[:2]]
+    )
     with pytest.raises(StageError, match=f"format: tokenizer='{plain}': the tokenizer of .*plain has no chat template"):
-        _run({"stages": [{"collect": {"sources": [{"path": str(pool)}]}}, {"format": {"tokenizer": str(plain)}}]}, tmp_path)
+        _run(
+            {"stages": [{"collect": {"sources": [{"path": str(pool)}]}}, {"format": {"tokenizer": str(plain)}}]},
+            tmp_path,
+        )

@@ -11,6 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from repo_paths import SHARED_TRAIN
+from teacher_server import TeacherServer, answer_letter, domain_reply, m1_block
+from waiting import wait_for
 
 from m1_harness.curation import StageError, run_recipe
 from m1_harness.curation.client import ApiError, ChatClient, ResponseCache
@@ -18,10 +21,6 @@ from m1_harness.curation.items import read_jsonl
 from m1_harness.curation.mesh import QUALIFIERS
 from m1_harness.curation.plugin import builtin_stages
 from m1_harness.scoring import score
-
-from repo_paths import SHARED_TRAIN
-from teacher_server import TeacherServer, answer_letter, domain_reply, m1_block
-from waiting import wait_for
 
 TRAIN = SHARED_TRAIN / "huatuogpt_o1_demo_sft.jsonl"
 SECRET = "sk-test-5ecret-value-never-written-0123456789"
@@ -104,8 +103,13 @@ def test_cache_is_keyed_by_model_and_request(server, tmp_path):
 
 
 def _distill_recipe(pool, server, **api):
-    return {"stages": [{"collect": {"sources": [{"path": str(pool), "source": "huatuo"}]}},
-                       {"distill": _api(server, **api)}, "verify"]}
+    return {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool), "source": "huatuo"}]}},
+            {"distill": _api(server, **api)},
+            "verify",
+        ]
+    }
 
 
 def test_distill_with_faults_cache_and_key_hygiene(server, tmp_path, train_items, monkeypatch):
@@ -173,12 +177,20 @@ def test_difficulty_drops_items_any_base_model_solves(server, tmp_path, train_it
     items = train_items[:40]
     pool = _pool(tmp_path, items)
     models = [{"model": "base-7b"}, {"model": "base-32b"}]
-    recipe = {"stages": [{"collect": {"sources": [{"path": str(pool)}]}},
-                         {"difficulty": {**_api(server), "model": None, "models": models}}]}
+    recipe = {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool)}]}},
+            {"difficulty": {**_api(server), "model": None, "models": models}},
+        ]
+    }
     res = _run(recipe, tmp_path / "w")
+
     def solved(it):
         return [m["model"] for m in models if answer_letter(m["model"], m1_block(it)) == it["answer_idx"]]
-    assert [it["id"] for it in read_jsonl(res.stages[1].dir / "items.jsonl")] == [it["id"] for it in items if not solved(it)]
+
+    assert [it["id"] for it in read_jsonl(res.stages[1].dir / "items.jsonl")] == [
+        it["id"] for it in items if not solved(it)
+    ]
     dropped = {d["id"]: d["by"] for d in read_jsonl(res.stages[1].dir / "dropped.jsonl")}
     assert dropped == {it["id"]: solved(it) for it in items if solved(it)}
     assert 0 < len(dropped) < 40
@@ -226,14 +238,26 @@ def test_killed_run_resumes_without_paying_any_request_twice(server, tmp_path, t
     items = train_items[:30]
     pool = _pool(tmp_path, items)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"workdir": str(tmp_path / "w"), "stages": [
-        {"collect": {"sources": [{"path": str(pool)}]}},
-        {"distill": {**_api(server, timeout=30), "concurrency": concurrency}},
-    ]}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "workdir": str(tmp_path / "w"),
+                "stages": [
+                    {"collect": {"sources": [{"path": str(pool)}]}},
+                    {"distill": {**_api(server, timeout=30), "concurrency": concurrency}},
+                ],
+            }
+        )
+    )
     K = 11
     server.hang_after = K
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(recipe)], env=python_env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(recipe)],
+        env=python_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     progress = tmp_path / "w" / "01_distill" / "_progress.jsonl"
 
     def settled() -> bool:
@@ -242,8 +266,12 @@ def test_killed_run_resumes_without_paying_any_request_twice(server, tmp_path, t
         if proc.poll() is not None:
             pytest.fail(proc.stdout.read().decode())
         text = progress.read_text() if progress.exists() else ""
-        return (server.total_answered == K and server.hanging == concurrency
-                and text.endswith("\n") and len(text.splitlines()) == K)
+        return (
+            server.total_answered == K
+            and server.hanging == concurrency
+            and text.endswith("\n")
+            and len(text.splitlines()) == K
+        )
 
     wait_for(settled, 60, f"{K} checkpointed items and {concurrency} hanging requests")
     os.kill(proc.pid, signal.SIGKILL)
@@ -251,8 +279,14 @@ def test_killed_run_resumes_without_paying_any_request_twice(server, tmp_path, t
     assert server.total_answered == K
     assert len(progress.read_text().splitlines()) == K
     server.release()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(recipe)], env=python_env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(recipe)],
+        env=python_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert server.total_answered == 30 and max(server.answered.values()) == 1
     done = json.loads((tmp_path / "w" / "01_distill" / "_done.json").read_text())
@@ -267,17 +301,19 @@ def test_killed_run_resumes_without_paying_any_request_twice(server, tmp_path, t
 def test_end_to_end_m1k_recipe_on_the_training_sample(server, tmp_path, train_items, eval_data_dir):
     pool = _pool(tmp_path, train_items)
     api = _api(server, concurrency=8)
-    recipe = {"stages": [
-        {"collect": {"sources": [{"path": str(pool), "source": "huatuo"}]}},
-        "dedup",
-        {"decontaminate": {"eval_sets": str(eval_data_dir), "limit_per_set": 300}},
-        {"difficulty": {**api, "model": None, "models": [{"model": "base-7b"}, {"model": "base-32b"}]}},
-        {"distill": {**api, "model": "deepseek-r1"}},
-        "verify",
-        {"domain": api},
-        {"sample": {"n": 25, "seed": 0}},
-        "format",
-    ]}
+    recipe = {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool), "source": "huatuo"}]}},
+            "dedup",
+            {"decontaminate": {"eval_sets": str(eval_data_dir), "limit_per_set": 300}},
+            {"difficulty": {**api, "model": None, "models": [{"model": "base-7b"}, {"model": "base-32b"}]}},
+            {"distill": {**api, "model": "deepseek-r1"}},
+            "verify",
+            {"domain": api},
+            {"sample": {"n": 25, "seed": 0}},
+            "format",
+        ]
+    }
     res = _run(recipe, tmp_path / "w")
     counts = {s.label: s.counts for s in res.stages}
     assert counts["collect"]["out"] == 198
@@ -286,8 +322,11 @@ def test_end_to_end_m1k_recipe_on_the_training_sample(server, tmp_path, train_it
         assert c["in"] == c["out"] + c["dropped"] + c["rejected"], s.label
     # predict the difficulty and verify stages from the server's rule
     after_decon = list(read_jsonl(res.stages[2].dir / "items.jsonl"))
-    hard = [it for it in after_decon
-            if all(answer_letter(m, m1_block(it)) != it["answer_idx"] for m in ("base-7b", "base-32b"))]
+    hard = [
+        it
+        for it in after_decon
+        if all(answer_letter(m, m1_block(it)) != it["answer_idx"] for m in ("base-7b", "base-32b"))
+    ]
     assert counts["difficulty"]["out"] == len(hard)
     kept = [it for it in hard if answer_letter("deepseek-r1", m1_block(it)) == it["answer_idx"]]
     assert [it["id"] for it in read_jsonl(res.stages[5].dir / "items.jsonl")] == [it["id"] for it in kept]
@@ -305,16 +344,26 @@ def test_end_to_end_m1k_recipe_on_the_training_sample(server, tmp_path, train_it
     assert all(s.skipped for s in res2.stages) and server.requests == before
 
 
-def test_difficulty_with_an_in_process_m1_budget_model_and_an_api_model(server, tmp_path, train_items, tiny_model,
-                                                                       monkeypatch):
+def test_difficulty_with_an_in_process_m1_budget_model_and_an_api_model(
+    server, tmp_path, train_items, tiny_model, monkeypatch
+):
     monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
     items = train_items[:3]
     pool = _pool(tmp_path, items)
-    models = [{"name": "tiny", "max_tokens": 8,
-               "m1_budget": {"pretrained": str(tiny_model), "engine": "hf", "device": "cpu", "dtype": "float32"}},
-              {"model": "base-7b"}]
-    recipe = {"stages": [{"collect": {"sources": [{"path": str(pool)}]}},
-                         {"difficulty": {**_api(server), "model": None, "models": models, "drop": False}}]}
+    models = [
+        {
+            "name": "tiny",
+            "max_tokens": 8,
+            "m1_budget": {"pretrained": str(tiny_model), "engine": "hf", "device": "cpu", "dtype": "float32"},
+        },
+        {"model": "base-7b"},
+    ]
+    recipe = {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool)}]}},
+            {"difficulty": {**_api(server), "model": None, "models": models, "drop": False}},
+        ]
+    }
     res = _run(recipe, tmp_path / "w")
     out = list(read_jsonl(res.stages[1].dir / "items.jsonl"))
     assert len(out) == 3 and all(set(it["difficulty"]) == {"tiny", "base-7b"} for it in out)

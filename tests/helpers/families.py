@@ -25,17 +25,31 @@ FAMILIES: dict[str, dict] = {
     ),
     # deepseek-ai/DeepSeek-R1-Distill-*: the template opens thinking itself
     "deepseek_r1": dict(
-        special_tokens=["<｜end▁of▁sentence｜>", "<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>",
-                        "<think>", "</think>"],
-        eos_token="<｜end▁of▁sentence｜>", bos_token="<｜begin▁of▁sentence｜>",
+        special_tokens=[
+            "<｜end▁of▁sentence｜>",
+            "<｜begin▁of▁sentence｜>",
+            "<｜User｜>",
+            "<｜Assistant｜>",
+            "<think>",
+            "</think>",
+        ],
+        eos_token="<｜end▁of▁sentence｜>",
+        bos_token="<｜begin▁of▁sentence｜>",
         chat_template="{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}{{ '<｜User｜>' + m.content }}"
         "{% else %}{{ '<｜Assistant｜>' + m.content + '<｜end▁of▁sentence｜>' }}{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}",
     ),
     # openai/gpt-oss-*: harmony (system message with "Reasoning: <effort>", then <|start|>assistant)
     "gpt_oss": dict(
-        special_tokens=["<|endoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>",
-                        "<|call|>"],
+        special_tokens=[
+            "<|endoftext|>",
+            "<|start|>",
+            "<|end|>",
+            "<|message|>",
+            "<|channel|>",
+            "<|return|>",
+            "<|call|>",
+        ],
         eos_token="<|return|>",
         chat_template="{{ '<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\\n"
         "Reasoning: ' + (reasoning_effort | default('medium')) + '\\n\\n# Valid channels: analysis, commentary, "
@@ -44,9 +58,19 @@ FAMILIES: dict[str, dict] = {
     ),
     # mistralai/Magistral-Small-2509: [THINK] tokens, described in the default system prompt
     "magistral": dict(
-        special_tokens=["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]",
-                        "[THINK]", "[/THINK]"],
-        eos_token="</s>", bos_token="<s>",
+        special_tokens=[
+            "<unk>",
+            "<s>",
+            "</s>",
+            "[INST]",
+            "[/INST]",
+            "[SYSTEM_PROMPT]",
+            "[/SYSTEM_PROMPT]",
+            "[THINK]",
+            "[/THINK]",
+        ],
+        eos_token="</s>",
+        bos_token="<s>",
         chat_template="{{ bos_token }}{{ '[SYSTEM_PROMPT]First draft your thinking process (inner monologue) until "
         "you arrive at a response.[THINK]Your thoughts.[/THINK]Here, provide a self-contained response."
         "[/SYSTEM_PROMPT]' }}{% for m in messages %}{% if m.role == 'user' %}{{ '[INST]' + m.content + '[/INST]' }}"
@@ -64,9 +88,15 @@ FAMILIES: dict[str, dict] = {
     ),
     # FreedomIntelligence/HuatuoGPT-o1-8B: the Llama-3.1 template, nothing about thinking in it
     "huatuo_o1": dict(
-        special_tokens=["<|end_of_text|>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                        "<|eot_id|>"],
-        eos_token="<|eot_id|>", bos_token="<|begin_of_text|>",
+        special_tokens=[
+            "<|end_of_text|>",
+            "<|begin_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+        ],
+        eos_token="<|eot_id|>",
+        bos_token="<|begin_of_text|>",
         chat_template="{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m.role + "
         "'<|end_header_id|>\\n\\n' + m.content + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
         "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
@@ -86,5 +116,10 @@ DIR_NAMES = {"huatuo_o1": "HuatuoGPT-o1-8B-tiny"}
 def family_model(root: Path, family: str) -> Path:
     """A tiny Qwen2 with the family's tokenizer and chat template, built once under ``root``; larger
     initial weights than the default, so its greedy output varies instead of repeating one token."""
-    return tiny_qwen2(Path(root) / DIR_NAMES.get(family, f"tiny-{family}"), num_heads=2, num_kv_heads=1,
-                      initializer_range=0.2, **FAMILIES[family])
+    return tiny_qwen2(
+        Path(root) / DIR_NAMES.get(family, f"tiny-{family}"),
+        num_heads=2,
+        num_kv_heads=1,
+        initializer_range=0.2,
+        **FAMILIES[family],
+    )

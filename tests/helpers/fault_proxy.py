@@ -28,13 +28,18 @@ from http.server import BaseHTTPRequestHandler
 
 from background_http import BackgroundHTTP
 
-
 ANSWER_FAULTS = ("extra_ids", "negative_id", "short_length", "trickle")
 
 
 class FaultProxy(BackgroundHTTP):
-    def __init__(self, upstream: str, faults: dict[int, str] | None = None, hang_s: float = 3.0,
-                 always: str | None = None, trickle_s: float = 0.5):
+    def __init__(
+        self,
+        upstream: str,
+        faults: dict[int, str] | None = None,
+        hang_s: float = 3.0,
+        always: str | None = None,
+        trickle_s: float = 0.5,
+    ):
         self.upstream, self.faults, self.hang_s = upstream.rstrip("/"), dict(faults or {}), hang_s
         self.always, self.trickle_s = always, trickle_s
         self.log: list[tuple[int, str, str]] = []
@@ -49,10 +54,14 @@ class FaultProxy(BackgroundHTTP):
                 pass
 
             def _forward(self, method: str, body: bytes | None):
-                req = urllib.request.Request(proxy.upstream + self.path[len("/v1"):] if self.path.startswith("/v1")
-                                             else proxy.upstream + self.path, data=body, method=method,
-                                             headers={k: v for k, v in self.headers.items()
-                                                      if k.lower() in ("content-type", "authorization")})
+                req = urllib.request.Request(
+                    proxy.upstream + self.path[len("/v1") :]
+                    if self.path.startswith("/v1")
+                    else proxy.upstream + self.path,
+                    data=body,
+                    method=method,
+                    headers={k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")},
+                )
                 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
                 try:
                     with opener.open(req, timeout=300) as resp:
@@ -152,7 +161,7 @@ class FaultProxy(BackgroundHTTP):
                 self.end_headers()
                 try:
                     for k in range(len(data)):
-                        self.wfile.write(data[k:k + 1])
+                        self.wfile.write(data[k : k + 1])
                         self.wfile.flush()
                         time.sleep(proxy.trickle_s)
                 except OSError:  # the client gave up

@@ -25,8 +25,15 @@ from m1_harness.thinking.engines.hf import HFEngine
 class HFCompletionServer(BackgroundHTTP):
     def __init__(self, pretrained: str, cards: list[dict] | None = None, max_model_len: int = 2048):
         # seed=None: an unseeded request draws from the shared stream, never reseeded (as a server's)
-        self.engine = HFEngine(str(pretrained), batch_size=1, dtype="float32", progress=False, prefix_cache=False,
-                               max_model_len=max_model_len, seed=None)
+        self.engine = HFEngine(
+            str(pretrained),
+            batch_size=1,
+            dtype="float32",
+            progress=False,
+            prefix_cache=False,
+            max_model_len=max_model_len,
+            seed=None,
+        )
         self.cards = [{"id": str(pretrained), "root": str(pretrained)}] if cards is None else cards
         self.max_model_len = max_model_len
         self.bodies: list[dict] = []  # every completion request, as received
@@ -37,9 +44,16 @@ class HFCompletionServer(BackgroundHTTP):
             def do_GET(self):
                 if self.path != "/v1/models":
                     return self._reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})
-                self._reply(200, {"object": "list", "data": [
-                    {"object": "model", "owned_by": "vllm", "max_model_len": server.max_model_len, **c}
-                    for c in server.cards]})
+                self._reply(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {"object": "model", "owned_by": "vllm", "max_model_len": server.max_model_len, **c}
+                            for c in server.cards
+                        ],
+                    },
+                )
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
@@ -47,20 +61,39 @@ class HFCompletionServer(BackgroundHTTP):
                     return self._reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})
                 if body.get("model") not in {c["id"] for c in server.cards}:
                     return self._reply(404, {"object": "error", "message": f"model {body.get('model')!r} not served"})
-                req = GenRequest([int(t) for t in body["prompt"]], int(body["max_tokens"]),
-                                 stop_token_ids=body.get("stop_token_ids") or (), stop_strings=body.get("stop") or (),
-                                 seed=body.get("seed"))
+                req = GenRequest(
+                    [int(t) for t in body["prompt"]],
+                    int(body["max_tokens"]),
+                    stop_token_ids=body.get("stop_token_ids") or (),
+                    stop_strings=body.get("stop") or (),
+                    seed=body.get("seed"),
+                )
                 with lock:
                     server.bodies.append(body)
                     server.engine.set_sampling(float(body.get("temperature") or 0.0), float(body.get("top_p", 1.0)))
                     res = server.engine.generate([req])[0]
-                self._reply(200, {
-                    "id": f"cmpl-{len(server.bodies)}", "object": "text_completion", "created": int(time.time()),
-                    "model": body["model"],
-                    "choices": [{"index": 0, "text": res.text, "token_ids": res.token_ids,
-                                 "finish_reason": res.finish_reason, "stop_reason": res.stop_reason}],
-                    "usage": {"prompt_tokens": len(req.prompt_ids), "completion_tokens": len(res.token_ids),
-                              "total_tokens": len(req.prompt_ids) + len(res.token_ids)},
-                })
+                self._reply(
+                    200,
+                    {
+                        "id": f"cmpl-{len(server.bodies)}",
+                        "object": "text_completion",
+                        "created": int(time.time()),
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "text": res.text,
+                                "token_ids": res.token_ids,
+                                "finish_reason": res.finish_reason,
+                                "stop_reason": res.stop_reason,
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": len(req.prompt_ids),
+                            "completion_tokens": len(res.token_ids),
+                            "total_tokens": len(req.prompt_ids) + len(res.token_ids),
+                        },
+                    },
+                )
 
         self._serve(Handler)

@@ -34,20 +34,42 @@ def thinking_tokens(budget: int, doc_id: int, j: int) -> int:
 
 
 def doc(doc_id: int) -> dict:
-    return {"id": f"q{doc_id}", "prompt": "p", "question": f"question {doc_id}", "letters": list(OPTIONS),
-            "choices": list(OPTIONS.values()), "answer_idx": GOLD[doc_id], "answer": OPTIONS[GOLD[doc_id]]}
+    return {
+        "id": f"q{doc_id}",
+        "prompt": "p",
+        "question": f"question {doc_id}",
+        "letters": list(OPTIONS),
+        "choices": list(OPTIONS.values()),
+        "answer_idx": GOLD[doc_id],
+        "answer": OPTIONS[GOLD[doc_id]],
+    }
 
 
 def trace_record(task, doc_id, j, budget, forcing, seed, letter=None) -> dict:
     think = thinking_tokens(budget, doc_id, j)
     letter = TABLE[doc_id][j % 4] if letter is None else letter
-    return {"task": task, "doc_id": doc_id, "sample": j, "sample_seed": None if seed is None else 1000 * doc_id + j,
-            "requested_thinking_budget": budget, "thinking_budget": budget, "forcing": forcing,
-            "temperature": 0.7, "generated_tokens": think, "forced_tokens": 0, "hit_budget": False,
-            "text": text_of(doc_id, j, letter), "thinking_tokens": think, "answer_tokens": ANSWER_TOKENS,
-            "round_tokens": {"context_tokens": [100, 100 + think], "cached_tokens": [0, 100 + think],
-                             "generated_tokens": [think, ANSWER_TOKENS]},
-            "probe_tokens": {"context_tokens": 0, "cached_tokens": 0, "generated_tokens": 0}}
+    return {
+        "task": task,
+        "doc_id": doc_id,
+        "sample": j,
+        "sample_seed": None if seed is None else 1000 * doc_id + j,
+        "requested_thinking_budget": budget,
+        "thinking_budget": budget,
+        "forcing": forcing,
+        "temperature": 0.7,
+        "generated_tokens": think,
+        "forced_tokens": 0,
+        "hit_budget": False,
+        "text": text_of(doc_id, j, letter),
+        "thinking_tokens": think,
+        "answer_tokens": ANSWER_TOKENS,
+        "round_tokens": {
+            "context_tokens": [100, 100 + think],
+            "cached_tokens": [0, 100 + think],
+            "generated_tokens": [think, ANSWER_TOKENS],
+        },
+        "probe_tokens": {"context_tokens": 0, "cached_tokens": 0, "generated_tokens": 0},
+    }
 
 
 class SampledEvaluate:
@@ -62,30 +84,50 @@ class SampledEvaluate:
         budget, forcing = int(args["thinking_budget"]), int(args["forcing"])
         k_drawn = int(args.get("samples", 1))
         seed = int(args["seed"]) if "seed" in args else None
-        self.calls.append({"budget": budget, "forcing": forcing, "samples": k_drawn, "seed": seed,
-                           "gen_kwargs": kw.get("gen_kwargs")})
+        self.calls.append(
+            {"budget": budget, "forcing": forcing, "samples": k_drawn, "seed": seed, "gen_kwargs": kw.get("gen_kwargs")}
+        )
         evaluation_tracker.general_config_tracker.log_experiment_args(
-            model_source=model, model_args=model_args, system_instruction=None, chat_template=None,
-            fewshot_as_multiturn=False)
+            model_source=model,
+            model_args=model_args,
+            system_instruction=None,
+            chat_template=None,
+            fewshot_as_multiturn=False,
+        )
         res, nsamples, samples = {}, {}, {}
         for task in tasks:
             right = [TABLE[d][0] == GOLD[d] for d in range(self.n)]
             res[task] = {"alias": task, "acc,none": sum(right) / self.n, "acc_stderr,none": 0.1}
             nsamples[task] = {"original": 100, "effective": self.n}
             samples[task] = [
-                {"doc_id": d, "doc": doc(d), "target": GOLD[d], "arguments": [("prompt", {"until": []})],
-                 "resps": [[text_of(d, 0, TABLE[d][0])]], "filtered_resps": [text_of(d, 0, TABLE[d][0])],
-                 "filter": "none", "metrics": ["acc"], "doc_hash": hashlib.sha256(str(d).encode()).hexdigest(),
-                 "prompt_hash": "p", "target_hash": "t", "acc": float(right[d])}
-                for d in range(self.n)]
+                {
+                    "doc_id": d,
+                    "doc": doc(d),
+                    "target": GOLD[d],
+                    "arguments": [("prompt", {"until": []})],
+                    "resps": [[text_of(d, 0, TABLE[d][0])]],
+                    "filtered_resps": [text_of(d, 0, TABLE[d][0])],
+                    "filter": "none",
+                    "metrics": ["acc"],
+                    "doc_hash": hashlib.sha256(str(d).encode()).hexdigest(),
+                    "prompt_hash": "p",
+                    "target_hash": "t",
+                    "acc": float(right[d]),
+                }
+                for d in range(self.n)
+            ]
             with open(args["trace_path"], "a") as fh:
                 for d in range(self.n):
                     for j in range(k_drawn):
                         fh.write(json.dumps(trace_record(task, d, j, budget, forcing, seed)) + "\n")
         return {
-            "results": res, "group_subtasks": {}, "configs": {t: {"task": t} for t in tasks},
-            "versions": {t: 1.0 for t in tasks}, "n-shot": {t: 0 for t in tasks},
-            "higher_is_better": {t: {"acc": True} for t in tasks}, "n-samples": nsamples,
+            "results": res,
+            "group_subtasks": {},
+            "configs": {t: {"task": t} for t in tasks},
+            "versions": {t: 1.0 for t in tasks},
+            "n-shot": {t: 0 for t in tasks},
+            "higher_is_better": {t: {"acc": True} for t in tasks},
+            "n-samples": nsamples,
             "config": {"model": model, "model_args": model_args, "limit": limit, "gen_kwargs": kw.get("gen_kwargs")},
             "samples": samples if log_samples else None,
         }

@@ -40,8 +40,18 @@ class PacedStreaming(StreamingScriptedEngine):
 
 def scripted_lm(pretrained: str, trace_path: Path, delay: float = 0.0, **args) -> M1BudgetLM:
     """m1_budget loaded on ``pretrained`` (argument checks, chat template off), then driving the script."""
-    lm = M1BudgetLM(**{"pretrained": pretrained, "engine": "hf", "dtype": "float32", "cache": "off",
-                       "trace_path": str(trace_path), "thinking_budget": 12, "forcing": 1, **args})
+    lm = M1BudgetLM(
+        **{
+            "pretrained": pretrained,
+            "engine": "hf",
+            "dtype": "float32",
+            "cache": "off",
+            "trace_path": str(trace_path),
+            "thinking_budget": 12,
+            "forcing": 1,
+            **args,
+        }
+    )
     lm.engine = PacedStreaming(delay)
     lm.tokenizer = lm.engine.tokenizer
     return lm
@@ -51,8 +61,10 @@ def requests(n: int, docs: list[dict] | None = None, **gen) -> list[Instance]:
     """``n`` medqa requests; their docs (lm-eval's ``Instance.doc``) from ``docs`` or empty."""
     gen = {"until": ["\n\n"], "max_gen_toks": 8, **gen}
     docs = docs or [{} for _ in range(n)]
-    return [Instance("generate_until", docs[i], (docs[i].get("prompt", f"Question {i}?"), gen), i, ("medqa", i, 1))
-            for i in range(n)]
+    return [
+        Instance("generate_until", docs[i], (docs[i].get("prompt", f"Question {i}?"), gen), i, ("medqa", i, 1))
+        for i in range(n)
+    ]
 
 
 def main() -> int:

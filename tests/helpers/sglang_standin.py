@@ -28,12 +28,50 @@ from background_http import BackgroundHTTP, JsonHandler
 # The request fields of SGLang's CompletionRequest (as read; LoRA, PD-disaggregation and
 # multimodal fields left out).
 SGLANG_COMPLETION_FIELDS = {
-    "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
-    "presence_penalty", "seed", "stop", "stream", "stream_options", "suffix", "temperature", "top_p", "user",
-    "return_hidden_states", "return_cached_tokens_details", "return_token_ids", "top_k", "min_p", "min_tokens",
-    "json_schema", "regex", "ebnf", "repetition_penalty", "stop_token_ids", "stop_regex", "no_stop_trim",
-    "ignore_eos", "skip_special_tokens", "session_id", "session_params", "response_format", "custom_params",
-    "routed_dp_rank", "data_parallel_rank", "rid", "extra_key", "cache_salt", "priority", "custom_labels",
+    "model",
+    "prompt",
+    "best_of",
+    "echo",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "max_tokens",
+    "n",
+    "presence_penalty",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "suffix",
+    "temperature",
+    "top_p",
+    "user",
+    "return_hidden_states",
+    "return_cached_tokens_details",
+    "return_token_ids",
+    "top_k",
+    "min_p",
+    "min_tokens",
+    "json_schema",
+    "regex",
+    "ebnf",
+    "repetition_penalty",
+    "stop_token_ids",
+    "stop_regex",
+    "no_stop_trim",
+    "ignore_eos",
+    "skip_special_tokens",
+    "session_id",
+    "session_params",
+    "response_format",
+    "custom_params",
+    "routed_dp_rank",
+    "data_parallel_rank",
+    "rid",
+    "extra_key",
+    "cache_salt",
+    "priority",
+    "custom_labels",
 }
 
 
@@ -48,10 +86,12 @@ class SGLangStandIn(BackgroundHTTP):
 
         class Handler(JsonHandler):
             def _upstream(self, method: str, path: str, body: dict | None):
-                req = urllib.request.Request(standin.upstream + path, method=method,
-                                             data=None if body is None else json.dumps(body).encode(),
-                                             headers={k: v for k, v in self.headers.items()
-                                                      if k.lower() in ("content-type", "authorization")})
+                req = urllib.request.Request(
+                    standin.upstream + path,
+                    method=method,
+                    data=None if body is None else json.dumps(body).encode(),
+                    headers={k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")},
+                )
                 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
                 try:
                     with opener.open(req, timeout=300) as resp:
@@ -61,16 +101,31 @@ class SGLangStandIn(BackgroundHTTP):
 
             def do_GET(self):
                 if self.path == "/get_server_info":
-                    return self._reply(200, {"enable_deterministic_inference": standin.deterministic_inference,
-                                             "enable_cache_report": False, "version": "stand-in"})
+                    return self._reply(
+                        200,
+                        {
+                            "enable_deterministic_inference": standin.deterministic_inference,
+                            "enable_cache_report": False,
+                            "version": "stand-in",
+                        },
+                    )
                 if self.path != "/v1/models":
                     return self._reply(404, {"object": "error", "message": f"no route {self.path}", "code": 404})
                 status, raw = self._upstream("GET", "/models", None)
                 if status != 200:
                     return self._reply(status, raw)
-                cards = [{"id": c["id"], "object": "model", "created": c.get("created", 0), "owned_by": "sglang",
-                          "root": c.get("root"), "parent": None, "max_model_len": c.get("max_model_len")}
-                         for c in raw.get("data", [])]
+                cards = [
+                    {
+                        "id": c["id"],
+                        "object": "model",
+                        "created": c.get("created", 0),
+                        "owned_by": "sglang",
+                        "root": c.get("root"),
+                        "parent": None,
+                        "max_model_len": c.get("max_model_len"),
+                    }
+                    for c in raw.get("data", [])
+                ]
                 self._reply(200, {"object": "list", "data": cards})
 
             def do_POST(self):
@@ -81,8 +136,15 @@ class SGLangStandIn(BackgroundHTTP):
                 if unknown:
                     with lock:
                         standin.rejected.append(unknown)
-                    return self._reply(400, {"object": "error", "type": "BadRequestError", "code": 400,
-                                             "message": f"fields SGLang's CompletionRequest does not have: {unknown}"})
+                    return self._reply(
+                        400,
+                        {
+                            "object": "error",
+                            "type": "BadRequestError",
+                            "code": 400,
+                            "message": f"fields SGLang's CompletionRequest does not have: {unknown}",
+                        },
+                    )
                 with lock:
                     standin.ranks.append(body.get("routed_dp_rank"))
                 dropped = ("no_stop_trim", "routed_dp_rank") + (() if standin.deterministic_inference else ("seed",))
@@ -91,16 +153,34 @@ class SGLangStandIn(BackgroundHTTP):
                 status, raw = self._upstream("POST", "/completions", forwarded)
                 if status != 200:
                     return self._reply(status, raw)
-                choices = [{"index": c["index"], "text": c["text"], "logprobs": None,
-                            "finish_reason": c["finish_reason"], "matched_stop": c.get("stop_reason"),
-                            **({"token_ids": c["token_ids"]} if body.get("return_token_ids") else {})}
-                           for c in raw["choices"]]
+                choices = [
+                    {
+                        "index": c["index"],
+                        "text": c["text"],
+                        "logprobs": None,
+                        "finish_reason": c["finish_reason"],
+                        "matched_stop": c.get("stop_reason"),
+                        **({"token_ids": c["token_ids"]} if body.get("return_token_ids") else {}),
+                    }
+                    for c in raw["choices"]
+                ]
                 usage = raw.get("usage") or {}
-                self._reply(200, {"id": raw["id"], "object": "text_completion", "created": raw["created"],
-                                  "model": raw["model"], "choices": choices,
-                                  "usage": {"prompt_tokens": usage.get("prompt_tokens", 0),
-                                            "completion_tokens": usage.get("completion_tokens", 0),
-                                            "total_tokens": usage.get("total_tokens", 0),
-                                            "prompt_tokens_details": None, "reasoning_tokens": 0}})
+                self._reply(
+                    200,
+                    {
+                        "id": raw["id"],
+                        "object": "text_completion",
+                        "created": raw["created"],
+                        "model": raw["model"],
+                        "choices": choices,
+                        "usage": {
+                            "prompt_tokens": usage.get("prompt_tokens", 0),
+                            "completion_tokens": usage.get("completion_tokens", 0),
+                            "total_tokens": usage.get("total_tokens", 0),
+                            "prompt_tokens_details": None,
+                            "reasoning_tokens": 0,
+                        },
+                    },
+                )
 
         self._serve(Handler)

@@ -87,7 +87,9 @@ class TeacherServer:
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, json.dumps({"object": "list", "data": [{"id": "teacher", "object": "model"}]}).encode())
+                    self._send(
+                        200, json.dumps({"object": "list", "data": [{"id": "teacher", "object": "model"}]}).encode()
+                    )
                 else:
                     self._send(404, b'{"error": "not found"}')
 
@@ -143,7 +145,9 @@ class TeacherServer:
                 if kind == "nochoices":
                     return self._send(200, b'{"object": "chat.completion"}')
                 if kind == "400echo":
-                    return self._send(400, json.dumps({"error": f"bad key {self.headers.get('Authorization')}"}).encode())
+                    return self._send(
+                        400, json.dumps({"error": f"bad key {self.headers.get('Authorization')}"}).encode()
+                    )
                 raise ValueError(kind)
 
             def _send(self, code, payload: bytes, headers=None):
@@ -164,7 +168,7 @@ class TeacherServer:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def start(self) -> "TeacherServer":
+    def start(self) -> TeacherServer:
         self._thread.start()
         return self
 
@@ -212,8 +216,11 @@ class TeacherServer:
             "object": "chat.completion",
             "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(content.split()),
-                      "total_tokens": len(prompt.split()) + len(content.split())},
+            "usage": {
+                "prompt_tokens": len(prompt.split()),
+                "completion_tokens": len(content.split()),
+                "total_tokens": len(prompt.split()) + len(content.split()),
+            },
         }
 
 

@@ -20,17 +20,33 @@ import pytest
 from m1_harness.thinking.engines.owned import free_port
 
 
-def start(model: Path, log: Path, *, max_model_len: int, api_key: str | None = None,
-          core: int | None = None) -> tuple[subprocess.Popen, str]:
+def start(
+    model: Path, log: Path, *, max_model_len: int, api_key: str | None = None, core: int | None = None
+) -> tuple[subprocess.Popen, str]:
     """One server of ``model`` named ``tiny``; ``core`` pins its engine (by default every vLLM CPU engine
     binds core 0, and two engines polling one core can starve each other's start-up on a busy machine)."""
     port = free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if core is not None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = str(core % (os.cpu_count() or 1))
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name",
-           "tiny", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", str(max_model_len),
-           "--dtype", "float32"] + (["--api-key", api_key] if api_key else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enforce-eager",
+        "--max-model-len",
+        str(max_model_len),
+        "--dtype",
+        "float32",
+    ] + (["--api-key", api_key] if api_key else [])
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}/v1"

@@ -4,7 +4,8 @@ needs holds (fast on an idle machine, still right on a loaded one) and fails nam
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

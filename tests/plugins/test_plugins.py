@@ -9,10 +9,10 @@ import types
 from pathlib import Path
 
 import pytest
-
-from m1_harness import hookimpl, hookspecs
 from repo_paths import REPO
 from scripted_lm import ScriptedLM
+
+from m1_harness import hookimpl, hookspecs
 
 
 def test_every_hook_has_a_test_of_its_own(isolated_plugins):
@@ -41,19 +41,30 @@ def _install_extra(plugins_mod, module):
 def test_hook_m1_register_tasks(isolated_plugins, tmp_path):
     folder = tmp_path / "my_tasks"
     folder.mkdir()
-    (folder / "mini_medqa.yaml").write_text("task: mini_medqa\ninclude: " + json.dumps(str(REPO / "tasks/m1/_m1_template_yaml")) + "\ndataset_kwargs:\n  benchmark: medqa\n")
+    (folder / "mini_medqa.yaml").write_text(
+        "task: mini_medqa\ninclude: "
+        + json.dumps(str(REPO / "tasks/m1/_m1_template_yaml"))
+        + "\ndataset_kwargs:\n  benchmark: medqa\n"
+    )
     _install_extra(isolated_plugins, _plugin("tasks_plugin", m1_register_tasks=lambda register: register(folder)))
     assert isolated_plugins.task_dirs()[-1] == folder
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    out = lm_eval.simple_evaluate(model=ScriptedLM(), tasks=["mini_medqa"], limit=4, task_manager=TaskManager(include_defaults=False))
+    out = lm_eval.simple_evaluate(
+        model=ScriptedLM(), tasks=["mini_medqa"], limit=4, task_manager=TaskManager(include_defaults=False)
+    )
     assert out["results"]["mini_medqa"]["acc,none"] == 0.5
 
 
 def test_hook_m1_register_tasks_rejects_a_missing_folder(isolated_plugins, tmp_path):
-    _install_extra(isolated_plugins, _plugin("bad_tasks", m1_register_tasks=lambda register: register(tmp_path / "nope")))
-    with pytest.raises(isolated_plugins.PluginError, match=r"plugin 'bad_tasks' registered task folder '.*nope', which is not a directory"):
+    _install_extra(
+        isolated_plugins, _plugin("bad_tasks", m1_register_tasks=lambda register: register(tmp_path / "nope"))
+    )
+    with pytest.raises(
+        isolated_plugins.PluginError,
+        match=r"plugin 'bad_tasks' registered task folder '.*nope', which is not a directory",
+    ):
         isolated_plugins.task_dirs()
 
 
@@ -61,23 +72,44 @@ def test_hook_m1_register_benchmarks(isolated_plugins, tmp_path):
     data = tmp_path / "tiny_bench.jsonl"
     data.write_text(
         "".join(
-            json.dumps({"question": f"Q{i}?", "options": {"A": "yes", "B": "no", "C": "maybe"}, "answer_idx": "ABC"[i % 3], "answer": ["yes", "no", "maybe"][i % 3]}) + "\n"
+            json.dumps(
+                {
+                    "question": f"Q{i}?",
+                    "options": {"A": "yes", "B": "no", "C": "maybe"},
+                    "answer_idx": "ABC"[i % 3],
+                    "answer": ["yes", "no", "maybe"][i % 3],
+                }
+            )
+            + "\n"
             for i in range(8)
         )
     )
-    _install_extra(isolated_plugins, _plugin("bench_plugin", m1_register_benchmarks=lambda register: register("tiny_bench", data, group="tiny_group")))
+    _install_extra(
+        isolated_plugins,
+        _plugin(
+            "bench_plugin", m1_register_benchmarks=lambda register: register("tiny_bench", data, group="tiny_group")
+        ),
+    )
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    out = lm_eval.simple_evaluate(model=ScriptedLM(), tasks=["tiny_group"], limit=8, task_manager=TaskManager(include_defaults=False))
+    out = lm_eval.simple_evaluate(
+        model=ScriptedLM(), tasks=["tiny_group"], limit=8, task_manager=TaskManager(include_defaults=False)
+    )
     assert out["results"]["tiny_bench"]["acc,none"] == 0.5
     assert out["results"]["tiny_group"]["acc,none"] == 0.5
     assert out["results"]["tiny_bench"]["none_share,none"] == 0.25
 
 
 def test_hook_m1_register_models(isolated_plugins):
-    _install_extra(isolated_plugins, _plugin("model_plugin", m1_register_models=lambda register: register("scripted", "scripted_lm:ScriptedLM")))
-    assert isolated_plugins.models() == {"m1_budget": "m1_harness.thinking.lm:M1BudgetLM", "scripted": "scripted_lm:ScriptedLM"}
+    _install_extra(
+        isolated_plugins,
+        _plugin("model_plugin", m1_register_models=lambda register: register("scripted", "scripted_lm:ScriptedLM")),
+    )
+    assert isolated_plugins.models() == {
+        "m1_budget": "m1_harness.thinking.lm:M1BudgetLM",
+        "scripted": "scripted_lm:ScriptedLM",
+    }
     from lm_eval.api.registry import get_model, model_registry
 
     from m1_harness import _autoload
@@ -91,8 +123,12 @@ def test_hook_m1_register_models(isolated_plugins):
 
 
 def test_hook_m1_register_models_needs_an_import_target(isolated_plugins):
-    _install_extra(isolated_plugins, _plugin("model_plugin", m1_register_models=lambda register: register("x", ScriptedLM)))
-    with pytest.raises(isolated_plugins.PluginError, match=r"model 'x' must be registered as 'package.module:ClassName'"):
+    _install_extra(
+        isolated_plugins, _plugin("model_plugin", m1_register_models=lambda register: register("x", ScriptedLM))
+    )
+    with pytest.raises(
+        isolated_plugins.PluginError, match=r"model 'x' must be registered as 'package.module:ClassName'"
+    ):
         isolated_plugins.models()
 
 
@@ -100,18 +136,32 @@ def test_hook_m1_register_stages(isolated_plugins):
     class Upper:
         """A stand-in stage object; the curation runner's own tests exercise real stages."""
 
-    _install_extra(isolated_plugins, _plugin("stage_plugin", m1_register_stages=lambda register: register("upper", Upper)))
+    _install_extra(
+        isolated_plugins, _plugin("stage_plugin", m1_register_stages=lambda register: register("upper", Upper))
+    )
     stages = isolated_plugins.stages()
     assert stages["upper"] is Upper
     # the m1 recipe's stages come through the same hook, from the built-in plugin
-    assert {"collect", "dedup", "decontaminate", "difficulty", "distill", "verify", "domain", "sample", "format"} <= set(stages)
+    assert {
+        "collect",
+        "dedup",
+        "decontaminate",
+        "difficulty",
+        "distill",
+        "verify",
+        "domain",
+        "sample",
+        "format",
+    } <= set(stages)
 
 
 def test_hook_m1_register_trainers(isolated_plugins):
     def trainer(config):
         return config
 
-    _install_extra(isolated_plugins, _plugin("trainer_plugin", m1_register_trainers=lambda register: register("echo", trainer)))
+    _install_extra(
+        isolated_plugins, _plugin("trainer_plugin", m1_register_trainers=lambda register: register("echo", trainer))
+    )
     trainers = isolated_plugins.trainers()
     assert trainers["echo"] is trainer
     from m1_harness.training.plugin import sft
@@ -134,8 +184,21 @@ def example_site(tmp_path_factory) -> Path:
     """plugins/example installed with pip into a private target folder (no network needed)."""
     site = tmp_path_factory.mktemp("example_site")
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(REPO / "plugins" / "example")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(REPO / "plugins" / "example"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (site / "m1_harness_example" / "data" / "example_cardio.jsonl").is_file()
@@ -187,24 +250,47 @@ def test_broken_plugin_names_itself_and_its_distribution(isolated_plugins, tmp_p
 
 
 def test_misspelled_hook_is_an_error_not_silence(isolated_plugins, tmp_path, monkeypatch):
-    _fake_dist(tmp_path, "typo-plugin", "typo_plugin_mod", "from m1_harness import hookimpl\n\n@hookimpl\ndef m1_register_task(register):\n    pass\n")
+    _fake_dist(
+        tmp_path,
+        "typo-plugin",
+        "typo_plugin_mod",
+        "from m1_harness import hookimpl\n\n@hookimpl\ndef m1_register_task(register):\n    pass\n",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(isolated_plugins.PluginError) as err:
         isolated_plugins.get_plugin_manager()
     message = str(err.value)
-    assert message.startswith("m1-harness plugin 'typo_plugin_mod' (typo-plugin 0.3) implements a hook that does not exist:")
+    assert message.startswith(
+        "m1-harness plugin 'typo_plugin_mod' (typo-plugin 0.3) implements a hook that does not exist:"
+    )
     assert "m1_register_task" in message
-    assert message.endswith("Known hooks: m1_register_benchmarks, m1_register_models, m1_register_stages, m1_register_tasks, m1_register_trainers")
+    assert message.endswith(
+        "Known hooks: m1_register_benchmarks, m1_register_models, m1_register_stages, m1_register_tasks, m1_register_trainers"
+    )
 
 
 @pytest.mark.subprocess
 def test_plugins_command_lists_json(example_site, python_env, tmp_path):
     python_env["PYTHONPATH"] = str(example_site)
-    out = subprocess.run([sys.executable, "-m", "m1_harness", "plugins", "--json"], env=python_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "m1_harness", "plugins", "--json"],
+        env=python_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["example"]["version"] == "0.1.0"
-    table = subprocess.run([sys.executable, "-m", "m1_harness", "plugins"], env=python_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    table = subprocess.run(
+        [sys.executable, "-m", "m1_harness", "plugins"],
+        env=python_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "example" in table.stdout and "m1-harness-example-plugin" in table.stdout
 
 
@@ -215,9 +301,22 @@ def test_example_plugin_end_to_end_through_the_lm_eval_command(example_site, pyt
     python_env["PYTHONPATH"] = str(example_site)
     lm_eval_bin = str(Path(sys.executable).parent / "lm_eval")
     out = subprocess.run(
-        [lm_eval_bin, "--model", "constant_answer", "--model_args", "letter=B", "--tasks", "example",
-         "--output_path", str(tmp_path / "out")],
-        env=python_env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            lm_eval_bin,
+            "--model",
+            "constant_answer",
+            "--model_args",
+            "letter=B",
+            "--tasks",
+            "example",
+            "--output_path",
+            str(tmp_path / "out"),
+        ],
+        env=python_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (results,) = (tmp_path / "out").rglob("results_*.json")

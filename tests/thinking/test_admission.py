@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest, RequestLoop
 from m1_harness.thinking.engines.scripted import Script, StreamingScriptedEngine
 from m1_harness.thinking.engines.vllm import kv_cache_tokens
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest, RequestLoop
 from m1_harness.thinking.scheduler import Admission
 
 M1 = PRESETS["m1"]

@@ -3,9 +3,9 @@
 import pytest
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.scripted import Script, ScriptedEngine, StreamingScriptedEngine
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest
 
 M1 = PRESETS["m1"]
 END, START = "<|im_end|>", "<|im_start|>"
@@ -74,8 +74,12 @@ def test_forcing_applied_exactly_as_often_as_asked_and_possible(forcing):
 
 def test_batch_rounds_and_per_request_budgets():
     scripts = {"A": ["a" * 50 + END], "B": ["b" + END] * 4, "C": ["c" * 7 + END, "x" * 30]}
-    reqs = [("A", dict(thinking_budget=20)), ("B", dict(thinking_budget=100, forcing=3)),
-            ("C", dict(thinking_budget=25, forcing=1)), ("A", dict(thinking_budget=0))]
+    reqs = [
+        ("A", dict(thinking_budget=20)),
+        ("B", dict(thinking_budget=100, forcing=3)),
+        ("C", dict(thinking_budget=25, forcing=1)),
+        ("A", dict(thinking_budget=0)),
+    ]
     (a, b, c, z), engine = run(scripts, reqs)
     assert [len(batch) for batch in engine.calls] == [3, 2, 1, 1, 4]  # rounds batched, then answers
     assert [r.max_tokens for r in engine.calls[0]] == [20, 100, 25]
@@ -89,8 +93,11 @@ def test_batch_rounds_and_per_request_budgets():
 
 def test_groups_of_round_size_go_through_all_their_rounds_before_the_next_group():
     scripts = {"AAA": ["a" * 50 + END], "B": ["b" + END] * 4, "CC": ["c" * 7 + END, "x" * 30]}
-    reqs = [("B", dict(thinking_budget=100, forcing=3)), ("AAA", dict(thinking_budget=20)),
-            ("CC", dict(thinking_budget=25, forcing=1))]
+    reqs = [
+        ("B", dict(thinking_budget=100, forcing=3)),
+        ("AAA", dict(thinking_budget=20)),
+        ("CC", dict(thinking_budget=25, forcing=1)),
+    ]
     together, _ = run(scripts, reqs)
     grouped, engine = run(scripts, reqs, round_size=2)
     think, answer = START + "think\n", "\n" + START + "answer\n"
@@ -98,13 +105,20 @@ def test_groups_of_round_size_go_through_all_their_rounds_before_the_next_group(
         # the two longest prompts, through every round ...
         [("AAA" + think, 20), ("CC" + think, 25)],
         [("CC" + think + "ccccccc\nWait", 13)],
-        [("AAA" + think + "a" * 20 + answer + "Final Answer:", 256),
-         ("CC" + think + "ccccccc\nWait" + "x" * 13 + answer + "Final Answer:", 256)],
+        [
+            ("AAA" + think + "a" * 20 + answer + "Final Answer:", 256),
+            ("CC" + think + "ccccccc\nWait" + "x" * 13 + answer + "Final Answer:", 256),
+        ],
         # ... then the next group
-        [("B" + think, 100)], [("B" + think + "b\nWait", 94)], [("B" + think + "b\nWait" * 2, 88)],
-        [("B" + think + "b\nWait" * 3, 82)], [("B" + think + "b\nWait" * 3 + "b" + answer, 256)],
+        [("B" + think, 100)],
+        [("B" + think + "b\nWait", 94)],
+        [("B" + think + "b\nWait" * 2, 88)],
+        [("B" + think + "b\nWait" * 3, 82)],
+        [("B" + think + "b\nWait" * 3 + "b" + answer, 256)],
     ]
-    assert [(t.thinking_ids, t.answer_ids, t.text) for t in grouped] == [(t.thinking_ids, t.answer_ids, t.text) for t in together]
+    assert [(t.thinking_ids, t.answer_ids, t.text) for t in grouped] == [
+        (t.thinking_ids, t.answer_ids, t.text) for t in together
+    ]
 
 
 def test_budget_zero_skips_thinking():
@@ -114,10 +128,9 @@ def test_budget_zero_skips_thinking():
 
 
 def test_task_stop_strings_never_end_thinking_but_end_the_answer():
-    (t,), engine = run({"Q": ["one\n\ntwo A. three" + END]},
-                       [("Q", dict(thinking_budget=100, until=["\n\n", "A."]))])
+    (t,), engine = run({"Q": ["one\n\ntwo A. three" + END]}, [("Q", dict(thinking_budget=100, until=["\n\n", "A."]))])
     assert all(not r.stop_strings for r in engine.calls[0])
-    assert "one\n\ntwo A. three\n<|im_start|>answer\nThe answer is \\boxed{A}." == t.text[len("<|im_start|>think\n"):]
+    assert "one\n\ntwo A. three\n<|im_start|>answer\nThe answer is \\boxed{A}." == t.text[len("<|im_start|>think\n") :]
 
 
 def test_special_token_until_stops_by_id():
@@ -128,9 +141,11 @@ def test_special_token_until_stops_by_id():
 
 def test_auto_budget_per_request_and_answer_clamped_to_context():
     scripts = {"Q": ["a" * 500 + END], "QQQQQQQQQQ": ["a" * 500 + END]}
-    reqs = [("Q", dict(thinking_budget="auto", answer_budget=10)),
-            ("QQQQQQQQQQ", dict(thinking_budget="auto", answer_budget=10)),
-            ("Q", dict(thinking_budget=1000, answer_budget=50))]
+    reqs = [
+        ("Q", dict(thinking_budget="auto", answer_budget=10)),
+        ("QQQQQQQQQQ", dict(thinking_budget="auto", answer_budget=10)),
+        ("Q", dict(thinking_budget=1000, answer_budget=50)),
+    ]
     (a, b, c), engine = run(scripts, reqs, max_model_len=100)
     cut = len("\n<|im_start|>answer\nFinal Answer:") - len("<|im_start|>") + 1  # 1 special id
     assert a.thinking_budget == 100 - (1 + 18 - 11) - cut - 10  # prompt + "<|im_start|>think\n" (8 ids)
@@ -143,8 +158,12 @@ def test_auto_budget_per_request_and_answer_clamped_to_context():
 
 def test_think_tags_preset_uses_string_stop_when_marker_is_not_one_token():
     tags = PRESETS["think_tags"]
-    (t,), engine = run({"Q": ["abc</think>", "de</think>"]}, [("Q", dict(thinking_budget=100, forcing=1))],
-                       markers=tags, think_start="<think>\n")
+    (t,), engine = run(
+        {"Q": ["abc</think>", "de</think>"]},
+        [("Q", dict(thinking_budget=100, forcing=1))],
+        markers=tags,
+        think_start="<think>\n",
+    )
     assert list(engine.calls[0][0].stop_strings) == ["</think>"]
     assert t.text.startswith("<think>\nabc\nWaitde\n</think>\nThe answer") and t.forced_tokens == 5
 
@@ -159,13 +178,19 @@ def test_answer_budget_zero_generates_no_answer():
 def test_prompts_at_and_past_the_context_limit():
     # CharTokenizer: "P" * n + "<|im_start|>think\n" is n + 7 ids; "\n<|im_start|>answer\nFinal Answer:" is 22.
     scripts = {"P" * 10: ["abc" + END], "P" * 9: ["abc" + END], "P" * 40: ["abc" + END]}
-    reqs = [("P" * 10, dict(thinking_budget=100)), ("P" * 9, dict(thinking_budget=100)), ("P" * 40, dict(thinking_budget=100))]
+    reqs = [
+        ("P" * 10, dict(thinking_budget=100)),
+        ("P" * 9, dict(thinking_budget=100)),
+        ("P" * 40, dict(thinking_budget=100)),
+    ]
     (at, one, past), engine = run(scripts, reqs, max_model_len=40)
     # 17 + 22 = 39: room for no thinking token and the 1 answer token the clamp keeps
     assert (at.thinking_budget, at.rounds, at.answer_budget) == (0, 0, 40 - 17 - 9)
     # one id shorter: exactly one thinking token fits, cut by the budget -> "Final Answer:"
     assert (one.thinking_budget, one.thinking_tokens, one.hit_budget) == (1, 1, True)
-    assert one.answer_budget == 40 - 16 - 1 - 22 and one.text.startswith("<|im_start|>think\na\n<|im_start|>answer\nFinal Answer:")
+    assert one.answer_budget == 40 - 16 - 1 - 22 and one.text.startswith(
+        "<|im_start|>think\na\n<|im_start|>answer\nFinal Answer:"
+    )
     # longer than the context: no thinking, no answer, and no engine call for it at all
     assert (past.thinking_budget, past.rounds, past.answer_budget, past.answer_ids) == (0, 0, 0, [])
     assert past.answer_finish_reason == "length" and past.text == "<|im_start|>think\n\n<|im_start|>answer\n"
@@ -182,9 +207,14 @@ def test_a_non_default_forcing_string_is_spliced_by_its_own_ids():
 
 # -- the streaming driver (engines with submit / poll: vLLM) ------------------------------------
 STREAM_SCRIPTS = {"A": ["a" * 50 + END], "B": ["b" + END] * 4, "CC": ["c" * 7 + END, "x" * 30], "D": ["d" + END]}
-STREAM_REQS = [("A", dict(thinking_budget=20)), ("B", dict(thinking_budget=100, forcing=3)),
-               ("CC", dict(thinking_budget=25, forcing=1)), ("A", dict(thinking_budget=0)),
-               ("D", dict(thinking_budget=10, answer_budget=0)), ("B", dict(thinking_budget=9, forcing=2))]
+STREAM_REQS = [
+    ("A", dict(thinking_budget=20)),
+    ("B", dict(thinking_budget=100, forcing=3)),
+    ("CC", dict(thinking_budget=25, forcing=1)),
+    ("A", dict(thinking_budget=0)),
+    ("D", dict(thinking_budget=10, answer_budget=0)),
+    ("B", dict(thinking_budget=9, forcing=2)),
+]
 
 
 def run_stream(scripts, reqs, **kw):
@@ -196,8 +226,19 @@ def run_stream(scripts, reqs, **kw):
 
 
 def fields_of(t):
-    return (t.thinking_ids, t.forced_positions, t.rounds, t.hit_budget, t.forcing_skipped, t.answer_prefix_ids,
-            t.answer_budget, t.answer_ids, t.answer_finish_reason, t.text, t.round_tokens)
+    return (
+        t.thinking_ids,
+        t.forced_positions,
+        t.rounds,
+        t.hit_budget,
+        t.forcing_skipped,
+        t.answer_prefix_ids,
+        t.answer_budget,
+        t.answer_ids,
+        t.answer_finish_reason,
+        t.text,
+        t.round_tokens,
+    )
 
 
 def test_streaming_driver_gives_the_batched_traces():

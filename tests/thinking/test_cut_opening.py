@@ -4,24 +4,27 @@
 import pytest
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.scripted import Script, ScriptedEngine
 from m1_harness.thinking.markers import PRESETS, cut_opening
+from m1_harness.thinking.request import BudgetRequest
 
 END = "<|im_end|>"
 README_OPENING = "<|im_start|>answer\nAnswer:"
 
 
-@pytest.mark.parametrize("answer_start, prefix, expected", [
-    (README_OPENING, "Final Answer:", "<|im_start|>answer\nFinal Answer:"),
-    ("<|im_start|>answer\nAnswer: ", "Final Answer:", "<|im_start|>answer\nFinal Answer:"),
-    ("<|im_start|>answer\nFinal Answer:", "Final Answer:", "<|im_start|>answer\nFinal Answer:"),
-    ("<|im_start|>answer\nResponse:", "Final Answer:", "<|im_start|>answer\nResponse: Final Answer:"),
-    ("<|im_start|>answer\n", "Final Answer:", "<|im_start|>answer\nFinal Answer:"),  # the presets: unchanged
-    ("[/THINK]", "Final Answer:", "[/THINK]Final Answer:"),
-    ("## Final Response\n\n", "Final Answer:", "## Final Response\n\nFinal Answer:"),
-    ("</think>\n\n", "", "</think>\n\n"),
-])
+@pytest.mark.parametrize(
+    "answer_start, prefix, expected",
+    [
+        (README_OPENING, "Final Answer:", "<|im_start|>answer\nFinal Answer:"),
+        ("<|im_start|>answer\nAnswer: ", "Final Answer:", "<|im_start|>answer\nFinal Answer:"),
+        ("<|im_start|>answer\nFinal Answer:", "Final Answer:", "<|im_start|>answer\nFinal Answer:"),
+        ("<|im_start|>answer\nResponse:", "Final Answer:", "<|im_start|>answer\nResponse: Final Answer:"),
+        ("<|im_start|>answer\n", "Final Answer:", "<|im_start|>answer\nFinal Answer:"),  # the presets: unchanged
+        ("[/THINK]", "Final Answer:", "[/THINK]Final Answer:"),
+        ("## Final Response\n\n", "Final Answer:", "## Final Response\n\nFinal Answer:"),
+        ("</think>\n\n", "", "</think>\n\n"),
+    ],
+)
 def test_cut_opening(answer_start, prefix, expected):
     assert cut_opening(answer_start, prefix) == expected
 

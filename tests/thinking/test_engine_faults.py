@@ -16,11 +16,17 @@ from hf_completion_server import HFCompletionServer
 from sglang_standin import SGLangStandIn
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
-from m1_harness.thinking.engines.base import (BadResult, EngineError, GenRequest, GenResult, check_result,
-                                              weights_fingerprint)
+from m1_harness.thinking.engines.base import (
+    BadResult,
+    EngineError,
+    GenRequest,
+    GenResult,
+    check_result,
+    weights_fingerprint,
+)
 from m1_harness.thinking.engines.server import ServerEngine
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
 BUDGET, ANSWER = 24, 8
@@ -41,14 +47,18 @@ def _engine(tiny_model, url, **kw):
 
 
 def _requests(tok):
-    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
-               for q in QUESTIONS]
+    prompts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+        for q in QUESTIONS
+    ]
     return [BudgetRequest(tok.encode(p, add_special_tokens=False), BUDGET, 1, ANSWER) for p in prompts]
 
 
 def _run(engine):
-    return [(t.thinking_ids, t.answer_ids, t.forcing_rounds) for t in BudgetForcer(engine, M1).run(
-        _requests(engine.tokenizer), progress=False)]
+    return [
+        (t.thinking_ids, t.answer_ids, t.forcing_rounds)
+        for t in BudgetForcer(engine, M1).run(_requests(engine.tokenizer), progress=False)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +81,14 @@ def test_check_result_names_what_is_wrong():
         (GenResult([5] * 63, "length"), "finish 'length' after 63 ids, but max_tokens=64"),
         (GenResult([-3, 5], "stop", 7), "id -3 at position 0 is not a token id of this model (vocabulary of 100)"),
         (GenResult([5, 100], "length"), "id 100 at position 1 is not a token id of this model (vocabulary of 100)"),
-        (GenResult([5, 7, 5], "stop", 7), "finish 'stop' on 7, which is not the last id and a stop of the request "
-                                           "(stop ids [7], stop strings [])"),
-        (GenResult([5, 6], "stop", 6), "finish 'stop' on 6, which is not the last id and a stop of the request "
-                                        "(stop ids [7], stop strings [])"),
+        (
+            GenResult([5, 7, 5], "stop", 7),
+            "finish 'stop' on 7, which is not the last id and a stop of the request (stop ids [7], stop strings [])",
+        ),
+        (
+            GenResult([5, 6], "stop", 6),
+            "finish 'stop' on 6, which is not the last id and a stop of the request (stop ids [7], stop strings [])",
+        ),
         (GenResult([7, 5, 7], "stop", 7), "stop id 7 at position 0 of 3: generation went on past a stop"),
         (GenResult([5], "abort"), "finish_reason='abort' (expected stop or length)"),
     ]
@@ -112,8 +126,10 @@ def test_a_server_that_keeps_sending_wrong_results_is_a_clear_error(server, tiny
             _run(CachingEngine(eng, cache))
         eng.close()
     msg = str(err.value)
-    assert msg.startswith(f"every server stopped answering or kept failing ({proxy.base_url}: {proxy.base_url}"
-                          "/completions: giving up after 3 attempts: ")
+    assert msg.startswith(
+        f"every server stopped answering or kept failing ({proxy.base_url}: {proxy.base_url}"
+        "/completions: giving up after 3 attempts: "
+    )
     assert "id -3 at position 0 is not a token id of this model (vocabulary of" in msg
     assert msg.endswith("finished rounds are in the trace cache: fix or restart the servers and rerun to resume")
     assert cache.db.execute("SELECT count(*) FROM gen").fetchone()[0] == 0
@@ -124,8 +140,14 @@ def test_another_served_checkpoint_is_a_trace_cache_miss(server, tiny_model, tmp
     from m1_harness.thinking.lm import M1BudgetLM
 
     def lm(served):
-        return M1BudgetLM(pretrained=str(tiny_model), engine="server", base_url=server.base_url, served_model=served,
-                          cache_dir=str(tmp_path), cache="on")
+        return M1BudgetLM(
+            pretrained=str(tiny_model),
+            engine="server",
+            base_url=server.base_url,
+            served_model=served,
+            cache_dir=str(tmp_path),
+            cache="on",
+        )
 
     seen = []
     for served in ("ckpt-1000", "ckpt-2000", "ckpt-1000"):
@@ -144,8 +166,9 @@ def test_a_card_without_root_is_told_apart_by_host_and_replicas_must_agree(serve
     with HFCompletionServer(tiny_model, [{"id": "ckpt-1000", "root": "/other/weights"}]) as other:
         with pytest.raises(EngineError) as err:
             _engine(tiny_model, f"{server.base_url},{other.base_url}")
-    assert str(err.value).startswith(f"base_url={server.base_url}, {other.base_url}: the replicas serve different "
-                                     "models (")
+    assert str(err.value).startswith(
+        f"base_url={server.base_url}, {other.base_url}: the replicas serve different models ("
+    )
     with HFCompletionServer(tiny_model, [{"id": "m"}]) as bare:
         eng = _engine(tiny_model, bare.base_url, served_model="m")
         host = bare.base_url.split("/")[2]
@@ -153,8 +176,9 @@ def test_a_card_without_root_is_told_apart_by_host_and_replicas_must_agree(serve
         eng.close()
     with HFCompletionServer(tiny_model, [{"id": "tiny", "root": str(tiny_model)}]) as local:  # e.g. owned.py's
         eng = _engine(tiny_model, local.base_url, served_model="tiny")
-        assert eng.model_identity == (f'server|vllm|{{"id": "tiny", "root": "{tiny_model}", '
-                                      f'"weights": "{weights_fingerprint(tiny_model)}"}}')
+        assert eng.model_identity == (
+            f'server|vllm|{{"id": "tiny", "root": "{tiny_model}", "weights": "{weights_fingerprint(tiny_model)}"}}'
+        )
         eng.close()
 
 
@@ -172,8 +196,9 @@ def test_timeout_bounds_a_whole_response_not_each_read(server, tiny_model):
 
 
 def test_curation_client_timeout_is_a_deadline_per_response():
-    from m1_harness.curation.client import ApiError, ChatClient
     from teacher_server import TeacherServer
+
+    from m1_harness.curation.client import ApiError, ChatClient
 
     with TeacherServer() as teacher, FaultProxy(teacher.base_url, always="trickle", trickle_s=0.5) as proxy:
         client = ChatClient(proxy.base_url, model="teacher", timeout=2, max_retries=0)
@@ -218,15 +243,24 @@ def test_a_full_cache_turns_itself_off_once_and_the_run_completes(server, tiny_m
 
 # -- issue 26 item 4: seeds a server ignores -------------------------------------------------------
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_sglang_without_deterministic_inference_refuses_cache_and_probes(server, tiny_model, tmp_path,
-                                                                        deterministic, caplog):
+def test_sglang_without_deterministic_inference_refuses_cache_and_probes(
+    server, tiny_model, tmp_path, deterministic, caplog
+):
     from m1_harness.thinking.lm import M1BudgetLM
     from m1_harness.thinking.tracecache import CacheRefused
 
     with SGLangStandIn(server.base_url, deterministic_inference=deterministic) as sgl:
+
         def lm(cache):
-            return M1BudgetLM(pretrained=str(tiny_model), engine="server", base_url=sgl.base_url,
-                              served_model="ckpt-1000", server_api="sglang", cache_dir=str(tmp_path), cache=cache)
+            return M1BudgetLM(
+                pretrained=str(tiny_model),
+                engine="server",
+                base_url=sgl.base_url,
+                served_model="ckpt-1000",
+                server_api="sglang",
+                cache_dir=str(tmp_path),
+                cache=cache,
+            )
 
         m = lm("on")
         assert isinstance(m._engine_for(0.0, 1.0), CachingEngine)  # greedy: unaffected
@@ -240,7 +274,8 @@ def test_sglang_without_deterministic_inference_refuses_cache_and_probes(server,
                 f"m1_budget: cache=on with seeded sampling (temperature=0.7): {sgl.base_url}: SGLang runs without "
                 "--enable-deterministic-inference, so it ignores request seeds and seeded sampling does not repeat; "
                 "cached traces and sweep probes would be wrong: restart it with --enable-deterministic-inference "
-                "(SGLang), sample greedily (temperature=0), or pass cache=off")
+                "(SGLang), sample greedily (temperature=0), or pass cache=off"
+            )
             auto = lm("auto")
             with caplog.at_level(logging.WARNING):
                 assert auto._engine_for(0.7, 0.9) is auto.engine  # no cache, so no probes
@@ -259,9 +294,11 @@ def test_a_vllm_server_is_checked_by_two_calls_with_one_seed(server, tiny_model,
     if fault is None:
         assert problem is None
     else:
-        assert problem == (f"{proxy.base_url} (vllm) gave two different samples for one seed, so seeded sampling does "
-                           "not repeat there; cached traces and sweep probes would be wrong: restart it with "
-                           "--enable-deterministic-inference (SGLang), sample greedily (temperature=0), or pass cache=off")
+        assert problem == (
+            f"{proxy.base_url} (vllm) gave two different samples for one seed, so seeded sampling does "
+            "not repeat there; cached traces and sweep probes would be wrong: restart it with "
+            "--enable-deterministic-inference (SGLang), sample greedily (temperature=0), or pass cache=off"
+        )
 
 
 def test_an_in_process_engine_result_past_max_tokens_is_a_clear_error_and_never_cached(tmp_path):

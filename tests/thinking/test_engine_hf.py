@@ -2,14 +2,14 @@
 
 import pytest
 import torch
+from m1tiny import QUESTIONS, chatty_tiny_qwen2
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines import load_engine
 from m1_harness.thinking.engines.base import Engine, GenRequest
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache
-from m1tiny import QUESTIONS, chatty_tiny_qwen2
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +19,18 @@ def engine(chatty_tiny):
 
 def prompts(engine):
     tok = engine.tokenizer
-    return [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-            for q in QUESTIONS]
+    return [
+        tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in QUESTIONS
+    ]
 
 
 def budget_run(engine, budget, forcing, answer=24):
     tok = engine.tokenizer
-    reqs = [BudgetRequest(tok.encode(p, add_special_tokens=False), budget, forcing, answer, ["\n\n"])
-            for p in prompts(engine)]
+    reqs = [
+        BudgetRequest(tok.encode(p, add_special_tokens=False), budget, forcing, answer, ["\n\n"])
+        for p in prompts(engine)
+    ]
     return BudgetForcer(engine, PRESETS["m1"]).run(reqs)
 
 
@@ -37,8 +41,10 @@ def key(t):
 def test_per_row_stopping_and_batch_equals_single(engine):
     tok = engine.tokenizer
     ids = [tok.encode(p + "<|im_start|>think\n", add_special_tokens=False) for p in prompts(engine)]
-    reqs = [GenRequest(i, 3 + 12 * k, stop_token_ids=[1, 2], stop_strings=["ru"] if k % 2 else [])
-            for k, i in enumerate(ids)]
+    reqs = [
+        GenRequest(i, 3 + 12 * k, stop_token_ids=[1, 2], stop_strings=["ru"] if k % 2 else [])
+        for k, i in enumerate(ids)
+    ]
     batch = engine.generate(reqs)
     for req, res in zip(reqs, batch):
         assert len(res.token_ids) <= req.max_tokens
@@ -91,8 +97,10 @@ def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine, alone, mon
     monkeypatch.setattr(engine, "prefill_rows_alone", alone)
     engine.prefix_cache.clear()
     tok = engine.tokenizer
-    firsts = [GenRequest(tok.encode(p + "<|im_start|>think\n", add_special_tokens=False), 9 + k)
-              for k, p in enumerate(prompts(engine)[:3])]
+    firsts = [
+        GenRequest(tok.encode(p + "<|im_start|>think\n", add_special_tokens=False), 9 + k)
+        for k, p in enumerate(prompts(engine)[:3])
+    ]
     done = engine.generate(firsts)
     assert [r.finish_reason for r in done] == ["length"] * 3
     extras = [tok.encode(s, add_special_tokens=False) for s in ("\nWait", "\n<|im_start|>answer\n", "!")]
@@ -110,7 +118,8 @@ def test_prefix_cache_prefills_only_the_new_ids(engine, plain_engine, alone, mon
     assert engine.prompt_ids_cached - cached == sum(len(r.prompt_ids) for r in follow) - computed
     per_row = [2, 5, 2] if alone else [5, 5, 5]  # the same, per result (round_tokens in trace records)
     assert [(r.context_tokens, r.cached_tokens, r.generated_tokens) for r in res] == [
-        (len(f.prompt_ids), len(f.prompt_ids) - c, 8) for f, c in zip(follow, per_row)]
+        (len(f.prompt_ids), len(f.prompt_ids) - c, 8) for f, c in zip(follow, per_row)
+    ]
 
 
 def test_rows_prefilled_alone_share_what_they_have_in_common(engine, plain_engine):
@@ -120,8 +129,10 @@ def test_rows_prefilled_alone_share_what_they_have_in_common(engine, plain_engin
     assert engine.prefill_rows_alone  # the CPU default
     tok = engine.tokenizer
     common = "Answer the medical question below, thinking step by step.\n"
-    chats = [tok.apply_chat_template([{"role": "user", "content": common + q}], tokenize=False, add_generation_prompt=True)
-             for q in QUESTIONS]
+    chats = [
+        tok.apply_chat_template([{"role": "user", "content": common + q}], tokenize=False, add_generation_prompt=True)
+        for q in QUESTIONS
+    ]
     reqs = [GenRequest(tok.encode(c + "<|im_start|>think\n", add_special_tokens=False), 6) for c in chats]
     engine.prefix_cache.clear()
     prefilled = engine.prompt_ids_prefilled
@@ -145,7 +156,9 @@ def test_rows_prefilled_alone_share_what_they_have_in_common(engine, plain_engin
 @pytest.mark.parametrize("budget,forcing", [(8, 2), (60, 2), (64, 0), (96, 3)])
 def test_budget_loop_with_prefix_cache_equals_full_prefill(engine, plain_engine, budget, forcing):
     cached = engine.prompt_ids_cached
-    assert [key(t) for t in budget_run(engine, budget, forcing)] == [key(t) for t in budget_run(plain_engine, budget, forcing)]
+    assert [key(t) for t in budget_run(engine, budget, forcing)] == [
+        key(t) for t in budget_run(plain_engine, budget, forcing)
+    ]
     assert engine.prompt_ids_cached - cached > len(QUESTIONS) * budget // 2  # the answer rounds reused the thinking
     assert not engine.prefix_cache.entries  # every kept row was used; answer rounds keep nothing
 
@@ -159,8 +172,12 @@ def test_models_whose_cache_cannot_be_cut_per_row_prefill_instead(tmp_path):
     dst = tmp_path / "sliding"
     shutil.copytree(src, dst)
     config = json.loads((dst / "config.json").read_text())
-    config.update(use_sliding_window=True, sliding_window=8, max_window_layers=0,
-                  layer_types=["sliding_attention"] * config["num_hidden_layers"])
+    config.update(
+        use_sliding_window=True,
+        sliding_window=8,
+        max_window_layers=0,
+        layer_types=["sliding_attention"] * config["num_hidden_layers"],
+    )
     (dst / "config.json").write_text(json.dumps(config))
     sliding = load_engine("hf", pretrained=str(dst), batch_size=4, progress=False, dtype="float32")
     assert sliding.prefix_cache is None and sliding.round_size is None
@@ -193,7 +210,11 @@ def test_resume_after_crash_on_the_tiny_model(engine, tmp_path):
 
         def __init__(self, inner, n):
             self.inner, self.n, self.calls = inner, n, 0
-            self.tokenizer, self.max_model_len, self.eos_token_ids = inner.tokenizer, inner.max_model_len, inner.eos_token_ids
+            self.tokenizer, self.max_model_len, self.eos_token_ids = (
+                inner.tokenizer,
+                inner.max_model_len,
+                inner.eos_token_ids,
+            )
 
         def generate(self, reqs):
             self.calls += 1

@@ -14,10 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from repo_paths import REPO
 from waiting import wait_for
-
 
 SERVER_CODE = "import time; time.sleep(120)"
 
@@ -48,13 +46,14 @@ import sys, time
 from pathlib import Path
 from m1_harness.thinking.engines.owned import OwnedServer
 
-server = OwnedServer([sys.executable, "-c", {SERVER_CODE!r}], 1, Path({str(tmp_path / 'server.log')!r}))
+server = OwnedServer([sys.executable, "-c", {SERVER_CODE!r}], 1, Path({str(tmp_path / "server.log")!r}))
 print(server.proc.pid, flush=True)
 {"time.sleep(120)" if end == "sigkill" else "sys.stdin.readline()"}
 """
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", owner], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", owner], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         pid = int(proc.stdout.readline())
         wait_for(lambda: _serving(pid), 30, f"the owned server {pid} to run its code")  # while its owner does
@@ -94,4 +93,5 @@ def test_a_server_that_exits_names_the_first_exception_its_processes_logged(tmp_
         server.wait_ready(30)
     assert str(err.value).startswith(
         "data_parallel_size: vLLM's server exited with code 1 before it was ready: ValueError: Available memory on "
-        "node 0 (19.84/23.54 GiB) on startup is less than desired CPU memory utilization (0.9, 21.19 GiB). (command: -c ")
+        "node 0 (19.84/23.54 GiB) on startup is less than desired CPU memory utilization (0.9, 21.19 GiB). (command: -c "
+    )

@@ -10,14 +10,14 @@ import sys
 
 import pytest
 import torch
+from families import ANSWER, FAMILIES, OPTIONS, family_model
 from transformers import AutoTokenizer
 
-from families import ANSWER, FAMILIES, OPTIONS, family_model
+from m1_harness.scoring import Score, score
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.scripted import Script, ScriptedEngine
 from m1_harness.thinking.markers import PRESETS, Markers, detect
-from m1_harness.scoring import Score, score
+from m1_harness.thinking.request import BudgetRequest
 
 FAST = dict(engine="hf", dtype="float32", cache="off")
 
@@ -35,8 +35,11 @@ def tok_of(models, family):
 
 def special_counts(tok, text: str, ids: list[int]) -> list[tuple[str, int, int]]:
     """Each special token of the tokenizer: (token, times in the text, times as one id in ids)."""
-    return [(s, text.count(s), ids.count(tok.convert_tokens_to_ids(s))) for s in tok.all_special_tokens
-            + [str(t) for t in tok.added_tokens_decoder.values()] if s in text]
+    return [
+        (s, text.count(s), ids.count(tok.convert_tokens_to_ids(s)))
+        for s in tok.all_special_tokens + [str(t) for t in tok.added_tokens_decoder.values()]
+        if s in text
+    ]
 
 
 # -- the answer part scoring reads -----------------------------------------------------------------
@@ -51,7 +54,9 @@ def test_scoring_reads_each_presets_answer_part(name, cut):
 
 
 def test_scoring_reads_raw_harmony_and_huatuo_outputs():
-    harmony = "<|channel|>analysis<|message|>Asthma? \\boxed{B}<|end|><|start|>assistant<|channel|>final<|message|>Pneumonia"
+    harmony = (
+        "<|channel|>analysis<|message|>Asthma? \\boxed{B}<|end|><|start|>assistant<|channel|>final<|message|>Pneumonia"
+    )
     assert score(harmony, OPTIONS, "A") == Score("A", "option_text", True)
     huatuo = "## Thinking\n\nThe answer is B, Asthma.\n\n## Final Response\n\nThe answer is A"
     assert score(huatuo, OPTIONS, "A") == Score("A", "answer_is", True)
@@ -71,11 +76,20 @@ def test_scripted_engine_pins_each_splice(models, family):
     first = "abc\n\n" if family == "huatuo_o1" else "abc"  # HuatuoGPT-o1 writes a blank line before its heading
     answer = ANSWER + tok.eos_token  # the model ends its turn; the trace leaves the EOS out
     scripts = {prompt: Script([first + end, "de" + end], answer), "Q2": Script(["a b c d e f" + end], answer)}
-    engine = ScriptedEngine(scripts, tokenizer=tok, think_start=m.think_start, filler="z",
-                            answer_markers=(m.answer_prefix(False), m.answer_prefix(True)))
+    engine = ScriptedEngine(
+        scripts,
+        tokenizer=tok,
+        think_start=m.think_start,
+        filler="z",
+        answer_markers=(m.answer_prefix(False), m.answer_prefix(True)),
+    )
     forcer = BudgetForcer(engine, m)
-    natural, cut = forcer.run([BudgetRequest(tok.encode(prompt, add_special_tokens=False), 100, forcing=1),
-                               BudgetRequest(tok.encode("Q2", add_special_tokens=False), 3)])
+    natural, cut = forcer.run(
+        [
+            BudgetRequest(tok.encode(prompt, add_special_tokens=False), 100, forcing=1),
+            BudgetRequest(tok.encode("Q2", add_special_tokens=False), 3),
+        ]
+    )
     enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
 
     # think: opened once, stopped by the end marker's single id (or as a string where it is text)
@@ -89,12 +103,12 @@ def test_scripted_engine_pins_each_splice(models, family):
     # force: the end marker dropped, "\nWait" (or "Wait" after whitespace) spliced as ids
     splice = "Wait" if first.endswith("\n") else "\nWait"
     (pos,), n = natural.forced_positions, len(enc(splice))
-    assert natural.forced_counts == [n] and natural.thinking_ids[pos:pos + n] == enc(splice)
-    assert tok.decode(natural.thinking_ids[:pos]) == first and tok.decode(natural.thinking_ids[pos + n:]) == "de"
+    assert natural.forced_counts == [n] and natural.thinking_ids[pos : pos + n] == enc(splice)
+    assert tok.decode(natural.thinking_ids[:pos]) == first and tok.decode(natural.thinking_ids[pos + n :]) == "de"
     assert end not in tok.decode(natural.thinking_ids)
     # answer: the family's opening, no budget-cut text
     assert natural.answer_prefix_ids == enc(m.answer_prefix(cut=False))
-    assert engine.calls[-1][0].prompt_ids[-len(natural.answer_prefix_ids):] == natural.answer_prefix_ids
+    assert engine.calls[-1][0].prompt_ids[-len(natural.answer_prefix_ids) :] == natural.answer_prefix_ids
     assert natural.text == m.think_start + first + splice + "de" + m.answer_prefix(cut=False) + ANSWER
     # budget cut after exactly 3 ids: the family's budget-cut text (Qwen3's own, else "Final Answer:")
     three = enc("a b c d e f")[:3]
@@ -111,9 +125,11 @@ def test_scripted_engine_pins_each_splice(models, family):
 def test_the_budget_cut_texts_are_the_documented_ones():
     assert PRESETS["qwen3"].answer_prefix(cut=True) == (
         "\nConsidering the limited time by the user, I have to give the solution based on the thinking directly "
-        "now.\n</think>.\n\n")
-    assert {n: m.answer_prefix(cut=True)[len(m.answer_prefix(cut=False)):] for n, m in PRESETS.items()
-            if n != "qwen3"} == {n: "Final Answer:" for n in PRESETS if n != "qwen3"}
+        "now.\n</think>.\n\n"
+    )
+    assert {
+        n: m.answer_prefix(cut=True)[len(m.answer_prefix(cut=False)) :] for n, m in PRESETS.items() if n != "qwen3"
+    } == {n: "Final Answer:" for n in PRESETS if n != "qwen3"}
     assert PRESETS["gpt_oss"].answer_prefix(False) == "<|end|><|start|>assistant<|channel|>final<|message|>"
     assert PRESETS["huatuo_o1"].answer_prefix(False) == "\n\n## Final Response\n\n"
     assert PRESETS["magistral"].answer_prefix(False) == "[/THINK]"
@@ -139,11 +155,13 @@ def test_auto_picks_each_family_and_says_why(models):
 
 def test_auto_on_an_unknown_template_is_an_error_listing_presets_and_overrides(models):
     llama = tok_of(models, "huatuo_o1")  # a Llama-3 template: only the name said HuatuoGPT-o1
-    expected = ("m1_budget: markers=auto cannot tell how /models/llama-3 thinks: its tokenizer has a chat template "
-                "with no thinking markers m1_budget knows. Pass markers=PRESET (one of m1, think_tags, huatuo_o1, "
-                "qwen3, deepseek_r1, gpt_oss, magistral, phi4_reasoning) or set the markers yourself with "
-                "think_start, think_end, answer_start, budget_cut_prefix, budget_cut_text (see "
-                "docs/thinking_formats.md).")
+    expected = (
+        "m1_budget: markers=auto cannot tell how /models/llama-3 thinks: its tokenizer has a chat template "
+        "with no thinking markers m1_budget knows. Pass markers=PRESET (one of m1, think_tags, huatuo_o1, "
+        "qwen3, deepseek_r1, gpt_oss, magistral, phi4_reasoning) or set the markers yourself with "
+        "think_start, think_end, answer_start, budget_cut_prefix, budget_cut_text (see "
+        "docs/thinking_formats.md)."
+    )
     with pytest.raises(ValueError) as err:
         detect(llama, "/models/llama-3")
     assert str(err.value) == expected
@@ -159,8 +177,15 @@ def test_m1_budget_auto_enable_thinking_and_template_args(models, tmp_path, capl
     from m1_harness.thinking.lm import M1BudgetLM
 
     def lm(family, **kw):
-        return M1BudgetLM(pretrained=str(models[family]), markers="auto", trace_path=str(tmp_path / "t.jsonl"),
-                          thinking_budget=6, answer_budget=3, **FAST, **kw)
+        return M1BudgetLM(
+            pretrained=str(models[family]),
+            markers="auto",
+            trace_path=str(tmp_path / "t.jsonl"),
+            thinking_budget=6,
+            answer_budget=3,
+            **FAST,
+            **kw,
+        )
 
     req = Instance("generate_until", {}, ("Q?", {"until": ["\n\n"]}), 0, ("medqa", 0, 1))
     qwen = lm("qwen3", enable_thinking="false")
@@ -184,11 +209,15 @@ def test_m1_budget_auto_enable_thinking_and_template_args(models, tmp_path, capl
     from m1_harness.thinking.lm import _check
 
     parsed = {"reasoning_effort": "high", "enable_thinking": False}
-    for given in ("reasoning_effort=high;enable_thinking=false", '{"reasoning_effort": "high", "enable_thinking": false}',
-                  dict(parsed)):  # lm-eval passes a dict when --model_args is JSON
+    for given in (
+        "reasoning_effort=high;enable_thinking=false",
+        '{"reasoning_effort": "high", "enable_thinking": false}',
+        dict(parsed),
+    ):  # lm-eval passes a dict when --model_args is JSON
         assert _check("chat_template_args", given, "dict") == parsed
-    with pytest.raises(ValueError, match="m1_budget: chat_template_args='reasoning_effort' is not key=value;key=value "
-                                         "or a JSON object"):
+    with pytest.raises(
+        ValueError, match="m1_budget: chat_template_args='reasoning_effort' is not key=value;key=value or a JSON object"
+    ):
         M1BudgetLM(pretrained="x", chat_template_args="reasoning_effort")
     with pytest.raises(ValueError, match="markers='qwen'; presets: m1, think_tags, huatuo_o1, .*, or auto"):
         M1BudgetLM(pretrained="x", markers="qwen")
@@ -205,11 +234,27 @@ def test_lm_eval_cli_runs_each_preset(models, lm_eval_task_index, family, marker
 
     preset = family if markers == "auto" else markers
     out = tmp_path / "out"
-    monkeypatch.setattr(sys, "argv", [
-        "lm_eval", "--model", "m1_budget", "--model_args",
-        f"pretrained={models[family]},markers={markers},thinking_budget=6,forcing=1,answer_budget=3,"
-        + ",".join(f"{k}={v}" for k, v in FAST.items()),
-        "--tasks", "medqa", "--limit", "2", "--batch_size", "2", "--output_path", str(out), "--log_samples"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "lm_eval",
+            "--model",
+            "m1_budget",
+            "--model_args",
+            f"pretrained={models[family]},markers={markers},thinking_budget=6,forcing=1,answer_budget=3,"
+            + ",".join(f"{k}={v}" for k, v in FAST.items()),
+            "--tasks",
+            "medqa",
+            "--limit",
+            "2",
+            "--batch_size",
+            "2",
+            "--output_path",
+            str(out),
+            "--log_samples",
+        ],
+    )
     cli_evaluate()
     err = capsys.readouterr().err
     if markers == "auto":

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 from lm_eval.api.instance import Instance
+from m1tiny import QUESTIONS
 
 from m1_harness.thinking.lm import M1BudgetLM
-from m1tiny import QUESTIONS
 
 FAST = dict(engine="hf", dtype="float32", batch_size=4)
 
@@ -22,8 +22,14 @@ def tiny(chatty_tiny):
 @pytest.fixture(scope="module")
 def lm(tiny, tmp_path_factory):
     d = tmp_path_factory.mktemp("lm")
-    return M1BudgetLM(pretrained=tiny, thinking_budget=40, forcing=1, trace_path=str(d / "t.jsonl"),
-                      cache_dir=str(d / "cache"), **FAST)
+    return M1BudgetLM(
+        pretrained=tiny,
+        thinking_budget=40,
+        forcing=1,
+        trace_path=str(d / "t.jsonl"),
+        cache_dir=str(d / "cache"),
+        **FAST,
+    )
 
 
 def inst(text, i=0, **gen):
@@ -32,9 +38,13 @@ def inst(text, i=0, **gen):
 
 
 def test_unknown_and_ill_typed_args_list_the_valid_ones():
-    with pytest.raises(ValueError, match="(?s)unknown model_args \\['thinking_budgit'\\].*thinking_budget \\(int\\|auto"):
+    with pytest.raises(
+        ValueError, match="(?s)unknown model_args \\['thinking_budgit'\\].*thinking_budget \\(int\\|auto"
+    ):
         M1BudgetLM(pretrained="x", thinking_budgit=5)
-    with pytest.raises(ValueError, match="(?s)thinking_budget=.lots. is not a valid.*valid model_args"):
+    with pytest.raises(
+        ValueError, match="^m1_budget: thinking_budget='lots' is not valid: give a whole number >= 0, or auto$"
+    ):
         M1BudgetLM(pretrained="x", thinking_budget="lots")
     with pytest.raises(ValueError, match="forcing=1.5"):
         M1BudgetLM(pretrained="x", forcing=1.5)
@@ -42,7 +52,7 @@ def test_unknown_and_ill_typed_args_list_the_valid_ones():
         M1BudgetLM()
     with pytest.raises(ValueError, match="markers='qwen'; presets: m1, think_tags"):
         M1BudgetLM(pretrained="x", markers="qwen")
-    with pytest.raises(ValueError, match="prefix_cache='maybe' is not a valid bool"):
+    with pytest.raises(ValueError, match="prefix_cache='maybe' is not valid: give true or false"):
         M1BudgetLM(pretrained="x", prefix_cache="maybe")
 
 
@@ -51,27 +61,38 @@ def test_a_model_path_that_does_not_exist_says_so(tmp_path, monkeypatch):
     missing = tmp_path / "models" / "m1-7b"
     with pytest.raises(ValueError) as err:
         M1BudgetLM(pretrained=str(missing))
-    assert str(err.value) == (f"m1_budget: pretrained={str(missing)!r}: no model directory exists at that path ({missing}). "
-                              "Pass the folder that holds the model's config.json, or a Hugging Face id such as org/name.")
+    assert str(err.value) == (
+        f"m1_budget: pretrained={str(missing)!r}: no model directory exists at that path ({missing}). "
+        "Pass the folder that holds the model's config.json, or a Hugging Face id such as org/name."
+    )
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights.gguf").write_text("")
     with pytest.raises(ValueError) as err:
         M1BudgetLM(pretrained="./weights.gguf")
-    assert str(err.value).startswith(f"m1_budget: pretrained='./weights.gguf': it is a file, not a model directory "
-                                     f"({tmp_path / 'weights.gguf'}).")
-    with pytest.raises(ValueError, match="^m1_budget: pretrained='runs/ckpt/final': no model directory exists at that path"):
+    assert str(err.value).startswith(
+        f"m1_budget: pretrained='./weights.gguf': it is a file, not a model directory ({tmp_path / 'weights.gguf'})."
+    )
+    with pytest.raises(
+        ValueError, match="^m1_budget: pretrained='runs/ckpt/final': no model directory exists at that path"
+    ):
         M1BudgetLM(pretrained="runs/ckpt/final")
     # org/name that is no local folder stays a Hub id: the check lets it through to the next argument check
     with pytest.raises(ValueError, match="^m1_budget: markers='x'"):
         M1BudgetLM(pretrained="UCSC-VLAA/m1-7B-23K", markers="x")
 
 
-@pytest.mark.parametrize("model,expected", [
-    ("m1_budget", "m1_budget applies the model's chat template to every prompt itself "
-                  "(lm-eval's --apply_chat_template is not needed)"),
-    ("hf", "appears to be an instruct or chat variant but chat template is not applied."),
-    ("loaded m1_budget", None),  # m1-harness sweep, once per setting: said nowhere
-])
+@pytest.mark.parametrize(
+    "model,expected",
+    [
+        (
+            "m1_budget",
+            "m1_budget applies the model's chat template to every prompt itself "
+            "(lm-eval's --apply_chat_template is not needed)",
+        ),
+        ("hf", "appears to be an instruct or chat variant but chat template is not applied."),
+        ("loaded m1_budget", None),  # m1-harness sweep, once per setting: said nowhere
+    ],
+)
 def test_chat_template_note_is_true_for_m1_budget_only(model, expected):
     """lm-eval logs its chat-template warning, then refuses the empty task list: no model is loaded."""
     import logging
@@ -89,11 +110,18 @@ def test_chat_template_note_is_true_for_m1_budget_only(model, expected):
     try:
         with pytest.raises(ValueError, match="No tasks specified"):
             # this length makes lm-eval wrap its warning inside "chat template is not applied"
-            lm_eval.evaluator.simple_evaluate(model=M1BudgetLM.__new__(M1BudgetLM) if model == "loaded m1_budget" else model,
-                                              model_args=f"pretrained=org/{'x' * 30}-instruct", tasks=[])
+            lm_eval.evaluator.simple_evaluate(
+                model=M1BudgetLM.__new__(M1BudgetLM) if model == "loaded m1_budget" else model,
+                model_args=f"pretrained=org/{'x' * 30}-instruct",
+                tasks=[],
+            )
     finally:
         logger.removeHandler(handler)
-    notes = [(r.levelname, " ".join(r.getMessage().split())) for r in records if "chat template" in " ".join(r.getMessage().split())]
+    notes = [
+        (r.levelname, " ".join(r.getMessage().split()))
+        for r in records
+        if "chat template" in " ".join(r.getMessage().split())
+    ]
     if expected is None:
         assert notes == []
         return
@@ -124,8 +152,10 @@ def test_generate_until_returns_whole_traces_and_writes_records(lm):
         assert len(rt["context_tokens"]) == len(rt["cached_tokens"]) == len(rt["generated_tokens"]) == r["rounds"] + 1
         assert rt["context_tokens"][0] == r["prompt_tokens"]
         assert all(c < n for c, n in zip(rt["cached_tokens"][1:], rt["context_tokens"][1:]))
-    assert all(lm.summary[k] == sum(sum(r["round_tokens"][k]) for r in recs)
-               for k in ("context_tokens", "cached_tokens", "generated_tokens"))
+    assert all(
+        lm.summary[k] == sum(sum(r["round_tokens"][k]) for r in recs)
+        for k in ("context_tokens", "cached_tokens", "generated_tokens")
+    )
     assert lm.summary["cached_tokens"] > 0
     # the same prompt templated by lm-eval (apply_chat_template) is not templated twice
     templated = lm.apply_chat_template([{"role": "user", "content": QUESTIONS[0]}])
@@ -134,8 +164,15 @@ def test_generate_until_returns_whole_traces_and_writes_records(lm):
 
 def test_prefix_cache_off_gives_the_same_traces(lm, tiny, tmp_path):
     reqs = [inst(q, i) for i, q in enumerate(QUESTIONS)]
-    off = M1BudgetLM(pretrained=tiny, thinking_budget=40, forcing=1, prefix_cache="false", cache="off",
-                     trace_path=str(tmp_path / "t"), **FAST)
+    off = M1BudgetLM(
+        pretrained=tiny,
+        thinking_budget=40,
+        forcing=1,
+        prefix_cache="false",
+        cache="off",
+        trace_path=str(tmp_path / "t"),
+        **FAST,
+    )
     assert off.engine.prefix_cache is None and lm.engine.prefix_cache is not None
     assert off.generate_until(reqs) == lm.generate_until(reqs)
 
@@ -147,10 +184,13 @@ def test_reconfigure_changes_settings_without_reloading(tiny, tmp_path):
     one.generate_until([inst(QUESTIONS[1])])
     assert one.engine is engine and one.traces[0]["thinking_budget"] == 6
     assert (tmp_path / "b.jsonl").is_file() and not (tmp_path / "a.jsonl").exists()
-    with pytest.raises(ValueError, match="\\['engine'\\] cannot change without reloading the model; "
-                                         "reconfigure takes thinking_budget, forcing, forcing_str"):
+    with pytest.raises(
+        ValueError,
+        match="\\['engine'\\] cannot change without reloading the model; "
+        "reconfigure takes thinking_budget, forcing, forcing_str",
+    ):
         one.reconfigure(engine="vllm")
-    with pytest.raises(ValueError, match="forcing=-1 is not a valid int"):
+    with pytest.raises(ValueError, match="forcing=-1 is not valid: give a whole number >= 0"):
         one.reconfigure(forcing=-1)
 
 
@@ -175,7 +215,8 @@ def test_cache_serves_a_smaller_budget_and_refuses_sampling_when_on(tiny, tmp_pa
         M1BudgetLM(thinking_budget=20, cache="on", seed="none", **args).generate_until([inst("hi", temperature=0.7)])
     assert str(err.value) == (
         "m1_budget: cache=on with seed=none (unseeded sampling, temperature=0.7): the trace cache holds sampled "
-        "traces only when each has its own seed. Pass seed=S, or cache=off (or cache=auto) to sample unseeded.")
+        "traces only when each has its own seed. Pass seed=S, or cache=off (or cache=auto) to sample unseeded."
+    )
 
 
 @pytest.mark.slow
@@ -191,8 +232,15 @@ def test_simple_evaluate_medqa(tiny_lm_eval_run):
 
 
 def test_unseeded_sampling_bypasses_the_cache_when_auto(tiny, tmp_path):
-    lm = M1BudgetLM(pretrained=tiny, thinking_budget=40, forcing=1, trace_path=str(tmp_path / "t.jsonl"),
-                    cache_dir=str(tmp_path / "cache"), seed="none", **FAST)
+    lm = M1BudgetLM(
+        pretrained=tiny,
+        thinking_budget=40,
+        forcing=1,
+        trace_path=str(tmp_path / "t.jsonl"),
+        cache_dir=str(tmp_path / "cache"),
+        seed="none",
+        **FAST,
+    )
     lm.generate_until([inst(QUESTIONS[1])])
     rows = lambda: lm._cache.db.execute("SELECT count(*) FROM gen").fetchone()[0]  # noqa: E731
     before = (rows(), lm._cache.hits, lm._cache.misses)
@@ -220,7 +268,6 @@ def test_another_model_or_changed_weights_miss_the_cache(tiny, tmp_path):
     other = M1BudgetLM(pretrained=str(copy), **args)  # same weights, another model folder
     other.generate_until(reqs)
     assert other._cache.hits == 0
-    import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(copy)
@@ -243,8 +290,10 @@ def test_a_hub_model_is_keyed_by_the_commit_it_resolved_to(tmp_path):
         (repo / "snapshots" / commit).mkdir(parents=True)
         (repo / "snapshots" / commit / "config.json").write_text("{}")
     (repo / "refs").mkdir()
-    script = ("from m1_harness.thinking.engines.base import weights_identity as m; print(m('hf', 'org/tiny', 'auto')); "
-              "print(m('hf', 'org/absent', 'auto'))")
+    script = (
+        "from m1_harness.thinking.engines.base import weights_identity as m; print(m('hf', 'org/tiny', 'auto')); "
+        "print(m('hf', 'org/absent', 'auto'))"
+    )
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"))
     ids = []
     for commit in ("a" * 40, "b" * 40):
@@ -267,8 +316,8 @@ def test_default_trace_dir_is_beside_output_path(monkeypatch, tmp_path):
 
 def test_a_bad_output_location_fails_before_the_model_loads(tiny, tmp_path, monkeypatch):
     """A bad trace_path was found only after every request had been generated."""
-    from m1_harness.thinking import lm as lm_module
     from m1_harness.paths import OutputError
+    from m1_harness.thinking import lm as lm_module
 
     def no_load(*a, **k):
         raise AssertionError("the model was loaded before the output locations were checked")
@@ -278,8 +327,10 @@ def test_a_bad_output_location_fails_before_the_model_loads(tiny, tmp_path, monk
     blocker.write_text("")
     with pytest.raises(OutputError) as err:
         M1BudgetLM(pretrained=tiny, trace_path=str(blocker / "t.jsonl"), cache="off", **FAST)
-    assert str(err.value) == (f"trace_path={str(blocker)!r} cannot be written ({str(blocker)!r} is a file, not a "
-                              "folder): choose a folder you can write to")
+    assert str(err.value) == (
+        f"trace_path={str(blocker)!r} cannot be written ({str(blocker)!r} is a file, not a "
+        "folder): choose a folder you can write to"
+    )
     with pytest.raises(OutputError, match="^cache_dir=.*cannot be written"):
         M1BudgetLM(pretrained=tiny, trace_path=str(tmp_path / "t"), cache_dir=str(blocker / "c"), **FAST)
     monkeypatch.setattr("sys.argv", ["lm_eval", "--output_path", str(blocker / "out")])
@@ -290,8 +341,7 @@ def test_a_bad_output_location_fails_before_the_model_loads(tiny, tmp_path, monk
 def test_trace_records_are_durable_as_requests_finish(tiny, tmp_path):
     """A run killed part-way keeps the records of every request that had finished."""
     path = tmp_path / "t.jsonl"
-    lm2 = M1BudgetLM(pretrained=tiny, thinking_budget=12, trace_path=str(path), cache="off",
-                     **dict(FAST, batch_size=2))
+    lm2 = M1BudgetLM(pretrained=tiny, thinking_budget=12, trace_path=str(path), cache="off", **dict(FAST, batch_size=2))
     generate = lm2.engine.generate
 
     def crash_in_second_group(reqs):
@@ -312,21 +362,33 @@ def test_trace_records_are_durable_as_requests_finish(tiny, tmp_path):
 
 def test_clamped_budgets_and_overlong_prompts_are_recorded_and_said(tiny, tmp_path, caplog):
     """Asked 4096 with a 64-token context: each record says what really ran, and the log says so once."""
-    lm2 = M1BudgetLM(pretrained=tiny, thinking_budget=4096, answer_budget=8, max_model_len=64,
-                     trace_path=str(tmp_path / "t.jsonl"), cache="off", **FAST)
+    lm2 = M1BudgetLM(
+        pretrained=tiny,
+        thinking_budget=4096,
+        answer_budget=8,
+        max_model_len=64,
+        trace_path=str(tmp_path / "t.jsonl"),
+        cache="off",
+        **FAST,
+    )
     long_prompt = " ".join(["fever"] * 80)
     with caplog.at_level("WARNING", logger="m1_harness.thinking.lm"):
         lm2.generate_until([inst(QUESTIONS[0], 0, max_gen_toks=8), inst(long_prompt, 1, max_gen_toks=8)])
     short, long = lm2.traces
     prompt = short["prompt_tokens"]
-    assert short["budget_clamped"] and short["thinking_budget"] == 64 - prompt - len(lm2.tokenizer.encode(
-        "\n<|im_start|>answer\nFinal Answer:", add_special_tokens=False)) - 1
+    assert (
+        short["budget_clamped"]
+        and short["thinking_budget"]
+        == 64 - prompt - len(lm2.tokenizer.encode("\n<|im_start|>answer\nFinal Answer:", add_special_tokens=False)) - 1
+    )
     assert short["requested_thinking_budget"] == 4096 and not short["prompt_too_long"]
     assert short["model"] == long["model"] == str(tiny)  # analysis names traces by it, not by what lies beside
     assert long["prompt_too_long"] and long["thinking_tokens"] == 0 and long["answer_tokens"] == 0
     assert lm2.summary["budget_clamped"] == 2 and lm2.summary["prompt_too_long"] == 1
     text = caplog.text
-    assert (f"2 of 2 requests ran with a smaller thinking budget than asked (asked 4096, ran 0-{short['thinking_budget']}): "
-            "prompt + answer budget leave no more room in max_model_len=64.") in text
+    assert (
+        f"2 of 2 requests ran with a smaller thinking budget than asked (asked 4096, ran 0-{short['thinking_budget']}): "
+        "prompt + answer budget leave no more room in max_model_len=64."
+    ) in text
     assert "1 of 2 prompts leave no room for an answer in max_model_len=64" in text
     assert text.count("smaller thinking budget") == 1

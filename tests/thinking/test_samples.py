@@ -7,16 +7,16 @@ import json
 
 import pytest
 from lm_eval.api.instance import Instance
+from m1tiny import QUESTIONS
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines import load_engine
 from m1_harness.thinking.engines.base import GenRequest
 from m1_harness.thinking.lm import M1BudgetLM
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.seeds import derive, sample_seed
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache
-from m1tiny import QUESTIONS
 
 TEMP, TOP_P = 1.0, 0.95
 SAMPLED = {"temperature": TEMP, "top_p": TOP_P}
@@ -40,10 +40,14 @@ def prompt_ids(tok, q):
 
 
 def budget_run(engine, budget, forcing, seeds, questions=QUESTIONS):
-    reqs = [BudgetRequest(prompt_ids(engine.tokenizer, q), budget, forcing, 16, ["\n\n"], seed=s)
-            for q, s in zip(questions, seeds)]
-    return [(t.thinking_ids, t.forced_positions, t.finish_reasons, t.hit_budget, t.answer_ids, t.text)
-            for t in BudgetForcer(engine, PRESETS["m1"]).run(reqs)]
+    reqs = [
+        BudgetRequest(prompt_ids(engine.tokenizer, q), budget, forcing, 16, ["\n\n"], seed=s)
+        for q, s in zip(questions, seeds)
+    ]
+    return [
+        (t.thinking_ids, t.forced_positions, t.finish_reasons, t.hit_budget, t.answer_ids, t.text)
+        for t in BudgetForcer(engine, PRESETS["m1"]).run(reqs)
+    ]
 
 
 SEEDS = [derive(7, "t", i, 0) for i in range(len(QUESTIONS))]
@@ -90,8 +94,17 @@ def inst(text, i, **gen):
 
 
 def m1(tiny, tmp_path, **kw):
-    args = dict(pretrained=tiny, engine="hf", dtype="float32", batch_size=4, thinking_budget=40, forcing=1,
-                trace_path=str(tmp_path / "t.jsonl"), cache_dir=str(tmp_path / "c"), seed=7)
+    args = dict(
+        pretrained=tiny,
+        engine="hf",
+        dtype="float32",
+        batch_size=4,
+        thinking_budget=40,
+        forcing=1,
+        trace_path=str(tmp_path / "t.jsonl"),
+        cache_dir=str(tmp_path / "c"),
+        seed=7,
+    )
     return M1BudgetLM(**{**args, **kw})
 
 
@@ -111,7 +124,11 @@ def test_k_samples_differ_replay_exactly_and_each_gets_a_record(tiny, tmp_path, 
     assert (lm.summary["requests"], lm.summary["samples"]) == (2, 3)
     settings = lm.get_model_info()["m1_budget"]["settings"]
     assert {k: settings[k] for k in ("samples", "seed", "temperature", "top_p")} == {
-        "samples": 3, "seed": 7, "temperature": TEMP, "top_p": TOP_P}
+        "samples": 3,
+        "seed": 7,
+        "temperature": TEMP,
+        "top_p": TOP_P,
+    }
     again = m1(tiny, tmp_path / "again", samples=3, cache="off")
     assert again.generate_until(reqs[::-1]) == out[::-1]
     assert [r["text"] for r in again.traces] == [r["text"] for r in recs[3:] + recs[:3]]
@@ -127,7 +144,8 @@ def test_samples_need_sampling_and_a_positive_count(tiny, tmp_path):
     assert str(err.value) == (
         "m1_budget: samples=2 needs sampling: under greedy decoding (do_sample=false or temperature 0) the 2 samples "
         "would be one trace 2 times. Pass do_sample=true and a temperature > 0 (lm_eval --gen_kwargs "
-        "do_sample=true,temperature=0.6,top_p=0.95; the m1 tasks set do_sample=false), or samples=1.")
+        "do_sample=true,temperature=0.6,top_p=0.95; the m1 tasks set do_sample=false), or samples=1."
+    )
     with pytest.raises(ValueError, match=r"^m1_budget: samples=0: give at least 1 trace per request$"):
         m1(tiny, tmp_path, samples=0)
     with pytest.raises(ValueError, match=r"^m1_budget: samples=0: give at least 1 trace per request$"):
@@ -169,7 +187,11 @@ def test_lm_eval_scores_sample_0_and_records_the_sampling_settings(tiny_lm_eval_
     res, recs = tiny_lm_eval_run.results, tiny_lm_eval_run.records
     settings = res["config"]["m1_budget"]["settings"]
     assert {k: settings[k] for k in ("samples", "seed", "temperature", "top_p")} == {
-        "samples": 2, "seed": 3, "temperature": 0.7, "top_p": 0.9}
+        "samples": 2,
+        "seed": 3,
+        "temperature": 0.7,
+        "top_p": 0.9,
+    }
     assert sorted((r["doc_id"], r["sample"]) for r in recs) == [(d, j) for d in range(3) for j in range(2)]
     assert all(r["sample_seed"] == derive(3, "medqa", r["doc_id"], r["sample"]) for r in recs)
     by_doc = {s["doc_id"]: s["resps"][0][0] for s in res["samples"]["medqa"]}

@@ -2,10 +2,10 @@
 engine (one id per character, so every count below is a count of characters)."""
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest, RequestLoop
 from m1_harness.thinking.engines.base import GenResult
 from m1_harness.thinking.engines.scripted import Script, StreamingScriptedEngine
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest, RequestLoop
 from m1_harness.thinking.scheduler import Admission
 from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
@@ -37,7 +37,12 @@ def test_admission_counts_what_a_request_holds_and_the_thinking_seen_so_far():
     adm.observe(lp)
     # expected: the mean of the finished requests that thought longer (shares of the budget), or
     # the rest of the budget when none did
-    assert [adm.thinking_left(40, 0), adm.thinking_left(40, 3), adm.thinking_left(40, 4), adm.thinking_left(1000, 0)] == [4, 1, 36, 100]
+    assert [
+        adm.thinking_left(40, 0),
+        adm.thinking_left(40, 3),
+        adm.thinking_left(40, 4),
+        adm.thinking_left(1000, 0),
+    ] == [4, 1, 36, 100]
     adm.observe(RequestLoop(forcer, BudgetRequest(req.prompt_ids, thinking_budget=5)))  # 0 of 5: thought nothing
     adm.thought.append(0.3)  # another thought 30% of its budget
     assert [adm.thinking_left(40, 0), adm.thinking_left(40, 4), adm.thinking_left(40, 12)] == [8, 8, 28]
@@ -62,7 +67,11 @@ def test_admission_follows_what_requests_hold_not_their_worst_case():
     assert eng.peak == 3
     assert all(t.text == "<|im_start|>think\naaaa\n<|im_start|>answer\nok" for t in traces)
     # new prompts at priority 1, continuing rounds (the answer) at 0: vLLM serves those first
-    assert [(c.priority, len(c.prompt_ids)) for (c,) in eng.calls[:3]] == [(1, PROMPT), (1, PROMPT), (0, PROMPT + 4 + PLAIN)]
+    assert [(c.priority, len(c.prompt_ids)) for (c,) in eng.calls[:3]] == [
+        (1, PROMPT),
+        (1, PROMPT),
+        (0, PROMPT + 4 + PLAIN),
+    ]
     assert sorted(c.priority for (c,) in eng.calls) == [0] * 6 + [1] * 6
 
 

@@ -3,10 +3,10 @@
 import pytest
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.engines.base import GenRequest, GenResult
 from m1_harness.thinking.engines.scripted import Script, ScriptedEngine
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.tracecache import CacheRefused, CachingEngine, TraceCache
 
 END = "<|im_end|>"
@@ -63,7 +63,10 @@ def test_resume_after_crash_regenerates_nothing_finished(tmp_path):
 def test_serving_rules(tmp_path):
     tok = ScriptedEngine({}).tokenizer
     cache = TraceCache(tmp_path / "c.sqlite", "m")
-    req = lambda m, **kw: GenRequest([5, 6], m, **kw)
+
+    def req(m, **kw):
+        return GenRequest([5, 6], m, **kw)
+
     cache.store([req(10, stop_token_ids=[2])], [GenResult([107, 108, 2], "stop", 2)], tok)
     assert cache.lookup(req(3, stop_token_ids=[2]), tok).token_ids == [107, 108, 2]
     r = cache.lookup(req(2, stop_token_ids=[2]), tok)
@@ -87,7 +90,8 @@ def test_refuses_unseeded_sampling(tmp_path):
         cache.lookup(GenRequest([5, 6], 3), tok, SAMPLED)
     assert str(err.value) == (
         "the trace cache holds sampled calls only when each has its own seed (decoding {'temperature': 0.7, "
-        "'top_p': 0.9}): unseeded sampled traces are not prefixes of one another. Pass a seed (seed=S) or cache=off.")
+        "'top_p': 0.9}): unseeded sampled traces are not prefixes of one another. Pass a seed (seed=S) or cache=off."
+    )
     with pytest.raises(CacheRefused):
         cache.store([GenRequest([5, 6], 3)], [GenResult([107], "length")], tok, SAMPLED)
 
@@ -110,7 +114,10 @@ def test_seeded_sampled_calls_hit_only_with_the_same_seed_and_decoding(tmp_path)
 def test_a_longer_result_replaces_a_shorter_one_and_a_stop_is_never_replaced(tmp_path):
     tok = ScriptedEngine({}).tokenizer
     cache = TraceCache(tmp_path / "c.sqlite", "m")
-    req = lambda m: GenRequest([5, 6], m, stop_token_ids=[2])  # a length result has exactly max_tokens ids
+
+    def req(m):
+        return GenRequest([5, 6], m, stop_token_ids=[2])  # a length result has exactly max_tokens ids
+
     cache.store([req(2)], [GenResult([107, 108], "length")], tok)
     cache.store([req(1)], [GenResult([107], "length")], tok)  # shorter: kept the longer
     assert cache.lookup(GenRequest([5, 6], 2, stop_token_ids=[2]), tok).token_ids == [107, 108]
@@ -151,8 +158,10 @@ def test_hits_from_other_library_versions_are_counted_and_named(tmp_path):
     again.hits += 1
     now = json.loads(cache.versions)["transformers"]
     assert again.other_version_hits == 1
-    assert again.version_note() == (f"1 of 1 trace-cache hits were generated under other library versions (transformers "
-                                    f"4.0.0 -> {now}); pass cache=off or a fresh cache_dir to regenerate them")
+    assert again.version_note() == (
+        f"1 of 1 trace-cache hits were generated under other library versions (transformers "
+        f"4.0.0 -> {now}); pass cache=off or a fresh cache_dir to regenerate them"
+    )
 
 
 # -- in-flight sweep probes: one pass fills the cache for the whole grid ------------------------
@@ -175,14 +184,19 @@ def probe_traces(engine, grid, probes=True):
 def test_probes_make_every_other_setting_a_pure_replay(tmp_path, grid, streaming):
     from m1_harness.thinking.engines.scripted import StreamingScriptedEngine
 
-    base = (StreamingScriptedEngine(SCRIPTS, kv_cache_tokens=400, block_size=8) if streaming
-            else ScriptedEngine(SCRIPTS, round_size=2))
+    base = (
+        StreamingScriptedEngine(SCRIPTS, kv_cache_tokens=400, block_size=8)
+        if streaming
+        else ScriptedEngine(SCRIPTS, round_size=2)
+    )
     cache = TraceCache(tmp_path / "c.sqlite", "scripted")
     largest = probe_traces(CachingEngine(base, cache), grid)
     alone = probe_traces(CachingEngine(ScriptedEngine(SCRIPTS), TraceCache(tmp_path / "d.sqlite", "s")), grid, False)
     assert [fields(t) for t in largest] == [fields(t) for t in alone]
     probed = sum(t.probe_tokens["generated_tokens"] for t in largest)
-    assert probed > 0 and all(set(t.probe_tokens) == {"context_tokens", "cached_tokens", "generated_tokens"} for t in largest)
+    assert probed > 0 and all(
+        set(t.probe_tokens) == {"context_tokens", "cached_tokens", "generated_tokens"} for t in largest
+    )
     calls = len(base.calls)
     for b, f in grid[1:]:
         replay = traces(CachingEngine(base, cache), b, f)
@@ -191,16 +205,23 @@ def test_probes_make_every_other_setting_a_pure_replay(tmp_path, grid, streaming
     assert len(base.calls) == calls  # no generate call at all after the probing run
     # probes generated exactly the answers the replays needed: their engine work, no more
     fresh = [traces(ScriptedEngine(SCRIPTS), b, f) for b, f in grid[1:]]
-    answers = {(tuple(t.prompt_ids + t.thinking_ids + t.answer_prefix_ids), len(t.answer_ids))
-               for run in fresh for t in run if t.answer_budget}
+    answers = {
+        (tuple(t.prompt_ids + t.thinking_ids + t.answer_prefix_ids), len(t.answer_ids))
+        for run in fresh
+        for t in run
+        if t.answer_budget
+    }
     mine = {(tuple(t.prompt_ids + t.thinking_ids + t.answer_prefix_ids), len(t.answer_ids)) for t in largest}
     assert probed == sum(n for _, n in answers - mine)
 
 
 def test_probes_must_be_cuts_of_the_run(tmp_path):
     engine = CachingEngine(ScriptedEngine(SCRIPTS), TraceCache(tmp_path / "c.sqlite", "s"))
-    with pytest.raises(ValueError, match=r"probe \(budget 50, forcing 1\) exceeds the run's own \(budget 40, "
-                                         r"forcing 2\): probes must be cuts of it"):
+    with pytest.raises(
+        ValueError,
+        match=r"probe \(budget 50, forcing 1\) exceeds the run's own \(budget 40, "
+        r"forcing 2\): probes must be cuts of it",
+    ):
         probe_traces(engine, [(40, 2), (50, 1)])
     with pytest.raises(ValueError, match=r"probe \(budget 10, forcing 3\) exceeds"):
         probe_traces(engine, [(40, 2), (10, 3)])

@@ -11,12 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO, SHARED_TRAIN
+from rescore import rescored_accuracy
 
 from m1_harness.training.config import ConfigError, TrainConfig, build_config, load_preset, parse_set
 from m1_harness.training.data import DataError, load_records, prepare
-
-from repo_paths import REPO, SHARED_TRAIN
-from rescore import rescored_accuracy
 
 M1_END = "<|im_end|>"
 
@@ -25,7 +24,9 @@ M1_END = "<|im_end|>"
 def train_data() -> Path:
     path = SHARED_TRAIN
     if not path.exists():
-        pytest.fail(f"training sample not found at {path}: set M1_HARNESS_TRAIN_DATA to the folder holding huatuogpt_o1_demo_sft.jsonl")
+        pytest.fail(
+            f"training sample not found at {path}: set M1_HARNESS_TRAIN_DATA to the folder holding huatuogpt_o1_demo_sft.jsonl"
+        )
     return path
 
 
@@ -46,10 +47,23 @@ def tiny_tok(tiny):
 def tiny_cfg(tiny, data, out, **kw) -> TrainConfig:
     """The m1-7b-1k preset, shrunk to the tiny model on CPU through ordinary overrides."""
     values = dict(
-        model=str(tiny), data=str(data), output_dir=str(out), bf16=False, gradient_checkpointing=False,
-        max_length=512, limit=24, per_device_batch_size=4, global_batch_size=8, max_steps=6,
-        learning_rate=3e-3, warmup_ratio=0.0, lr_scheduler="constant", save_strategy="steps", save_steps=3,
-        seed=0, logging_steps=1,
+        model=str(tiny),
+        data=str(data),
+        output_dir=str(out),
+        bf16=False,
+        gradient_checkpointing=False,
+        max_length=512,
+        limit=24,
+        per_device_batch_size=4,
+        global_batch_size=8,
+        max_steps=6,
+        learning_rate=3e-3,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        save_strategy="steps",
+        save_steps=3,
+        seed=0,
+        logging_steps=1,
     )
     values.update(kw)
     return build_config("m1-7b-1k", values)
@@ -74,7 +88,13 @@ def write_jsonl(path: Path, rows) -> Path:
 def test_presets_carry_the_m1_settings(name, model, data):
     cfg = build_config(name, {"output_dir": "x"})
     assert (cfg.model, cfg.data) == (model, data)
-    assert (cfg.epochs, cfg.global_batch_size, cfg.learning_rate, cfg.warmup_ratio, cfg.lr_scheduler) == (5, 16, 1e-5, 0.05, "cosine")
+    assert (cfg.epochs, cfg.global_batch_size, cfg.learning_rate, cfg.warmup_ratio, cfg.lr_scheduler) == (
+        5,
+        16,
+        1e-5,
+        0.05,
+        "cosine",
+    )
     assert (cfg.weight_decay, cfg.adam_beta1, cfg.adam_beta2, cfg.bf16) == (1e-4, 0.9, 0.95, True)
     assert cfg.max_length == 16384 and cfg.overlong == "truncate" and cfg.report_to == "none"
 
@@ -113,11 +133,34 @@ def test_cli_overrides_preset_then_set_then_flags():
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(
-        ["--preset", "m1-32b-1k", "--output", "o", "--set", "lr_scheduler=linear", "--set", "learning_rate=1e-4",
-         "--lr", "2e-5", "--set", "sft.packing=true", "--no-bf16", "--overlong", "drop", "--lora", "--max-length", "4096"]
+        [
+            "--preset",
+            "m1-32b-1k",
+            "--output",
+            "o",
+            "--set",
+            "lr_scheduler=linear",
+            "--set",
+            "learning_rate=1e-4",
+            "--lr",
+            "2e-5",
+            "--set",
+            "sft.packing=true",
+            "--no-bf16",
+            "--overlong",
+            "drop",
+            "--lora",
+            "--max-length",
+            "4096",
+        ]
     )
     cfg = cli.resolve(args)
-    assert (cfg.model, cfg.lr_scheduler, cfg.learning_rate, cfg.bf16) == ("Qwen/Qwen2.5-32B-Instruct", "linear", 2e-5, False)
+    assert (cfg.model, cfg.lr_scheduler, cfg.learning_rate, cfg.bf16) == (
+        "Qwen/Qwen2.5-32B-Instruct",
+        "linear",
+        2e-5,
+        False,
+    )
     assert (cfg.overlong, cfg.lora, cfg.max_length, cfg.extra) == ("drop", True, 4096, {"packing": True})
 
 
@@ -170,7 +213,9 @@ def test_sample_becomes_m1_prompt_and_completion(train_data, tiny, tiny_tok):
     rows, _ = load_records(str(train_data), limit=2)
     r = rows[0]
     options = "\n".join(f"{k}. {v}" for k, v in r["options"].items())
-    assert pairs[0]["prompt"] == f"<|im_start|>user\n{r['question'].strip()}\n{options}<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        pairs[0]["prompt"] == f"<|im_start|>user\n{r['question'].strip()}\n{options}<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert pairs[0]["completion"] == (
         f"<|im_start|>think\n{r['complex_cot'].strip()}\n<|im_start|>answer\nAnswer: {r['response'].strip()}<|im_end|>"
     )
@@ -204,7 +249,9 @@ def test_m1_hub_layout_loads_through_datasets(tmp_path, tiny, tiny_tok):
     cfg = tiny_cfg(tiny, tmp_path / "m1k-tokenized", "unused", max_length=100000)
     pairs, stats = prepare(cfg, tiny_tok)
     assert stats.data_format == "m1_hub" and stats.records == 3
-    assert pairs[2]["prompt"].startswith("<|im_start|>user\nA 42-year-old presents") and pairs[2]["prompt"].endswith("C. Pericarditis<|im_end|>\n<|im_start|>assistant\n")
+    assert pairs[2]["prompt"].startswith("<|im_start|>user\nA 42-year-old presents") and pairs[2]["prompt"].endswith(
+        "C. Pericarditis<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert pairs[2]["completion"] == (
         "<|im_start|>think\nOkay, ST elevation in case 2. Wait, troponin is up too.\n<|im_start|>answer\nAnswer: \\boxed{B}<|im_end|>"
     )
@@ -233,14 +280,20 @@ def test_unreachable_hub_dataset_is_named(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError) as err:
         load_records("UCSC-VLAA/m1k-tokenized")
-    assert str(err.value) == "UCSC-VLAA/m1k-tokenized: could not load the dataset (ConnectionError: Couldn't reach the Hub)"
+    assert (
+        str(err.value)
+        == "UCSC-VLAA/m1k-tokenized: could not load the dataset (ConnectionError: Couldn't reach the Hub)"
+    )
 
 
 def test_plain_prompt_completion_jsonl(tmp_path, tiny, tiny_tok):
-    path = write_jsonl(tmp_path / "pc.jsonl", [
-        {"prompt": "What is 2+2?", "completion": "<|im_start|>think\nadd\n<|im_start|>answer\nAnswer: 4<|im_end|>"},
-        {"prompt": "<|im_start|>user\nraw<|im_end|>\n<|im_start|>assistant\n", "completion": "ok"},
-    ])
+    path = write_jsonl(
+        tmp_path / "pc.jsonl",
+        [
+            {"prompt": "What is 2+2?", "completion": "<|im_start|>think\nadd\n<|im_start|>answer\nAnswer: 4<|im_end|>"},
+            {"prompt": "<|im_start|>user\nraw<|im_end|>\n<|im_start|>assistant\n", "completion": "ok"},
+        ],
+    )
     pairs, stats = prepare(tiny_cfg(tiny, path, "unused"), tiny_tok)
     assert stats.data_format == "prompt_completion"
     assert pairs[0]["prompt"] == "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
@@ -266,7 +319,9 @@ def test_missing_field_in_one_record_names_the_line(tmp_path, tiny, tiny_tok):
     path = write_jsonl(tmp_path / "gap.jsonl", [ok, ok, {**ok, "complex_cot": ""}])
     with pytest.raises(DataError) as err:
         prepare(tiny_cfg(tiny, path, "unused"), tiny_tok)
-    assert str(err.value) == f"{path}, line 3: field 'complex_cot' is missing or empty (needed for the sft_sample format)"
+    assert (
+        str(err.value) == f"{path}, line 3: field 'complex_cot' is missing or empty (needed for the sft_sample format)"
+    )
 
 
 def test_explicit_format_names_missing_field(tmp_path, tiny, tiny_tok):
@@ -296,7 +351,9 @@ def test_overlong_counted_then_dropped_or_truncated(train_data, tiny, tiny_tok):
     assert f"{over} longer than max_length 1500" in sd.report() and sd.report().endswith(f"dropped; {12 - over} used")
     with pytest.raises(DataError) as err:
         prepare(tiny_cfg(tiny, train_data, "unused", limit=3, max_length=50, overlong="drop"), tiny_tok)
-    assert str(err.value).endswith("no record left to train on: all 3 are longer than max_length 50 (overlong=drop); raise max_length or use --overlong truncate")
+    assert str(err.value).endswith(
+        "no record left to train on: all 3 are longer than max_length 50 (overlong=drop); raise max_length or use --overlong truncate"
+    )
 
 
 def test_cli_reports_bad_data_and_exits_2(tmp_path, capsys):
@@ -306,7 +363,9 @@ def test_cli_reports_bad_data_and_exits_2(tmp_path, capsys):
     rc = main(["train", "--data", str(path), "--output", str(tmp_path / "o"), "--model", "unused"])
     err = capsys.readouterr().err
     assert rc == 2  # the data is checked before the model is touched
-    assert err.startswith(f"m1-harness train: {path}: missing field 'prompt' needed for the prompt_completion format (prompt, completion); the records have: text.")
+    assert err.startswith(
+        f"m1-harness train: {path}: missing field 'prompt' needed for the prompt_completion format (prompt, completion); the records have: text."
+    )
 
 
 # --------------------------------------------------------------------------- real runs on the tiny model
@@ -326,7 +385,9 @@ def test_loss_mask_is_exactly_the_completion(train_data, tiny, tmp_path):
     assert all(t != -100 for t in labels[first:]) and kept == ids[first:]
     assert tok.decode(kept, clean_up_tokenization_spaces=False) == pairs[0]["completion"]
     assert tok.decode(ids[:first], clean_up_tokenization_spaces=False) == pairs[0]["prompt"]
-    assert tok.decode(kept).endswith("Answer: " + load_records(str(train_data), limit=1)[0][0]["response"].strip() + M1_END)
+    assert tok.decode(kept).endswith(
+        "Answer: " + load_records(str(train_data), limit=1)[0][0]["response"].strip() + M1_END
+    )
 
 
 @pytest.fixture(scope="module")
@@ -394,10 +455,37 @@ def test_cli_train_with_lora_writes_merged_model(train_data, tiny, tmp_path, cap
     from m1_harness.cli import main
 
     out = tmp_path / "lora"
-    rc = main(["train", "--preset", "m1-7b-1k", "--model", str(tiny), "--data", str(train_data), "--output", str(out),
-               "--limit", "4", "--max-length", "512", "--max-steps", "1", "--per-device-batch-size", "2",
-               "--global-batch-size", "2", "--no-bf16", "--lora", "--set", "gradient_checkpointing=false",
-               "--set", "lora_r=4", "--set", "save_strategy=no"])
+    rc = main(
+        [
+            "train",
+            "--preset",
+            "m1-7b-1k",
+            "--model",
+            str(tiny),
+            "--data",
+            str(train_data),
+            "--output",
+            str(out),
+            "--limit",
+            "4",
+            "--max-length",
+            "512",
+            "--max-steps",
+            "1",
+            "--per-device-batch-size",
+            "2",
+            "--global-batch-size",
+            "2",
+            "--no-bf16",
+            "--lora",
+            "--set",
+            "gradient_checkpointing=false",
+            "--set",
+            "lora_r=4",
+            "--set",
+            "save_strategy=no",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert f"model saved in {out}" in printed and "4 records (sft_sample)" in printed
@@ -421,7 +509,18 @@ def test_module_entry_point_prints_config_and_accelerate_paths():
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "m1_harness.training.cli", "--preset", "m1-7b-23k", "--output", "o", "--set", "epochs=3", "--show-config"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "m1_harness.training.cli",
+        "--preset",
+        "m1-7b-23k",
+        "--output",
+        "o",
+        "--set",
+        "epochs=3",
+        "--show-config",
+    ]
     cfg = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout)
     assert (cfg["data"], cfg["epochs"], cfg["preset"]) == ("UCSC-VLAA/m23k-tokenized", 3.0, "m1-7b-23k")
     cmd = [sys.executable, "-m", "m1_harness.training.cli", "--accelerate-config", "fsdp"]
@@ -435,11 +534,43 @@ def test_runs_under_accelerate_launch(train_data, tiny, tmp_path):
     import sys
 
     out = tmp_path / "acc"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "m1_harness.training.cli", "--model", str(tiny), "--data", str(train_data), "--output", str(out),
-           "--limit", "4", "--max-length", "256", "--max-steps", "1", "--per-device-batch-size", "2",
-           "--global-batch-size", "4", "--no-bf16", "--set", "gradient_checkpointing=false", "--set", "save_strategy=no"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "m1_harness.training.cli",
+        "--model",
+        str(tiny),
+        "--data",
+        str(train_data),
+        "--output",
+        str(out),
+        "--limit",
+        "4",
+        "--max-length",
+        "256",
+        "--max-steps",
+        "1",
+        "--per-device-batch-size",
+        "2",
+        "--global-batch-size",
+        "4",
+        "--no-bf16",
+        "--set",
+        "gradient_checkpointing=false",
+        "--set",
+        "save_strategy=no",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "m1_train_summary.json").read_text())
@@ -466,11 +597,24 @@ def test_smollm2_short_run_then_evaluates_with_m1_budget(train_data, smollm2_dir
     from m1_harness.training import train
 
     out = tmp_path / "smol"
-    cfg = build_config("m1-7b-1k", dict(
-        model=str(smollm2_dir), data=str(train_data), output_dir=str(out), bf16=False, gradient_checkpointing=False,
-        max_length=320, limit=2, per_device_batch_size=1, global_batch_size=1, max_steps=1, learning_rate=1e-5,
-        save_strategy="no", seed=0,
-    ))
+    cfg = build_config(
+        "m1-7b-1k",
+        dict(
+            model=str(smollm2_dir),
+            data=str(train_data),
+            output_dir=str(out),
+            bf16=False,
+            gradient_checkpointing=False,
+            max_length=320,
+            limit=2,
+            per_device_batch_size=1,
+            global_batch_size=1,
+            max_steps=1,
+            learning_rate=1e-5,
+            save_strategy="no",
+            seed=0,
+        ),
+    )
     train(cfg)
     summary = json.loads((out / "m1_train_summary.json").read_text())
     assert summary["global_step"] == 1 and summary["first_loss"] is not None
@@ -478,17 +622,35 @@ def test_smollm2_short_run_then_evaluates_with_m1_budget(train_data, smollm2_dir
 
     results = tmp_path / "eval"
     lm_eval = Path(sys.executable).with_name("lm_eval")
-    cmd = [str(lm_eval), "--model", "m1_budget", "--model_args", f"pretrained={out},thinking_budget=16,answer_budget=16",
-           "--tasks", "m1_demo", "--limit", "3", "--device", "cpu", "--output_path", str(results), "--log_samples"]
+    cmd = [
+        str(lm_eval),
+        "--model",
+        "m1_budget",
+        "--model_args",
+        f"pretrained={out},thinking_budget=16,answer_budget=16",
+        "--tasks",
+        "m1_demo",
+        "--limit",
+        "3",
+        "--device",
+        "cpu",
+        "--output_path",
+        str(results),
+        "--log_samples",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = list(results.rglob("results_*.json"))
     assert len(files) == 1
     res = json.loads(files[0].read_text())["results"]["m1_demo"]
     assert res["acc,none"] == pytest.approx(rescored_accuracy(results, "m1_demo"))
-    traces = [json.loads(l) for f in results.rglob("traces_*.jsonl") for l in f.read_text().splitlines() if l.strip()]
+    traces = [
+        json.loads(ln) for f in results.rglob("traces_*.jsonl") for ln in f.read_text().splitlines() if ln.strip()
+    ]
     assert len(traces) == 3 and {t["task"] for t in traces} == {"m1_demo"}
-    assert all(t["generated_tokens"] + t["forced_tokens"] <= 16 and t["text"].startswith("<|im_start|>think") for t in traces)
+    assert all(
+        t["generated_tokens"] + t["forced_tokens"] <= 16 and t["text"].startswith("<|im_start|>think") for t in traces
+    )
 
 
 def test_an_earlier_run_is_not_overwritten_without_being_asked(train_data, tmp_path, capsys):
@@ -502,7 +664,8 @@ def test_an_earlier_run_is_not_overwritten_without_being_asked(train_data, tmp_p
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == (
         f"m1-harness train: --output {str(out)!r} already holds checkpoints up to checkpoint-10: pass --resume to "
-        "continue from its last checkpoint, --overwrite to start again (its checkpoints are deleted), or another --output")
+        "continue from its last checkpoint, --overwrite to start again (its checkpoints are deleted), or another --output"
+    )
     assert main([*argv, "--resume", "--overwrite"]) == 2
     assert "--resume and --overwrite exclude each other" in capsys.readouterr().err
     (out / "checkpoint-2").rmdir()

@@ -11,14 +11,13 @@ import json
 import time
 
 import pytest
+import vllm_server
+from repo_paths import SHARED_TRAIN
 
 from m1_harness.curation import run_recipe
 from m1_harness.curation.items import read_jsonl
 from m1_harness.curation.plugin import builtin_stages
 from m1_harness.devmodels import tiny_qwen2_vllm
-
-import vllm_server
-from repo_paths import SHARED_TRAIN
 
 TRAIN = SHARED_TRAIN / "huatuogpt_o1_demo_sft.jsonl"
 
@@ -42,13 +41,15 @@ def test_difficulty_distill_verify_domain_against_vllm(vllm_server_url, tmp_path
     pool = tmp_path / "pool.jsonl"
     pool.write_text("".join(json.dumps(it) + "\n" for it in items))
     api = {"base_url": vllm_server_url, "model": "tiny", "concurrency": 2, "timeout": 120, "max_retries": 2}
-    recipe = {"stages": [
-        {"collect": {"sources": [{"path": str(pool)}]}},
-        {"difficulty": {**api, "max_tokens": 16, "drop": False}},
-        {"distill": {**api, "max_tokens": 48, "temperature": 0.0}},
-        {"verify": {"require_reasoning": False}},
-        {"domain": {**api, "max_tokens": 8}},
-    ]}
+    recipe = {
+        "stages": [
+            {"collect": {"sources": [{"path": str(pool)}]}},
+            {"difficulty": {**api, "max_tokens": 16, "drop": False}},
+            {"distill": {**api, "max_tokens": 48, "temperature": 0.0}},
+            {"verify": {"require_reasoning": False}},
+            {"domain": {**api, "max_tokens": 8}},
+        ]
+    }
     kw = dict(workdir=tmp_path / "w", registry=builtin_stages(), show_progress=False, log=lambda m: None)
     res = run_recipe(recipe, **kw)
     for s in res.stages[1:]:

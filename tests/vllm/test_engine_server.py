@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from m1_harness.thinking.engines.base import Engine
-
 import vllm_server
 from fault_proxy import FaultProxy
+
+from m1_harness.thinking.engines.base import Engine
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +41,13 @@ QUESTIONS = [
 def servers(vllm_tiny, tmp_path_factory):
     """Two replicas of the tiny model, started together: {"a": (proc, url), "b": (proc, url)}."""
     logs = tmp_path_factory.mktemp("server-logs")
-    started = {name: (*vllm_server.start(vllm_tiny, logs / f"{name}.log", max_model_len=2048, api_key=MARKER, core=core),
-                      logs / f"{name}.log")
-               for core, name in enumerate(("a", "b"))}
+    started = {
+        name: (
+            *vllm_server.start(vllm_tiny, logs / f"{name}.log", max_model_len=2048, api_key=MARKER, core=core),
+            logs / f"{name}.log",
+        )
+        for core, name in enumerate(("a", "b"))
+    }
     try:
         deadline = time.time() + 600
         for proc, url, log in started.values():
@@ -69,8 +72,10 @@ def _engine(vllm_tiny, base_url, **kw):
 def _budget_requests(tok):
     from m1_harness.thinking.request import BudgetRequest
 
-    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
-               for q in QUESTIONS]
+    prompts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+        for q in QUESTIONS
+    ]
     return [BudgetRequest(tok.encode(p, add_special_tokens=False), 96, 2, 16) for p in prompts]
 
 
@@ -80,7 +85,11 @@ class Counting(Engine):
 
     def __init__(self, engine, after_first=None):
         self.engine, self.after_first, self.sent, self.calls = engine, after_first, 0, 0
-        self.tokenizer, self.max_model_len, self.eos_token_ids = engine.tokenizer, engine.max_model_len, engine.eos_token_ids
+        self.tokenizer, self.max_model_len, self.eos_token_ids = (
+            engine.tokenizer,
+            engine.max_model_len,
+            engine.eos_token_ids,
+        )
         self.streaming = engine.streaming
 
     @property
@@ -137,9 +146,21 @@ def reference(servers, vllm_tiny):
     return [_key(t) for t in traces], eng.sent
 
 
-TRACE_FIELDS = ("doc_id", "text", "thinking_budget", "thinking_tokens", "generated_tokens", "forced_tokens",
-                "forced_positions", "forcing_rounds", "finish_reasons", "stop_reasons", "answer_tokens",
-                "answer_finish_reason", "hit_budget")
+TRACE_FIELDS = (
+    "doc_id",
+    "text",
+    "thinking_budget",
+    "thinking_tokens",
+    "generated_tokens",
+    "forced_tokens",
+    "forced_positions",
+    "forcing_rounds",
+    "finish_reasons",
+    "stop_reasons",
+    "answer_tokens",
+    "answer_finish_reason",
+    "hit_budget",
+)
 
 
 def _same(records) -> list[dict]:
@@ -150,12 +171,32 @@ def _same(records) -> list[dict]:
 def _lm_eval(out: Path, vllm_tiny, extra: str, eval_data_dir) -> tuple[list[dict], str]:
     """``lm_eval`` on medqa --limit 8 with forcing (``MODEL_ARGS`` + ``extra``) into ``out``: the trace
     records and the captured log."""
-    env = dict(os.environ, M1_HARNESS_DATA=str(eval_data_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false", M1_HARNESS_CACHE=str(out / "cache"),
-               **{KEY_ENV: MARKER})
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "m1_budget", "--model_args",
-           f"pretrained={vllm_tiny},{MODEL_ARGS},{extra},cache=on,trace_path={out / 'traces.jsonl'}",
-           "--tasks", "medqa", "--limit", "8", "--output_path", str(out / "results"), "--log_samples"]
+    env = dict(
+        os.environ,
+        M1_HARNESS_DATA=str(eval_data_dir),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        VLLM_CPU_KVCACHE_SPACE="1",
+        TOKENIZERS_PARALLELISM="false",
+        M1_HARNESS_CACHE=str(out / "cache"),
+        **{KEY_ENV: MARKER},
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "m1_budget",
+        "--model_args",
+        f"pretrained={vllm_tiny},{MODEL_ARGS},{extra},cache=on,trace_path={out / 'traces.jsonl'}",
+        "--tasks",
+        "medqa",
+        "--limit",
+        "8",
+        "--output_path",
+        str(out / "results"),
+        "--log_samples",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     records = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
@@ -166,20 +207,23 @@ def _lm_eval(out: Path, vllm_tiny, extra: str, eval_data_dir) -> tuple[list[dict
 @pytest.fixture(scope="module")
 def in_process(vllm_tiny, tmp_path_factory, eval_data_dir):
     """``lm_eval`` with the in-process vLLM engine: the records every served run must equal."""
-    records, _ = _lm_eval(tmp_path_factory.mktemp("in-process"), vllm_tiny, "engine=vllm,enforce_eager=true",
-                          eval_data_dir)
+    records, _ = _lm_eval(
+        tmp_path_factory.mktemp("in-process"), vllm_tiny, "engine=vllm,enforce_eager=true", eval_data_dir
+    )
     assert sum(r["forcing_rounds"] for r in records) >= 2  # forcing really ran
     return records
 
 
-def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(servers, vllm_tiny, tmp_path, in_process,
-                                                                       eval_data_dir):
+def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(
+    servers, vllm_tiny, tmp_path, in_process, eval_data_dir
+):
     """``lm_eval`` on medqa --limit 8 with forcing: engine=server's traces (streaming rounds) equal
     engine=vllm's token for token; the API key (a marker) is in no output, trace, cache file nor captured log."""
-    records, log = _lm_eval(tmp_path, vllm_tiny, f"engine=server,base_url={servers['a'][1]},api_key_env={KEY_ENV}",
-                            eval_data_dir)
+    records, log = _lm_eval(
+        tmp_path, vllm_tiny, f"engine=server,base_url={servers['a'][1]},api_key_env={KEY_ENV}", eval_data_dir
+    )
     assert _same(records) == _same(in_process)
-    summary, = _summaries(log)
+    (summary,) = _summaries(log)
     assert summary["server"]["replicas"][0]["alive"] and summary["server"]["requests_moved"] == 0
     assert summary["server"]["replicas"][0]["rounds"] == summary["cache_misses"]
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -188,14 +232,15 @@ def test_lm_eval_server_equals_in_process_vllm_and_key_is_never_written(servers,
     assert [p for p in files if MARKER.encode() in p.read_bytes()] == []
 
 
-def test_data_parallel_size_2_runs_vllms_own_dp_server_and_equals_in_process(vllm_tiny, tmp_path, in_process,
-                                                                              eval_data_dir):
+def test_data_parallel_size_2_runs_vllms_own_dp_server_and_equals_in_process(
+    vllm_tiny, tmp_path, in_process, eval_data_dir
+):
     """engine=vllm,data_parallel_size=2: m1_budget starts vLLM's own server with --data-parallel-size 2 (two
     engine processes under vLLM's DP coordinator), pins each request to one rank, gives the in-process
     engine's traces token for token, and stops the server (by PID) when lm_eval ends."""
     records, log = _lm_eval(tmp_path, vllm_tiny, "engine=vllm,enforce_eager=true,data_parallel_size=2", eval_data_dir)
     assert _same(records) == _same(in_process)
-    summary, = _summaries(log)
+    (summary,) = _summaries(log)
     served = summary["server"]
     owned = served["owned_server"]
     assert "--data-parallel-size 2" in owned["command"] and Path(owned["log"]).is_file()
@@ -209,42 +254,81 @@ def test_data_parallel_size_2_runs_vllms_own_dp_server_and_equals_in_process(vll
 
 def _summaries(log: str) -> list[dict]:
     """The ``m1_budget: {...}`` run summaries in a captured log, in order."""
-    return [json.loads(x[len("m1_budget: "):].split("; trace records in")[0])
-            for x in log.splitlines() if x.startswith("m1_budget: {")]
+    return [
+        json.loads(x[len("m1_budget: ") :].split("; trace records in")[0])
+        for x in log.splitlines()
+        if x.startswith("m1_budget: {")
+    ]
 
 
-def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays(servers, vllm_tiny, tmp_path,
-                                                                                 eval_data_dir):
+def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays(
+    servers, vllm_tiny, tmp_path, eval_data_dir
+):
     """``m1-harness sweep`` (2 budgets x 2 forcings, medqa --limit 8) over engine=server (streaming, trace
     cache, in-flight probes) gives in-process vLLM's per-setting trace records token for token and the same
     table; after the first setting (whose probes answer the others) no setting sends a single HTTP request
     nor costs the engine a token."""
     from m1_harness.thinking.engines.base import TOKEN_COUNTS
 
-    env = dict(os.environ, M1_HARNESS_DATA=str(eval_data_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false", M1_HARNESS_CACHE=str(tmp_path / "home"),
-               **{KEY_ENV: MARKER})
+    env = dict(
+        os.environ,
+        M1_HARNESS_DATA=str(eval_data_dir),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        VLLM_CPU_KVCACHE_SPACE="1",
+        TOKENIZERS_PARALLELISM="false",
+        M1_HARNESS_CACHE=str(tmp_path / "home"),
+        **{KEY_ENV: MARKER},
+    )
     base = "answer_budget=16,think_end=ism,dtype=float32,max_model_len=2048,cache=on"
     runs = {}
-    for name, extra in (("server", f"engine=server,base_url={servers['a'][1]},api_key_env={KEY_ENV}"),
-                        ("vllm", "engine=vllm,enforce_eager=true")):
+    for name, extra in (
+        ("server", f"engine=server,base_url={servers['a'][1]},api_key_env={KEY_ENV}"),
+        ("vllm", "engine=vllm,enforce_eager=true"),
+    ):
         out = tmp_path / name
-        cmd = [sys.executable, "-m", "m1_harness", "sweep", "--model_args",
-               f"pretrained={vllm_tiny},{base},{extra},cache_dir={out / 'cache'}", "--tasks", "medqa",
-               "--budgets", "48,96", "--forcing", "0,2", "--limit", "8", "--output_path", str(out / "sweep")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "m1_harness",
+            "sweep",
+            "--model_args",
+            f"pretrained={vllm_tiny},{base},{extra},cache_dir={out / 'cache'}",
+            "--tasks",
+            "medqa",
+            "--budgets",
+            "48,96",
+            "--forcing",
+            "0,2",
+            "--limit",
+            "8",
+            "--output_path",
+            str(out / "sweep"),
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
         runs[name] = (out / "sweep", _summaries(proc.stderr))
     settings = ("budget96_forcing2", "budget96_forcing0", "budget48_forcing2", "budget48_forcing0")
     for setting in settings:
-        recs = {name: [json.loads(x) for x in (out / setting / "traces.jsonl").read_text().splitlines()]
-                for name, (out, _) in runs.items()}
+        recs = {
+            name: [json.loads(x) for x in (out / setting / "traces.jsonl").read_text().splitlines()]
+            for name, (out, _) in runs.items()
+        }
         assert len(recs["server"]) == len(recs["vllm"]) == 8, setting
         assert _same(recs["server"]) == _same(recs["vllm"]), setting
     assert sum(r["forcing_rounds"] for r in recs["server"]) == 0  # the last setting, forcing 0
     rows = {name: json.loads((out / "sweep.json").read_text()) for name, (out, _) in runs.items()}
-    same = ("task", "budget", "forcing", "n", "acc", "mean_thinking_tokens", "hit_budget_share", "context_tokens",
-            "generated_tokens")  # cached_tokens: the server reports none unless started with prompt token details
+    same = (
+        "task",
+        "budget",
+        "forcing",
+        "n",
+        "acc",
+        "mean_thinking_tokens",
+        "hit_budget_share",
+        "context_tokens",
+        "generated_tokens",
+    )  # cached_tokens: the server reports none unless started with prompt token details
     assert [{k: r[k] for k in same} for r in rows["server"]] == [{k: r[k] for k in same} for r in rows["vllm"]]
     for name, (_, summaries) in runs.items():
         assert len(summaries) == 4, name
@@ -260,8 +344,8 @@ def test_sweep_over_server_equals_in_process_and_later_settings_are_pure_replays
 
 
 def test_wrong_key_model_name_or_unset_key_is_a_clear_error(servers, vllm_tiny, monkeypatch):
-    from m1_harness.thinking.engines.base import EngineError
     from m1_harness.http import ApiKeyMissing
+    from m1_harness.thinking.engines.base import EngineError
 
     with pytest.raises(EngineError, match=r"refused the API key \(HTTP 401\): set api_key_env") as err:
         from m1_harness.thinking.engines.server import ServerEngine
@@ -271,8 +355,9 @@ def test_wrong_key_model_name_or_unset_key_is_a_clear_error(servers, vllm_tiny, 
     monkeypatch.setenv(KEY_ENV, MARKER)
     with pytest.raises(EngineError) as err:
         _engine(vllm_tiny, servers["a"][1], served_model="m1-7b")
-    assert str(err.value) == (f"served_model='m1-7b' is not served at {servers['a'][1]} (it serves ['tiny']): pass one "
-                              "of those names")
+    assert str(err.value) == (
+        f"served_model='m1-7b' is not served at {servers['a'][1]} (it serves ['tiny']): pass one of those names"
+    )
     monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(ApiKeyMissing, match=f"api_key_env='{KEY_ENV}': the environment variable {KEY_ENV} is not set"):
         _engine(vllm_tiny, servers["a"][1])
@@ -300,8 +385,9 @@ def test_sglang_dialect_against_a_stand_in_of_its_api_shape(servers, vllm_tiny, 
     completion request/response shape, generating with vLLM server A): the same traces as the reference,
     only fields SGLang's CompletionRequest has, each request pinned to one rank by ``routed_dp_rank``.
     The vLLM dialect against it is refused for its vLLM-only fields (the stand-in checks what it gets)."""
-    from m1_harness.thinking.engines.base import EngineError
     from sglang_standin import SGLangStandIn
+
+    from m1_harness.thinking.engines.base import EngineError
 
     with SGLangStandIn(servers["a"][1]) as standin:
         eng = Counting(_engine(vllm_tiny, standin.base_url, server_api="sglang", data_parallel_size=2))
@@ -316,8 +402,9 @@ def test_sglang_dialect_against_a_stand_in_of_its_api_shape(servers, vllm_tiny, 
     assert "['include_stop_str_in_output', 'spaces_between_special_tokens']" in str(err.value)
 
 
-def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished_work(servers, vllm_tiny, reference,
-                                                                                  key_env):
+def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished_work(
+    servers, vllm_tiny, reference, key_env
+):
     """Requests spread over A and B, each request's rounds stay on its replica (barrier rounds). Then
     streaming rounds, and B is killed (SIGKILL, by PID) as soon as the first round came back, with
     requests in flight on it: the run finishes on A with the same traces, no round B finished is sent
@@ -337,8 +424,10 @@ def test_two_replicas_rounds_stay_put_and_a_killed_replica_moves_only_unfinished
     assert summary["requests_moved"] == 0
 
     killed = []
-    eng = Counting(_engine(vllm_tiny, f"{url_a},{url_b}", backoff=0.05, max_backoff=0.2, max_retries=3),
-                   after_first=lambda: killed.append(vllm_server.stop(servers["b"][0], signal.SIGKILL)))
+    eng = Counting(
+        _engine(vllm_tiny, f"{url_a},{url_b}", backoff=0.05, max_backoff=0.2, max_retries=3),
+        after_first=lambda: killed.append(vllm_server.stop(servers["b"][0], signal.SIGKILL)),
+    )
     assert eng.streaming
     traces = _run(eng)
     assert killed and servers["b"][0].poll() is not None

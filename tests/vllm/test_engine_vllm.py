@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_paths import SHARED_EVAL
 
 from m1_harness.thinking.engines.base import GenRequest, GenResult
-from repo_paths import SHARED_EVAL
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 N_NEW = 48
@@ -54,8 +54,11 @@ def engine(vllm_tiny):
 def prompts(engine):
     tok = engine.tokenizer
     return [
-        list(tok.apply_chat_template([{"role": "user", "content": u}], add_generation_prompt=True, tokenize=True,
-                                     return_dict=True)["input_ids"])
+        list(
+            tok.apply_chat_template(
+                [{"role": "user", "content": u}], add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        )
         for u in USERS
     ]
 
@@ -71,9 +74,18 @@ def reference(vllm_tiny, prompts):
     with torch.inference_mode():
         for p in prompts:
             ids = torch.tensor([p])
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=N_NEW, do_sample=False,
-                                 eos_token_id=None, pad_token_id=0, top_k=None, top_p=None, temperature=None)
-            out.append(gen[0, len(p):].tolist())
+            gen = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=N_NEW,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=0,
+                top_k=None,
+                top_p=None,
+                temperature=None,
+            )
+            out.append(gen[0, len(p) :].tolist())
     assert any(len(set(r)) > 5 for r in out), "the tiny model degenerated: comparisons would be vacuous"
     return out
 
@@ -124,7 +136,9 @@ def test_eos_stops_only_when_listed(vllm_tiny, prompts, reference, tmp_path):
     eng = VLLMEngine(str(eos_dir), dtype="float32", enforce_eager=True, max_model_len=512, progress=False)
     try:
         assert eng.tokenizer.eos_token_id == eos and eos in eng.eos_token_ids
-        unlisted, listed = eng.generate([GenRequest(prompts[0], N_NEW), GenRequest(prompts[0], N_NEW, stop_token_ids=[eos])])
+        unlisted, listed = eng.generate(
+            [GenRequest(prompts[0], N_NEW), GenRequest(prompts[0], N_NEW, stop_token_ids=[eos])]
+        )
     finally:
         eng.llm.llm_engine.engine_core.shutdown()
     assert (unlisted.token_ids, unlisted.finish_reason) == (ref, "length")
@@ -136,8 +150,8 @@ def test_the_trace_cache_around_vllm_cuts_a_longer_run_exactly(engine, prompts, 
     fewer forcing rounds (and a non-default forcing string) from the cache equals a fresh run, and only its
     answer round reaches vLLM."""
     from m1_harness.thinking.budget import BudgetForcer
-    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.thinking.markers import PRESETS
+    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.thinking.tracecache import CachingEngine, TraceCache
 
     cache = TraceCache(tmp_path / "c.sqlite", "vllm-tiny")
@@ -166,7 +180,7 @@ def test_stop_strings_cut_ids_and_text(engine, prompts, reference):
     reqs, expect = [], []
     for p, ref in zip(prompts, reference):
         k = len(ref) // 3
-        stop = tok.decode(ref[k: k + 2], skip_special_tokens=False)[-3:]  # may start mid-token
+        stop = tok.decode(ref[k : k + 2], skip_special_tokens=False)[-3:]  # may start mid-token
         assert stop
         reqs.append(GenRequest(p, N_NEW, stop_strings=["never-generated-xyz", stop]))
         expect.append((_cut(tok, ref, stop), stop))
@@ -201,6 +215,7 @@ def test_resubmitting_a_prefix_continues_the_same_trace(engine, prompts, referen
 def test_same_results_as_the_transformers_engine(engine, vllm_tiny, prompts, reference):
     """Both engines honour one contract: identical GenResults for stop ids, strings and lengths."""
     from m1_harness.thinking.engines import hf
+
     other = hf.HFEngine(str(vllm_tiny), dtype="float32", device="cpu", batch_size=4, progress=False)
     tok = engine.tokenizer
     reqs = []
@@ -233,13 +248,25 @@ def test_lm_eval_cli_m1_budget_on_vllm_medqa(tmp_path):
     model = smollm2()
     out, traces = tmp_path / "out", tmp_path / "traces.jsonl"
     cmd = [
-        sys.executable, "-m", "lm_eval", "--model", "m1_budget",
-        "--model_args", f"pretrained={model},engine=vllm,thinking_budget=32,enforce_eager=True,dtype=float32,"
-                        f"max_model_len=2048,cache=off,trace_path={traces}",
-        "--tasks", "medqa", "--limit", "5", "--output_path", str(out), "--log_samples",
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "m1_budget",
+        "--model_args",
+        f"pretrained={model},engine=vllm,thinking_budget=32,enforce_eager=True,dtype=float32,"
+        f"max_model_len=2048,cache=off,trace_path={traces}",
+        "--tasks",
+        "medqa",
+        "--limit",
+        "5",
+        "--output_path",
+        str(out),
+        "--log_samples",
     ]
-    env = dict(os.environ, M1_HARNESS_DATA=data, VLLM_CPU_KVCACHE_SPACE="2", HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1")
+    env = dict(
+        os.environ, M1_HARNESS_DATA=data, VLLM_CPU_KVCACHE_SPACE="2", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"
+    )
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     results = sorted(out.rglob("results_*.json"))

@@ -28,8 +28,15 @@ SEEDS = [derive(7, "t", i, 0) for i in range(len(USERS))]
 def engine(vllm_tiny):
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
-    eng = VLLMEngine(str(vllm_tiny), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
-                     temperature=TEMP, top_p=TOP_P)
+    eng = VLLMEngine(
+        str(vllm_tiny),
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=512,
+        progress=False,
+        temperature=TEMP,
+        top_p=TOP_P,
+    )
     yield eng
     eng.llm.llm_engine.engine_core.shutdown()
 
@@ -37,8 +44,13 @@ def engine(vllm_tiny):
 @pytest.fixture(scope="module")
 def prompts(engine):
     tok = engine.tokenizer
-    return [tok.encode(tok.apply_chat_template([{"role": "user", "content": u}], tokenize=False,
-                                               add_generation_prompt=True), add_special_tokens=False) for u in USERS]
+    return [
+        tok.encode(
+            tok.apply_chat_template([{"role": "user", "content": u}], tokenize=False, add_generation_prompt=True),
+            add_special_tokens=False,
+        )
+        for u in USERS
+    ]
 
 
 def streamed(engine, reqs):
@@ -51,8 +63,10 @@ def streamed(engine, reqs):
 
 
 def test_a_seeded_call_ignores_its_batch_and_a_shorter_call_is_its_cut(engine, prompts):
-    reqs = [GenRequest(p, 40, stop_token_ids=[engine.tokenizer.convert_tokens_to_ids("<|im_end|>")], seed=s)
-            for p, s in zip(prompts, SEEDS)]
+    reqs = [
+        GenRequest(p, 40, stop_token_ids=[engine.tokenizer.convert_tokens_to_ids("<|im_end|>")], seed=s)
+        for p, s in zip(prompts, SEEDS)
+    ]
     batch = engine.generate(reqs)
     assert [engine.generate([r])[0] for r in reqs] == batch
     assert engine.generate(reqs[::-1]) == batch[::-1]
@@ -70,8 +84,14 @@ def test_seeded_sampling_on_cpu_prefills_prompts_whole(engine, vllm_tiny):
     from m1_harness.thinking.engines.vllm import VLLMEngine
 
     reqs = [GenRequest(list(range(10 + i, 310 + i)), 8, [], seed=1000 + i) for i in range(6)]  # 6 x 300 > 128
-    chunked = VLLMEngine(str(vllm_tiny), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
-                         max_num_batched_tokens=128)
+    chunked = VLLMEngine(
+        str(vllm_tiny),
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=512,
+        progress=False,
+        max_num_batched_tokens=128,
+    )
     try:
         assert chunked.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill
         chunked.set_sampling(TEMP, TOP_P)
@@ -84,12 +104,14 @@ def test_seeded_sampling_on_cpu_prefills_prompts_whole(engine, vllm_tiny):
 
 def budget_run(engine, prompts, budget, forcing, seeds):
     from m1_harness.thinking.budget import BudgetForcer
-    from m1_harness.thinking.request import BudgetRequest
     from m1_harness.thinking.markers import PRESETS
+    from m1_harness.thinking.request import BudgetRequest
 
     reqs = [BudgetRequest(p, budget, forcing, 8, [], seed=s) for p, s in zip(prompts, seeds)]
-    return [(t.thinking_ids, t.forced_positions, t.hit_budget, t.answer_ids, t.text)
-            for t in BudgetForcer(engine, PRESETS["m1"], "Hmm").run(reqs)]
+    return [
+        (t.thinking_ids, t.forced_positions, t.hit_budget, t.answer_ids, t.text)
+        for t in BudgetForcer(engine, PRESETS["m1"], "Hmm").run(reqs)
+    ]
 
 
 def test_a_seeded_sampled_trace_is_the_same_alone_or_batched(engine, prompts):
@@ -119,6 +141,7 @@ def test_the_server_engine_sends_each_calls_seed(engine, prompts, vllm_tiny, tmp
     import time
 
     import vllm_server
+
     from m1_harness.thinking.engines.server import ServerEngine
 
     proc, url = vllm_server.start(vllm_tiny, tmp_path / "server.log", max_model_len=512, core=1)

@@ -13,15 +13,18 @@ import os
 import pytest
 
 from m1_harness.thinking.budget import BudgetForcer
-from m1_harness.thinking.request import BudgetRequest
 from m1_harness.thinking.markers import PRESETS
+from m1_harness.thinking.request import BudgetRequest
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-USERS = ["The patient presents with fever, cough and shortness of breath.",
-         "Which of the following is the most likely diagnosis?",
-         "Wait, let me think step by step about the mechanism of action of this drug.",
-         "Myocardial infarction", "A 45-year-old man has chest pain on exertion.",
-         "The patient presents with fever, cough and chest pain."]
+USERS = [
+    "The patient presents with fever, cough and shortness of breath.",
+    "Which of the following is the most likely diagnosis?",
+    "Wait, let me think step by step about the mechanism of action of this drug.",
+    "Myocardial infarction",
+    "A 45-year-old man has chest pain on exertion.",
+    "The patient presents with fever, cough and chest pain.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +42,33 @@ def setup(engine):
     from m1_harness.thinking.engines.base import GenRequest
 
     tok = engine.tokenizer
-    prompts = [list(tok.apply_chat_template([{"role": "user", "content": u}], add_generation_prompt=True,
-                                            tokenize=True, return_dict=True)["input_ids"]) for u in USERS]
+    prompts = [
+        list(
+            tok.apply_chat_template(
+                [{"role": "user", "content": u}], add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        )
+        for u in USERS
+    ]
     think = tok.encode(PRESETS["m1"].think_start, add_special_tokens=False)
     outs = engine.generate([GenRequest(p + think, 120) for p in prompts])
     counts: dict[int, int] = {}
     for o in outs:
         for t in set(o.token_ids[5:60]):
             counts[t] = counts.get(t, 0) + 1
-    end = max((t for t in counts if len(tok.encode(tok.decode([t]), add_special_tokens=False)) == 1
-               and tok.decode([t]).strip()), key=lambda t: counts[t])
+    end = max(
+        (
+            t
+            for t in counts
+            if len(tok.encode(tok.decode([t]), add_special_tokens=False)) == 1 and tok.decode([t]).strip()
+        ),
+        key=lambda t: counts[t],
+    )
     markers = PRESETS["m1"].with_overrides(think_end=(tok.decode([end]),))
-    reqs = [BudgetRequest(p, thinking_budget=b, forcing=f, answer_budget=12)
-            for p, (b, f) in zip(prompts, [(100, 2), (40, 1), (150, 3), (30, 0), (100, 1), (0, 0)])]
+    reqs = [
+        BudgetRequest(p, thinking_budget=b, forcing=f, answer_budget=12)
+        for p, (b, f) in zip(prompts, [(100, 2), (40, 1), (150, 3), (30, 0), (100, 1), (0, 0)])
+    ]
     return markers, reqs
 
 
@@ -97,7 +114,8 @@ def test_every_later_round_reuses_the_blocks_of_the_one_before(engine, setup):
         assert rt["context_tokens"] == contexts
         assert rt["generated_tokens"][-1] == len(t.answer_ids)
         assert sum(rt["generated_tokens"][: t.rounds]) == t.generated_tokens + sum(
-            1 for r in t.finish_reasons if r == "stop")  # each stopped round also wrote its end marker
+            1 for r in t.finish_reasons if r == "stop"
+        )  # each stopped round also wrote its end marker
         for k in range(1, n):
             computed = contexts[k - 1] + rt["generated_tokens"][k - 1] - 1
             assert rt["cached_tokens"][k] == block * (min(computed, contexts[k] - 1) // block), (k, rt)
@@ -142,13 +160,25 @@ def test_a_kv_cache_too_small_for_the_batch_still_serves_every_later_round(engin
 
     markers, base = setup
     reqs = [BudgetRequest(r.prompt_ids, b, f, 12) for r in base for b, f in [(100, 2), (60, 1), (120, 0)]]
-    small = VLLMEngine(str(vllm_tiny), dtype="float32", enforce_eager=True, max_model_len=512, progress=False,
-                       num_gpu_blocks_override=24)
+    small = VLLMEngine(
+        str(vllm_tiny),
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=512,
+        progress=False,
+        num_gpu_blocks_override=24,
+    )
     try:
         block, forcer = small.block_size, BudgetForcer(small, markers)
         assert small.kv_cache_tokens == 24 * block
-        worst = [-(-(len(r.prompt_ids) + len(forcer.think_start_ids) + r.thinking_budget + len(forcer.answer_cut)
-                     + 12) // block) + 1 for r in reqs]
+        worst = [
+            -(
+                -(len(r.prompt_ids) + len(forcer.think_start_ids) + r.thinking_budget + len(forcer.answer_cut) + 12)
+                // block
+            )
+            + 1
+            for r in reqs
+        ]
         assert max(worst) * 3 <= 24 < max(worst) * 4
         peak, submit = [0], small.submit
 
@@ -208,10 +238,20 @@ def test_killed_streaming_run_resumes_without_regenerating_a_finished_request(en
     markers, base = setup
     reqs = [BudgetRequest(r.prompt_ids, b, f, 12) for r in base for b, f in [(120, 2), (60, 1), (90, 0)]]
     done_file, cache_file = tmp_path / "done.txt", tmp_path / "c.sqlite"
-    args = dict(model=str(vllm_tiny), cache=str(cache_file), done=str(done_file), think_end=markers.think_end[0],
-                kv_tokens=2 * 320, requests=[(r.prompt_ids, r.thinking_budget, r.forcing) for r in reqs])
-    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = dict(
+        model=str(vllm_tiny),
+        cache=str(cache_file),
+        done=str(done_file),
+        think_end=markers.think_end[0],
+        kv_tokens=2 * 320,
+        requests=[(r.prompt_ids, r.thinking_budget, r.forcing) for r in reqs],
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 600
     try:
         while time.time() < deadline and child.poll() is None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from m1_harness.errors import UserError
 
@@ -22,8 +23,6 @@ def data_parallel_ranks(value) -> int:
     if dp < 1:
         raise EngineError(f"data_parallel_size={value}: must be at least 1 (engine ranks per server)")
     return dp
-
-from m1_harness.errors import UserError
 
 
 @dataclass
@@ -130,10 +129,13 @@ def check_result(req: GenRequest, res: GenResult, vocab_size: int | None, max_mo
         elif res.finish_reason not in ("stop", "length"):
             problem = f"finish_reason={res.finish_reason!r} (expected stop or length)"
         elif res.finish_reason == "stop" and not (
-                (last_is_stop and res.stop_reason in stops and n and ids[-1] == res.stop_reason)
-                or (isinstance(res.stop_reason, str) and res.stop_reason in req.stop_strings)):
-            problem = (f"finish 'stop' on {res.stop_reason!r}, which is not the last id and a stop of the request "
-                       f"(stop ids {sorted(stops)}, stop strings {list(req.stop_strings)})")
+            (last_is_stop and res.stop_reason in stops and n and ids[-1] == res.stop_reason)
+            or (isinstance(res.stop_reason, str) and res.stop_reason in req.stop_strings)
+        ):
+            problem = (
+                f"finish 'stop' on {res.stop_reason!r}, which is not the last id and a stop of the request "
+                f"(stop ids {sorted(stops)}, stop strings {list(req.stop_strings)})"
+            )
         elif early is not None:
             problem = f"stop id {ids[early]} at position {early} of {n}: generation went on past a stop"
     if problem is not None:
@@ -146,7 +148,7 @@ def model_vocab_size(config, tokenizer) -> int:
     return max(int(getattr(text, "vocab_size", 0) or 0), len(tokenizer))
 
 
-def _hub_revision(repo_id: str) -> str | None:
+def hub_revision(repo_id: str) -> str | None:
     """The commit a Hub model id resolves to in the local Hugging Face cache (what was just loaded)."""
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -176,7 +178,7 @@ def weights_identity(engine: str, pretrained: str, dtype: str) -> str | None:
     path = Path(pretrained)
     if path.is_dir():
         return "|".join([engine, str(path.resolve()), dtype, weights_fingerprint(path)])
-    revision = _hub_revision(str(pretrained))
+    revision = hub_revision(str(pretrained))
     return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
 
 
@@ -184,7 +186,6 @@ class StreamingEngine(Engine, Protocol):
     """An engine that takes requests one at a time and returns each as soon as it is done, so the
     budget loop can send a request's next round while its KV blocks are still cached (scheduler.py,
     ``StreamDriver``). ``streaming`` True selects that driver."""
-
 
     def submit(self, key: object, request: GenRequest) -> None:
         """Queue one request; its result comes back from ``poll`` under ``key``."""

@@ -28,8 +28,14 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, StoppingCriteria
 
-from m1_harness.thinking.engines.base import (Engine, GenRequest, GenResult, check_result, model_vocab_size,
-                                               weights_identity)
+from m1_harness.thinking.engines.base import (
+    Engine,
+    GenRequest,
+    GenResult,
+    check_result,
+    model_vocab_size,
+    weights_identity,
+)
 
 _TF_VERSION = tuple(int(p) for p in transformers.__version__.split(".")[:2])
 # transformers 5.24 renamed the KV cache argument of forward/generate and the output field from
@@ -43,7 +49,9 @@ class _RowStopper(StoppingCriteria):
     def __init__(self, requests: list[GenRequest], prompt_len: int, tokenizer):
         self.reqs, self.plen, self.tok = requests, prompt_len, tokenizer
         self.stop_ids = [set(r.stop_token_ids) for r in requests]
-        self.window = [4 * max((len(s) for s in r.stop_strings), default=0) + 4 for r in requests]  # a char is at most 4 byte-level ids
+        self.window = [
+            4 * max((len(s) for s in r.stop_strings), default=0) + 4 for r in requests
+        ]  # a char is at most 4 byte-level ids
         self.ended: list[tuple[int, str, object] | None] = [None] * len(requests)  # (n ids, reason, stop)
         self.steps = [0] * len(requests)  # decode steps each row ran before it ended
 
@@ -54,7 +62,7 @@ class _RowStopper(StoppingCriteria):
         tail = self.tok.decode(input_ids[i, start:].tolist(), skip_special_tokens=False)
         if not any(s in tail for s in strings):
             return None
-        row = input_ids[i, self.plen:].tolist()
+        row = input_ids[i, self.plen :].tolist()
         text = self.tok.decode(row, skip_special_tokens=False)
         stop = min((s for s in strings if s in text), key=text.find)
         keep = text[: text.find(stop)]
@@ -159,10 +167,22 @@ class _PrefixCache:
 class HFEngine(Engine):
     """``generate`` token-id prompts with transformers; greedy unless ``temperature > 0``."""
 
-    def __init__(self, pretrained: str, *, dtype: str = "auto", device: str | None = None,
-                 batch_size: int = 8, max_model_len: int | None = None, seed: int | None = 42,
-                 temperature: float = 0.0, top_p: float = 1.0, progress: bool = True,
-                 trust_remote_code: bool = False, prefix_cache: bool = True, **unused):
+    def __init__(
+        self,
+        pretrained: str,
+        *,
+        dtype: str = "auto",
+        device: str | None = None,
+        batch_size: int = 8,
+        max_model_len: int | None = None,
+        seed: int | None = 42,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        progress: bool = True,
+        trust_remote_code: bool = False,
+        prefix_cache: bool = True,
+        **unused,
+    ):
         if unused:
             raise TypeError(f"HFEngine got arguments it does not use: {sorted(unused)}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -170,9 +190,13 @@ class HFEngine(Engine):
         self.tokenizer.padding_side = "left"
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
         dtype_kw = "dtype" if _TF_VERSION >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
-        self.model = AutoModelForCausalLM.from_pretrained(
-            pretrained, **{dtype_kw: torch_dtype}, trust_remote_code=trust_remote_code
-        ).to(self.device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(
+                pretrained, **{dtype_kw: torch_dtype}, trust_remote_code=trust_remote_code
+            )
+            .to(self.device)
+            .eval()
+        )
         cfg = self.model.config
         self.model_identity = weights_identity("hf", pretrained, dtype)
         self.vocab_size = model_vocab_size(cfg, self.tokenizer)
@@ -212,7 +236,7 @@ class HFEngine(Engine):
         show = self.progress and len(todo) > self.batch_size  # a single batch is the caller's progress to show
         bar = tqdm(total=len(todo), desc="m1_budget hf", disable=not show, leave=False)
         for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start: start + self.batch_size]
+            chunk = todo[start : start + self.batch_size]
             for i, res in zip(chunk, self._batch([requests[i] for i in chunk])):
                 results[i] = res
             bar.update(len(chunk))
@@ -231,8 +255,9 @@ class HFEngine(Engine):
             past = DynamicCache()
             if key is not None:
                 past = DynamicCache([(k[None, :, :n], v[None, :, :n]) for k, v in self.prefix_cache.entries[key][1]])
-            out = self.model(input_ids=p[None, n:-1].to(self.device), **{_CACHE: past}, use_cache=True,
-                             logits_to_keep=1)
+            out = self.model(
+                input_ids=p[None, n:-1].to(self.device), **{_CACHE: past}, use_cache=True, logits_to_keep=1
+            )
             layers = getattr(out, _CACHE).layers  # plain DynamicLayers: ``past`` was built without a config
             self.prefix_cache.supersede(key, n)
             self.prefix_cache.add(p[:-1], [(layer.keys[0], layer.values[0]) for layer in layers])
@@ -255,7 +280,7 @@ class HFEngine(Engine):
         if cache_width <= 0:
             return None
         kvs, used = [], []
-        for p, (key, n) in zip(prompts, found):
+        for p, (key, _n) in zip(prompts, found):
             kvs.append(self.prefix_cache.entries[key][1] if key is not None else None)
             used.append(max(0, len(p) - suffix) if key is not None else 0)
         for key, n in found:
@@ -273,8 +298,8 @@ class HFEngine(Engine):
             values = v0.new_zeros((len(kvs), v0.shape[0], cache_width, v0.shape[2]))
             for row, (kv, n) in enumerate(zip(kvs, used)):
                 if n:
-                    keys[row, :, cache_width - n:] = kv[layer][0][:, :n]
-                    values[row, :, cache_width - n:] = kv[layer][1][:, :n]
+                    keys[row, :, cache_width - n :] = kv[layer][0][:, :n]
+                    values[row, :, cache_width - n :] = kv[layer][1][:, :n]
             layers.append((keys, values))
         return DynamicCache(layers)
 
@@ -314,8 +339,8 @@ class HFEngine(Engine):
         ids = torch.full((len(reqs), plen), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(reqs), plen), dtype=torch.long)
         for row, p in enumerate(prompts):
-            ids[row, plen - len(p):] = p
-            mask[row, plen - len(p):] = 1
+            ids[row, plen - len(p) :] = p
+            mask[row, plen - len(p) :] = 1
         computed = [0] * len(prompts)  # per row: prompt ids run through the model (some twice: see _cached_prefix)
         if self.prefix_cache is not None and self.prefill_rows_alone and len(prompts) > 1:
             computed = self._prefill_alone(prompts)
@@ -328,14 +353,25 @@ class HFEngine(Engine):
         self.prompt_ids_cached += sum(cached)
         stopper = _RowStopper(reqs, plen, self.tokenizer)
         config = GenerationConfig(  # greedy; sampling is _RowSampler's
-            max_new_tokens=max(r.max_tokens for r in reqs), do_sample=False, temperature=None, top_p=None,
-            top_k=None, pad_token_id=self.pad_id, eos_token_id=None, bos_token_id=None, use_cache=True,
+            max_new_tokens=max(r.max_tokens for r in reqs),
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=self.pad_id,
+            eos_token_id=None,
+            bos_token_id=None,
+            use_cache=True,
             return_dict_in_generate=True,
         )
         sampler = [_RowSampler(reqs, self.temperature, self.top_p)] if self.temperature > 0 else []
         out = self.model.generate(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config,
-            stopping_criteria=[stopper], logits_processor=sampler, **{_CACHE: cache},
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            generation_config=config,
+            stopping_criteria=[stopper],
+            logits_processor=sampler,
+            **{_CACHE: cache},
         )
         seqs = out.sequences.cpu()
         gen = seqs[:, plen:].tolist()
@@ -344,8 +380,17 @@ class HFEngine(Engine):
             n, reason, stop = ended if ended else (len(gen[row]), "length", None)
             token_ids = gen[row][:n]
             kept.append(len(prompts[row]) + n)
-            results.append(GenResult(token_ids, reason, stop, self.tokenizer.decode(token_ids, skip_special_tokens=False),
-                                     len(prompts[row]), cached[row], stopper.steps[row] or len(gen[row])))
+            results.append(
+                GenResult(
+                    token_ids,
+                    reason,
+                    stop,
+                    self.tokenizer.decode(token_ids, skip_special_tokens=False),
+                    len(prompts[row]),
+                    cached[row],
+                    stopper.steps[row] or len(gen[row]),
+                )
+            )
             check_result(reqs[row], results[-1], self.vocab_size, self.max_model_len)
         if any(r.continued for r in reqs):
             self._keep_rows(reqs, getattr(out, _CACHE), seqs, [plen - len(p) for p in prompts], kept)

