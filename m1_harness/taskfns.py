@@ -128,13 +128,13 @@ def process_results(doc: dict, results: list[str]) -> dict:
     that ``uncut_accuracy`` sums."""
     options = dict(zip(doc["letters"], doc["choices"]))
     verdict = score(results[0], options, doc["answer_idx"], **scoring_rules())
-    out = {"acc": int(verdict.correct)}
+    out: dict[str, int | tuple[int, int]] = {"acc": int(verdict.correct)}
     out.update({name: 0 for name in SHARE_METRICS})
     out[METHOD_GROUPS[verdict.method]] = 1
     out["bad_items_skipped"] = doc.get("bad_items_skipped", 0)
     cut = int(getattr(results[0], "budget_cut", False))
     out["budget_cut"] = cut
-    out["acc_uncut"] = (out["acc"], 1 - cut)
+    out["acc_uncut"] = (int(verdict.correct), 1 - cut)
     return out
 
 
