@@ -64,6 +64,7 @@ def test_a_stage_whose_server_does_not_answer_gives_up_with_a_sentence(tmp_path)
     assert str(err.value).endswith("start it or correct its base_url, then rerun; the 0 finished items are kept")
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_stops_a_stage_waiting_on_a_server(tmp_path, python_env):
     """A server that accepts and never answers: the stage sat in its retries and ignored Ctrl-C."""
     with socket.socket() as silent:

@@ -39,6 +39,7 @@ def plugin_without_data(tmp_path) -> Path:
     return site
 
 
+@pytest.mark.subprocess
 def test_a_plugin_missing_its_data_leaves_other_tasks_working(plugin_without_data, python_env, tmp_path, tiny_model):
     env = {**python_env, "PYTHONPATH": f"{REPO}:{plugin_without_data}"}
     missing = plugin_without_data / "nodata_plugin" / "data" / "nodata_bench.jsonl"
@@ -96,6 +97,7 @@ def readme_plugin_files(text: str) -> tuple[dict[str, str], list[str]]:
     return files, shells
 
 
+@pytest.mark.subprocess
 def test_the_readme_plugin_example_installs_and_runs_as_written(tmp_path, python_env, tiny_model):
     files, shells = readme_plugin_files(README.read_text(encoding="utf-8"))
     assert "pyproject.toml" in files, f"no '# pyproject.toml' block under {SECTION!r} in the README"

@@ -24,6 +24,7 @@ def test_a_utf8_bom_file_is_read(tmp_path):
     assert [it["question"] for it in items] == ["Which?", "Which?"]
 
 
+@pytest.mark.subprocess
 def test_a_lone_surrogate_names_the_line_and_field(tmp_path):
     """'\\ud83d' without its pair passed validation, then lm-eval's pyarrow failed to encode it."""
     path = tmp_path / "medqa.jsonl"
@@ -56,6 +57,7 @@ def lm_eval_last_line(python_env, tmp_path, *args, **env) -> tuple[int, str]:
     return proc.returncode, proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.subprocess
 def test_a_wrong_task_name_gets_the_names_meant(python_env, tmp_path):
     assert lm_eval_last_line(python_env, tmp_path, "--tasks", "medqaa,medbullets", "--limit", "1") == (
         1,
@@ -66,6 +68,7 @@ def test_a_wrong_task_name_gets_the_names_meant(python_env, tmp_path):
     )
 
 
+@pytest.mark.subprocess
 def test_limit_zero_is_refused_before_the_model_loads(python_env, tmp_path):
     assert lm_eval_last_line(python_env, tmp_path, "--tasks", "medqa", "--limit", "0") == (
         1,
@@ -84,6 +87,7 @@ def test_check_limit_refuses_what_lm_eval_cannot_count(limit):
         check_limit(fine)
 
 
+@pytest.mark.subprocess
 def test_a_data_setting_pointing_nowhere_is_reported_before_the_model_loads(python_env, tmp_path):
     assert lm_eval_last_line(
         python_env, tmp_path, "--tasks", "medqa", "--limit", "1", M1_HARNESS_DATA=str(tmp_path / "nowhere")
@@ -96,6 +100,7 @@ def test_a_data_setting_pointing_nowhere_is_reported_before_the_model_loads(pyth
     )
 
 
+@pytest.mark.subprocess
 def test_a_bad_item_is_reported_before_the_model_loads(python_env, tmp_path):
     (tmp_path / "medqa.jsonl").write_text(json.dumps({**ITEM, "answer_idx": "C"}) + "\n")
     rc, last = lm_eval_last_line(
@@ -125,6 +130,7 @@ def test_a_negative_budget_says_what_is_valid():
     assert str(err.value) == "m1_budget: thinking_budget=-1 is not valid: give a whole number >= 0, or auto"
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_in_lm_eval_is_one_line_saying_what_was_kept(python_env, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", "import lm_eval.evaluator; raise KeyboardInterrupt"],

@@ -6,19 +6,19 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from repo_paths import FIXTURES, REPO
 from scripted_m1 import requests, scripted_lm
 
 from m1_harness import data as m1_data
 from m1_harness import taskfns
 from m1_harness.records import VERSION, item_hash, item_identity, read_records
 
-HERE = Path(__file__).resolve().parent
-SCRIPT = HERE / "helpers" / "scripted_m1.py"
-OLD_RUN = HERE / "fixtures" / "explain" / "runs"
+HELPERS = REPO / "tests" / "helpers"
+SCRIPT = HELPERS / "scripted_m1.py"
+OLD_RUN = FIXTURES / "explain" / "runs"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_old_records_read_in_the_current_shape(tmp_path):
 
 
 def _start(tiny, trace, n, *extra):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE / "helpers")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HELPERS)]))
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), tiny, str(trace), str(n), *map(str, extra)],
         env=env,
@@ -85,6 +85,7 @@ def _start(tiny, trace, n, *extra):
     )
 
 
+@pytest.mark.subprocess
 def test_two_runs_started_together_on_one_trace_file_keep_all_their_records(tiny, tmp_path):
     """Two processes appending to one trace_path: the final rewrite put back only what was there at
     open plus its own records (24 of 48 were left), and the other run kept appending to the replaced file."""
@@ -106,6 +107,7 @@ def test_two_runs_started_together_on_one_trace_file_keep_all_their_records(tiny
     assert all(r["wall_time"] > 0 for r in recs)  # the final rewrite, not the appends, is what stayed
 
 
+@pytest.mark.subprocess
 def test_a_full_trace_disk_stops_the_run_with_one_sentence_and_keeps_the_finished_records(tiny, tmp_path):
     whole = tmp_path / "whole.jsonl"
     p = _start(tiny, whole, 8)
