@@ -251,9 +251,11 @@ class TraceFile:
         data = memoryview(_line(record).encode("utf-8"))
         try:
             with self._locked():
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: undo is exact
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: undo is exact
                 try:
                     size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":  # a writer killed mid-line: start a new one
+                        data = memoryview(b"\n" + bytes(data))
                     try:
                         while data:
                             data = data[os.write(fd, data) :]
