@@ -317,7 +317,7 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[TraceRecord]:
     """The trace records of a JSONL trace file, upgraded to the current shape; malformed lines and
     other JSON objects are skipped with one warning each."""
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
@@ -326,5 +326,10 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[TraceRecord]:
             except json.JSONDecodeError:
                 log.warning("skipping a malformed line in %s", path)
                 continue
-            if isinstance(rec, dict) and "thinking_tokens" in rec:
-                yield upgrade(rec)
+            if not (isinstance(rec, dict) and "thinking_tokens" in rec):
+                continue
+            version = rec.get("version", 1)
+            if isinstance(version, bool) or not isinstance(version, int):  # a hand edit: int('2b') was a traceback
+                log.warning("skipping %s:%d: its version %r is not a whole number", path, number, version)
+                continue
+            yield upgrade(rec)
