@@ -26,8 +26,9 @@ def cache_root() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A writable cache folder under ``cache_root()`` (created)."""
-    path = cache_root().joinpath(*parts)
+    """A writable cache folder under ``cache_root()`` (created); a root that is a file or read-only is an
+    OutputError naming ``M1_HARNESS_CACHE`` (mkdir's NotADirectoryError was a traceback as the model started)."""
+    path = ensure_writable_dir(cache_root(), CACHE_ENV).joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
