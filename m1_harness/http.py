@@ -2,7 +2,8 @@
 
 Used by the server engine (engines/server.py) and the curation stages' chat client
 (curation/client.py), so both retry the same faults the same way:
-- ``timeout`` is a deadline per response (headers and whole body), not per socket read;
+- ``timeout`` is a deadline per response (headers and whole body), not per socket read; a response
+  body past ``max_bytes`` is a fault too (``too_large``: a runaway server would fill the memory);
 - retried with jittered exponential backoff (``Retry-After`` honoured, capped at ``max_backoff``):
   HTTP 408/409/425/429/5xx-class (``RETRY_STATUS``), timeouts, refused/reset/dropped connections,
   and bodies that are not the JSON the caller expects (``check`` raises ``Malformed``);
@@ -26,6 +27,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 
+import httpcore
 import httpx
 
 from m1_harness.errors import UserError
@@ -61,6 +63,75 @@ class _Retryable(Exception):
         self.kind, self.retry_after = kind, retry_after
 
 
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's sockets with every wait capped at the calling thread's response deadline (``end``, set by
+    ``JsonClient._read``): httpx's timeout bounds each socket read only, so a server trickling its header
+    bytes (which httpx reads before the caller sees anything) would otherwise hold a request for hours."""
+
+    def __init__(self, inner: httpcore.NetworkBackend):
+        self.inner, self.local = inner, threading.local()
+
+    def left(self, timeout: float | None) -> float | None:
+        end = getattr(self.local, "end", None)
+        if end is None:
+            return timeout
+        left = end - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("no whole response within the deadline")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        return _DeadlineStream(
+            self.inner.connect_tcp(host, port, self.left(timeout), local_address, socket_options), self
+        )
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return _DeadlineStream(self.inner.connect_unix_socket(path, self.left(timeout), socket_options), self)
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """One connection's socket, its reads and writes waiting at most until the deadline (_DeadlineBackend)."""
+
+    def __init__(self, inner: httpcore.NetworkStream, backend: _DeadlineBackend):
+        self.inner, self.backend = inner, backend
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, self.backend.left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, self.backend.left(timeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        return _DeadlineStream(
+            self.inner.start_tls(ssl_context, server_hostname, self.backend.left(timeout)), self.backend
+        )
+
+    def get_extra_info(self, info: str):
+        return self.inner.get_extra_info(info)
+
+
+def _capped_sockets(client: httpx.Client) -> _DeadlineBackend:
+    """Put one _DeadlineBackend under every connection pool of ``client`` (direct and proxied). httpx
+    offers no total timeout nor a public way to pass httpcore a network backend, so this sets the pools'
+    backend attribute (httpcore 1.x, pinned in constraints.txt); a pool without one fails here, at once."""
+    backend = None
+    for transport in [client._transport, *client._mounts.values()]:
+        pool = getattr(transport, "_pool", None)
+        if pool is None:
+            continue
+        backend = backend or _DeadlineBackend(pool._network_backend)
+        pool._network_backend = backend
+    if backend is None:
+        raise RuntimeError("httpx.Client has no httpcore connection pool to bound (httpx/httpcore not 0.28 / 1.x?)")
+    return backend
+
+
 def _is_local(url: str) -> bool:
     return (urllib.parse.urlparse(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
 
@@ -93,11 +164,13 @@ class JsonClient:
         deadline: float | None = None,
         max_connections: int = 64,
         headers: dict | None = None,
+        max_bytes: int = 64 << 20,
     ):
         self.base_url = base_url.rstrip("/")
         self.timeout, self.max_retries = float(timeout), int(max_retries)
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
         self.deadline = float(deadline) if deadline else None
+        self.max_bytes = int(max_bytes)  # a completion of 128k tokens with its ids is about 2 MB
         self.api_key_env = api_key_env
         self.__key = read_api_key(api_key_env)
         headers = {"Accept": "application/json", **(headers or {})}  # e.g. X-data-parallel-rank (engines/server.py)
@@ -109,6 +182,7 @@ class JsonClient:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             trust_env=not _is_local(self.base_url),  # no proxy settings for a server on this machine
         )
+        self._sockets = _capped_sockets(self._http)
         self._lock = threading.Lock()
         self.stats: Counter = Counter()
 
@@ -159,18 +233,22 @@ class JsonClient:
                 attempt += 1
 
     def _read(self, method: str, url: str, data: bytes | None) -> tuple[httpx.Response, bytes]:
-        """The response and its whole body within ``timeout`` seconds in all: httpx's timeout bounds each
-        socket read only, so a server trickling a byte at a time would hold a request for ever."""
-        end = time.monotonic() + self.timeout
-        with self._http.stream(
-            method, url, content=data, headers={"Content-Type": "application/json"} if data is not None else None
-        ) as resp:
-            chunks = []
-            for chunk in resp.iter_bytes():
-                chunks.append(chunk)
-                if time.monotonic() > end:
-                    raise httpx.ReadTimeout("no whole response within the deadline")
-            return resp, b"".join(chunks)
+        """The response and its whole body within ``timeout`` seconds in all (every socket wait of this
+        thread capped by _DeadlineBackend, headers included) and at most ``max_bytes`` long."""
+        self._sockets.local.end = time.monotonic() + self.timeout
+        try:
+            with self._http.stream(
+                method, url, content=data, headers={"Content-Type": "application/json"} if data is not None else None
+            ) as resp:
+                chunks, size = [], 0
+                for chunk in resp.iter_bytes():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise _Retryable("too_large", f"response body past max_bytes={self.max_bytes} bytes")
+                return resp, b"".join(chunks)
+        finally:
+            self._sockets.local.end = None
 
     def _once(self, method: str, url: str, data: bytes | None, check) -> dict:
         self.count("requests")

@@ -26,10 +26,17 @@ def cache_root() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A writable cache folder under ``cache_root()`` (created); a root that is a file or read-only is an
-    OutputError naming ``M1_HARNESS_CACHE`` (mkdir's NotADirectoryError was a traceback as the model started)."""
-    path = ensure_writable_dir(cache_root(), CACHE_ENV).joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    """A writable cache folder under ``cache_root()`` (created); a root that cannot hold one (a file, a
+    folder of another user) is one sentence naming ``M1_HARNESS_CACHE``, not a NotADirectoryError."""
+    path = cache_root().joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"{CACHE_ENV}={os.environ.get(CACHE_ENV) or ''!r}: the cache folder {str(path)!r} cannot be created "
+            f"({exc.strerror or type(exc).__name__}): set {CACHE_ENV} to a folder you can write to "
+            "(default ~/.cache/m1_harness)"
+        ) from None
     return path
 
 

@@ -48,7 +48,7 @@ reuses), each small and each in a case the reference handles arbitrarily:
 Option keys: the loader accepts capital-letter keys (``A``, ..., ``Z``, ``AA``, ...) and number keys
 (``1``, ``2``, ...) only (``KEY_SHAPE``; ``data.validate_item`` refuses others with a sentence), and
 every rule reads a key whole: ``\\boxed{AA}``, ``answer is AA`` and a lone ``AA`` are ``AA``, never
-``A``; ``answer is 12`` is ``12`` and ``2.5 mg`` is not the key ``2``.
+``A``; ``answer is 12`` is ``12`` and ``2.5 mg`` is neither the key ``2`` nor ``5``.
 
 Kept on purpose, although odd, because they move accuracy numbers: the ``answer is`` rule is
 case-sensitive and accepts any capital A-N straight after ``answer is`` (so ``the answer is
@@ -169,9 +169,10 @@ def _answer_is_regex(letters: tuple[str, ...]) -> re.Pattern:
 
 @lru_cache(maxsize=256)
 def _letter_regex(letters: tuple[str, ...]) -> re.Pattern:
-    # longest first, so "AA" is never read as "A"; a number key never as the start of "2.5"
+    # longest first, so "AA" is never read as "A"; a number key never as either side of "2.5"
     alts = "|".join(
-        re.escape(x) + (r"(?![.,][0-9])" if x.isdigit() else "") for x in sorted(letters, key=len, reverse=True)
+        (r"(?<![0-9][.,])" + re.escape(x) + r"(?![.,][0-9])") if x.isdigit() else re.escape(x)
+        for x in sorted(letters, key=len, reverse=True)
     )
     # HuatuoGPT-o1's rule: a letter preceded by a non-word (or CJK) character or the start, and
     # followed by one or the end, never "A " (the article); both neighbours are consumed.

@@ -41,6 +41,7 @@ rounds were forced than asked. So forcing is applied exactly as many times as th
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
@@ -54,7 +55,11 @@ class BudgetForcer(RequestSetup):
 
     # -- the drivers ----------------------------------------------------------------------------
     def run(
-        self, requests: list[BudgetRequest], progress: bool = False, on_done=None, probes: list[tuple[int, int]] = ()
+        self,
+        requests: list[BudgetRequest],
+        progress: bool = False,
+        on_done=None,
+        probes: Sequence[tuple[int, int]] = (),
     ) -> list[Trace]:
         """All rounds of all requests; ``on_done(i, trace)`` is called the moment request i's trace is final.
 
@@ -88,7 +93,9 @@ class BudgetForcer(RequestSetup):
                     if on_done is not None:
                         on_done(i, trace)
                 bar.update(len(group))
-        return traces  # type: ignore[return-value]
+        done = [t for t in traces if t is not None]
+        assert len(done) == len(requests), "every group was run"
+        return done
 
     def _run_group(self, requests: list[BudgetRequest]) -> list[Trace]:
         """Barrier rounds: every thinking round of the group together, then one answer call."""
@@ -105,7 +112,7 @@ class BudgetForcer(RequestSetup):
                 continue
             if not batch:
                 break
-            for lp, res in zip(batch, self.engine.generate([lp.call for lp in batch])):
+            for lp, res in zip(batch, self.engine.generate([lp.next_call for lp in batch])):
                 lp.feed(res)
         for trace, lp in probes:
             add_probe(trace, lp)

@@ -43,8 +43,8 @@ class ModelArgError(UserError, ValueError):
 
 
 BUDGET = "int|auto"
-# name: (type, default, meaning)
-MODEL_ARGS: dict[str, tuple[object, object, str]] = {
+# name: (type, default, meaning); the type is a Python type or the name of a union (BUDGET, "dict", "int|none")
+MODEL_ARGS: dict[str, tuple[type | str, object, str]] = {
     "pretrained": (str, None, "model path or Hugging Face id (required)"),
     "engine": (
         str,

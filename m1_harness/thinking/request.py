@@ -161,6 +161,12 @@ class RequestLoop:
     def done(self) -> bool:
         return self.call is None
 
+    @property
+    def next_call(self) -> GenRequest:
+        """``call`` where the driver knows the loop is live (drivers only send calls of loops not done)."""
+        assert self.call is not None, "a done RequestLoop has no next call"
+        return self.call
+
     def _think_call(self) -> None:
         t, f = self.trace, self.setup
         context = t.prompt_ids + t.thinking_ids

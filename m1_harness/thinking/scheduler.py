@@ -27,6 +27,7 @@ import time
 
 from tqdm.auto import tqdm
 
+from m1_harness.thinking.engines.base import as_streaming
 from m1_harness.thinking.request import RequestLoop, RequestSetup, Trace, add_probe
 
 
@@ -71,14 +72,15 @@ class Admission:
             return (
                 _blocks(len(t.prompt_ids) + len(t.thinking_ids) + len(t.answer_prefix_ids) + len(t.answer_ids), b) + 1
             )
-        grown = min(grown, lp.call.max_tokens)
-        now = len(lp.call.prompt_ids) + grown
+        call = lp.next_call
+        grown = min(grown, call.max_tokens)
+        now = len(call.prompt_ids) + grown
         if lp.thinking:
             thought = len(t.thinking_ids) + grown
             rest = max(0, self.thinking_left(t.thinking_budget, thought))
             rest += len(f.answer_cut) + lp.req.answer_budget
         else:
-            rest = lp.call.max_tokens - grown
+            rest = call.max_tokens - grown
         return (
             min(_blocks(f.engine.max_model_len, b), _blocks(now + rest, b))
             + 1
@@ -90,7 +92,8 @@ class Admission:
         common with the request, and its answer budget."""
         if lp.done:
             return 0
-        return _blocks(len(lp.call.prompt_ids) - shared + lp.call.max_tokens, self.block) + 1
+        call = lp.next_call
+        return _blocks(len(call.prompt_ids) - shared + call.max_tokens, self.block) + 1
 
     def fits(self, used: int, need: int, anyone_in_flight: bool) -> bool:
         """0 capacity (unknown) admits everything; at least one request is always in flight."""
@@ -111,7 +114,7 @@ class StreamDriver:
 
     def __init__(self, forcer: RequestSetup, requests, progress: bool, on_done):
         self.forcer, self.requests, self.on_done = forcer, requests, on_done
-        self.eng = eng = forcer.engine
+        self.eng = eng = as_streaming(forcer.engine)
         block = max(1, eng.block_size)
         capacity = eng.kv_cache_tokens // block  # in blocks; 0 = unknown: no limit
         answer = max((r.answer_budget for r in requests), default=0)
@@ -176,9 +179,11 @@ class StreamDriver:
                 self.eng.cancel()  # an error or interrupt part-way: leave nothing in flight for the next run
                 raise
         wall = (time.perf_counter() - t0) / max(1, len(self.requests))
-        for t in self.traces:
+        traces = [t for t in self.traces if t is not None]
+        assert len(traces) == len(self.requests), "the loop ends only once every request was admitted"
+        for t in traces:
             t.wall_time = wall
-        return self.traces  # type: ignore[return-value]
+        return traces
 
     def _start(self, key, lp: RequestLoop, priority: int = 0) -> None:
         self.loops[key] = lp
@@ -191,11 +196,13 @@ class StreamDriver:
             self._done(key)
             return
         shared = 0
+        call = lp.next_call
         if not isinstance(key, int):  # whole blocks it shares with the request's own context
             m = self.main[key[0]].trace
-            shared = _common(lp.call.prompt_ids, m.prompt_ids + m.thinking_ids) // self.adm.block * self.adm.block
+            shared = _common(call.prompt_ids, m.prompt_ids + m.thinking_ids) // self.adm.block * self.adm.block
         self.sent[key] = (self.step, shared)
-        call = lp.call if priority == lp.call.priority else dataclasses.replace(lp.call, priority=priority)
+        if priority != call.priority:
+            call = dataclasses.replace(call, priority=priority)
         self.eng.submit(key, call)
 
     def _probe(self, i: int) -> None:
@@ -213,14 +220,15 @@ class StreamDriver:
         lp = self.loops.pop(key)
         self.sent.pop(key, None)
         i = key if isinstance(key, int) else key[0]
+        trace = self.main[i].trace  # request i stays in ``main`` until its last loop is done
         if not isinstance(key, int):
-            add_probe(self.traces[i], lp)
+            add_probe(trace, lp)
         self.left[i] -= 1
         if self.left[i] == 0:
             del self.main[i]
             self.bar.update(1)
             if self.on_done is not None:
-                self.on_done(i, self.traces[i])
+                self.on_done(i, trace)
 
 
 def run_stream(forcer: RequestSetup, requests, progress: bool, on_done) -> list[Trace]:

@@ -53,7 +53,15 @@ from pathlib import Path
 from typing import Any
 
 from m1_harness.errors import UserError
-from m1_harness.thinking.engines.base import CAPABILITIES, Engine, GenRequest, GenResult, check_result
+from m1_harness.thinking.engines.base import (
+    CAPABILITIES,
+    Engine,
+    FinishReason,
+    GenRequest,
+    GenResult,
+    as_streaming,
+    check_result,
+)
 from m1_harness.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -154,6 +162,7 @@ class TraceCache:
             return None
         ids, finish, stop, stop_len, versions = rec
         n, m = len(ids), req.max_tokens
+        fin: FinishReason
         if finish == "stop" and (m >= n + stop_len):
             out, fin, why = ids, "stop", stop
         elif m < n or (finish == "length" and m == n):
@@ -274,10 +283,10 @@ class CachingEngine:
             return
         self._twins[call] = [key]
         self._asked[key] = request
-        self.engine.submit(key, request)
+        as_streaming(self.engine).submit(key, request)
 
     def cancel(self) -> None:
-        self.engine.cancel()
+        as_streaming(self.engine).cancel()
         self._asked.clear()
         self._twins.clear()
         self._ready.clear()
@@ -286,7 +295,7 @@ class CachingEngine:
         ready, self._ready = self._ready, []
         if ready:
             return ready
-        for key, res in self.engine.poll():
+        for key, res in as_streaming(self.engine).poll():
             req = self._asked.pop(key)
             self.cache.store([req], [res], self.tokenizer, self.decoding, *self._limits)
             first, *twins = self._twins.pop(self._call(req))
@@ -295,17 +304,21 @@ class CachingEngine:
         return ready
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
-        results: list[GenResult | None] = [None] * len(requests)
-        misses, twins, seen = [], [], {}
+        results: dict[int, GenResult] = {}  # request index -> its result
+        misses: list[int] = []
+        twins: list[tuple[int, int]] = []  # (request, the request whose call it shares)
+        seen: dict[tuple, int] = {}
         for i, req in enumerate(requests):
-            results[i] = self._hit(req)
-            if results[i] is None:
-                call = self._call(req)
-                if call in seen:  # generated once, below
-                    twins.append((i, seen[call]))
-                else:
-                    seen[call] = i
-                    misses.append(i)
+            hit = self._hit(req)
+            if hit is not None:
+                results[i] = hit
+                continue
+            call = self._call(req)
+            if call in seen:  # generated once, below
+                twins.append((i, seen[call]))
+            else:
+                seen[call] = i
+                misses.append(i)
         misses.sort(key=lambda i: -len(requests[i].prompt_ids))  # chunks of similar length pad little
         step = self.chunk_size or len(misses) or 1
         for start in range(0, len(misses), step):
@@ -317,7 +330,7 @@ class CachingEngine:
                 results[i] = res
         for i, j in twins:
             results[i] = _free(results[j])
-        return results  # type: ignore[return-value]
+        return [results[i] for i in range(len(requests))]
 
 
 def _free(res: GenResult) -> GenResult:

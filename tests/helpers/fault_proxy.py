@@ -8,13 +8,16 @@ connection closed). ``always``: one fault for every POST (``"500"``: a replica f
 Faults on the answer (forwarded, the server's answer changed): ``"extra_ids"`` (7 more ids than it
 returned), ``"negative_id"`` (its first id made -3), ``"short_length"`` (its last id dropped, finish
 ``length``), ``"trickle"`` (the answer sent one byte every ``trickle_s`` seconds); on the request:
-``"drop_seed"`` (the ``seed`` field removed, as a server that ignores seeds). ``log`` holds one ``(n, sha256 of the body, outcome)`` per POST, outcome being
+``"drop_seed"`` (the ``seed`` field removed, as a server that ignores seeds). Not forwarded:
+``"slow_headers"`` (the status line and headers sent one byte every ``trickle_s`` seconds, for ever),
+``"huge"`` (a 200 whose body never ends, 1 MiB at a time, as fast as the client reads). ``log`` holds one ``(n, sha256 of the body, outcome)`` per POST, outcome being
 the fault or ``"ok"`` (the server's answer delivered to the client).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import socket
 import threading
@@ -82,6 +85,23 @@ class FaultProxy(BackgroundHTTP):
                 except OSError:
                     pass
 
+            def _endless(self, fault: str):
+                """Send until the client gives up: header bytes slowly, or a body without end."""
+                self.close_connection = True
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                try:
+                    if fault == "slow_headers":
+                        self.wfile.write(head)
+                        for byte in itertools.cycle(b"X-Slow: 1\r\n"):  # one header line after another
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(proxy.trickle_s)
+                    self.wfile.write(head + b"\r\n[")
+                    while True:
+                        self.wfile.write(b"1," * (1 << 19))
+                except OSError:  # the client gave up
+                    pass
+
             def do_GET(self):
                 status, payload = self._forward("GET", None)
                 self._reply(status, payload)
@@ -107,6 +127,9 @@ class FaultProxy(BackgroundHTTP):
                 elif fault == "drop":
                     proxy._record(n, digest, fault)
                     self._drop()
+                elif fault in ("slow_headers", "huge"):
+                    proxy._record(n, digest, fault)
+                    self._endless(fault)
                 else:
                     status, payload = self._forward("POST", body)
                     if fault == "drop_after":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from m1_harness.errors import UserError
 
@@ -46,10 +47,14 @@ class GenRequest:
     priority: int = 0  # lower goes first (vLLM priority scheduling); the streaming driver sends new prompts at 1
 
 
+# Why a generate call ended: a stop id / string fired, or max_tokens (or the context) ran out.
+FinishReason = Literal["stop", "length"]
+
+
 @dataclass
 class GenResult:
     token_ids: list[int]
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     stop_reason: int | str | None = None  # the stop id or string that fired, None on length
     text: str = field(default="")
     # What the call cost the engine, 0 when nothing ran (served by the trace cache, max_tokens 0);
@@ -161,22 +166,41 @@ def hub_revision(repo_id: str) -> str | None:
 
 
 def weights_fingerprint(folder: Path) -> str:
-    """A model folder's config and weight files by name, size and mtime: cheap, and changes with the weights."""
+    """A model folder's config and weight files by name, size and mtime: cheap, and changes with the weights.
+    A PEFT adapter folder (``adapter_config.json``) also takes its base model's: transformers loads that
+    base under the adapter, so a base checkpoint saved over in place changes the tokens too."""
     h = hashlib.sha256()
     for f in sorted(Path(folder).iterdir()):
         if f.suffix in (".json", ".safetensors", ".bin", ".gguf"):
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    base = _adapter_base(Path(folder))
+    if base is not None:
+        h.update(
+            f"base={base}:{weights_fingerprint(Path(base)) if Path(base).is_dir() else hub_revision(base)}".encode()
+        )
     return h.hexdigest()[:16]
+
+
+def _adapter_base(folder: Path) -> str | None:
+    """The base model a PEFT adapter folder names (``base_model_name_or_path``); None for a whole model."""
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(base) if base and Path(base).resolve() != folder.resolve() else None
 
 
 def weights_identity(engine: str, pretrained: str, dtype: str) -> str | None:
     """An in-process engine's ``model_identity`` (what the trace cache keys a model by, and trace records
     carry): engine, dtype, and the exact weights: a fingerprint of a local folder's config and weight
-    files, or the commit a Hub id resolved to (an id alone would serve a model updated on the Hub its
-    old traces). None when a Hub id's commit cannot be found."""
+    files (an adapter's with its base's), or the commit a Hub id resolved to (an id alone would serve a
+    model updated on the Hub its old traces). None when a Hub id's commit cannot be found."""
     path = Path(pretrained)
     if path.is_dir():
+        base = _adapter_base(path)  # an adapter on a Hub base: that base's commit, as for a Hub id
+        if base is not None and not Path(base).is_dir() and hub_revision(base) is None:
+            return None
         return "|".join([engine, str(path.resolve()), dtype, weights_fingerprint(path)])
     revision = hub_revision(str(pretrained))
     return None if revision is None else "|".join([engine, str(pretrained), dtype, f"rev={revision}"])
@@ -198,3 +222,10 @@ class StreamingEngine(Engine, Protocol):
     def cancel(self) -> None:
         """Drop every request in flight (the driver stopped part-way: an error, an interrupt)."""
         ...
+
+
+def as_streaming(engine: Engine) -> StreamingEngine:
+    """``engine`` as a StreamingEngine, which its ``streaming`` flag promises (the drivers branch on it)."""
+    if not engine.streaming:
+        raise TypeError(f"{type(engine).__name__} is not a streaming engine (streaming=False): it has no submit/poll")
+    return cast(StreamingEngine, engine)

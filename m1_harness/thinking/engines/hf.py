@@ -22,6 +22,7 @@ SmolLM2's ~320-id medqa prompts (8 rows, one thread). On CUDA one batched prefil
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import cast
 
 import torch
 import transformers
@@ -30,6 +31,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 
 from m1_harness.thinking.engines.base import (
     Engine,
+    FinishReason,
     GenRequest,
     GenResult,
     check_result,
@@ -52,7 +54,9 @@ class _RowStopper(StoppingCriteria):
         self.window = [
             4 * max((len(s) for s in r.stop_strings), default=0) + 4 for r in requests
         ]  # a char is at most 4 byte-level ids
-        self.ended: list[tuple[int, str, object] | None] = [None] * len(requests)  # (n ids, reason, stop)
+        self.ended: list[tuple[int, FinishReason, int | str | None] | None] = [None] * len(
+            requests
+        )  # (n, reason, stop)
         self.steps = [0] * len(requests)  # decode steps each row ran before it ended
 
     def _string_stop(self, i: int, input_ids: torch.LongTensor) -> tuple[int, str] | None:
@@ -86,7 +90,8 @@ class _RowStopper(StoppingCriteria):
                 if self.ended[i] is not None:
                     self.steps[i] = steps
             done.append(self.ended[i] is not None)
-        return torch.tensor(done, device=input_ids.device)
+        # a bool tensor; transformers types the result as the legacy torch.BoolTensor class, which no tensor is
+        return cast(torch.BoolTensor, torch.tensor(done, device=input_ids.device))
 
 
 class _RowSampler(LogitsProcessor):
@@ -116,7 +121,7 @@ class _RowSampler(LogitsProcessor):
         cum = probs.cumsum(-1)
         pick = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1), right=True).clamp_(max=probs.shape[-1] - 1)
         out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(-1, pick, 0.0)
+        return cast(torch.FloatTensor, out.scatter_(-1, pick, 0.0))  # as above: the legacy class of the signature
 
 
 class _PrefixCache:
@@ -157,7 +162,7 @@ class _PrefixCache:
 
     def supersede(self, key: int | None, n: int) -> None:
         """Drop entry ``key`` if a request matched all ``n`` of its ids (it will store the longer row)."""
-        if key in self.entries and len(self.entries[key][0]) == n:
+        if key is not None and key in self.entries and len(self.entries[key][0]) == n:
             del self.entries[key]
 
     def clear(self) -> None:
@@ -194,7 +199,7 @@ class HFEngine(Engine):
             AutoModelForCausalLM.from_pretrained(
                 pretrained, **{dtype_kw: torch_dtype}, trust_remote_code=trust_remote_code
             )
-            .to(self.device)
+            .to(self.device)  # type: ignore[arg-type]  # transformers' @wraps on PreTrainedModel.to hides self from mypy
             .eval()
         )
         cfg = self.model.config
@@ -247,20 +252,22 @@ class HFEngine(Engine):
         """Prefill each row's uncached ids but the last, alone and unpadded, into the prefix cache; returns how many, per row."""
         from transformers import DynamicCache
 
+        cache = self.prefix_cache
+        assert cache is not None, "only called with a prefix cache (_batch checks)"
         computed = [0] * len(prompts)
         for row, p in enumerate(prompts):
-            key, n = self.prefix_cache.longest(p)
+            key, n = cache.longest(p)
             if len(p) - 1 - n < 1:
                 continue
             past = DynamicCache()
             if key is not None:
-                past = DynamicCache([(k[None, :, :n], v[None, :, :n]) for k, v in self.prefix_cache.entries[key][1]])
+                past = DynamicCache([(k[None, :, :n], v[None, :, :n]) for k, v in cache.entries[key][1]])
             out = self.model(
                 input_ids=p[None, n:-1].to(self.device), **{_CACHE: past}, use_cache=True, logits_to_keep=1
             )
             layers = getattr(out, _CACHE).layers  # plain DynamicLayers: ``past`` was built without a config
-            self.prefix_cache.supersede(key, n)
-            self.prefix_cache.add(p[:-1], [(layer.keys[0], layer.values[0]) for layer in layers])
+            cache.supersede(key, n)
+            cache.add(p[:-1], [(layer.keys[0], layer.values[0]) for layer in layers])
             computed[row] = len(p) - 1 - n
         return computed
 
@@ -377,15 +384,18 @@ class HFEngine(Engine):
         gen = seqs[:, plen:].tolist()
         results, kept = [], []
         for row, ended in enumerate(stopper.ended):
-            n, reason, stop = ended if ended else (len(gen[row]), "length", None)
+            end: tuple[int, FinishReason, int | str | None] = ended or (len(gen[row]), "length", None)
+            n, reason, stop = end
             token_ids = gen[row][:n]
+            text = self.tokenizer.decode(token_ids, skip_special_tokens=False)
+            assert isinstance(text, str), "one id list decodes to one string (a list of lists to a list)"
             kept.append(len(prompts[row]) + n)
             results.append(
                 GenResult(
                     token_ids,
                     reason,
                     stop,
-                    self.tokenizer.decode(token_ids, skip_special_tokens=False),
+                    text,
                     len(prompts[row]),
                     cached[row],
                     stopper.steps[row] or len(gen[row]),

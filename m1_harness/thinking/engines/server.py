@@ -55,15 +55,15 @@ import logging
 import queue
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Protocol
 from urllib.parse import urlparse
 
 from m1_harness.http import UNREACHABLE, ApiError, JsonClient, Malformed
 from m1_harness.thinking.engines.base import (
     BadResult,
-    Engine,
     EngineError,
     GenRequest,
     GenResult,
@@ -72,7 +72,7 @@ from m1_harness.thinking.engines.base import (
     model_vocab_size,
     weights_fingerprint,
 )
-from m1_harness.thinking.engines.vllm import VLLMEngine
+from m1_harness.thinking.engines.vllm import VLLMOutputs
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +157,19 @@ class Replica:
         self.fault: str | None = None  # why it was dropped
 
 
-class ServerEngine(Engine):
-    """``generate`` token-id prompts on one or several OpenAI-compatible completion servers."""
+class OwnedProcess(Protocol):
+    """What the engine asks of a server it started itself (engines/owned.py's OwnedServer, which imports this module)."""
 
-    # the vLLM engine's normalisation, shared rather than copied (one home for what a result means)
-    decode = VLLMEngine.decode
-    _cut_at_string = VLLMEngine._cut_at_string
-    _result = VLLMEngine._result
+    def describe(self) -> dict: ...
+
+    def stop(self) -> None: ...
+
+
+class ServerEngine(VLLMOutputs):
+    """``generate`` token-id prompts on one or several OpenAI-compatible completion servers; results
+    are normalised as the vLLM engine's are (``VLLMOutputs``: one home for what a result means)."""
+
+    _seed_problem: str | None  # seeded_sampling_problem's answer, once asked ("" = none); None: not asked yet
 
     def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0) -> None:
         """Greedy when temperature is 0 (the default); sent with every request."""
@@ -271,7 +277,7 @@ class ServerEngine(Engine):
             for u in self.urls
             for rank in ranks
         ]
-        self.owned = None  # a server this engine started and stops (engines/owned.py)
+        self.owned: OwnedProcess | None = None  # a server this engine started and stops (engines/owned.py)
         self.tokenizer = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
         self.eos_token_ids = eos_token_ids(pretrained, self.tokenizer)
         self.vocab_size = model_vocab_size(
@@ -280,7 +286,7 @@ class ServerEngine(Engine):
         for rep in self.replicas:
             self._describe(rep, pretrained, served_model)
         self.model_identity = self._identity()
-        lens = {r.max_model_len for r in self.replicas} - {None}
+        lens = {r.max_model_len for r in self.replicas if r.max_model_len is not None}
         if max_model_len:
             if lens and int(max_model_len) > min(lens):
                 raise EngineError(
@@ -296,7 +302,7 @@ class ServerEngine(Engine):
                 "max_model_len=<the server's context length> in model_args"
             )
         self.seed = seed
-        self._seed_problem: str | None = None  # seeded_sampling_problem's answer, once asked ("" = none)
+        self._seed_problem = None
         self.set_sampling(temperature, top_p)
         self._lock = threading.Lock()
         self._owner: dict[int, tuple[int, int]] = {}  # context hash -> (replica index, request number)
@@ -308,7 +314,7 @@ class ServerEngine(Engine):
         self._done: queue.Queue = queue.Queue()  # (epoch, key, future or result) as each request ends
         self._epoch = itertools.count()
         self._now = next(self._epoch)
-        self._pending: dict[object, object] = {}  # key -> its future, while in flight
+        self._pending: dict[object, Future[GenResult]] = {}  # key -> its future, while in flight
 
     # -- setup ----------------------------------------------------------------------------------
     def _describe(self, rep: Replica, pretrained: str, served_model: str | None) -> None:
@@ -330,7 +336,7 @@ class ServerEngine(Engine):
                 f"base_url={rep.url}: the server does not answer GET /models ({exc}); start it first "
                 "(docs/engines.md#served-models-one-replica-or-many) or fix base_url"
             ) from None
-        names = {c.get("id"): c for c in cards if isinstance(c, dict) and c.get("id")}
+        names: dict[str, dict] = {c["id"]: c for c in cards if isinstance(c, dict) and c.get("id")}
         if served_model:
             card = names.get(served_model)
             if card is None:
@@ -446,12 +452,16 @@ class ServerEngine(Engine):
                 if moved_from is not None:
                     self.moves.append({"request": number, "from": moved_from.name, "to": rep.name})
             got: list[GenResult] = []
+
+            def check(raw: dict, got: list[GenResult] = got) -> None:  # called inside post, before it returns
+                got.append(self._completion(r, raw))
+
             try:
                 with rep.slots:
                     rep.client.post(
                         "/completions",
                         self._body(rep, r, room),
-                        check=lambda raw, got=got: got.append(self._completion(r, raw)),
+                        check=check,
                     )
             except ApiError as exc:
                 if exc.kind == "refused":  # a status that retrying cannot change (4xx)
@@ -498,8 +508,6 @@ class ServerEngine(Engine):
             return self._result(r, SimpleNamespace(outputs=[o], num_cached_tokens=details.get("cached_tokens") or 0))
         except BadResult as exc:
             raise Malformed(str(exc), kind="bad_result") from None
-
-    _room = VLLMEngine._room
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)

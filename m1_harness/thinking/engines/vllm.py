@@ -141,7 +141,57 @@ def import_vllm():
     return vllm, LLM, SamplingParams, TokensPrompt
 
 
-class VLLMEngine(Engine):
+class VLLMOutputs(Engine):
+    """What a vLLM output means, in one home: the vLLM engine and the server engine (whose servers
+    are vLLM's, or speak its API) normalise, check and decode results the same way."""
+
+    def decode(self, ids: list[int]) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        assert isinstance(text, str), "one id list decodes to one string (a list of lists to a list)"
+        return text
+
+    def _cut_at_string(self, ids: list[int], stop: str | None, strings, vllm_text: str) -> tuple[list[int], str | None]:
+        """Cut ``ids`` to the longest prefix whose text lies before the (first) stop string."""
+        text = self.decode(ids)
+        positions = [text.find(s) for s in strings if s in text]
+        if positions:
+            keep = text[: min(positions)]
+        else:  # vLLM's incremental text matched where the full decode does not: trust vLLM's cut
+            keep = vllm_text
+        n = len(ids)
+        while n and not keep.startswith(self.decode(ids[:n])):
+            n -= 1
+        return ids[:n], stop
+
+    def _room(self, i, r: GenRequest) -> int:
+        room = self.max_model_len - len(r.prompt_ids)
+        if room <= 0 and r.max_tokens > 0:
+            raise ValueError(
+                f"request {i}: prompt of {len(r.prompt_ids)} tokens leaves no room in max_model_len="
+                f"{self.max_model_len}"
+            )
+        return room
+
+    def _result(self, req: GenRequest, out) -> GenResult:
+        """Normalise one output (module docstring) and check it (base.check_result) before anything decodes it."""
+        o = out.outputs[0]
+        ids = list(o.token_ids)
+        cost = dict(
+            context_tokens=len(req.prompt_ids), cached_tokens=int(out.num_cached_tokens or 0), generated_tokens=len(ids)
+        )
+        stop = o.stop_reason if o.finish_reason == "stop" else None
+        if o.finish_reason == "stop":
+            if stop is None and ids and ids[-1] in req.stop_token_ids:
+                stop = ids[-1]  # EOS-style stop reported without a reason
+            elif isinstance(stop, int) and (not ids or ids[-1] != stop):
+                ids.append(stop)  # normalise: the stop id is always the last token
+        check_result(req, GenResult(ids, o.finish_reason, stop), self.vocab_size, self.max_model_len)
+        if isinstance(stop, str):
+            ids, stop = self._cut_at_string(ids, stop, req.stop_strings, o.text or "")
+        return GenResult(ids, o.finish_reason, stop, self.decode(ids), **cost)
+
+
+class VLLMEngine(VLLMOutputs):
     """``generate`` token-id prompts with ``vllm.LLM``; greedy unless ``temperature > 0``.
 
     ``data_parallel_size > 1``: vLLM's offline ``LLM`` refuses data parallelism inside one process
@@ -276,31 +326,6 @@ class VLLMEngine(Engine):
             detokenize=bool(r.stop_strings),  # needed to match stop strings; ids are decoded below
         )
 
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-    def _cut_at_string(self, ids: list[int], stop: str | None, strings, vllm_text: str) -> tuple[list[int], str]:
-        """Cut ``ids`` to the longest prefix whose text lies before the (first) stop string."""
-        text = self.decode(ids)
-        positions = [text.find(s) for s in strings if s in text]
-        if positions:
-            keep = text[: min(positions)]
-        else:  # vLLM's incremental text matched where the full decode does not: trust vLLM's cut
-            keep = vllm_text
-        n = len(ids)
-        while n and not keep.startswith(self.decode(ids[:n])):
-            n -= 1
-        return ids[:n], stop
-
-    def _room(self, i, r: GenRequest) -> int:
-        room = self.max_model_len - len(r.prompt_ids)
-        if room <= 0 and r.max_tokens > 0:
-            raise ValueError(
-                f"request {i}: prompt of {len(r.prompt_ids)} tokens leaves no room in max_model_len="
-                f"{self.max_model_len}"
-            )
-        return room
-
     def _prompt(self, r: GenRequest):
         return self._TokensPrompt(prompt_token_ids=[int(t) for t in r.prompt_ids])
 
@@ -351,21 +376,3 @@ class VLLMEngine(Engine):
             self.llm.llm_engine.abort_request(list(self._in_flight))
         self._in_flight.clear()
         self._ready.clear()
-
-    def _result(self, req: GenRequest, out) -> GenResult:
-        """Normalise one output (module docstring) and check it (base.check_result) before anything decodes it."""
-        o = out.outputs[0]
-        ids = list(o.token_ids)
-        cost = dict(
-            context_tokens=len(req.prompt_ids), cached_tokens=int(out.num_cached_tokens or 0), generated_tokens=len(ids)
-        )
-        stop = o.stop_reason if o.finish_reason == "stop" else None
-        if o.finish_reason == "stop":
-            if stop is None and ids and ids[-1] in req.stop_token_ids:
-                stop = ids[-1]  # EOS-style stop reported without a reason
-            elif isinstance(stop, int) and (not ids or ids[-1] != stop):
-                ids.append(stop)  # normalise: the stop id is always the last token
-        check_result(req, GenResult(ids, o.finish_reason, stop), self.vocab_size, self.max_model_len)
-        if isinstance(stop, str):
-            ids, stop = self._cut_at_string(ids, stop, req.stop_strings, o.text or "")
-        return GenResult(ids, o.finish_reason, stop, self.decode(ids), **cost)
