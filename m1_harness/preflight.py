@@ -38,6 +38,24 @@ def check_limit(limit, setting: str = "--limit") -> None:
         )
 
 
+def task_names(tasks, setting: str = "--tasks") -> list:
+    """The names in ``--tasks`` (one string or several, comma-separated), spaces and empty names dropped.
+
+    lm-eval splits on commas only, so ``medqa,`` or ``medqa, medbullets4`` asked for a task named "" or
+    " medbullets4" and failed with "no task or group named ." after its index was built; ``sweep`` reads
+    the same text the same way. Entries that are not strings (task configs) pass through.
+    """
+    parts = [tasks] if isinstance(tasks, str) else list(tasks or ())
+    names = [n.strip() for p in parts for n in (p.split(",") if isinstance(p, str) else [p])]
+    names = [n for n in names if n != ""]
+    if not names:
+        raise RunArgError(
+            f"{setting} {','.join(map(str, parts))!r}: no task named; give at least one task or group "
+            f"(e.g. {setting} medqa; `lm_eval ls tasks` lists them)"
+        )
+    return names
+
+
 def _close(name: str, known: list[str], n: int = 3) -> list[str]:
     """Up to ``n`` known names like ``name`` (a near spelling, or one that is the other plus a suffix such as
     ``medbullets`` -> ``medbullets4``, ``medqa_typo`` -> ``medqa``), alphabetically."""
@@ -119,6 +137,8 @@ def preflighted_tasks(process_tasks):
     @functools.wraps(process_tasks)
     def run(self, *args, **kwargs):
         check_limit(getattr(self, "limit", None))
+        if isinstance(self.tasks, str) or all(isinstance(t, str) for t in self.tasks or ()):
+            self.tasks = task_names(self.tasks)
         try:
             return process_tasks(self, *args, **kwargs)
         except ValueError as exc:

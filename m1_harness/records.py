@@ -251,9 +251,11 @@ class TraceFile:
         data = memoryview(_line(record).encode("utf-8"))
         try:
             with self._locked():
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: undo is exact
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: undo is exact
                 try:
                     size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":  # a writer killed mid-line: start a new one
+                        data = memoryview(b"\n" + bytes(data))
                     try:
                         while data:
                             data = data[os.write(fd, data) :]
@@ -315,7 +317,7 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[TraceRecord]:
     """The trace records of a JSONL trace file, upgraded to the current shape; malformed lines and
     other JSON objects are skipped with one warning each."""
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
@@ -324,5 +326,10 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[TraceRecord]:
             except json.JSONDecodeError:
                 log.warning("skipping a malformed line in %s", path)
                 continue
-            if isinstance(rec, dict) and "thinking_tokens" in rec:
-                yield upgrade(rec)
+            if not (isinstance(rec, dict) and "thinking_tokens" in rec):
+                continue
+            version = rec.get("version", 1)
+            if isinstance(version, bool) or not isinstance(version, int):  # a hand edit: int('2b') was a traceback
+                log.warning("skipping %s:%d: its version %r is not a whole number", path, number, version)
+                continue
+            yield upgrade(rec)

@@ -51,7 +51,7 @@ from pathlib import Path
 
 from m1_harness.errors import Interrupted, UserError
 from m1_harness.paths import DATA_ENV, atomic_write_text, ensure_writable_dir
-from m1_harness.preflight import check_limit, check_run, unknown_tasks
+from m1_harness.preflight import check_limit, check_run, task_names, unknown_tasks
 from m1_harness.records import read_records
 from m1_harness.thinking.engines.base import TOKEN_COUNTS
 
@@ -537,7 +537,7 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     budgets = parse_int_list(args.budgets, "budgets")
     forcings = parse_int_list(args.forcing, "forcing")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = task_names(args.tasks)
     limit = args.limit
     check_limit(limit)
     if limit is not None and limit >= 1 and limit == int(limit):
