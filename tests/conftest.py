@@ -39,6 +39,18 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def vllm_tiny(tmp_path_factory) -> Path:
+    """The tiny model in a layout vLLM loads; vllm-marked tests fail (never skip) where vLLM is missing."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"vLLM cannot be imported ({exc}): run vllm-marked tests in .venv-vllm (make test-vllm)")
+    from m1_harness.devmodels import tiny_qwen2_vllm
+
+    return tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")
+
+
+@pytest.fixture(scope="session")
 def chatty_tiny(tmp_path_factory) -> str:
     """The tiny Qwen2 that talks (helpers/m1tiny.py), built once for all the test files that run it."""
     import torch

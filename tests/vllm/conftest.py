@@ -1,5 +1,6 @@
 """Every test in this folder runs vLLM for real: marked ``vllm`` here, so ``make test`` deselects them in
-.venv and runs them with .venv-vllm/bin/python, and no test file marks itself."""
+.venv and runs them with .venv-vllm/bin/python, and no test file marks itself. (The ``vllm_tiny`` model is
+in tests/conftest.py: a vllm-marked test outside this folder uses it too.)"""
 
 from __future__ import annotations
 
@@ -16,15 +17,3 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.vllm)
-
-
-@pytest.fixture(scope="session")
-def vllm_tiny(tmp_path_factory) -> Path:
-    """The tiny model in a layout vLLM loads; vllm-marked tests fail (never skip) where vLLM is missing."""
-    try:
-        import vllm  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"vLLM cannot be imported ({exc}): run vllm-marked tests in .venv-vllm (make test-vllm)")
-    from m1_harness.devmodels import tiny_qwen2_vllm
-
-    return tiny_qwen2_vllm(tmp_path_factory.mktemp("vllm-tiny") / "tiny")

@@ -26,6 +26,7 @@ def test_no_task_at_all_is_one_sentence(text):
     )
 
 
+@pytest.mark.subprocess
 def test_empty_tasks_through_lm_eval_is_one_line(python_env, tmp_path):
     """It was lm-eval's traceback ending in "ValueError: No tasks specified, or no tasks found"."""
     proc = subprocess.run(
