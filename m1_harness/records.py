@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from m1_harness.errors import UserError
+from m1_harness.jsonl import json_lines
 from m1_harness.thinking.engines.base import TOKEN_COUNTS
 from m1_harness.thinking.request import AUTO, Trace
 
@@ -316,20 +317,11 @@ def upgrade(rec: dict[str, Any]) -> TraceRecord:
 def read_records(path: str | os.PathLike[str]) -> Iterator[TraceRecord]:
     """The trace records of a JSONL trace file, upgraded to the current shape; malformed lines and
     other JSON objects are skipped with one warning each."""
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("skipping a malformed line in %s", path)
-                continue
-            if not (isinstance(rec, dict) and "thinking_tokens" in rec):
-                continue
-            version = rec.get("version", 1)
-            if isinstance(version, bool) or not isinstance(version, int):  # a hand edit: int('2b') was a traceback
-                log.warning("skipping %s:%d: its version %r is not a whole number", path, number, version)
-                continue
-            yield upgrade(rec)
+    for number, rec in json_lines(path):
+        if not (isinstance(rec, dict) and "thinking_tokens" in rec):
+            continue
+        version = rec.get("version", 1)
+        if isinstance(version, bool) or not isinstance(version, int):  # a hand edit: int('2b') was a traceback
+            log.warning("skipping %s:%d: its version %r is not a whole number", path, number, version)
+            continue
+        yield upgrade(rec)

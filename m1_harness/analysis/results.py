@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m1_harness.errors import UserError
+from m1_harness.jsonl import json_lines
 from m1_harness.records import read_records
 
 from .items import keyed_by_item
@@ -196,21 +197,12 @@ def read_sample_records(results_file: Path, task: str, metric_key: str) -> list[
         return []
     metric, _, flt = metric_key.partition(",")
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("skipping a malformed line in %s (a run interrupted while writing it?)", path)
-                continue
-            if flt and rec.get("filter", flt) != flt:
-                continue
-            if metric in rec:
-                rec.setdefault("doc_id", len(out))
-                out.append(rec)
+    for _, rec in json_lines(path):
+        if not isinstance(rec, dict) or (flt and rec.get("filter", flt) != flt):
+            continue
+        if metric in rec:
+            rec.setdefault("doc_id", len(out))
+            out.append(rec)
     return out
 
 
