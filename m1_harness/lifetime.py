@@ -50,5 +50,4 @@ def on_interpreter_start() -> None:
     """In a Python started with ``DIE_ENV`` set: tie itself to its parent, and its own children to itself."""
     if os.environ.get(DIE_ENV) and os.getppid() != 1:
         die_with_parent()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=die_with_parent)
+        tie_children()
